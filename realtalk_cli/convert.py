@@ -1,0 +1,268 @@
+"""Raw REALTALK sheet -> Chat, following the mapping recorded in shared/FORMAT.md.
+
+Rows are told apart by content (session headers, event rows, messages, QA cells), never position.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .errors import RealtalkError
+from .formats import load_chat
+from .model import Chat, Event, Message, QAItem, Session, parse_date
+from .rawsheet import Picture, RawSheet, Row, read_raw_sheet
+
+_DIA_ID = re.compile(r"^D\d+:\d+$")
+_URL = re.compile(r"https?://\S+")
+ATTACH_WINDOW = timedelta(seconds=60)
+DATE_FORMAT = "%d.%m.%Y, %H:%M:%S"
+
+
+@dataclass
+class ConvertReport:
+    source: str
+    output: str = ""
+    sessions: int = 0
+    messages: int = 0
+    dropped_rows: int = 0  # message rows without text (their pictures re-attach)
+    pictures: int = 0
+    pictures_attached: int = 0
+    pictures_dropped: int = 0
+    pictures_unnamed: int = 0
+    images_written: int = 0
+    qa: int = 0
+    captions: str = "none"
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Kept:
+    message: Message
+    row: int
+    time: datetime | None
+
+
+def convert_sheet(sheet: RawSheet, captions: Captions | None = None) -> tuple[Chat, ConvertReport]:
+    rows = sheet.rows
+    report = ConvertReport(source=str(sheet.path))
+    speaker_1, speaker_2 = str(rows[0].get("B")), str(rows[0].get("D"))
+    sessions: list[Session] = []
+    kept: list[list[_Kept]] = []  # per session
+    header_dates: list[Any] = []
+
+    for row in rows[1:]:
+        a, b, c = row.get("A"), row.get("B"), row.get("C")
+        if isinstance(b, str) and b.startswith("Session"):
+            sessions.append(Session(number=len(sessions) + 1, date_time=""))
+            kept.append([])
+            header_dates.append(row.get("D"))
+            continue
+        if a == "Events":
+            _need_session(sessions, sheet, row, "an Events row")
+            sessions[-1].events = {"agent_a": parse_events(row.get("B")), "agent_b": parse_events(row.get("D"))}
+            continue
+        for id_cell, text_column, speaker in (("A", "B", speaker_1), ("C", "D", speaker_2)):
+            dia_id = row.get(id_cell)
+            if isinstance(dia_id, str) and _DIA_ID.match(dia_id):
+                _need_session(sessions, sheet, row, f"message {dia_id}")
+                text = row.get(text_column)
+                if text is None:
+                    report.dropped_rows += 1
+                    continue
+                text = text if isinstance(text, str) else _cell_text(text)
+                date_time = _cell_date(row.get("E"))
+                message = Message(
+                    dia_id=dia_id,
+                    speaker=speaker,
+                    clean_text=text,
+                    date_time=date_time,
+                    img_url=_URL.findall(text),
+                    session=sessions[-1].number,
+                )
+                sessions[-1].messages.append(message)
+                kept[-1].append(_Kept(message, row.number, parse_date(date_time)))
+
+    for session, session_kept, header in zip(sessions, kept, header_dates):
+        session.date_time = session_kept[0].message.date_time if session_kept else _cell_date(header)
+
+    _attach_pictures(sheet, kept, report)
+    if captions is not None:
+        unnamed = {picture_file_name(p) for p in sheet.pictures if p.name is None}
+        _apply_captions(sessions, captions, unnamed)
+
+    chat = Chat(sheet.path.stem, "realtalk", speaker_1, speaker_2, sessions, _read_qa(sheet))
+    report.sessions = len(sessions)
+    report.messages = sum(len(s.messages) for s in sessions)
+    report.qa = len(chat.qa)
+    report.warnings.extend(_dangling_evidence(chat))
+    return chat, report
+
+
+def _need_session(sessions: list[Session], sheet: RawSheet, row: Row, what: str) -> None:
+    if not sessions:
+        raise RealtalkError(f"{sheet.path}: row {row.number}: {what} before any 'Session' header row")
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.strftime(DATE_FORMAT)
+    return str(value)
+
+
+def _cell_date(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime(DATE_FORMAT)
+    return _cell_text(value)
+
+
+def parse_events(cell: Any) -> list[Event]:
+    """One event per line; `E: text` splits into id and text (empty lines are kept, as published)."""
+    if cell is None or cell == "":
+        return []
+    events = []
+    for line in str(cell).split("\n"):
+        parts = line.split(":", 1)
+        events.append(Event(sub_event=parts[-1].strip(), id=parts[0].strip(), date="", caused_by=[]))
+    return events
+
+
+def _read_qa(sheet: RawSheet) -> list[QAItem]:
+    items = []
+    for row in sheet.rows[1:]:
+        question = row.get("H")
+        if question is None or str(question).strip() == "":
+            continue
+        category = row.get("K")
+        try:
+            category_number = int(category)
+        except (TypeError, ValueError):
+            raise RealtalkError(
+                f"{sheet.path}: row {row.number}, cell K{row.number}: QA category {category!r} is not a number"
+            ) from None
+        evidence = row.get("J")
+        items.append(
+            QAItem(
+                question=str(question).replace("\n", "").strip(),
+                answer=_answer_text(row.get("I")),
+                evidence=[] if evidence is None else [x.strip() for x in re.split(r"[,\n]", str(evidence))],
+                category=category_number,
+            )
+        )
+    return items
+
+
+def _answer_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%d %B, %Y")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).replace("\n", "").strip()
+
+
+def _picture_time(picture: Picture, sheet: RawSheet) -> datetime | None:
+    if picture.time is not None:
+        return picture.time
+    row = sheet.rows[picture.row - 1] if picture.row - 1 < len(sheet.rows) else None
+    return parse_date(_cell_date(row.get("E"))) if row is not None else None
+
+
+def picture_file_name(picture: Picture) -> str:
+    """The name a picture is published under; pasted pictures only have their place in the xlsx."""
+    return picture.name or Path(picture.media).stem
+
+
+def _attach_pictures(sheet: RawSheet, kept: list[list[_Kept]], report: ConvertReport) -> None:
+    report.pictures = len(sheet.pictures)
+    for picture in sheet.pictures:
+        if picture.name is None:
+            report.pictures_unnamed += 1
+            report.warnings.append(
+                f"row {picture.row}: picture {picture.media} has no file name; named '{picture_file_name(picture)}'"
+            )
+        when = _picture_time(picture, sheet)
+        attached = False
+        for session_kept in kept:
+            best = _nearest(session_kept, when)
+            if best is not None:
+                name = picture_file_name(picture)
+                best.message.img_file.extend([f"{name}_opt.jpg", f"{name}.jpg"])
+                attached = True
+        if attached:
+            report.pictures_attached += 1
+        else:
+            report.pictures_dropped += 1
+            report.warnings.append(f"row {picture.row}: picture {picture_file_name(picture)} matches no message within 60 s; dropped")
+
+
+def _nearest(candidates: list[_Kept], when: datetime | None) -> _Kept | None:
+    if when is None:
+        return None
+    best: _Kept | None = None
+    best_gap: timedelta | None = None
+    for k in candidates:  # in row order, so a tie keeps the earlier row
+        if k.time is None:
+            continue
+        gap = abs(k.time - when)
+        if gap <= ATTACH_WINDOW and (best_gap is None or gap < best_gap):
+            best, best_gap = k, gap
+    return best
+
+
+@dataclass
+class Captions:
+    """Captions borrowed from a published chat: by picture name, and by message for pasted pictures."""
+
+    by_picture: dict[str, str] = field(default_factory=dict)
+    by_message: dict[tuple[int, str], str] = field(default_factory=dict)
+
+
+def captions_from(path: Path) -> Captions:
+    """The published caption describes the earliest picture attached to its message."""
+    captions = Captions()
+    for m in load_chat(path).messages():
+        if m.blip_caption is None or not m.img_file:
+            continue
+        captions.by_picture.setdefault(_earliest(m.img_file), m.blip_caption)
+        captions.by_message[(m.session, m.dia_id)] = m.blip_caption
+    return captions
+
+
+def _earliest(img_file: list[str]) -> str:
+    # WhatsApp names start with a running index, so the smallest name is the earliest picture.
+    return min(re.sub(r"(_opt)?\.jpe?g$", "", f) for f in img_file)
+
+
+def _apply_captions(sessions: list[Session], captions: Captions, unnamed: set[str]) -> None:
+    for session in sessions:
+        for m in session.messages:
+            if not m.img_file:
+                continue
+            caption = captions.by_picture.get(_earliest(m.img_file))
+            if caption is None and _earliest(m.img_file) in unnamed:
+                caption = captions.by_message.get((m.session, m.dia_id))
+            if caption is not None:
+                m.blip_caption = caption
+
+
+def _dangling_evidence(chat: Chat) -> list[str]:
+    known = chat.message_index()
+    warnings = []
+    for i, q in enumerate(chat.qa):
+        missing = [e for e in q.evidence if e and e not in known]
+        if missing:
+            warnings.append(f"qa[{i}]: evidence {', '.join(missing)} points to no message")
+    return warnings
+
+
+def convert_file(path: Path, captions: Captions | None = None) -> tuple[Chat, ConvertReport]:
+    return convert_sheet(read_raw_sheet(path), captions)

@@ -1,0 +1,289 @@
+"""Readers for the REALTALK and LoCoMo JSON layouts, and the REALTALK writer.
+
+`load_chat` detects the layout. Shape errors raise `RealtalkError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import RealtalkError
+from .fileio import write_atomic
+from .model import Chat, Dataset, Event, Message, QAItem, Session
+
+_SESSION_KEY = re.compile(r"^session_(\d+)$")
+
+
+class _Shape:
+    """Type checks that name the file and key path when the data is not what the layout says."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> RealtalkError:
+        return RealtalkError(f"{self.source}: {where}: {problem}")
+
+    def get(self, obj: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+        if key not in obj:
+            raise self.fail(where, f"missing key '{key}'")
+        value = obj[key]
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self.fail(f"{where}.{key}" if where else key, f"expected {_kind(kind)}, found {type(value).__name__}")
+        return value
+
+    def opt(self, obj: dict, key: str, kind: type | tuple[type, ...], where: str, default: Any) -> Any:
+        if key not in obj or obj[key] is None:
+            return default
+        return self.get(obj, key, kind, where)
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; missing, unreadable or malformed files become a RealtalkError."""
+    if not path.exists():
+        raise RealtalkError(f"{path}: no such file")
+    if path.is_dir():
+        raise RealtalkError(f"{path}: is a directory, expected a JSON file")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        # orjson reports the character offset; users want line and column.
+        pos = e.pos if isinstance(e.pos, int) else 0
+        text = raw[:pos].decode("utf-8", "replace")
+        line = text.count("\n") + 1
+        col = pos - (text.rfind("\n") + 1) + 1
+        raise RealtalkError(f"{path}: line {line}, column {col}: malformed JSON ({e.msg})") from None
+
+
+def detect_layout(obj: Any) -> Dataset | None:
+    if isinstance(obj, dict) and "conversation" in obj:
+        return "locomo"
+    if isinstance(obj, dict) and "name" in obj and any(_SESSION_KEY.match(k) for k in obj):
+        return "realtalk"
+    return None
+
+
+def load_chat(path: Path | str) -> Chat:
+    path = Path(path)
+    obj = read_json(path)
+    return chat_from_obj(obj, path)
+
+
+def chat_from_obj(obj: Any, path: Path) -> Chat:
+    layout = detect_layout(obj)
+    if layout == "realtalk":
+        return _read_realtalk(obj, path)
+    if layout == "locomo":
+        return _read_locomo(obj, path)
+    raise RealtalkError(
+        f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation')"
+    )
+
+
+def chat_paths(paths: list[Path]) -> list[Path]:
+    """Expand directories into the chat JSON files they hold, sorted by chat number."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files = sorted(p.glob("*.json"), key=_natural_key)
+            if not files:
+                raise RealtalkError(f"{p}: no .json files in this directory")
+            found.extend(files)
+        else:
+            found.append(p)
+    return found
+
+
+def _natural_key(p: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+# --- REALTALK ----------------------------------------------------------------------------------
+
+
+def _read_realtalk(obj: dict, path: Path) -> Chat:
+    s = _Shape(str(path))
+    names = s.get(obj, "name", dict, "")
+    speaker_1 = s.get(names, "speaker_1", str, "name")
+    speaker_2 = s.get(names, "speaker_2", str, "name")
+    numbers = sorted(int(m.group(1)) for k in obj if (m := _SESSION_KEY.match(k)))
+    sessions = []
+    for n in numbers:
+        key = f"session_{n}"
+        rows = s.get(obj, key, list, "")
+        messages = [_realtalk_message(s, row, f"{key}[{i}]", n) for i, row in enumerate(rows)]
+        date_time = s.opt(obj, f"{key}_date_time", str, "", "")
+        events_obj = s.opt(obj, f"events_{key}", dict, "", {})
+        events = {
+            agent: [_realtalk_event(s, e, f"events_{key}.{agent}[{i}]") for i, e in enumerate(s.opt(events_obj, agent, list, f"events_{key}", []))]
+            for agent in ("agent_a", "agent_b")
+        }
+        sessions.append(Session(number=n, date_time=date_time, messages=messages, events=events))
+    qa = [_realtalk_qa(s, q, f"qa[{i}]") for i, q in enumerate(s.opt(obj, "qa", list, "", []))]
+    return Chat(path.stem, "realtalk", speaker_1, speaker_2, sessions, qa)
+
+
+def _realtalk_message(s: _Shape, row: Any, where: str, session: int) -> Message:
+    if not isinstance(row, dict):
+        raise s.fail(where, f"expected an object, found {type(row).__name__}")
+    return Message(
+        dia_id=s.get(row, "dia_id", str, where),
+        speaker=s.get(row, "speaker", str, where),
+        clean_text=s.get(row, "clean_text", str, where),
+        date_time=s.opt(row, "date_time", str, where, ""),
+        img_file=s.opt(row, "img_file", list, where, []),
+        img_url=s.opt(row, "img_url", list, where, []),
+        blip_caption=s.opt(row, "blip_caption", str, where, None),
+        session=session,
+    )
+
+
+def _realtalk_event(s: _Shape, e: Any, where: str) -> Event:
+    if not isinstance(e, dict):
+        raise s.fail(where, f"expected an object, found {type(e).__name__}")
+    return Event(
+        sub_event=s.get(e, "sub-event", str, where),
+        id=s.opt(e, "id", str, where, ""),
+        date=s.opt(e, "date", str, where, ""),
+        caused_by=s.opt(e, "caused_by", list, where, []),
+    )
+
+
+def _realtalk_qa(s: _Shape, q: Any, where: str) -> QAItem:
+    if not isinstance(q, dict):
+        raise s.fail(where, f"expected an object, found {type(q).__name__}")
+    answer = s.get(q, "answer", (str, int, float), where)
+    return QAItem(
+        question=s.get(q, "question", str, where),
+        answer=str(answer),
+        evidence=[str(x) for x in s.opt(q, "evidence", list, where, [])],
+        category=s.get(q, "category", int, where),
+        dataset="realtalk",
+    )
+
+
+def realtalk_dict(chat: Chat) -> dict:
+    """The published REALTALK layout, keys in the published order."""
+    out: dict[str, Any] = {"name": {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2}}
+    for session in chat.sessions:
+        out[f"session_{session.number}"] = [_message_dict(m) for m in session.messages]
+        out[f"events_session_{session.number}"] = {
+            agent: [{"sub-event": e.sub_event, "date": e.date, "id": e.id, "caused_by": e.caused_by} for e in events]
+            for agent, events in session.events.items()
+        }
+    for session in chat.sessions:
+        out[f"session_{session.number}_date_time"] = session.date_time
+    out["qa"] = [
+        {"question": q.question, "answer": q.answer, "evidence": q.evidence, "category": q.category} for q in chat.qa
+    ]
+    return out
+
+
+def _message_dict(m: Message) -> dict:
+    d: dict[str, Any] = {
+        "clean_text": m.clean_text,
+        "speaker": m.speaker,
+        "date_time": m.date_time,
+        "img_file": m.img_file,
+        "img_url": m.img_url,
+        "dia_id": m.dia_id,
+    }
+    if m.blip_caption is not None:
+        d["blip_caption"] = m.blip_caption
+    return d
+
+
+def dumps_realtalk(chat: Chat) -> str:
+    """Exactly the published byte layout: 4-space indent, UTF-8 kept, no trailing newline."""
+    return json.dumps(realtalk_dict(chat), ensure_ascii=False, indent=4)
+
+
+def write_realtalk(chat: Chat, path: Path) -> None:
+    write_atomic(path, dumps_realtalk(chat))
+
+
+# --- LoCoMo ------------------------------------------------------------------------------------
+
+
+def _read_locomo(obj: dict, path: Path) -> Chat:
+    s = _Shape(str(path))
+    conv = s.get(obj, "conversation", dict, "")
+    speaker_a = s.get(conv, "speaker_a", str, "conversation")
+    speaker_b = s.get(conv, "speaker_b", str, "conversation")
+    observations = s.opt(obj, "observation", dict, "", {})
+    summaries = s.opt(obj, "session_summary", dict, "", {})
+    event_summary = s.opt(obj, "event_summary", dict, "", {})
+    numbers = sorted(int(m.group(1)) for k in conv if (m := _SESSION_KEY.match(k)))
+    sessions = []
+    for n in numbers:
+        key = f"session_{n}"
+        where = f"conversation.{key}"
+        rows = s.get(conv, key, list, "conversation")
+        messages = [_locomo_message(s, row, f"{where}[{i}]", n) for i, row in enumerate(rows)]
+        events_obj = s.opt(event_summary, f"events_{key}", dict, "event_summary", {})
+        date = events_obj.get("date", "") if isinstance(events_obj.get("date"), str) else ""
+        events = {
+            agent: [Event(sub_event=str(e), id="E", date=date) for e in s.opt(events_obj, who, list, f"event_summary.events_{key}", [])]
+            for agent, who in (("agent_a", speaker_a), ("agent_b", speaker_b))
+        }
+        obs_obj = s.opt(observations, f"{key}_observation", dict, "observation", {})
+        obs = {
+            who: [(str(item[0]), str(item[1]) if len(item) > 1 else "") for item in items if isinstance(item, list) and item]
+            for who, items in obs_obj.items()
+            if isinstance(items, list)
+        }
+        sessions.append(
+            Session(
+                number=n,
+                date_time=s.opt(conv, f"{key}_date_time", str, "conversation", ""),
+                messages=messages,
+                events=events,
+                summary=s.opt(summaries, f"{key}_summary", str, "session_summary", ""),
+                observations=obs,
+            )
+        )
+    qa = [_locomo_qa(s, q, f"qa[{i}]") for i, q in enumerate(s.opt(obj, "qa", list, "", []))]
+    return Chat(path.stem, "locomo", speaker_a, speaker_b, sessions, qa)
+
+
+def _locomo_message(s: _Shape, row: Any, where: str, session: int) -> Message:
+    if not isinstance(row, dict):
+        raise s.fail(where, f"expected an object, found {type(row).__name__}")
+    urls = s.opt(row, "img_url", (list, str), where, [])
+    return Message(
+        dia_id=s.get(row, "dia_id", str, where),
+        speaker=s.get(row, "speaker", str, where),
+        clean_text=s.get(row, "text", str, where),
+        img_url=[urls] if isinstance(urls, str) else [str(u) for u in urls],
+        blip_caption=s.opt(row, "blip_caption", str, where, None),
+        session=session,
+    )
+
+
+def _locomo_qa(s: _Shape, q: Any, where: str) -> QAItem:
+    if not isinstance(q, dict):
+        raise s.fail(where, f"expected an object, found {type(q).__name__}")
+    answer = s.opt(q, "answer", (str, int, float), where, None)
+    adversarial = s.opt(q, "adversarial_answer", (str, int, float), where, None)
+    return QAItem(
+        question=s.get(q, "question", str, where),
+        answer=None if answer is None else str(answer),
+        evidence=[str(x) for x in s.opt(q, "evidence", list, where, [])],
+        category=s.get(q, "category", int, where),
+        dataset="locomo",
+        adversarial_answer=None if adversarial is None else str(adversarial),
+    )

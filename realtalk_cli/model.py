@@ -1,0 +1,159 @@
+"""The typed model of a chat that every command works on.
+
+Field names follow the REALTALK dataset (`dia_id`, `clean_text`, `evidence`, `category`). Strings
+that the dataset writes by hand (message and session dates) are kept verbatim so that a chat can be
+written back byte for byte; parsed values are offered by methods next to them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterator, Literal
+
+Dataset = Literal["realtalk", "locomo"]
+
+CATEGORY_NAMES: dict[str, dict[int, str]] = {
+    "realtalk": {1: "multi-hop", 2: "temporal", 3: "commonsense"},
+    "locomo": {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"},
+}
+
+_DATE_FORMATS = (
+    "%d.%m.%Y, %H:%M:%S",  # REALTALK: 29.12.2023, 22:42:04
+    "%d.%m.%Y, %H:%M",
+    "%I:%M %p on %d %B, %Y",  # LoCoMo: 1:56 pm on 8 May, 2023
+    "%Y-%m-%d %H:%M:%S",
+    "%d.%m.%Y",
+)
+
+_DIA_ID = re.compile(r"^D(\d+):(\d+)$")
+
+
+def parse_date(text: str) -> datetime | None:
+    """A dataset date string as a datetime, or None when it is in no known format."""
+    text = text.strip()
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def dia_id_session(dia_id: str) -> int | None:
+    """The session number a `D<session>:<n>` id names, or None for a malformed id."""
+    m = _DIA_ID.match(dia_id.strip())
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class Message:
+    dia_id: str
+    speaker: str
+    clean_text: str
+    date_time: str = ""
+    img_file: list[str] = field(default_factory=list)
+    img_url: list[str] = field(default_factory=list)
+    blip_caption: str | None = None
+    session: int = 0
+
+    @property
+    def time(self) -> datetime | None:
+        return parse_date(self.date_time)
+
+
+@dataclass
+class Event:
+    sub_event: str
+    id: str = "E"
+    date: str = ""
+    caused_by: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    number: int
+    date_time: str
+    messages: list[Message] = field(default_factory=list)
+    # Events per speaker slot: "agent_a" is speaker_1, "agent_b" speaker_2.
+    events: dict[str, list[Event]] = field(default_factory=lambda: {"agent_a": [], "agent_b": []})
+    summary: str = ""  # LoCoMo only
+    observations: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # LoCoMo only
+
+    @property
+    def time(self) -> datetime | None:
+        return parse_date(self.date_time)
+
+
+@dataclass
+class QAItem:
+    question: str
+    answer: str | None
+    evidence: list[str]
+    category: int
+    dataset: Dataset = "realtalk"
+    adversarial_answer: str | None = None
+
+    @property
+    def category_name(self) -> str:
+        return CATEGORY_NAMES[self.dataset].get(self.category, f"category-{self.category}")
+
+    @property
+    def gold(self) -> str:
+        """The answer to score against (LoCoMo keeps adversarial golds elsewhere)."""
+        if self.answer is not None:
+            return self.answer
+        return self.adversarial_answer or ""
+
+
+@dataclass
+class Turn:
+    """Consecutive messages of one speaker within a session."""
+
+    speaker: str
+    messages: list[Message]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(m.clean_text for m in self.messages)
+
+
+@dataclass
+class Chat:
+    name: str  # file stem, e.g. Chat_1_Emi_Elise
+    dataset: Dataset
+    speaker_1: str
+    speaker_2: str
+    sessions: list[Session] = field(default_factory=list)
+    qa: list[QAItem] = field(default_factory=list)
+
+    @property
+    def speakers(self) -> tuple[str, str]:
+        return (self.speaker_1, self.speaker_2)
+
+    def messages(self) -> Iterator[Message]:
+        for session in self.sessions:
+            yield from session.messages
+
+    def message_index(self) -> dict[str, Message]:
+        """dia_id -> message; the first one wins where an id repeats."""
+        index: dict[str, Message] = {}
+        for m in self.messages():
+            index.setdefault(m.dia_id.strip(), m)
+        return index
+
+    def resolve(self, evidence_id: str) -> Message | None:
+        return self.message_index().get(evidence_id.strip())
+
+    def turns(self) -> list[Turn]:
+        turns: list[Turn] = []
+        for session in self.sessions:
+            previous: Turn | None = None
+            for m in session.messages:
+                if previous is not None and previous.speaker == m.speaker:
+                    previous.messages.append(m)
+                else:
+                    previous = Turn(m.speaker, [m])
+                    turns.append(previous)
+        return turns

@@ -1,0 +1,168 @@
+"""Reading the raw REALTALK export (one xlsx sheet) and its embedded pictures.
+
+Only the workbook is touched here; how rows become a chat lives in `convert.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from .errors import RealtalkError
+
+# A raw sheet is a few MB; anything this large inside the zip is not a chat export.
+MAX_ENTRY_BYTES = 200 * 1024 * 1024
+MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+
+HEADER = {"E": "Date, Time", "H": "Question", "I": "Answer", "J": "Evidence", "K": "Category"}
+COLUMNS = "ABCDEFGHIJK"
+
+_NS = {
+    "xdr": "http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing",
+    "a": "http://schemas.openxmlformats.org/drawingml/2006/main",
+    "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+    "rel": "http://schemas.openxmlformats.org/package/2006/relationships",
+}
+_PHOTO_TIME = re.compile(r"PHOTO-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})")
+
+
+@dataclass
+class Row:
+    number: int  # Excel row number, 1-based
+    cells: dict[str, Any]  # column letter -> value, only non-empty cells
+
+    def get(self, column: str) -> Any:
+        return self.cells.get(column)
+
+
+@dataclass
+class Picture:
+    row: int  # Excel row of the anchor's top-left cell, 1-based
+    column: int  # 0-based
+    name: str | None  # WhatsApp file name without "_opt.jpg", None when pasted by hand
+    time: datetime | None  # from the file name
+    media: str  # path inside the zip, e.g. xl/media/image3.jpg
+
+
+@dataclass
+class RawSheet:
+    path: Path
+    rows: list[Row]
+    pictures: list[Picture]
+
+    def read_media(self, picture: Picture) -> bytes:
+        with zipfile.ZipFile(self.path) as z:
+            return z.read(picture.media)
+
+
+def _check_zip(path: Path) -> None:
+    if not path.exists():
+        raise RealtalkError(f"{path}: no such file")
+    if path.is_dir():
+        raise RealtalkError(f"{path}: is a directory, expected an .xlsx file")
+    if not zipfile.is_zipfile(path):
+        raise RealtalkError(f"{path}: not an xlsx file (not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            # Sizes first: testzip would unpack a zip bomb.
+            big = [i for i in infos if i.file_size > MAX_ENTRY_BYTES]
+            if big or sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
+                entry = big[0].filename if big else "archive"
+                raise RealtalkError(f"{path}: {entry} unpacks to more than a chat export can hold; refusing to read it")
+            if "xl/workbook.xml" not in {i.filename for i in infos}:
+                raise RealtalkError(f"{path}: not an xlsx file (no xl/workbook.xml inside)")
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
+        raise RealtalkError(f"{path}: corrupt xlsx file ({e})") from None
+    if bad is not None:
+        raise RealtalkError(f"{path}: corrupt xlsx file (bad entry {bad})")
+
+
+def read_raw_sheet(path: Path) -> RawSheet:
+    """Cells of the first sheet plus its pictures; raises RealtalkError on anything unreadable."""
+    import openpyxl  # imported here: `realtalk --help` should not pay for it
+
+    path = Path(path)
+    _check_zip(path)
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # openpyxl raises many types for broken workbooks
+        raise RealtalkError(f"{path}: cannot open as xlsx ({type(e).__name__}: {e})") from None
+    try:
+        ws = wb.worksheets[0]
+        rows = []
+        for number, values in enumerate(ws.iter_rows(max_col=len(COLUMNS), values_only=True), start=1):
+            cells = {COLUMNS[i]: v for i, v in enumerate(values) if v is not None and v != ""}
+            rows.append(Row(number, cells))
+    except Exception as e:
+        raise RealtalkError(f"{path}: cannot read the sheet ({type(e).__name__}: {e})") from None
+    finally:
+        wb.close()
+    _check_header(path, rows)
+    return RawSheet(path, rows, _read_pictures(path))
+
+
+def _check_header(path: Path, rows: list[Row]) -> None:
+    if not rows:
+        raise RealtalkError(f"{path}: the first sheet is empty, expected the REALTALK layout")
+    first = rows[0]
+    for column, expected in HEADER.items():
+        found = first.get(column)
+        if not isinstance(found, str) or found.strip() != expected:
+            raise RealtalkError(
+                f"{path}: row 1, cell {column}1: expected '{expected}', found {found!r} (not the REALTALK layout)"
+            )
+    for column in "BD":
+        if not isinstance(first.get(column), str) or not first.get(column).strip():
+            raise RealtalkError(f"{path}: row 1, cell {column}1: expected a speaker name, found {first.get(column)!r}")
+
+
+def _read_pictures(path: Path) -> list[Picture]:
+    """Every picture anchored in the first drawing, read straight from the XML (no Pillow needed)."""
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        drawing = "xl/drawings/drawing1.xml"
+        if drawing not in names:
+            return []
+        rels_name = "xl/drawings/_rels/drawing1.xml.rels"
+        targets: dict[str, str] = {}
+        try:
+            if rels_name in names:
+                for rel in ElementTree.fromstring(z.read(rels_name)).findall("rel:Relationship", _NS):
+                    targets[rel.get("Id", "")] = _resolve("xl/drawings", rel.get("Target", ""))
+            root = ElementTree.fromstring(z.read(drawing))
+        except ElementTree.ParseError as e:
+            raise RealtalkError(f"{path}: corrupt drawing XML in the xlsx ({e})") from None
+    pictures = []
+    for anchor in list(root):
+        pic = anchor.find("xdr:pic", _NS)
+        start = anchor.find("xdr:from", _NS)
+        if pic is None or start is None:
+            continue
+        row = int(start.findtext("xdr:row", "0", _NS)) + 1
+        column = int(start.findtext("xdr:col", "0", _NS))
+        props = pic.find("xdr:nvPicPr/xdr:cNvPr", _NS)
+        blip = pic.find("xdr:blipFill/a:blip", _NS)
+        embed = blip.get(f"{{{_NS['r']}}}embed", "") if blip is not None else ""
+        descr = (props.get("descr") or "") if props is not None else ""
+        match = _PHOTO_TIME.search(descr)
+        name = re.sub(r"(_opt)?\.jpe?g$", "", descr) if match else None
+        time = datetime.strptime(match.group(1), "%Y-%m-%d-%H-%M-%S") if match else None
+        pictures.append(Picture(row, column, name, time, targets.get(embed, "")))
+    return pictures
+
+
+def _resolve(base: str, target: str) -> str:
+    parts = base.split("/")
+    for piece in target.split("/"):
+        if piece == "..":
+            parts.pop()
+        elif piece and piece != ".":
+            parts.append(piece)
+    return "/".join(parts)
