@@ -55,7 +55,7 @@ def convert_sheet(sheet: RawSheet, captions: Captions | None = None) -> tuple[Ch
     header_dates: list[Any] = []
 
     for row in rows[1:]:
-        a, b, c = row.get("A"), row.get("B"), row.get("C")
+        a, b = row.get("A"), row.get("B")
         if isinstance(b, str) and b.startswith("Session"):
             sessions.append(Session(number=len(sessions) + 1, date_time=""))
             kept.append([])
@@ -86,7 +86,7 @@ def convert_sheet(sheet: RawSheet, captions: Captions | None = None) -> tuple[Ch
                 sessions[-1].messages.append(message)
                 kept[-1].append(_Kept(message, row.number, parse_date(date_time)))
 
-    for session, session_kept, header in zip(sessions, kept, header_dates):
+    for session, session_kept, header in zip(sessions, kept, header_dates, strict=False):
         session.date_time = session_kept[0].message.date_time if session_kept else _cell_date(header)
 
     _attach_pictures(sheet, kept, report)
@@ -201,7 +201,9 @@ def _attach_pictures(sheet: RawSheet, kept: list[list[_Kept]], report: ConvertRe
             report.pictures_attached += 1
         else:
             report.pictures_dropped += 1
-            report.warnings.append(f"row {picture.row}: picture {picture_file_name(picture)} matches no message within 60 s; dropped")
+            report.warnings.append(
+                f"row {picture.row}: picture {picture_file_name(picture)} matches no message within 60 s; dropped"
+            )
 
 
 def _nearest(candidates: list[_Kept], when: datetime | None) -> _Kept | None:
@@ -266,3 +268,79 @@ def _dangling_evidence(chat: Chat) -> list[str]:
 
 def convert_file(path: Path, captions: Captions | None = None) -> tuple[Chat, ConvertReport]:
     return convert_sheet(read_raw_sheet(path), captions)
+
+
+def convert_many(
+    source: Path,
+    output: Path | None,
+    force: bool = False,
+    images_dir: Path | None = None,
+    captions_source: Path | None = None,
+) -> tuple[list[ConvertReport], list[str]]:
+    """Convert one sheet or a directory of sheets; returns the reports and one line per failed sheet.
+
+    A single sheet that fails raises RealtalkError; in a directory the other sheets still convert.
+    """
+    if not source.exists():
+        raise RealtalkError(f"{source}: no such file or directory")
+    if source.is_dir():
+        sheets = sorted(source.glob("*.xlsx"))
+        if not sheets:
+            raise RealtalkError(f"{source}: no .xlsx files in this directory")
+        out_dir = output or source
+        if out_dir.exists() and not out_dir.is_dir():
+            raise RealtalkError(f"{out_dir}: exists and is not a directory")
+        jobs = [(sheet, out_dir / f"{sheet.stem}.json") for sheet in sheets]
+    else:
+        target = output or source.with_suffix(".json")
+        if target.is_dir():
+            target = target / f"{source.stem}.json"
+        jobs = [(source, target)]
+    existing = [str(t) for _, t in jobs if t.exists()]
+    if existing and not force:
+        raise RealtalkError(f"{existing[0]}: already exists (use --force to overwrite)")
+    if captions_source is not None and not captions_source.exists():
+        raise RealtalkError(f"{captions_source}: no such file or directory")
+
+    reports, failures = [], []
+    for sheet, target in jobs:
+        try:
+            reports.append(_convert_one(sheet, target, images_dir, captions_source))
+        except RealtalkError as e:
+            if not source.is_dir():
+                raise
+            failures.append(str(e))
+    return reports, failures
+
+
+def _convert_one(
+    sheet_path: Path, target: Path, images_dir: Path | None, captions_source: Path | None
+) -> ConvertReport:
+    from .formats import write_realtalk
+
+    sheet = read_raw_sheet(sheet_path)
+    captions = None
+    if captions_source is not None:
+        published = captions_source / f"{sheet_path.stem}.json" if captions_source.is_dir() else captions_source
+        if published.exists():
+            captions = captions_from(published)
+    chat, report = convert_sheet(sheet, captions)
+    report.captions = str(published) if captions is not None else "none"
+    if images_dir is not None:
+        report.images_written = write_pictures(sheet, images_dir / sheet_path.stem)
+    write_realtalk(chat, target)
+    report.output = str(target)
+    return report
+
+
+def write_pictures(sheet: RawSheet, folder: Path) -> int:
+    """Each embedded picture as `<name>_opt.jpg` (the sheet holds the optimised copies)."""
+    from .fileio import write_atomic
+
+    written = 0
+    for picture in sheet.pictures:
+        if not picture.media:
+            continue
+        write_atomic(folder / f"{picture_file_name(picture)}_opt.jpg", sheet.read_media(picture))
+        written += 1
+    return written

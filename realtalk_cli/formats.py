@@ -129,7 +129,10 @@ def _read_realtalk(obj: dict, path: Path) -> Chat:
         date_time = s.opt(obj, f"{key}_date_time", str, "", "")
         events_obj = s.opt(obj, f"events_{key}", dict, "", {})
         events = {
-            agent: [_realtalk_event(s, e, f"events_{key}.{agent}[{i}]") for i, e in enumerate(s.opt(events_obj, agent, list, f"events_{key}", []))]
+            agent: [
+                _realtalk_event(s, e, f"events_{key}.{agent}[{i}]")
+                for i, e in enumerate(s.opt(events_obj, agent, list, f"events_{key}", []))
+            ]
             for agent in ("agent_a", "agent_b")
         }
         sessions.append(Session(number=n, date_time=date_time, messages=messages, events=events))
@@ -237,12 +240,19 @@ def _read_locomo(obj: dict, path: Path) -> Chat:
         events_obj = s.opt(event_summary, f"events_{key}", dict, "event_summary", {})
         date = events_obj.get("date", "") if isinstance(events_obj.get("date"), str) else ""
         events = {
-            agent: [Event(sub_event=str(e), id="E", date=date) for e in s.opt(events_obj, who, list, f"event_summary.events_{key}", [])]
+            agent: [
+                Event(sub_event=str(e), id="E", date=date)
+                for e in s.opt(events_obj, who, list, f"event_summary.events_{key}", [])
+            ]
             for agent, who in (("agent_a", speaker_a), ("agent_b", speaker_b))
         }
         obs_obj = s.opt(observations, f"{key}_observation", dict, "observation", {})
         obs = {
-            who: [(str(item[0]), str(item[1]) if len(item) > 1 else "") for item in items if isinstance(item, list) and item]
+            who: [
+                (str(item[0]), str(item[1]) if len(item) > 1 else "")
+                for item in items
+                if isinstance(item, list) and item
+            ]
             for who, items in obs_obj.items()
             if isinstance(items, list)
         }

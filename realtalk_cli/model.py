@@ -8,9 +8,10 @@ written back byte for byte; parsed values are offered by methods next to them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Literal
+from typing import Literal
 
 Dataset = Literal["realtalk", "locomo"]
 

@@ -5,6 +5,7 @@ Only the workbook is touched here; how rows become a chat lives in `convert.py`.
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from dataclasses import dataclass
@@ -166,3 +167,110 @@ def _resolve(base: str, target: str) -> str:
         elif piece and piece != ".":
             parts.append(piece)
     return "/".join(parts)
+
+
+# --- writing (sample data and round-trip tests) ------------------------------------------------
+
+# The smallest valid JPEG (1x1 pixel): stands in for photos in generated sheets.
+TINY_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010101004800480000ffdb004300ffffffffffffffffffffffffffffffffffffffffff"
+    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+    "ffffffffffffffffffffffffffffffffffffffffffc2000b080001000101011100ffc40014100100000000000000"
+    "000000000000000000ffda0008010100013f10"
+)
+
+
+def write_raw_sheet(chat, path: Path) -> None:
+    """Lay a Chat out as a raw REALTALK export: the inverse of `convert`, pictures included.
+
+    Each picture named in a message's `img_file` is embedded once, anchored at that message's row.
+    """
+    import openpyxl
+
+    from .fileio import write_atomic
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    ws.append([None, chat.speaker_1, None, chat.speaker_2, HEADER["E"], None, None, *(HEADER[c] for c in "HIJK")])
+    anchors: list[tuple[int, int, str]] = []  # (0-based row, 0-based col, picture name)
+    for session in chat.sessions:
+        ws.append([])
+        ws.append([None, f"Session {session.number}", None, session.date_time])
+        ws.append(["Events", _events_cell(session.events["agent_a"]), None, _events_cell(session.events["agent_b"])])
+        for m in session.messages:
+            first = m.speaker == chat.speaker_1
+            ws.append(
+                [m.dia_id, m.clean_text, None, None, m.date_time]
+                if first
+                else [None, None, m.dia_id, m.clean_text, m.date_time]
+            )
+            for name in dict.fromkeys(re.sub(r"(_opt)?\.jpe?g$", "", f) for f in m.img_file):
+                anchors.append((ws.max_row - 1, 1 if first else 3, name))
+    for i, q in enumerate(chat.qa):
+        row = i + 2
+        for column, value in zip("HIJK", (q.question, q.answer, ", ".join(q.evidence), q.category), strict=False):
+            ws[f"{column}{row}"] = value
+    for row in ws.iter_rows():
+        for cell in row:
+            if cell.data_type == "f":  # text that starts with '=' is text here, not a formula
+                cell.data_type = "s"
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    write_atomic(path, _add_pictures(buffer.getvalue(), anchors))
+
+
+def _events_cell(events) -> str | None:
+    return "\n".join(f"{e.id}: {e.sub_event}" for e in events) if events else None
+
+
+def _add_pictures(xlsx: bytes, anchors: list[tuple[int, int, str]]) -> bytes:
+    if not anchors:
+        return xlsx
+    source = zipfile.ZipFile(io.BytesIO(xlsx))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"</Types>",
+                    b'<Default Extension="jpg" ContentType="image/jpeg"/>'
+                    b'<Override PartName="/xl/drawings/drawing1.xml" '
+                    b'ContentType="application/vnd.openxmlformats-officedocument.drawing+xml"/></Types>',
+                )
+            elif item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"</worksheet>", b'<drawing r:id="rIdDrawing1"/></worksheet>')
+                if b'xmlns:r="' not in data:
+                    data = data.replace(b"<worksheet ", f'<worksheet xmlns:r="{_NS["r"]}" '.encode(), 1)
+            z.writestr(item, data)
+        z.writestr(
+            "xl/worksheets/_rels/sheet1.xml.rels",
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="{_NS["rel"]}">'
+            f'<Relationship Id="rIdDrawing1" Type="{_NS["r"]}/drawing" Target="../drawings/drawing1.xml"/>'
+            "</Relationships>",
+        )
+        rels, pics = [], []
+        for i, (row, col, name) in enumerate(anchors, start=1):
+            z.writestr(f"xl/media/image{i}.jpg", TINY_JPEG)
+            rels.append(f'<Relationship Id="rId{i}" Type="{_NS["r"]}/image" Target="../media/image{i}.jpg"/>')
+            pics.append(
+                f"<xdr:oneCellAnchor><xdr:from><xdr:col>{col}</xdr:col><xdr:colOff>0</xdr:colOff><xdr:row>{row}</xdr:row>"
+                '<xdr:rowOff>0</xdr:rowOff></xdr:from><xdr:ext cx="952500" cy="952500"/><xdr:pic><xdr:nvPicPr>'
+                f'<xdr:cNvPr id="{i}" name="image{i}.jpg" descr="{name}_opt.jpg"/><xdr:cNvPicPr/></xdr:nvPicPr>'
+                f'<xdr:blipFill><a:blip r:embed="rId{i}"/><a:stretch><a:fillRect/></a:stretch></xdr:blipFill>'
+                '<xdr:spPr><a:prstGeom prst="rect"><a:avLst/></a:prstGeom></xdr:spPr></xdr:pic><xdr:clientData/>'
+                "</xdr:oneCellAnchor>"
+            )
+        z.writestr(
+            "xl/drawings/_rels/drawing1.xml.rels",
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="{_NS["rel"]}">'
+            + "".join(rels)
+            + "</Relationships>",
+        )
+        z.writestr(
+            "xl/drawings/drawing1.xml",
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><xdr:wsDr xmlns:xdr="{_NS["xdr"]}" '
+            f'xmlns:a="{_NS["a"]}" xmlns:r="{_NS["r"]}">' + "".join(pics) + "</xdr:wsDr>",
+        )
+    return buffer.getvalue()

@@ -1,0 +1,36 @@
+# Everything runs in a local virtualenv (.venv) that `make install` creates.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test demo bench lint sample clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	@mkdir -p out/demo
+	$(VENV)/bin/realtalk convert data/sample/raw/Chat_S_Ana_Ben.xlsx -o out/demo/Chat_S_Ana_Ben.json --images-dir out/demo/images --force
+	$(VENV)/bin/realtalk validate out/demo/Chat_S_Ana_Ben.json
+	cmp out/demo/Chat_S_Ana_Ben.json data/sample/Chat_S_Ana_Ben.json && echo "demo: converted sheet matches data/sample/Chat_S_Ana_Ben.json"
+
+bench: install
+	$(PY) bench/convert.py
+
+lint: install
+	$(VENV)/bin/ruff check realtalk_cli tests bench data
+
+sample: install
+	$(PY) data/make_sample.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

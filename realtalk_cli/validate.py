@@ -1,0 +1,149 @@
+"""Schema and consistency checks for REALTALK and LoCoMo files.
+
+A file that cannot be parsed at all raises RealtalkError (exit 2 at the CLI); everything else
+becomes a finding with a level and a location, so one run reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import RealtalkError
+from .formats import chat_from_obj, detect_layout, read_json
+from .model import CATEGORY_NAMES, Chat, dia_id_session
+
+Level = Literal["error", "warning"]
+_DIA_ID = re.compile(r"^D\d+:\d+$")
+
+
+@dataclass
+class Finding:
+    level: Level
+    where: str
+    message: str
+
+
+@dataclass
+class ValidationReport:
+    file: str
+    layout: str
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, level: Level, where: str, message: str) -> None:
+        self.findings.append(Finding(level, where, message))
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "layout": self.layout,
+            "errors": [asdict(f) for f in self.errors],
+            "warnings": [asdict(f) for f in self.warnings],
+        }
+
+
+def validate_file(path: Path) -> ValidationReport:
+    obj = read_json(path)  # unreadable -> RealtalkError
+    layout = detect_layout(obj)
+    if layout is None:
+        raise RealtalkError(
+            f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation')"
+        )
+    report = ValidationReport(str(path), layout)
+    try:
+        chat = chat_from_obj(obj, path)
+    except RealtalkError as e:
+        where, _, message = str(e).removeprefix(f"{path}: ").partition(": ")
+        report.add("error", where, message)
+        return report
+    if layout == "realtalk":
+        _check_realtalk_keys(obj, report)
+    _check_chat(chat, report)
+    return report
+
+
+def _check_realtalk_keys(obj: dict, report: ValidationReport) -> None:
+    numbers = sorted(int(k.split("_")[1]) for k in obj if re.match(r"^session_\d+$", k))
+    for n in numbers:
+        for key in (f"session_{n}_date_time", f"events_session_{n}"):
+            if key not in obj:
+                report.add("error", key, "missing")
+    if "qa" not in obj:
+        report.add("warning", "qa", "missing: the file has no questions")
+
+
+def _check_chat(chat: Chat, report: ValidationReport) -> None:
+    numbers = [s.number for s in chat.sessions]
+    if numbers != list(range(1, len(numbers) + 1)):
+        report.add("error", "sessions", f"session numbers are not 1..{len(numbers)}: {numbers}")
+    speakers = set(chat.speakers)
+    dia_counts = Counter(m.dia_id for m in chat.messages())
+    for dia_id, count in dia_counts.items():
+        if count > 1:
+            report.add("warning", dia_id, f"dia_id appears {count} times; evidence to it is ambiguous")
+    previous_time = None
+    uncaptioned: list[str] = []
+    for session in chat.sessions:
+        key = f"session_{session.number}"
+        if not session.messages:
+            report.add("warning", key, "session has no messages")
+        if session.time is None:
+            report.add("error", f"{key}_date_time", f"date {session.date_time!r} does not parse")
+        elif previous_time is not None and session.time < previous_time:
+            report.add("warning", f"{key}_date_time", f"{session.date_time} is earlier than the previous session")
+        previous_time = session.time or previous_time
+        foreign: dict[int | None, int] = defaultdict(int)
+        for i, m in enumerate(session.messages):
+            where = f"{key}[{i}] {m.dia_id}"
+            if m.speaker not in speakers:
+                report.add(
+                    "error", where, f"speaker {m.speaker!r} is neither {chat.speaker_1!r} nor {chat.speaker_2!r}"
+                )
+            if not _DIA_ID.match(m.dia_id):
+                report.add("error", where, f"dia_id {m.dia_id!r} is not of the form D<session>:<n>")
+            elif dia_id_session(m.dia_id) != session.number:
+                foreign[dia_id_session(m.dia_id)] += 1
+            if not m.clean_text.strip():
+                report.add("warning", where, "empty text")
+            if m.date_time and m.time is None:
+                report.add("error", where, f"date {m.date_time!r} does not parse")
+            if m.blip_caption is not None and not m.img_file and not m.img_url:
+                uncaptioned.append(m.dia_id)
+        for other, count in foreign.items():
+            report.add(
+                "warning", key, f"{count} message ids name session D{other} (a sub-session numbered as its own session)"
+            )
+    if uncaptioned:
+        shown = ", ".join(uncaptioned[:5]) + (", ..." if len(uncaptioned) > 5 else "")
+        report.add("warning", "messages", f"{len(uncaptioned)} messages have a caption but no picture ({shown})")
+    _check_qa(chat, report)
+
+
+def _check_qa(chat: Chat, report: ValidationReport) -> None:
+    known_ids = chat.message_index()
+    known_categories = CATEGORY_NAMES[chat.dataset]
+    for i, q in enumerate(chat.qa):
+        where = f"qa[{i}]"
+        if q.category not in known_categories:
+            report.add("error", where, f"unknown category {q.category} for {chat.dataset}")
+        if not q.question.strip():
+            report.add("error", where, "empty question")
+        if not q.gold.strip():
+            report.add("warning", where, "no gold answer")
+        if not q.evidence:
+            report.add("warning", where, "no evidence")
+        missing = [e for e in q.evidence if e.strip() not in known_ids]
+        if missing:
+            shown = ", ".join(repr(e) if not e.strip() else e for e in missing)
+            report.add("warning", where, f"evidence {shown} points to no message")

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SAMPLE = ROOT / "data" / "sample"
+SAMPLE_JSON = SAMPLE / "Chat_S_Ana_Ben.json"
+SAMPLE_XLSX = SAMPLE / "raw" / "Chat_S_Ana_Ben.xlsx"
+
+
+def shared_files(pattern: str) -> list[Path]:
+    return sorted(SHARED.glob(pattern))
+
+
+REALTALK_JSON = shared_files("realtalk/*.json")
+REALTALK_RAW = shared_files("realtalk/raw/*.xlsx")
+LOCOMO_JSON = shared_files("locomo/*.json")
+
+needs_shared = pytest.mark.skipif(not REALTALK_JSON, reason=f"shared data not found at {SHARED}")
+
+
+def ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
