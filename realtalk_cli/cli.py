@@ -163,7 +163,7 @@ def validate(
     else:
         for r in reports:
             mark = "[red]FAIL[/red]" if r.errors else "[green]ok[/green]"
-            out.print(f"{mark} {r.file} ({r.layout}): {len(r.errors)} errors, {len(r.warnings)} warnings")
+            out.print(f"{mark} {r.file} ({r.layout}): {len(r.errors)} errors, {len(r.warnings)} warnings", soft_wrap=True)
             if not quiet:
                 for f in r.findings:
                     color = "red" if f.level == "error" else "yellow"
