@@ -1,0 +1,297 @@
+"""One provider-agnostic LLM client: the official `openai` SDK against any OpenAI-compatible endpoint.
+
+It knows nothing of chats. It adds, around a single chat-completion call: a response cache, retries
+with exponential backoff and jitter (honouring Retry-After), a concurrency limit, and usage
+accounting (tokens, latency, cost). Offline models (`offline:...`) answer without network or key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+import tomllib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .cache import CachedResponse, ResponseCache, cache_key
+from .errors import RealtalkError
+from .tokens import count_message_tokens, count_tokens
+
+OFFLINE_MODELS = ("offline:bm25",)
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+def config_dir() -> Path:
+    """User-edited configuration: $REALTALK_CONFIG_DIR, else the `configs/` shipped with the package."""
+    override = os.environ.get("REALTALK_CONFIG_DIR")
+    return Path(override) if override else Path(str(resources.files("realtalk_cli").joinpath("configs")))
+
+
+def _load_toml(name: str) -> dict:
+    path = config_dir() / name
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RealtalkError(f"{path}: malformed TOML ({e})") from None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    provider: str
+    model: str
+    base_url: str
+    api_key_env: str  # "" when the endpoint needs no key
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    @property
+    def offline(self) -> bool:
+        return self.provider == "offline"
+
+
+def resolve_model(spec: str, base_url: str | None = None, api_key_env: str | None = None) -> Endpoint:
+    """`provider:model`, a bare model name (OpenAI, or OPENAI_BASE_URL), or an offline model."""
+    if spec in OFFLINE_MODELS:
+        return Endpoint("offline", spec.split(":", 1)[1], "", "")
+    if spec.startswith("offline:"):
+        raise RealtalkError(f"unknown offline model {spec!r}; available: {', '.join(OFFLINE_MODELS)}")
+    providers = _load_toml("providers.toml")
+    prefix, _, rest = spec.partition(":")
+    if rest and prefix in providers:
+        provider, model = prefix, rest
+    else:  # a bare name, or a colon that belongs to the model (e.g. fine-tuned "ft:gpt-4o-mini:...")
+        provider, model = "openai", spec
+    if not model:
+        raise RealtalkError(f"--model {spec!r}: no model name")
+    conf = providers.get(provider, {})
+    url = base_url or (os.environ.get("OPENAI_BASE_URL") if provider == "openai" else None) or conf.get("base_url")
+    key_env = api_key_env if api_key_env is not None else conf.get("api_key_env", "OPENAI_API_KEY")
+    return Endpoint(provider, model, url, key_env)
+
+
+@dataclass
+class Prices:
+    table: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> Prices:
+        return cls(_load_toml("prices.toml").get("models", {}))
+
+    def known(self, model: str) -> bool:
+        return model in self.table
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        p = self.table.get(model)
+        if not p:
+            return 0.0
+        return (prompt_tokens * p.get("input", 0.0) + completion_tokens * p.get("output", 0.0)) / 1e6
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+    retries: int = 0
+    estimated: bool = False  # token counts are estimates, not the API's
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: Usage
+    error: str | None = None
+
+
+@dataclass
+class Totals:
+    requests: int = 0
+    cached: int = 0
+    errors: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, c: Completion) -> None:
+        self.requests += 1
+        self.cached += c.usage.cached
+        self.errors += c.error is not None
+        self.retries += c.usage.retries
+        self.prompt_tokens += c.usage.prompt_tokens
+        self.completion_tokens += c.usage.completion_tokens
+        self.cost_usd += c.usage.cost_usd
+
+
+class FatalModelError(RealtalkError):
+    """The endpoint refuses every request (bad key, unknown model): stop the run."""
+
+
+class LLMClient:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        concurrency: int = 8,
+        cache: ResponseCache | None = None,
+        max_attempts: int = 5,
+        timeout_s: float = 120.0,
+        backoff_s: float = 1.0,
+        prices: Prices | None = None,
+    ):
+        self.endpoint = endpoint
+        self.cache = cache
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.prices = prices or Prices()
+        self.totals = Totals()
+        self._semaphore = asyncio.Semaphore(max(1, concurrency))
+        self._sdk = None
+        self._timeout_s = timeout_s
+        if not endpoint.offline:
+            self._sdk = self._make_sdk()
+
+    def _make_sdk(self):
+        from openai import AsyncOpenAI
+
+        key = "not-needed"
+        if self.endpoint.api_key_env:
+            key = os.environ.get(self.endpoint.api_key_env, "")
+            if not key:
+                raise RealtalkError(
+                    f"{self.endpoint.label}: set the API key in the environment variable {self.endpoint.api_key_env}"
+                )
+        if not self.endpoint.base_url:
+            raise RealtalkError(f"{self.endpoint.label}: no base URL for provider {self.endpoint.provider!r}")
+        # Retries are ours (visible, counted); the SDK's own would hide them.
+        return AsyncOpenAI(api_key=key, base_url=self.endpoint.base_url, max_retries=0, timeout=self._timeout_s)
+
+    def estimate_prompt_tokens(self, messages: list[dict]) -> tuple[int, bool]:
+        return count_message_tokens(messages, self.endpoint.model)
+
+    async def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> Completion:
+        params = {"temperature": temperature, "max_tokens": max_tokens}
+        key = cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            c = Completion(hit.text, Usage(hit.prompt_tokens, hit.completion_tokens, cached=True))
+            self.totals.add(c)
+            return c
+        async with self._semaphore:
+            c = await self._call(messages, params)
+        if c.error is None and self.cache is not None:
+            self.cache.put(key, CachedResponse(c.text, c.usage.prompt_tokens, c.usage.completion_tokens))
+        self.totals.add(c)
+        return c
+
+    async def _call(self, messages: list[dict], params: dict) -> Completion:
+        if self.endpoint.offline:
+            return _offline_answer(self.endpoint.model, messages)
+        import openai
+
+        usage = Usage()
+        start = time.perf_counter()
+        last_error = ""
+        for attempt in range(self.max_attempts):
+            try:
+                response = await self._sdk.chat.completions.create(
+                    model=self.endpoint.model, messages=messages, **params
+                )
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+                raise FatalModelError(f"{self.endpoint.label}: the endpoint refused the API key ({e.status_code})") from None
+            except openai.NotFoundError:
+                raise FatalModelError(
+                    f"{self.endpoint.label}: unknown model {self.endpoint.model!r} at {self.endpoint.base_url}"
+                ) from None
+            except (openai.APIConnectionError, openai.APITimeoutError) as e:
+                last_error, wait = f"{type(e).__name__}: {e}", None
+            except openai.APIStatusError as e:
+                if e.status_code not in RETRYABLE_STATUS:
+                    return Completion("", usage, f"HTTP {e.status_code}: {_short(e.message)}")
+                last_error, wait = f"HTTP {e.status_code}: {_short(e.message)}", _retry_after(e.response)
+            else:
+                text = (response.choices[0].message.content or "") if response.choices else ""
+                usage.latency_s = time.perf_counter() - start
+                if response.usage is not None:
+                    usage.prompt_tokens = response.usage.prompt_tokens
+                    usage.completion_tokens = response.usage.completion_tokens or 0
+                else:
+                    usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
+                    usage.completion_tokens, _ = count_tokens(text, self.endpoint.model)
+                    usage.estimated = True
+                usage.cost_usd = self.prices.cost(self.endpoint.model, usage.prompt_tokens, usage.completion_tokens)
+                return Completion(text, usage)
+            if attempt + 1 < self.max_attempts:
+                usage.retries += 1
+                delay = wait if wait is not None else self.backoff_s * 2**attempt * (0.5 + random.random())
+                await asyncio.sleep(min(delay, 60.0))
+        usage.latency_s = time.perf_counter() - start
+        return Completion("", usage, f"{last_error} (after {self.max_attempts} attempts)")
+
+    async def aclose(self) -> None:
+        if self._sdk is not None:
+            await self._sdk.close()
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = re.sub(r"^Error code: \d+ - ", "", " ".join(str(text).split()))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _retry_after(response) -> float | None:
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _offline_answer(model: str, messages: list[dict]) -> Completion:
+    """`offline:bm25`: the line of the prompt that best matches its last question line."""
+    from .retrieval import BM25
+
+    lines = [ln for m in messages for ln in m["content"].splitlines() if ln.strip()]
+    question_lines = [i for i, ln in enumerate(lines) if "?" in ln]
+    if not question_lines:
+        return Completion("", Usage())
+    q = question_lines[-1]
+    candidates = [ln for i, ln in enumerate(lines) if i != q and ":" in ln]
+    if not candidates:
+        return Completion("", Usage())
+    best = candidates[BM25(candidates).top(lines[q], 1)[0]]
+    # Drop the "speaker:" (or "[date] speaker:") prefix so the answer is the message itself.
+    return Completion(best.split(":", 1)[1].strip() if best.count(":") else best, Usage())
+
+
+async def run_all(
+    client: LLMClient,
+    jobs: Iterable[tuple[object, list[dict]]],
+    on_done: Callable[[object, Completion], Awaitable[None] | None],
+    max_tokens: int = 256,
+) -> None:
+    """Send every (tag, messages) job with the client's concurrency; call on_done as each finishes."""
+
+    async def one(tag: object, messages: list[dict]) -> None:
+        completion = await client.complete(messages, max_tokens=max_tokens)
+        result = on_done(tag, completion)
+        if asyncio.iscoroutine(result):
+            await result
+
+    tasks = [asyncio.ensure_future(one(tag, messages)) for tag, messages in jobs]
+    try:
+        for task in asyncio.as_completed(tasks):
+            await task
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,67 @@
+"""Answer scores, matching the paper's evaluation code (LoCoMo's `task_eval/evaluation.py`).
+
+Normalisation: commas removed, lower-case, punctuation removed, the words a/an/the/and removed,
+whitespace collapsed; tokens Porter-stemmed (NLTK). Category 1 (multi-hop) answers are split on
+commas and matched part by part; category 3 golds lose the rationale after ';'. LoCoMo category 5
+(adversarial) scores 1 when the prediction says the information is not available.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from functools import lru_cache
+
+_PUNCTUATION = set(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the|and)\b")
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    from nltk.stem import PorterStemmer  # the rule-based stemmer needs no downloaded data
+
+    return PorterStemmer()
+
+
+def normalize_answer(text: str) -> str:
+    text = text.replace(",", "").lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _tokens(text: str) -> list[str]:
+    stem = _stemmer().stem
+    return [stem(w) for w in normalize_answer(text).split()]
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = _tokens(prediction), _tokens(gold)
+    same = sum((Counter(pred) & Counter(ref)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def multi_answer_f1(prediction: str, gold: str) -> float:
+    """Mean over gold parts of the best F1 against any predicted part (parts split on commas)."""
+    predictions = [p.strip() for p in prediction.split(",")]
+    golds = [g.strip() for g in gold.split(",")]
+    return sum(max(token_f1(p, g) for p in predictions) for g in golds) / len(golds)
+
+
+def adversarial_score(prediction: str) -> float:
+    lowered = prediction.lower()
+    return 1.0 if "no information available" in lowered or "not mentioned" in lowered else 0.0
+
+
+def answer_f1(prediction: str, gold: str, category: int, dataset: str) -> float:
+    """The paper's per-category answer score."""
+    if dataset == "locomo" and category == 5:
+        return adversarial_score(prediction)
+    if category == 3:
+        gold = gold.split(";")[0].strip()
+    if category == 1:
+        return multi_answer_f1(prediction, gold)
+    return token_f1(prediction, gold)

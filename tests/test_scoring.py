@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from realtalk_cli.scoring import answer_f1, multi_answer_f1, normalize_answer, token_f1
+
+
+def test_normalize_drops_commas_punctuation_articles_and_and():
+    assert normalize_answer("The cat, and a Dog!") == "cat dog"
+    assert normalize_answer("Band-aid") == "bandaid"  # 'and' only as a whole word
+
+
+def test_token_f1_hand_computed():
+    # pred {paris, franc}, gold {paris}: P=1/2, R=1 -> F1 = 2/3
+    assert token_f1("Paris, France", "Paris") == pytest.approx(2 / 3)
+    assert token_f1("hiking", "hikes") == 1.0  # Porter stems both to 'hike'
+    assert token_f1("nothing", "something") == 0.0
+    assert token_f1("", "x") == 0.0
+
+
+def test_multi_answer_f1_matches_parts():
+    # gold parts: cooking (1.0), skiing (0.0), hiking (1.0 via stemming) -> 2/3
+    assert multi_answer_f1("cooking, hikes", "Cooking, skiing, hiking") == pytest.approx(2 / 3)
+
+
+def test_category_3_drops_the_rationale_after_semicolon():
+    assert answer_f1("part-time", "part-time; she mentions other jobs", 3, "realtalk") == 1.0
+    assert token_f1("part-time", "part-time; she mentions other jobs") < 1.0
+
+
+def test_category_1_uses_the_multi_answer_rule_and_2_the_plain_one():
+    assert answer_f1("Miami, Las Vegas", "Miami, New York", 1, "realtalk") == pytest.approx(0.5)
+    # plain F1 on 'miami la vega' vs 'miami new york': 1 common of 3 and 3 -> 1/3
+    assert answer_f1("Miami, Las Vegas", "Miami, New York", 2, "realtalk") == pytest.approx(1 / 3)
+
+
+def test_locomo_adversarial_rule():
+    assert answer_f1("That is not mentioned in the conversation.", "self-care", 5, "locomo") == 1.0
+    assert answer_f1("self-care is important", "self-care is important", 5, "locomo") == 0.0
