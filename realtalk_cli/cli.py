@@ -163,7 +163,9 @@ def validate(
     else:
         for r in reports:
             mark = "[red]FAIL[/red]" if r.errors else "[green]ok[/green]"
-            out.print(f"{mark} {r.file} ({r.layout}): {len(r.errors)} errors, {len(r.warnings)} warnings", soft_wrap=True)
+            out.print(
+                f"{mark} {r.file} ({r.layout}): {len(r.errors)} errors, {len(r.warnings)} warnings", soft_wrap=True
+            )
             if not quiet:
                 for f in r.findings:
                     color = "red" if f.level == "error" else "yellow"
@@ -211,6 +213,126 @@ def download(
     out.print(f"{len(results) - len(failed)} of {len(results)} files in {to}")
     if failed:
         raise typer.Exit(2)
+
+
+# --- probe ---------------------------------------------------------------------------------------
+
+
+@app.command()
+@handles_errors
+def probe(
+    chats: Annotated[list[Path], typer.Argument(help="REALTALK or LoCoMo chat files, or directories of them.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="provider:model, a bare OpenAI model, or offline:bm25.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory: predictions.jsonl, report.json, report.md.")],
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades answers.")] = None,
+    context: Annotated[str, typer.Option("--context", help="full, retrieval or events.")] = "full",
+    top_k: Annotated[int, typer.Option("--top-k", help="Messages retrieved with --context retrieval.")] = 10,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")] = 8,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
+    skip_adversarial: Annotated[bool, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = False,
+    max_context_tokens: Annotated[int, typer.Option("--max-context-tokens", help="Context window budget.")] = 120_000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")] = False,
+    max_cost: Annotated[
+        float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")
+    ] = None,
+    fail_under: Annotated[float | None, typer.Option("--fail-under", help="Exit 1 when overall F1 < this.")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")] = None,
+    api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the response cache.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
+
+    Re-running the same command resumes: answered questions are skipped.
+
+    Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
+    """
+    from .probe import ProbeOptions, run_probe
+
+    if context not in ("full", "retrieval", "events"):
+        raise RealtalkError(f"--context {context!r}: choose full, retrieval or events")
+    opts = ProbeOptions(
+        model=model,
+        out=out_dir,
+        judge_model=judge_model,
+        context=context,
+        top_k=top_k,
+        concurrency=concurrency,
+        limit=limit,
+        skip_adversarial=skip_adversarial,
+        max_context_tokens=max_context_tokens,
+        max_cost=max_cost,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        use_cache=not no_cache,
+    )
+    if dry_run:
+        plan = run_probe(chats, opts, dry_run=True)
+        if as_json:
+            print_json(plan)
+        else:
+            cost = (
+                f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in configs/prices.toml)"
+            )
+            out_line = f"dry run: {plan['requests']} requests ({plan['already_done']} already done), "
+            out.print(out_line + f"~{plan['prompt_tokens']} prompt tokens, estimated cost {cost}", soft_wrap=True)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("probe"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("probe", total=None, info="")
+
+        def show(row, totals) -> None:
+            bar.update(
+                task, advance=1, info=f"retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}"
+            )
+
+        report = run_probe(chats, opts, progress=show)
+    if as_json:
+        print_json(report)
+    else:
+        _print_probe_report(report, out_dir)
+    f1 = report["overall"]["overall"]["f1"]
+    if fail_under is not None and (f1 is None or f1 < fail_under):
+        err.print(f"overall F1 {f1} is under --fail-under {fail_under}")
+        raise typer.Exit(1)
+
+
+def _print_probe_report(report: dict, run_dir: Path) -> None:
+    table = Table(title=f"probe: {report['manifest']['model']}")
+    for column in ("category", "count", "F1", "judge"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for cat, s in report["overall"]["categories"].items():
+        table.add_row(cat, str(s["count"]), fmt(s["f1"]), fmt(s["judge"]))
+    o = report["overall"]["overall"]
+    table.add_row("overall", str(o["count"]), fmt(o["f1"]), fmt(o["judge"]), style="bold")
+    out.print(table)
+    run = report["run"]
+    out.print(
+        f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
+        f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
+        soft_wrap=True,
+    )
+    if run["errors"] or report["failed_questions"]:
+        out.print(f"{report['failed_questions']} questions failed; run the same command again to retry them")
+    if run["stopped_for_max_cost"]:
+        out.print("stopped at --max-cost; run again with a higher limit to continue")
+    if run["dropped_sessions"]:
+        out.print(
+            f"note: the chat did not fit --max-context-tokens; the {run['dropped_sessions']} oldest sessions were left out"
+        )
 
 
 def main() -> None:

@@ -208,7 +208,9 @@ class LLMClient:
                     model=self.endpoint.model, messages=messages, **params
                 )
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-                raise FatalModelError(f"{self.endpoint.label}: the endpoint refused the API key ({e.status_code})") from None
+                raise FatalModelError(
+                    f"{self.endpoint.label}: the endpoint refused the API key ({e.status_code})"
+                ) from None
             except openai.NotFoundError:
                 raise FatalModelError(
                     f"{self.endpoint.label}: unknown model {self.endpoint.model!r} at {self.endpoint.base_url}"
@@ -269,8 +271,9 @@ def _offline_answer(model: str, messages: list[dict]) -> Completion:
     if not candidates:
         return Completion("", Usage())
     best = candidates[BM25(candidates).top(lines[q], 1)[0]]
-    # Drop the "speaker:" (or "[date] speaker:") prefix so the answer is the message itself.
-    return Completion(best.split(":", 1)[1].strip() if best.count(":") else best, Usage())
+    # Answer with the message itself, without the speaker (and date) before it.
+    quoted = re.search(r'said, "(.*)"', best)
+    return Completion(quoted.group(1) if quoted else best.split(": ", 1)[-1].strip(), Usage())
 
 
 async def run_all(

@@ -34,7 +34,12 @@ class BM25:
             for t in terms:
                 f = doc.get(t, 0)
                 if f:
-                    s += self.idf[t] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * length / (self.avg or 1)))
+                    s += (
+                        self.idf[t]
+                        * f
+                        * (self.k1 + 1)
+                        / (f + self.k1 * (1 - self.b + self.b * length / (self.avg or 1)))
+                    )
             out.append(s)
         return out
 

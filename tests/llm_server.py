@@ -93,7 +93,9 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                     "object": "chat.completion",
                     "created": int(time.time()),
                     "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
                     "usage": {
                         "prompt_tokens": prompt_tokens,
                         "completion_tokens": len(text.split()),
