@@ -330,9 +330,8 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     if run["stopped_for_max_cost"]:
         out.print("stopped at --max-cost; run again with a higher limit to continue")
     if run["dropped_sessions"]:
-        out.print(
-            f"note: the chat did not fit --max-context-tokens; the {run['dropped_sessions']} oldest sessions were left out"
-        )
+        dropped = run["dropped_sessions"]
+        out.print(f"note: the chat did not fit --max-context-tokens; the {dropped} oldest sessions were left out")
 
 
 def main() -> None:
