@@ -38,7 +38,8 @@ def complete(client: LLMClient, messages=MESSAGES):
 
 def test_resolve_model_specs(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    assert resolve_model("gpt-4o").base_url == "https://api.openai.com/v1"
+    default = resolve_model("gpt-4o")
+    assert default.provider == "openai" and default.base_url.startswith("https://")
     ollama = resolve_model("ollama:llama3:8b")
     assert (ollama.provider, ollama.model, ollama.api_key_env) == ("ollama", "llama3:8b", "")
     assert resolve_model("ft:gpt-4o-mini:org::abc").model == "ft:gpt-4o-mini:org::abc"
