@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -221,85 +222,133 @@ def download(
 @app.command()
 @handles_errors
 def probe(
-    chats: Annotated[list[Path], typer.Argument(help="REALTALK or LoCoMo chat files, or directories of them.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="provider:model, a bare OpenAI model, or offline:bm25.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Run directory: predictions.jsonl, report.json, report.md.")],
-    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades answers.")] = None,
-    context: Annotated[str, typer.Option("--context", help="full, retrieval or events.")] = "full",
-    top_k: Annotated[int, typer.Option("--top-k", help="Messages retrieved with --context retrieval.")] = 10,
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")] = 8,
+    chats: Annotated[
+        list[Path] | None, typer.Argument(help="Chat files or directories; or `rescore RUN_DIR`.", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="provider:model, an OpenAI model, or offline:bm25.")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run directory for predictions and reports.")] = None,
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
+    context: Annotated[str | None, typer.Option("--context", help="full (default), retrieval or events.")] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="Messages retrieved with --context retrieval [10].")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Requests in flight at once [8].")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
-    skip_adversarial: Annotated[bool, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = False,
-    max_context_tokens: Annotated[int, typer.Option("--max-context-tokens", help="Context window budget.")] = 120_000,
+    skip_adversarial: Annotated[bool | None, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = None,
+    max_context_tokens: Annotated[
+        int | None, typer.Option("--max-context-tokens", help="Context budget [120000].")
+    ] = None,
+    compat: Annotated[str | None, typer.Option("--compat", help="official: the paper's prompt layout.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A run written down as TOML; flags override it.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")] = False,
     max_cost: Annotated[
         float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")
     ] = None,
-    fail_under: Annotated[float | None, typer.Option("--fail-under", help="Exit 1 when overall F1 < this.")] = None,
+    fail_under: Annotated[
+        float | None, typer.Option("--fail-under", help="Exit 1 when the overall F1 is below.")
+    ] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the response cache.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
 
-    Re-running the same command resumes: answered questions are skipped.
+    Re-running the same command resumes: answered questions are skipped, failed ones are asked again.
+    `realtalk probe rescore RUN_DIR --judge-model M` scores saved predictions again without asking the model.
 
     Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
     """
-    from .probe import ProbeOptions, run_probe
+    from .probe import ProbeOptions, load_run_config, rescore, run_probe
 
-    if context not in ("full", "retrieval", "events"):
-        raise RealtalkError(f"--context {context!r}: choose full, retrieval or events")
-    opts = ProbeOptions(
-        model=model,
-        out=out_dir,
-        judge_model=judge_model,
-        context=context,
-        top_k=top_k,
-        concurrency=concurrency,
-        limit=limit,
-        skip_adversarial=skip_adversarial,
-        max_context_tokens=max_context_tokens,
-        max_cost=max_cost,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        use_cache=not no_cache,
-    )
+    if chats and str(chats[0]) == "rescore" and not chats[0].exists():
+        if len(chats) != 2:
+            raise RealtalkError("usage: realtalk probe rescore RUN_DIR [--judge-model MODEL]")
+        with _progress("rescore", as_json) as show:
+            report = rescore(chats[1], judge_model, concurrency or 8, base_url, api_key_env, not no_cache, show)
+        _finish_probe(report, chats[1], as_json, fail_under)
+        return
+
+    settings = load_run_config(config) if config else {}
+    given = {
+        "model": model,
+        "out": out_dir,
+        "judge_model": judge_model,
+        "context": context,
+        "top_k": top_k,
+        "concurrency": concurrency,
+        "limit": limit,
+        "skip_adversarial": skip_adversarial,
+        "max_context_tokens": max_context_tokens,
+        "max_cost": max_cost,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "compat": compat,
+    }
+    settings.update({k: v for k, v in given.items() if v is not None})
+    files = chats or [Path(p) for p in settings.pop("chats", [])]
+    settings.pop("chats", None)
+    fail_under = fail_under if fail_under is not None else settings.pop("fail_under", None)
+    if not files:
+        raise RealtalkError("no chats given (as arguments or `chats = [...]` in --config)")
+    for required in ("model", "out"):
+        if not settings.get(required):
+            raise RealtalkError(f"--{required} is required (or `{required} = ...` in --config)")
+    if settings.get("context", "full") not in ("full", "retrieval", "events"):
+        raise RealtalkError(f"--context {settings['context']!r}: choose full, retrieval or events")
+    if settings.get("compat") not in (None, "official"):
+        raise RealtalkError(f"--compat {settings['compat']!r}: the only layout is 'official'")
+    opts = ProbeOptions(**{**settings, "out": Path(settings["out"]), "use_cache": not no_cache})
+
     if dry_run:
-        plan = run_probe(chats, opts, dry_run=True)
+        plan = run_probe(files, opts, dry_run=True)
         if as_json:
             print_json(plan)
         else:
-            cost = (
-                f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in configs/prices.toml)"
+            cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
+            out.print(
+                f"dry run: {plan['requests']} requests ({plan['already_done']} already done), "
+                f"{plan['prompt_tokens']} prompt tokens ({plan['prompt_tokens_per_question']} per question), "
+                f"estimated cost {cost}",
+                soft_wrap=True,
             )
-            out_line = f"dry run: {plan['requests']} requests ({plan['already_done']} already done), "
-            out.print(out_line + f"~{plan['prompt_tokens']} prompt tokens, estimated cost {cost}", soft_wrap=True)
         return
+    with _progress("probe", as_json) as show:
+        report = run_probe(files, opts, progress=show)
+    _finish_probe(report, opts.out, as_json, fail_under)
+
+
+@contextlib.contextmanager
+def _progress(label: str, quiet: bool):
+    """A progress bar on stderr showing retries, cache hits and spend as rows finish."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(
-        TextColumn("probe"),
+    columns = (
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
-        console=err,
-        disable=as_json,
-    ) as bar:
-        task = bar.add_task("probe", total=None, info="")
+    )
+    with Progress(*columns, console=err, disable=quiet, transient=True) as bar:
+        task = bar.add_task(label, total=None, info="")
 
         def show(row, totals) -> None:
-            bar.update(
-                task, advance=1, info=f"retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}"
-            )
+            info = f"retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}" if totals else ""
+            bar.update(task, advance=1, info=info)
 
-        report = run_probe(chats, opts, progress=show)
+        yield show
+
+
+def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float | None) -> None:
     if as_json:
         print_json(report)
     else:
-        _print_probe_report(report, out_dir)
+        _print_probe_report(report, run_dir)
     f1 = report["overall"]["overall"]["f1"]
     if fail_under is not None and (f1 is None or f1 < fail_under):
         err.print(f"overall F1 {f1} is under --fail-under {fail_under}")
@@ -319,7 +368,9 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     o = report["overall"]["overall"]
     table.add_row("overall", str(o["count"]), fmt(o["f1"]), fmt(o["judge"]), style="bold")
     out.print(table)
-    run = report["run"]
+    run = report.get("run") or {}
+    if not run:
+        return
     out.print(
         f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
         f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",

@@ -48,6 +48,7 @@ class ProbeOptions:
     base_url: str | None = None
     api_key_env: str | None = None
     use_cache: bool = True
+    compat: str | None = None  # "official": the paper's prompt layout
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Item:
     messages: list[dict]
     retrieved: list[str] = field(default_factory=list)
     dropped_sessions: int = 0
+    options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
 
 
 def prompt_text(name: str) -> str:
@@ -80,40 +82,52 @@ def fill(template: str, **values: str) -> str:
     return template
 
 
+TEMPORAL_HINT = " Use DATE of CONVERSATION to answer with an approximate date."
+NOT_MENTIONED = "Not mentioned in the conversation"
+
+
 def render_message(m: Message) -> str:
+    """One turn as the LoCoMo/REALTALK evaluation scripts write it."""
     line = f'{m.speaker} said, "{m.clean_text}"'
-    if m.blip_caption:
-        line += f" and shared {m.blip_caption}."
+    if m.blip_caption and (m.img_file or m.img_url):
+        line += f"\n[shares {m.blip_caption}]"
     return line
 
 
-def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int]) -> str:
-    parts = []
-    for s in chat.sessions:
-        if s.number not in numbers:
-            continue
-        if mode == "events":
-            lines = [
-                f"{speaker}: {e.sub_event}"
-                for speaker, agent in zip(chat.speakers, ("agent_a", "agent_b"), strict=False)
-                for e in s.events.get(agent, [])
-                if e.sub_event
-            ]
-            parts.append(f"DATE: {s.date_time}\nEVENTS:\n" + "\n".join(lines))
-        else:
-            parts.append(f"DATE: {s.date_time}\nCONVERSATION:\n" + "\n".join(render_message(m) for m in s.messages))
-    return "\n\n".join(parts)
+def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
+    s = next(s for s in chat.sessions if s.number == number)
+    if mode == "events":
+        lines = [
+            f"{speaker}: {e.sub_event}"
+            for speaker, agent in zip(chat.speakers, ("agent_a", "agent_b"), strict=True)
+            for e in s.events.get(agent, [])
+            if e.sub_event
+        ]
+        return f"DATE: {s.date_time}\nEVENTS:\n" + "\n".join(lines)
+    return f"DATE: {s.date_time}\nCONVERSATION:\n" + "\n".join(render_message(m) for m in s.messages)
 
 
-def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int) -> tuple[str, int]:
+def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int], official: bool = False) -> str:
+    """Sessions oldest first, each once; `official` mimics the paper's script instead.
+
+    The paper's script (not published; behaviour as recorded in shared/FORMAT.md) takes every key that
+    contains "session", so session N comes once for `session_N` and again for `events_session_N`, and
+    it lists the sessions newest first.
+    """
+    if official:
+        return "\n\n".join(render_session(chat, n, mode) for n in reversed(numbers) for _ in range(2))
+    return "\n\n".join(render_session(chat, n, mode) for n in numbers)
+
+
+def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int, official: bool = False) -> tuple[str, int]:
     """The context, keeping the most recent sessions when the whole chat exceeds `budget` tokens."""
-    numbers = [s.number for s in chat.sessions]
-    text = render_sessions(chat, mode, numbers)
+    numbers = [s.number for s in chat.sessions if s.messages or mode == "events"]
+    text = render_sessions(chat, mode, numbers, official)
     dropped = 0
     while len(numbers) > 1 and count_tokens(text, model)[0] > budget:
         numbers = numbers[1:]
         dropped += 1
-        text = render_sessions(chat, mode, numbers)
+        text = render_sessions(chat, mode, numbers, official)
     return text, dropped
 
 
@@ -121,33 +135,77 @@ def retrieval_context(chat: Chat, question: str, k: int, index: BM25) -> tuple[s
     messages = list(chat.messages())
     top = sorted(index.top(question, k))  # chronological order
     dates = {s.number: s.date_time for s in chat.sessions}
-    lines = [f"[{dates[messages[i].session]}] {render_message(messages[i])}" for i in top]
+    lines = [f"{dates[messages[i].session]}: {render_message(messages[i])}" for i in top]
     return "\n".join(lines), [messages[i].dia_id for i in top]
 
 
-def build_items(files: list[Path], opts: ProbeOptions, template: str, model_name: str) -> list[Item]:
+def adversarial_options(qa: QAItem) -> dict[str, str]:
+    """LoCoMo's two-choice question; the order is drawn from the question's hash, so runs repeat."""
+    first = int(hashlib.sha256(qa.question.encode()).hexdigest(), 16) % 2 == 0
+    return {"a": NOT_MENTIONED, "b": qa.gold} if first else {"a": qa.gold, "b": NOT_MENTIONED}
+
+
+def pick_option(reply: str, options: dict[str, str]) -> str:
+    """LoCoMo's reading of a two-choice reply: 'a', '(a)' ... map to the option's text."""
+    text = reply.strip().lower()
+    if len(text) == 1:
+        return options["a"] if "a" in text else options["b"]
+    if len(text) == 3:
+        return options["a"] if "(a)" in text else options["b"]
+    return text
+
+
+@dataclass
+class Templates:
+    answer: str
+    adversarial: str
+    judge: str
+
+    @classmethod
+    def load(cls) -> Templates:
+        return cls(
+            prompt_text("probe_answer.txt"), prompt_text("probe_adversarial.txt"), prompt_text("probe_judge.txt")
+        )
+
+    def hashes(self) -> dict[str, str]:
+        return {
+            "probe_answer.txt": text_hash(self.answer),
+            "probe_adversarial.txt": text_hash(self.adversarial),
+            "probe_judge.txt": text_hash(self.judge),
+        }
+
+
+def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, model_name: str) -> list[Item]:
     items: list[Item] = []
     for path in chat_paths(files):
         chat = load_chat(path)
         full_context, dropped = ("", 0)
         if opts.context in ("full", "events"):
-            full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
-        index = (
-            BM25([m.clean_text + " " + (m.blip_caption or "") for m in chat.messages()])
-            if opts.context == "retrieval"
-            else None
-        )
+            full_context, dropped = fit_sessions(
+                chat, opts.context, model_name, opts.max_context_tokens, official=opts.compat == "official"
+            )
+        index = None
+        if opts.context == "retrieval":
+            index = BM25([m.clean_text + " " + (m.blip_caption or "") for m in chat.messages()])
         for i, qa in enumerate(chat.qa):
-            if opts.skip_adversarial and chat.dataset == "locomo" and qa.category == 5:
+            adversarial = chat.dataset == "locomo" and qa.category == 5
+            if adversarial and opts.skip_adversarial:
                 continue
             retrieved: list[str] = []
             context = full_context
             if index is not None:
                 context, retrieved = retrieval_context(chat, qa.question, opts.top_k, index)
-            prompt = fill(
-                template, speaker_1=chat.speaker_1, speaker_2=chat.speaker_2, context=context, question=qa.question
-            )
-            items.append(Item(chat, path, i, qa, [{"role": "user", "content": prompt}], retrieved, dropped))
+            values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
+            options = None
+            if adversarial:
+                options = adversarial_options(qa)
+                prompt = fill(
+                    templates.adversarial, **values, question=qa.question, option_a=options["a"], option_b=options["b"]
+                )
+            else:
+                question = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
+                prompt = fill(templates.answer, **values, question=question)
+            items.append(Item(chat, path, i, qa, [{"role": "user", "content": prompt}], retrieved, dropped, options))
             if opts.limit is not None and len(items) >= opts.limit:
                 return items
     return items
@@ -200,24 +258,50 @@ def parse_judge_score(text: str) -> float | None:
 # --- the run -----------------------------------------------------------------------------------
 
 
+def load_run_config(path: Path) -> dict:
+    """A probe run written down as TOML: `chats = [...]` plus any ProbeOptions field."""
+    import tomllib
+
+    try:
+        conf = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RealtalkError(f"{path}: malformed TOML ({e})") from None
+    known = set(ProbeOptions.__dataclass_fields__) | {"chats", "fail_under"}
+    unknown = sorted(set(conf) - known)
+    if unknown:
+        raise RealtalkError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    return conf
+
+
+async def judge_one(
+    judge: LLMClient, template: str, question: str, gold: str, prediction: str
+) -> tuple[float | None, float]:
+    """(score, cost) from the judge model; the score is None when its reply holds none."""
+    prompt = fill(template, question=question, gold=gold, prediction=prediction)
+    c = await judge.complete([{"role": "user", "content": prompt}], max_tokens=200)
+    return (parse_judge_score(c.text) if c.error is None else None), c.usage.cost_usd
+
+
 def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None) -> dict:
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
-    template, judge_template = prompt_text("probe_answer.txt"), prompt_text("probe_judge.txt")
-    items = build_items(files, opts, template, endpoint.model)
+    templates = Templates.load()
+    items = build_items(files, opts, templates, endpoint.model)
     prices = Prices.load()
     pred_path = opts.out / "predictions.jsonl"
-    done = {_key(r["chat"], r["qa_index"]): r for r in read_predictions(pred_path) if r.get("error") is None}
+    done = {_key(r["chat"], r["qa_index"]) for r in read_predictions(pred_path) if r.get("error") is None}
     todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
 
-    estimate_tokens = sum(count_tokens(it.messages[0]["content"], endpoint.model)[0] for it in todo)
-    estimate_cost = prices.cost(endpoint.model, estimate_tokens, 32 * len(todo))
     if dry_run:
+        tokens = sum(count_tokens(it.messages[0]["content"], endpoint.model)[0] for it in todo)
         return {
             "requests": len(todo),
             "already_done": len(items) - len(todo),
-            "prompt_tokens": estimate_tokens,
-            "estimated_cost_usd": round(estimate_cost, 4),
+            "prompt_tokens": tokens,
+            "prompt_tokens_per_question": round(tokens / len(todo), 1) if todo else 0,
+            "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, 32 * len(todo)), 4),
             "priced": prices.known(endpoint.model),
             "model": endpoint.label,
         }
@@ -235,23 +319,12 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
 
         async def finish(item: Item, c: Completion) -> None:
             nonlocal stopped_for_cost
-            judge_score, judge_usage = None, None
+            row = prediction_row(item, c, endpoint.label)
             if judge is not None and c.error is None:
-                jc = await judge.complete(
-                    [
-                        {
-                            "role": "user",
-                            "content": fill(
-                                judge_template, question=item.qa.question, gold=item.qa.gold, prediction=c.text
-                            ),
-                        }
-                    ],
-                    max_tokens=200,
+                row["judge_score"], row["judge_cost_usd"] = await judge_one(
+                    judge, templates.judge, row["question"], row["answer"], row["prediction"]
                 )
-                judge_score, judge_usage = parse_judge_score(jc.text), jc.usage
-            row = prediction_row(item, c, endpoint.label, judge_score, judge_endpoint.label if judge_endpoint else None)
-            if judge_usage is not None:
-                row["judge_cost_usd"] = judge_usage.cost_usd
+                row["judge_model"] = judge.endpoint.label
             sink.write(orjson.dumps(row) + b"\n")
             sink.flush()
             if progress:
@@ -263,7 +336,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
 
         async def main() -> None:
             try:
-                await run_all(client, [(it, it.messages) for it in todo], finish, max_tokens=64)
+                await run_all(client, [(it, it.messages) for it in todo], finish, max_tokens=32)
             except _StopRun:
                 pass
             finally:
@@ -271,19 +344,15 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                 if judge:
                     await judge.aclose()
 
-        asyncio.run(main())
-    wall = time.perf_counter() - started
+        try:
+            asyncio.run(main())
+        finally:
+            if cache:
+                cache.close()
     rows = read_predictions(pred_path)
-    report = build_report(
-        rows,
-        opts,
-        endpoint.label,
-        judge_endpoint.label if judge_endpoint else None,
-        files,
-        {"probe_answer.txt": text_hash(template), "probe_judge.txt": text_hash(judge_template)},
-    )
+    report = build_report(rows, manifest(opts, endpoint.label, files, templates.hashes()))
     report["run"] = {
-        "wall_time_s": round(wall, 3),
+        "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": client.totals.requests,
         "cached": client.totals.cached,
         "retries": client.totals.retries + (judge.totals.retries if judge else 0),
@@ -291,20 +360,86 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         "stopped_for_max_cost": stopped_for_cost,
         "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
     }
-    write_atomic(opts.out / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
-    write_atomic(opts.out / "report.md", report_markdown(report))
-    if cache:
-        cache.close()
+    write_reports(opts.out, report)
     return report
+
+
+def rescore(
+    run_dir: Path,
+    judge_model: str | None,
+    concurrency: int = 8,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    use_cache: bool = True,
+    progress=None,
+) -> dict:
+    """Score saved predictions again (F1, and the judge when given) without asking the answering model."""
+    pred_path = run_dir / "predictions.jsonl"
+    if not pred_path.exists():
+        raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
+    old_report = read_json_file(run_dir / "report.json")
+    rows = read_predictions(pred_path)
+    templates = Templates.load()
+    judge = None
+    if judge_model:
+        cache = ResponseCache(default_cache_path()) if use_cache else None
+        endpoint = resolve_model(judge_model, base_url, api_key_env)
+        judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load())
+
+    async def main() -> None:
+        async def one(row: dict) -> None:
+            row["f1"] = score_prediction(row)
+            if judge is not None:
+                row["judge_score"], row["judge_cost_usd"] = await judge_one(
+                    judge, templates.judge, row["question"], row["answer"], row["prediction"]
+                )
+                row["judge_model"] = judge.endpoint.label
+            if progress:
+                progress(row, judge.totals if judge else None)
+
+        try:
+            await asyncio.gather(*(one(r) for r in rows if r.get("error") is None))
+        finally:
+            if judge:
+                await judge.aclose()
+
+    asyncio.run(main())
+    write_atomic(pred_path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    m = old_report.get("manifest", {})
+    m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
+    m["prompts"] = {**m.get("prompts", {}), "probe_judge.txt": text_hash(templates.judge)}
+    m["rescored_with"] = " ".join(["realtalk", *sys.argv[1:]]) if sys.argv else ""
+    report = build_report(rows, m)
+    report["run"] = old_report.get("run", {})
+    write_reports(run_dir, report)
+    return report
+
+
+def read_json_file(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as e:
+        raise RealtalkError(f"{path}: line {e.lineno}, column {e.colno}: malformed JSON ({e.msg})") from None
+
+
+def write_reports(run_dir: Path, report: dict) -> None:
+    write_atomic(run_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    write_atomic(run_dir / "report.md", report_markdown(report))
 
 
 class _StopRun(Exception):
     pass
 
 
-def prediction_row(item: Item, c: Completion, model: str, judge_score: float | None, judge_model: str | None) -> dict:
+def score_prediction(row: dict) -> float:
+    return answer_f1(row["prediction"], row["answer"], row["category"], row["dataset"])
+
+
+def prediction_row(item: Item, c: Completion, model: str) -> dict:
     qa = item.qa
-    f1 = answer_f1(c.text, qa.gold, qa.category, item.chat.dataset) if c.error is None else None
+    prediction = pick_option(c.text, item.options) if item.options else c.text.strip()
     row = {
         "chat": item.chat.name,
         "dataset": item.chat.dataset,
@@ -314,10 +449,11 @@ def prediction_row(item: Item, c: Completion, model: str, judge_score: float | N
         "category": qa.category,
         "category_name": qa.category_name,
         "evidence": qa.evidence,
-        "prediction": c.text,
-        "f1": f1,
-        "judge_score": judge_score,
-        "judge_model": judge_model,
+        "prediction": prediction,
+        "raw_prediction": c.text,
+        "f1": None,
+        "judge_score": None,
+        "judge_model": None,
         "model": model,
         "prompt_tokens": c.usage.prompt_tokens,
         "completion_tokens": c.usage.completion_tokens,
@@ -327,11 +463,12 @@ def prediction_row(item: Item, c: Completion, model: str, judge_score: float | N
         "cached": c.usage.cached,
         "error": c.error,
     }
+    if c.error is None:
+        row["f1"] = score_prediction(row)
     if item.retrieved:
-        evidence = [e for e in qa.evidence if e.strip()]
-        hit = sum(e.strip() in item.retrieved for e in evidence)
+        evidence = [e.strip() for e in qa.evidence if e.strip()]
         row["retrieved"] = item.retrieved
-        row["recall_at_k"] = hit / len(evidence) if evidence else None
+        row["recall_at_k"] = sum(e in item.retrieved for e in evidence) / len(evidence) if evidence else None
     return row
 
 
@@ -340,85 +477,78 @@ def _mean(values: list[float | None]) -> float | None:
     return round(sum(present) / len(present), 4) if present else None
 
 
+def _stats(rows: list[dict]) -> dict:
+    out = {"count": len(rows), "f1": _mean([r["f1"] for r in rows]), "judge": _mean([r["judge_score"] for r in rows])}
+    if any("recall_at_k" in r for r in rows):
+        out["recall_at_k"] = _mean([r.get("recall_at_k") for r in rows])
+    return out
+
+
 def _summary(rows: list[dict]) -> dict:
-    by_cat: dict[str, list[dict]] = {}
-    for r in rows:
-        by_cat.setdefault(f"{r['category']} {r['category_name']}", []).append(r)
-
-    def stats(rs: list[dict]) -> dict:
-        out = {"count": len(rs), "f1": _mean([r["f1"] for r in rs]), "judge": _mean([r["judge_score"] for r in rs])}
-        if any("recall_at_k" in r for r in rs):
-            out["recall_at_k"] = _mean([r.get("recall_at_k") for r in rs])
-        return out
-
+    by_category: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["category"]):
+        by_category.setdefault(f"{r['category']} {r['category_name']}", []).append(r)
+    # LoCoMo's adversarial items are scored by their own rule and reported apart from the overall mean.
     answered = [r for r in rows if not (r["dataset"] == "locomo" and r["category"] == 5)]
     return {
-        "overall": stats(answered),
-        "categories": {k: stats(v) for k, v in sorted(by_cat.items())},
+        "overall": _stats(answered),
+        "categories": {k: _stats(v) for k, v in by_category.items()},
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
-        "cost_usd": round(sum(r["cost_usd"] + r.get("judge_cost_usd", 0.0) for r in rows), 6),
+        "cost_usd": round(sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows), 6),
     }
 
 
-def build_report(
-    rows: list[dict], opts: ProbeOptions, model: str, judge: str | None, files: list[Path], prompts: dict
-) -> dict:
+def build_report(rows: list[dict], manifest: dict) -> dict:
     ok = [r for r in rows if r.get("error") is None]
-    chats = sorted({r["chat"] for r in ok})
     return {
         "overall": _summary(ok),
-        "chats": {c: _summary([r for r in ok if r["chat"] == c]) for c in chats},
+        "chats": {c: _summary([r for r in ok if r["chat"] == c]) for c in sorted({r["chat"] for r in ok})},
         "failed_questions": len(rows) - len(ok),
-        "manifest": manifest(opts, model, judge, files, prompts),
+        "manifest": manifest,
     }
 
 
-def manifest(opts: ProbeOptions, model: str, judge: str | None, files: list[Path], prompts: dict) -> dict:
-    def sha(p: Path) -> str:
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-
+def manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:
     try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-            ).stdout.strip()
-            or None
-        )
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        commit = ""
+    judge = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env).label if opts.judge_model else None
     return {
         "realtalk_version": __version__,
-        "git_commit": commit,
+        "git_commit": commit or None,
         "model": model,
         "judge_model": judge,
         "prompts": prompts,
-        "datasets": {str(p): sha(p) for p in chat_paths(files)},
-        "parameters": {
-            k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k not in ("api_key_env",)
-        },
+        "datasets": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in chat_paths(files)},
+        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
         "command": " ".join(["realtalk", *sys.argv[1:]]) if sys.argv else "",
     }
 
 
 def report_markdown(report: dict) -> str:
-    lines = ["# realtalk probe report", ""]
     m = report["manifest"]
-    lines += [
-        f"- model: `{m['model']}`",
-        f"- judge: `{m['judge_model'] or 'none'}`",
-        f"- context: {m['parameters']['context']}",
-        f"- prompts: {m['prompts']}",
+    lines = [
+        "# realtalk probe report",
         "",
+        f"- model: `{m.get('model')}`",
+        f"- judge: `{m.get('judge_model') or 'none'}`",
+        f"- context: {m.get('parameters', {}).get('context')}",
+        f"- prompts: {m.get('prompts')}",
+        "",
+        "| chat | category | count | F1 | judge |",
+        "|---|---|---:|---:|---:|",
     ]
-    lines += ["| chat | category | count | F1 | judge |", "|---|---|---:|---:|---:|"]
 
-    def fmt(v):
+    def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     for name, summary in [("all", report["overall"]), *report["chats"].items()]:
-        for cat, s in summary["categories"].items():
-            lines.append(f"| {name} | {cat} | {s['count']} | {fmt(s['f1'])} | {fmt(s['judge'])} |")
+        for category, st in summary["categories"].items():
+            lines.append(f"| {name} | {category} | {st['count']} | {fmt(st['f1'])} | {fmt(st['judge'])} |")
         o = summary["overall"]
         lines.append(f"| **{name}** | **overall** | {o['count']} | {fmt(o['f1'])} | {fmt(o['judge'])} |")
     o = report["overall"]
@@ -431,4 +561,6 @@ def report_markdown(report: dict) -> str:
         lines.append(
             f"Wall time {r['wall_time_s']} s, {r['requests']} requests ({r['cached']} cached), {r['retries']} retries."
         )
+    if report["failed_questions"]:
+        lines.append(f"{report['failed_questions']} questions failed; running the same command again retries them.")
     return "\n".join(lines) + "\n"

@@ -77,7 +77,7 @@ def test_probe_end_to_end_with_judge_writes_predictions_and_reports(tmp_path: Pa
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["overall"]["overall"] == {"count": 6, "f1": 1.0, "judge": 1.0}
     assert report["manifest"]["judge_model"] == "openai:judge-model"
-    assert set(report["manifest"]["prompts"]) == {"probe_answer.txt", "probe_judge.txt"}
+    assert set(report["manifest"]["prompts"]) == {"probe_answer.txt", "probe_adversarial.txt", "probe_judge.txt"}
     assert "| **all** | **overall** | 6 | 1.000 | 1.000 |" in (tmp_path / "run" / "report.md").read_text()
     assert API_KEY not in (tmp_path / "run" / "report.json").read_text()
     # the sessions appear once each, oldest first
@@ -165,3 +165,115 @@ def test_probe_offline_retrieval_reports_recall(tmp_path: Path):
 )
 def test_judge_score_parsing_tolerates_quirks(text: str, score):
     assert parse_judge_score(text) == score
+
+
+def test_temporal_questions_carry_the_date_hint(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        assert probe(url, tmp_path / "run").exit_code == 0
+    prompts = [r["messages"][0]["content"] for r in fake.requests]
+    hinted = [p for p in prompts if "Use DATE of CONVERSATION to answer with an approximate date." in p]
+    assert len(hinted) == 2  # the sample has two category-2 questions
+
+
+def test_compat_official_repeats_each_session_newest_first(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        assert probe(url, tmp_path / "run", "--compat", "official", "--limit", "1").exit_code == 0
+    prompt = fake.requests[0]["messages"][0]["content"]
+    assert prompt.count("DATE: 03.03.2024") == 2
+    assert prompt.index("DATE: 16.03.2024") < prompt.index("DATE: 07.03.2024") < prompt.index("DATE: 03.03.2024")
+
+
+def test_rescore_judges_saved_predictions_without_asking_the_model(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        assert probe(url, tmp_path / "run").exit_code == 0
+        answered = len(fake.requests)
+        before = json.loads((tmp_path / "run" / "report.json").read_text())
+        assert before["overall"]["overall"]["judge"] is None
+        result = runner.invoke(
+            app,
+            [
+                "probe",
+                "rescore",
+                str(tmp_path / "run"),
+                "--judge-model",
+                "judge-model",
+                "--base-url",
+                url,
+                "--api-key-env",
+                "TEST_LLM_KEY",
+                "--json",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    judged = fake.requests[answered:]
+    assert len(judged) == 6 and all("Predicted answer:" in r["messages"][0]["content"] for r in judged)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["overall"]["overall"]["judge"] == 1.0
+    assert report["manifest"]["judge_model"] == "openai:judge-model"
+    rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["judge_score"] == 1.0 for r in rows)
+
+
+def test_run_config_toml_with_flag_overrides(tmp_path: Path):
+    conf = tmp_path / "run.toml"
+    conf.write_text(
+        f'chats = ["{SAMPLE_JSON}"]\nmodel = "offline:bm25"\nout = "{tmp_path / "from-config"}"\nlimit = 2\n'
+    )
+    result = runner.invoke(app, ["probe", "--config", str(conf), "--limit", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "from-config" / "predictions.jsonl").read_text().splitlines()) == 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text('modle = "x"\n')
+    result = runner.invoke(app, ["probe", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {bad}: unknown key 'modle'")
+
+
+def test_locomo_adversarial_question_is_two_choice_and_scored_by_its_rule(tmp_path: Path):
+    chat = {
+        "conversation": {
+            "speaker_a": "Ann",
+            "speaker_b": "Bo",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": [{"speaker": "Ann", "dia_id": "D1:1", "text": "I painted a lake."}],
+        },
+        "qa": [
+            {"question": "What did Bo paint?", "evidence": ["D1:1"], "category": 5, "adversarial_answer": "a lake"},
+            {"question": "What did Ann paint?", "answer": "a lake", "evidence": ["D1:1"], "category": 4},
+        ],
+    }
+    path = tmp_path / "Chat_L.json"
+    path.write_text(json.dumps(chat))
+
+    def reply(body: dict) -> str:
+        prompt = body["messages"][0]["content"]
+        if "Select the correct answer" in prompt:
+            return "(a)" if "(a) Not mentioned" in prompt else "(b)"
+        return "a lake"
+
+    with serve_llm(FakeLLM(reply=reply)) as url:
+        result = runner.invoke(
+            app,
+            [
+                "probe",
+                str(path),
+                "--model",
+                "gpt-4o-mini",
+                "--out",
+                str(tmp_path / "r"),
+                "--base-url",
+                url,
+                "--api-key-env",
+                "TEST_LLM_KEY",
+                "--json",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["overall"]["categories"]["5 adversarial"] == {"count": 1, "f1": 1.0, "judge": None}
+    assert report["overall"]["overall"]["count"] == 1  # adversarial kept out of the overall mean
+    rows = [json.loads(x) for x in (tmp_path / "r" / "predictions.jsonl").read_text().splitlines()]
+    assert next(r for r in rows if r["category"] == 5)["prediction"] == "Not mentioned in the conversation"
