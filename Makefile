@@ -25,6 +25,7 @@ demo: install
 
 bench: install
 	$(PY) bench/convert.py
+	$(PY) bench/probe.py
 
 lint: install
 	$(VENV)/bin/ruff check realtalk_cli tests bench data
