@@ -91,6 +91,9 @@ def convert(
         Path | None,
         typer.Option("--captions-from", help="Published chat JSON (or a directory of them) to take captions from."),
     ] = None,
+    caption_model: Annotated[
+        str | None, typer.Option("--caption-model", help="A vision model (provider:model) that writes the captions.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Convert a raw REALTALK export (xlsx) into the REALTALK JSON.
@@ -99,11 +102,11 @@ def convert(
     """
     from .convert import convert_many
 
-    reports, failures = convert_many(source, output, force, images_dir, captions_from)
+    reports, failures = convert_many(source, output, force, images_dir, captions_from, caption_model)
     if as_json:
         print_json({"files": [asdict(r) for r in reports], "failed": failures})
     else:
-        _print_convert_reports(reports, captions_from is not None)
+        _print_convert_reports(reports, captions_from is not None or caption_model is not None)
     for failure in failures:
         err.print(f"[red]error:[/red] {failure}", soft_wrap=True)
     if failures:
@@ -130,7 +133,7 @@ def _print_convert_reports(reports: list, with_captions: bool) -> None:
     if not with_captions:
         out.print(
             "note: no captions source given, so messages carry no 'blip_caption' "
-            "(use --captions-from PUBLISHED.json to take them from a published file)"
+            "(use --captions-from PUBLISHED.json, or --caption-model MODEL to ask a vision model)"
         )
 
 

@@ -276,6 +276,7 @@ def convert_many(
     force: bool = False,
     images_dir: Path | None = None,
     captions_source: Path | None = None,
+    caption_model: str | None = None,
 ) -> tuple[list[ConvertReport], list[str]]:
     """Convert one sheet or a directory of sheets; returns the reports and one line per failed sheet.
 
@@ -301,11 +302,17 @@ def convert_many(
         raise RealtalkError(f"{existing[0]}: already exists (use --force to overwrite)")
     if captions_source is not None and not captions_source.exists():
         raise RealtalkError(f"{captions_source}: no such file or directory")
+    captioner = None
+    if caption_model is not None:
+        from .llm import LLMClient, resolve_model
+
+        captioner = resolve_model(caption_model)
+        LLMClient(captioner)  # fails now, not after the first sheet, on a missing key or URL
 
     reports, failures = [], []
     for sheet, target in jobs:
         try:
-            reports.append(_convert_one(sheet, target, images_dir, captions_source))
+            reports.append(_convert_one(sheet, target, images_dir, captions_source, captioner))
         except RealtalkError as e:
             if not source.is_dir():
                 raise
@@ -314,7 +321,7 @@ def convert_many(
 
 
 def _convert_one(
-    sheet_path: Path, target: Path, images_dir: Path | None, captions_source: Path | None
+    sheet_path: Path, target: Path, images_dir: Path | None, captions_source: Path | None, captioner=None
 ) -> ConvertReport:
     from .formats import write_realtalk
 
@@ -326,11 +333,56 @@ def _convert_one(
             captions = captions_from(published)
     chat, report = convert_sheet(sheet, captions)
     report.captions = str(published) if captions is not None else "none"
+    if captioner is not None:
+        report.captions = f"{captioner.label}: {caption_with_model(chat, sheet, captioner)} messages"
     if images_dir is not None:
         report.images_written = write_pictures(sheet, images_dir / sheet_path.stem)
     write_realtalk(chat, target)
     report.output = str(target)
     return report
+
+
+CAPTION_PROMPT = "Describe this photo in one short sentence, the way an image-captioning model would."
+
+
+def caption_with_model(chat: Chat, sheet: RawSheet, endpoint) -> int:
+    """Caption the earliest picture of each message that has pictures (as `blip_caption` does)."""
+    import asyncio
+    import base64
+
+    from .cache import ResponseCache, default_cache_path
+    from .llm import LLMClient, run_all
+
+    cache = ResponseCache(default_cache_path())
+    client = LLMClient(endpoint, cache=cache)
+
+    by_name = {picture_file_name(p): p for p in sheet.pictures if p.media}
+    jobs = []
+    for m in chat.messages():
+        if m.img_file and m.blip_caption is None and (picture := by_name.get(_earliest(m.img_file))):
+            data = base64.b64encode(sheet.read_media(picture)).decode()
+            content = [
+                {"type": "text", "text": CAPTION_PROMPT},
+                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}},
+            ]
+            jobs.append((m, [{"role": "user", "content": content}]))
+
+    async def run() -> None:
+        def done(message, completion) -> None:
+            if completion.error is not None:
+                raise RealtalkError(f"captioning {message.dia_id} failed: {completion.error}")
+            message.blip_caption = completion.text.strip()
+
+        try:
+            await run_all(client, jobs, done, max_tokens=60)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        cache.close()
+    return len(jobs)
 
 
 def write_pictures(sheet: RawSheet, folder: Path) -> int:

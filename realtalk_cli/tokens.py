@@ -45,7 +45,11 @@ def count_message_tokens(messages: list[dict], model: str) -> tuple[int, bool]:
     """Prompt tokens of a chat request, with OpenAI's per-message overhead (3 + 3 for the reply)."""
     total, exact = 3, True
     for m in messages:
-        n, ok = count_tokens(m["content"], model)
+        content = m["content"]
+        if not isinstance(content, str):  # multimodal parts: count the text, flag the images as estimated
+            exact = exact and all(part.get("type") == "text" for part in content)
+            content = " ".join(part.get("text", "") for part in content)
+        n, ok = count_tokens(content, model)
         total += n + 3
         exact = exact and ok
     return total, exact

@@ -13,6 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 API_KEY = "sk-test-secret-123"
 
 
+def _text(content: str | list) -> str:
+    return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+
+
 def default_reply(request: dict) -> str:
     return "I don't know"
 
@@ -85,7 +89,7 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 self.connection.shutdown(2)
                 return
             text = fake.reply(body)
-            prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+            prompt_tokens = sum(len(_text(m["content"]).split()) for m in body["messages"])
             self._send(
                 200,
                 {

@@ -136,3 +136,35 @@ def test_validate_unreadable_file_exits_2(tmp_path: Path):
         == f"error: {bad}: line 1, column 2: malformed JSON (unexpected character, expected a string key)\n"
     )
     assert run("validate", tmp_path / "missing.json").output == f"error: {tmp_path / 'missing.json'}: no such file\n"
+
+
+def test_convert_caption_model_captions_the_earliest_picture(tmp_path: Path, monkeypatch):
+    from .llm_server import API_KEY, FakeLLM, serve_llm
+
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    fake = FakeLLM(reply=lambda body: "a small bowl on a table")
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        result = run("convert", SAMPLE_XLSX, "-o", tmp_path / "c.json", "--caption-model", "gpt-4o-mini", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["files"][0]["captions"] == "openai:gpt-4o-mini: 2 messages"
+    chat = json.loads((tmp_path / "c.json").read_text())
+    captioned = [
+        m["dia_id"]
+        for k, v in chat.items()
+        if k.startswith("session_") and isinstance(v, list)
+        for m in v
+        if "blip_caption" in m
+    ]
+    assert captioned == ["D1:7", "D3:2"]
+    image_part = fake.requests[0]["messages"][0]["content"][1]
+    assert image_part["image_url"]["url"].startswith("data:image/jpeg;base64,")
+
+
+def test_convert_caption_model_without_key_is_one_line(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = run("convert", SAMPLE_XLSX, "-o", tmp_path / "c.json", "--caption-model", "gpt-4o-mini")
+    assert result.exit_code == 2
+    assert result.output == "error: openai:gpt-4o-mini: set the API key in the environment variable OPENAI_API_KEY\n"
+    assert not (tmp_path / "c.json").exists()
