@@ -315,7 +315,8 @@ def probe(
             cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
             out.print(
                 f"dry run: {plan['requests']} requests ({plan['already_done']} already done), "
-                f"{plan['prompt_tokens']} prompt tokens ({plan['prompt_tokens_per_question']} per question), "
+                f"{plan['prompt_tokens']} prompt tokens ({plan['prompt_tokens_per_question']} per question"
+                f"{'' if plan['tokens_exact'] else ', estimated: no tokenizer for this model'}), "
                 f"estimated cost {cost}",
                 soft_wrap=True,
             )
@@ -337,7 +338,7 @@ def _progress(label: str, quiet: bool):
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    with Progress(*columns, console=err, disable=quiet, transient=True) as bar:
+    with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
         task = bar.add_task(label, total=None, info="")
 
         def show(row, totals) -> None:

@@ -24,6 +24,7 @@ from .tokens import count_message_tokens, count_tokens
 
 OFFLINE_MODELS = ("offline:bm25",)
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+UNREACHED_ATTEMPTS = 3
 
 
 def config_dir() -> Path:
@@ -159,6 +160,7 @@ class LLMClient:
         self._semaphore = asyncio.Semaphore(max(1, concurrency))
         self._sdk = None
         self._timeout_s = timeout_s
+        self._reached = False  # an endpoint never reached is a configuration error, not a transient fault
         if not endpoint.offline:
             self._sdk = self._make_sdk()
 
@@ -215,13 +217,22 @@ class LLMClient:
                 raise FatalModelError(
                     f"{self.endpoint.label}: unknown model {self.endpoint.model!r} at {self.endpoint.base_url}"
                 ) from None
-            except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            except openai.APITimeoutError as e:
                 last_error, wait = f"{type(e).__name__}: {e}", None
+            except openai.APIConnectionError as e:
+                last_error, wait = f"{type(e).__name__}: {e}", None
+                # Never reached at all: give up after a few seconds rather than the full backoff.
+                if not self._reached and attempt + 1 >= min(self.max_attempts, UNREACHED_ATTEMPTS):
+                    raise FatalModelError(
+                        f"{self.endpoint.label}: cannot reach {self.endpoint.base_url} ({e})"
+                    ) from None
             except openai.APIStatusError as e:
+                self._reached = True
                 if e.status_code not in RETRYABLE_STATUS:
                     return Completion("", usage, f"HTTP {e.status_code}: {_short(e.message)}")
                 last_error, wait = f"HTTP {e.status_code}: {_short(e.message)}", _retry_after(e.response)
             else:
+                self._reached = True
                 text = (response.choices[0].message.content or "") if response.choices else ""
                 usage.latency_s = time.perf_counter() - start
                 if response.usage is not None:

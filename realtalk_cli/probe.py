@@ -295,11 +295,13 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
 
     if dry_run:
-        tokens = sum(count_tokens(it.messages[0]["content"], endpoint.model)[0] for it in todo)
+        counts = [count_tokens(it.messages[0]["content"], endpoint.model) for it in todo]
+        tokens = sum(n for n, _ in counts)
         return {
             "requests": len(todo),
             "already_done": len(items) - len(todo),
             "prompt_tokens": tokens,
+            "tokens_exact": all(exact for _, exact in counts),
             "prompt_tokens_per_question": round(tokens / len(todo), 1) if todo else 0,
             "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, 32 * len(todo)), 4),
             "priced": prices.known(endpoint.model),

@@ -277,3 +277,9 @@ def test_locomo_adversarial_question_is_two_choice_and_scored_by_its_rule(tmp_pa
     assert report["overall"]["overall"]["count"] == 1  # adversarial kept out of the overall mean
     rows = [json.loads(x) for x in (tmp_path / "r" / "predictions.jsonl").read_text().splitlines()]
     assert next(r for r in rows if r["category"] == 5)["prediction"] == "Not mentioned in the conversation"
+
+
+def test_unreachable_endpoint_is_one_line_exit_2(tmp_path: Path):
+    result = probe("http://127.0.0.1:9/v1", tmp_path / "run", "--limit", "1")
+    assert result.exit_code == 2
+    assert result.output.startswith("error: openai:gpt-4o-mini: cannot reach http://127.0.0.1:9/v1")
