@@ -26,6 +26,7 @@ demo: install
 bench: install
 	$(PY) bench/convert.py
 	$(PY) bench/probe.py
+	$(PY) bench/analyze.py
 
 lint: install
 	$(VENV)/bin/ruff check realtalk_cli tests bench data

@@ -1,0 +1,202 @@
+"""Persona consistency across chats, and two datasets side by side with plots and a report."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+from pathlib import Path
+
+from .ei import METRIC_NAMES, run_ei
+from .errors import RealtalkError
+from .fileio import write_atomic
+from .formats import chat_paths, load_chat
+from .stats import chat_stats, total_stats
+
+
+def person_key(name: str) -> str:
+    """People are matched across chats by first name, case-insensitively ('Fahim Khan' = 'Fahim')."""
+    return name.strip().split()[0].lower() if name.strip() else name
+
+
+def consistency(metrics: dict) -> dict:
+    """The paper's persona consistency: |metric in chat A - metric in chat B| for each person in 2+ chats."""
+    appearances: dict[str, list[tuple[str, dict]]] = {}
+    for chat, entry in metrics["chats"].items():
+        for speaker, values in entry["speakers"].items():
+            appearances.setdefault(person_key(speaker), []).append((chat, values))
+    people = {}
+    for person, seen in sorted(appearances.items()):
+        if len(seen) < 2:
+            continue
+        diffs = {}
+        for metric in METRIC_NAMES:
+            pairs = [
+                abs(a[metric] - b[metric])
+                for (_, a), (_, b) in itertools.combinations(seen, 2)
+                if a[metric] is not None and b[metric] is not None
+            ]
+            diffs[metric] = statistics.mean(pairs) if pairs else None
+        people[person] = {"chats": [c for c, _ in seen], "abs_diff": diffs}
+    mean_diff = {}
+    for metric in METRIC_NAMES:
+        values = [p["abs_diff"][metric] for p in people.values() if p["abs_diff"][metric] is not None]
+        mean_diff[metric] = statistics.mean(values) if values else None
+    return {"backend": metrics.get("backend"), "people": people, "mean_abs_diff": mean_diff}
+
+
+def load_metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json" if run_dir.is_dir() else run_dir
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file (run `realtalk analyze ei ... --out {run_dir}` first)") from None
+    except json.JSONDecodeError as e:
+        raise RealtalkError(f"{path}: line {e.lineno}, column {e.colno}: malformed JSON ({e.msg})") from None
+
+
+def speaker_values(metrics: dict, metric: str) -> list[float]:
+    return [v[metric] for c in metrics["chats"].values() for v in c["speakers"].values() if v[metric] is not None]
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def compare(
+    a_dir: Path,
+    b_dir: Path,
+    out: Path,
+    backend: str = "lexicon",
+    model: str | None = None,
+    per: str = "message",
+    progress=None,
+) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    sides = []
+    for directory in (a_dir, b_dir):
+        if not directory.is_dir():
+            raise RealtalkError(f"{directory}: not a directory of chats")
+        chats = [load_chat(p) for p in chat_paths([directory])]
+        label = directory.resolve().name
+        stats = [chat_stats(c) for c in chats]
+        metrics = run_ei(chats, out / f"ei-{label}", backend, model, per, progress=progress)
+        sides.append({"label": label, "chats": chats, "stats": stats, "total": total_stats(stats), "metrics": metrics})
+    if sides[0]["label"] == sides[1]["label"]:
+        raise RealtalkError(f"{a_dir} and {b_dir} have the same folder name; give them different names")
+    plots = _plots(sides, out)
+    summary = {
+        "datasets": [s["label"] for s in sides],
+        "backend": sides[0]["metrics"]["backend"],
+        "stats": {s["label"]: s["total"].row() for s in sides},
+        "metrics": {s["label"]: {m: _mean_std(speaker_values(s["metrics"], m)) for m in METRIC_NAMES} for s in sides},
+        "plots": plots,
+    }
+    write_atomic(out / "compare.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    write_atomic(out / "report.md", _report(summary))
+    return summary
+
+
+def _plots(sides: list[dict], out: Path) -> dict[str, str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RealtalkError("plots need matplotlib: pip install 'realtalk-cli[analysis]'") from None
+    plots: dict[str, str] = {}
+    labels = [s["label"] for s in sides]
+
+    available = [m for m in METRIC_NAMES if any(speaker_values(s["metrics"], m) for s in sides)]
+    if available:
+        cols = 4
+        rows = (len(available) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+        for ax, metric in zip(axes.flat, available, strict=False):
+            ax.boxplot([speaker_values(s["metrics"], metric) or [float("nan")] for s in sides], tick_labels=labels)
+            ax.set_title(metric, fontsize=9)
+        for ax in list(axes.flat)[len(available) :]:
+            ax.axis("off")
+        fig.suptitle("EI metrics per speaker")
+        fig.tight_layout()
+        plots["metrics"] = _save(fig, out / "metrics.png", plt)
+
+    intimacy = {}
+    for s in sides:
+        rows_path = Path(out / f"ei-{s['label']}" / "annotations.jsonl")
+        by_position: dict[int, list[float]] = {}
+        for line in rows_path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if r.get("intimacy") is not None:
+                by_position.setdefault(r["session"], []).append(r["intimacy"])
+        if by_position:
+            intimacy[s["label"]] = [statistics.mean(by_position[k]) for k in sorted(by_position)]
+    if intimacy:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, series in intimacy.items():
+            ax.plot(range(1, len(series) + 1), series, marker="o", label=label)
+        ax.set_xlabel("session")
+        ax.set_ylabel("mean intimacy (0-1)")
+        ax.legend()
+        plots["intimacy"] = _save(fig, out / "intimacy.png", plt)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist([s["total"].session_lengths for s in sides], bins=20, label=labels)
+    ax.set_xlabel("messages per session")
+    ax.set_ylabel("sessions")
+    ax.legend()
+    plots["session_lengths"] = _save(fig, out / "session_lengths.png", plt)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist([[max(g, 0.0) for g in s["total"].gaps_hours] for s in sides], bins=20, label=labels)
+    ax.set_xlabel("hours between sessions")
+    ax.set_ylabel("gaps")
+    ax.legend()
+    plots["gaps"] = _save(fig, out / "gaps.png", plt)
+    return plots
+
+
+def _save(fig, path: Path, plt) -> str:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path.name
+
+
+def _report(summary: dict) -> str:
+    a, b = summary["datasets"]
+    lines = [
+        f"# {a} vs {b}",
+        "",
+        f"EI labels by: `{summary['backend']}`",
+        "",
+        "## Statistics",
+        "",
+        f"| | {a} | {b} |",
+        "|---|---:|---:|",
+    ]
+    keys = [k for k in summary["stats"][a] if k not in ("chat", "dataset")]
+    keys += [k for k in summary["stats"][b] if k not in keys and k not in ("chat", "dataset")]
+    for k in keys:
+        lines.append(f"| {k} | {summary['stats'][a].get(k, '-')} | {summary['stats'][b].get(k, '-')} |")
+    lines += [
+        "",
+        "(days_spanned is the mean per chat; per-session figures pool all chats.)",
+        "",
+        "## EI metrics (mean ± std over speakers)",
+        "",
+        f"| metric | {a} | {b} |",
+        "|---|---:|---:|",
+    ]
+    for m in METRIC_NAMES:
+        lines.append(f"| {m} | {summary['metrics'][a][m]} | {summary['metrics'][b][m]} |")
+    lines.append("")
+    for name, file in summary["plots"].items():
+        lines += [f"## {name.replace('_', ' ')}", "", f"![{name}]({file})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Descriptive statistics of chats (REALTALK and LoCoMo alike)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from .model import Chat
+from .tokens import count_tokens
+
+TOKEN_MODEL = "gpt-4o"  # o200k_base; counts are exact and offline
+
+
+@dataclass
+class ChatStats:
+    chat: str
+    dataset: str
+    sessions: int = 0
+    messages: int = 0
+    turns: int = 0
+    words: int = 0
+    tokens: int = 0
+    pictures: int = 0
+    events: int = 0
+    qa: int = 0
+    qa_by_category: dict[str, int] = field(default_factory=dict)
+    days_spanned: float | None = None
+    messages_per_session_mean: float | None = None
+    messages_per_session_min: int | None = None
+    messages_per_session_max: int | None = None
+    gap_hours_mean: float | None = None
+    gap_hours_median: float | None = None
+    gap_hours_max: float | None = None
+    # kept for the total row and plots; not printed per chat
+    session_lengths: list[int] = field(default_factory=list, repr=False)
+    gaps_hours: list[float] = field(default_factory=list, repr=False)
+
+    def row(self) -> dict:
+        """Flat values for tables and CSV."""
+        d = asdict(self)
+        d.pop("session_lengths")
+        d.pop("gaps_hours")
+        by_cat = d.pop("qa_by_category")
+        d.update({f"qa_{k}": v for k, v in sorted(by_cat.items())})
+        return d
+
+
+def _picture_count(chat: Chat) -> int:
+    count = 0
+    for m in chat.messages():
+        names = {re.sub(r"(_opt)?\.jpe?g$", "", f) for f in m.img_file}
+        count += len(names) if names else len(m.img_url) if chat.dataset == "locomo" else 0
+    return count
+
+
+def _session_start(chat: Chat, i: int) -> datetime | None:
+    return chat.sessions[i].time
+
+
+def _session_end(chat: Chat, i: int) -> datetime | None:
+    times = [m.time for m in chat.sessions[i].messages if m.time is not None]
+    return max(times) if times else chat.sessions[i].time
+
+
+def chat_stats(chat: Chat) -> ChatStats:
+    s = ChatStats(chat=chat.name, dataset=chat.dataset)
+    s.sessions = len(chat.sessions)
+    messages = list(chat.messages())
+    s.messages = len(messages)
+    s.turns = len(chat.turns())
+    s.words = sum(len(m.clean_text.split()) for m in messages)
+    s.tokens = sum(count_tokens(m.clean_text, TOKEN_MODEL)[0] for m in messages)
+    s.pictures = _picture_count(chat)
+    s.events = sum(1 for ses in chat.sessions for evs in ses.events.values() for e in evs if e.sub_event.strip())
+    s.qa = len(chat.qa)
+    for q in chat.qa:
+        s.qa_by_category[q.category_name] = s.qa_by_category.get(q.category_name, 0) + 1
+    s.session_lengths = [len(ses.messages) for ses in chat.sessions]
+    starts = [_session_start(chat, i) for i in range(len(chat.sessions))]
+    ends = [_session_end(chat, i) for i in range(len(chat.sessions))]
+    known = [t for t in starts + ends if t is not None]
+    if known:
+        s.days_spanned = round((max(known) - min(known)).total_seconds() / 86400, 2)
+    for i in range(1, len(chat.sessions)):
+        if ends[i - 1] is not None and starts[i] is not None:
+            s.gaps_hours.append(round((starts[i] - ends[i - 1]).total_seconds() / 3600, 2))
+    _fill_summaries(s)
+    return s
+
+
+def _fill_summaries(s: ChatStats) -> None:
+    if s.session_lengths:
+        s.messages_per_session_mean = round(statistics.mean(s.session_lengths), 2)
+        s.messages_per_session_min = min(s.session_lengths)
+        s.messages_per_session_max = max(s.session_lengths)
+    if s.gaps_hours:
+        s.gap_hours_mean = round(statistics.mean(s.gaps_hours), 2)
+        s.gap_hours_median = round(statistics.median(s.gaps_hours), 2)
+        s.gap_hours_max = max(s.gaps_hours)
+
+
+def total_stats(items: list[ChatStats]) -> ChatStats:
+    datasets = sorted({i.dataset for i in items})
+    t = ChatStats(chat="total", dataset="+".join(datasets))
+    for name in ("sessions", "messages", "turns", "words", "tokens", "pictures", "events", "qa"):
+        setattr(t, name, sum(getattr(i, name) for i in items))
+    for i in items:
+        for k, v in i.qa_by_category.items():
+            t.qa_by_category[k] = t.qa_by_category.get(k, 0) + v
+        t.session_lengths += i.session_lengths
+        t.gaps_hours += i.gaps_hours
+    spans = [i.days_spanned for i in items if i.days_spanned is not None]
+    t.days_spanned = round(statistics.mean(spans), 2) if spans else None  # mean per chat
+    _fill_summaries(t)
+    return t
+
+
+def stats_rows(stats: list[ChatStats]) -> list[dict]:
+    """One flat row per chat, then the total."""
+    return [s.row() for s in stats] + [total_stats(stats).row()]

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from realtalk_cli.cli import app
+from realtalk_cli.compare import consistency
+from realtalk_cli.ei import is_grounding, is_reflective, lexicon_emotion, lexicon_sentiment, llm_jobs
+from realtalk_cli.formats import load_chat
+
+from .conftest import SAMPLE_JSON, SHARED, needs_shared
+from .llm_server import API_KEY, FakeLLM, serve_llm
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command", ["stats", "ei", "consistency", "compare"])
+def test_analyze_commands_have_help_with_an_example(command: str):
+    result = run("analyze", command, "--help")
+    assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_stats_on_the_sample_hand_counted():
+    result = run("analyze", "stats", SAMPLE_JSON, "--json")
+    assert result.exit_code == 0, result.output
+    chat, total = json.loads(result.output)
+    assert (chat["sessions"], chat["messages"], chat["pictures"], chat["events"], chat["qa"]) == (3, 26, 2, 8, 6)
+    # turns, counted by hand from data/make_sample.py: 9 + 7 + 6
+    assert chat["turns"] == 22
+    assert (chat["qa_multi-hop"], chat["qa_temporal"], chat["qa_commonsense"]) == (2, 2, 2)
+    assert chat["messages_per_session_min"] == 7 and chat["messages_per_session_max"] == 11
+    # 03.03 18:11:40 -> 07.03 20:15:03 and 07.03 20:26:40 -> 16.03 11:30:00
+    assert chat["gap_hours_max"] == pytest.approx(207.06, abs=0.01)
+    assert chat["days_spanned"] == pytest.approx(12.74, abs=0.01)  # 03.03 18:02:11 -> 16.03 11:48:44
+    assert total["messages"] == 26
+
+
+def test_stats_csv_has_a_header_and_a_total_row():
+    result = run("analyze", "stats", SAMPLE_JSON, "--csv")
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("chat,dataset,sessions,messages,turns")
+    assert lines[-1].startswith("total,realtalk,3,26,22")
+
+
+def test_lexicon_rules():
+    assert lexicon_sentiment("I love this, it is wonderful!") == "positive"
+    assert lexicon_sentiment("This is terrible and sad.") == "negative"
+    assert lexicon_sentiment("The bus leaves at 5.") == "neutral"
+    assert lexicon_emotion("I am so happy and joyful") == "joy"
+    assert lexicon_emotion("xyz") == "neutral"
+    assert is_reflective("I feel like I finally understand it")
+    assert not is_reflective("The weather is nice today")
+    assert is_grounding("Which cooking class did you take?", "I took a cooking class")
+    assert not is_grounding("Nice.", "I took a cooking class")
+    assert not is_grounding("How are you?", None)
+
+
+def test_ei_lexicon_on_the_sample_is_resumable(tmp_path: Path):
+    first = run("analyze", "ei", SAMPLE_JSON, "--out", tmp_path, "--json")
+    assert first.exit_code == 0, first.output
+    metrics = json.loads(first.output)
+    ana = metrics["chats"]["Chat_S_Ana_Ben"]["speakers"]["Ana"]
+    assert ana["messages"] == 13 and 0 <= ana["sentiment_diversity"] <= 1.585
+    assert ana["empathy"] is None and ana["intimacy"] is None
+    assert metrics["unavailable"] == ["empathy", "intimacy"]
+    lines = (tmp_path / "annotations.jsonl").read_text().splitlines()
+    assert len(lines) == 26
+    # a torn last line and a rerun: no duplicates, same metrics
+    (tmp_path / "annotations.jsonl").write_text("\n".join(lines[:20]) + "\n" + lines[20][:15])
+    second = run("analyze", "ei", SAMPLE_JSON, "--out", tmp_path, "--json")
+    assert second.exit_code == 0
+    assert len((tmp_path / "annotations.jsonl").read_text().splitlines()) == 26
+    assert json.loads(second.output) == metrics
+
+
+def _llm_reply(body: dict) -> str:
+    prompt = body["messages"][0]["content"]
+    labels = {
+        "sentiment": "positive",
+        "emotion": "joy",
+        "reflective": False,
+        "grounding": True,
+        "empathy": {"emotional_reaction": 1, "interpretation": 1, "exploration": 0},
+        "intimacy": 3,
+    }
+    if "Label every message" in prompt:
+        numbers = [int(line.split("]")[0][1:]) for line in prompt.splitlines() if line.startswith("[")]
+        return "```json\n" + json.dumps([{"i": n, **labels} for n in numbers]) + "\n```"
+    return json.dumps(labels) + ","
+
+
+@pytest.mark.parametrize("per,requests", [("message", 26), ("session", 3)])
+def test_ei_llm_backend_per_message_and_per_session(tmp_path: Path, monkeypatch, per: str, requests: int):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    fake = FakeLLM(reply=_llm_reply)
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        result = run(
+            "analyze",
+            "ei",
+            SAMPLE_JSON,
+            "--out",
+            tmp_path / "ei",
+            "--backend",
+            "llm",
+            "--model",
+            "gpt-4o-mini",
+            "--per",
+            per,
+            "--json",
+        )
+    assert result.exit_code == 0, result.output
+    assert len(fake.requests) == requests
+    metrics = json.loads(result.output)
+    ben = metrics["chats"]["Chat_S_Ana_Ben"]["speakers"]["Ben"]
+    assert ben["empathy"] == 2.0 and ben["intimacy"] == 0.5 and ben["intimacy_slope"] == 0.0
+    assert ben["sentiment_diversity"] == 0.0 and ben["grounding_frequency"] == 1.0
+    assert metrics["backend"] == f"llm:openai:gpt-4o-mini per {per}"
+    assert metrics["usage"]["requests"] == requests
+
+
+def test_llm_per_message_prompts_mark_the_message_and_carry_its_session():
+    chat = load_chat(SAMPLE_JSON)
+    jobs = llm_jobs(chat, {12}, "message")
+    ((members, prompt),) = jobs
+    assert members[0][0] == 12 and ">>> [12] Ana:" in prompt
+    assert prompt.count("\n[") == 7  # the other 7 messages of session 2
+
+
+def test_hf_backend_offline_fails_with_one_line(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = run("analyze", "ei", SAMPLE_JSON, "--out", tmp_path, "--backend", "hf")
+    assert result.exit_code == 2
+    assert result.output.startswith("error: the hf backend ")
+    assert "transformers" in result.output or "cardiffnlp/twitter-roberta-base-sentiment-latest" in result.output
+
+
+def test_consistency_hand_computed():
+    metrics = {
+        "backend": "test",
+        "chats": {
+            "c1": {
+                "speakers": {"Fahim Khan": {m: None for m in ("reflective_frequency",)} | {"emotion_diversity": 1.0}}
+            },
+            "c2": {"speakers": {"fahim": {"emotion_diversity": 1.5}, "Other": {"emotion_diversity": 0.1}}},
+        },
+    }
+    for chat in metrics["chats"].values():
+        for values in chat["speakers"].values():
+            for m in (
+                "reflective_frequency",
+                "sentiment_diversity",
+                "grounding_frequency",
+                "empathy",
+                "intimacy",
+                "intimacy_slope",
+                "intimacy_exp_rate",
+                "intimacy_curvature",
+                "sentiment_stability",
+                "emotion_consistency",
+                "sentiment_alignment",
+                "emotion_alignment",
+            ):
+                values.setdefault(m, None)
+    result = consistency(metrics)
+    assert list(result["people"]) == ["fahim"]
+    assert result["people"]["fahim"]["abs_diff"]["emotion_diversity"] == 0.5
+    assert result["mean_abs_diff"]["emotion_diversity"] == 0.5
+    assert result["mean_abs_diff"]["empathy"] is None
+
+
+@needs_shared
+def test_consistency_on_shared_realtalk(tmp_path: Path):
+    assert run("analyze", "ei", SHARED / "realtalk", "--out", tmp_path).exit_code == 0
+    result = run("analyze", "consistency", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    people = json.loads(result.output)["people"]
+    assert set(people) == {"akib", "elise", "emi", "nicolas"}
+    assert people["emi"]["chats"] == ["Chat_1_Emi_Elise", "Chat_4_Emi_Paola"]
+
+
+@needs_shared
+def test_compare_realtalk_with_locomo_writes_plots_and_report(tmp_path: Path):
+    result = run("analyze", "compare", SHARED / "realtalk", SHARED / "locomo", "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["datasets"] == ["realtalk", "locomo"]
+    assert summary["stats"]["realtalk"]["messages"] == 6698 and summary["stats"]["locomo"]["qa_adversarial"] == 446
+    report = (tmp_path / "report.md").read_text()
+    for name in ("metrics.png", "session_lengths.png", "gaps.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in report
+
+
+def test_consistency_without_a_run_is_one_line(tmp_path: Path):
+    result = run("analyze", "consistency", tmp_path)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {tmp_path / 'metrics.json'}: no such file")
