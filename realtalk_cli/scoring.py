@@ -65,3 +65,28 @@ def answer_f1(prediction: str, gold: str, category: int, dataset: str) -> float:
     if category == 1:
         return multi_answer_f1(prediction, gold)
     return token_f1(prediction, gold)
+
+
+def _rouge_tokens(text: str) -> list[str]:
+    # rouge-score's default tokenizer: lower-case, anything but [a-z0-9] separates tokens, no stemming.
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F1: longest common subsequence of tokens over prediction (precision) and reference (recall)."""
+    pred, ref = _rouge_tokens(prediction), _rouge_tokens(reference)
+    lcs = _lcs_length(pred, ref)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)

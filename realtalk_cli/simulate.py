@@ -1,0 +1,384 @@
+"""Persona simulation (the paper's task 1): a model writes the next message as one participant, given the
+real history before it, and is scored against what the person actually wrote.
+
+Targets -> prompts -> completions (LLM client) -> predictions.jsonl (ROUGE-L and EI labels per line, as
+each finishes) -> BERTScore for the lines that lack it (one batch, model loaded once) -> report.json/md.
+The model's output is never fed back: every target sees the real history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+from . import __version__
+from .cache import ResponseCache, default_cache_path
+from .compare import person_key
+from .ei import is_grounding, is_reflective, lexicon_emotion, lexicon_sentiment
+from .errors import RealtalkError
+from .fileio import write_atomic
+from .formats import chat_paths, load_chat
+from .llm import Completion, LLMClient, Prices, resolve_model, run_all
+from .model import Chat, Message
+from .probe import fill, prompt_text, read_predictions, text_hash
+from .scoring import rouge_l
+from .tokens import count_tokens
+
+EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
+SCORES = ("rouge_l", "bertscore", *(f"{k}_agreement" for k in EI_LABELS), "intimacy_diff", "empathy_diff")
+
+
+@dataclass
+class SimulateOptions:
+    model: str
+    out: Path
+    speaker: str | None = None
+    sessions: int = 3
+    targets: str = "messages"  # or "turns"
+    limit: int | None = None
+    concurrency: int = 8
+    max_cost: float | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    use_cache: bool = True
+    bertscore: bool = True
+    bertscore_model: str | None = None
+    bertscore_layers: int | None = None
+    ei_backend: str = "lexicon"
+
+
+@dataclass
+class Target:
+    chat: Chat
+    speaker: str
+    messages: list[Message]  # one message, or the messages of a merged turn
+    position: int  # index in the chat of the first message
+    history: list[Message]  # the real messages the prompt shows, oldest first
+
+    @property
+    def reference(self) -> str:
+        return "\n".join(m.clean_text for m in self.messages)
+
+    @property
+    def partner_previous(self) -> str | None:
+        last = self.history[-1] if self.history else None
+        return last.clean_text if last is not None and last.speaker != self.speaker else None
+
+
+def matches_speaker(name: str, wanted: str) -> bool:
+    """`--speaker Fahim` finds 'Fahim Khan'; case does not matter."""
+    return name.strip().lower() == wanted.strip().lower() or person_key(name) == person_key(wanted)
+
+
+def select_targets(chat: Chat, speaker: str | None, mode: str, window: int) -> list[Target]:
+    """Every message (or merged turn) of the target speaker(s) that has history before it."""
+    if mode not in ("messages", "turns"):
+        raise RealtalkError(f"--targets {mode!r}: choose messages or turns")
+    if window < 1:
+        raise RealtalkError("--sessions must be at least 1")
+    speakers = [s for s in chat.speakers if speaker is None or matches_speaker(s, speaker)]
+    messages = list(chat.messages())
+    position = {id(m): i for i, m in enumerate(messages)}
+    units = [[m] for m in messages] if mode == "messages" else [t.messages for t in chat.turns()]
+    targets = []
+    for unit in units:
+        first = unit[0]
+        if first.speaker not in speakers:
+            continue
+        start = position[id(first)]
+        oldest_session = first.session - window + 1
+        history = [m for m in messages[:start] if m.session >= oldest_session]
+        if history:
+            targets.append(Target(chat, first.speaker, unit, start, history))
+    return targets
+
+
+def transcript(chat: Chat, history: list[Message]) -> str:
+    dates = {s.number: s.date_time for s in chat.sessions}
+    parts: list[str] = []
+    session = None
+    for m in history:
+        if m.session != session:
+            session = m.session
+            parts.append(("\n" if parts else "") + f"DATE: {dates.get(session, '')}")
+        parts.append(f"{m.speaker}: {m.clean_text}")
+    return "\n".join(parts)
+
+
+def prompt_messages(target: Target, system_template: str) -> list[dict]:
+    return [
+        {"role": "system", "content": fill(system_template, speaker=target.speaker)},
+        {"role": "user", "content": transcript(target.chat, target.history)},
+    ]
+
+
+# --- EI labels of a single message -------------------------------------------------------------
+
+
+def lexicon_labels(text: str, partner_previous: str | None) -> dict:
+    return {
+        "reflective": is_reflective(text),
+        "grounding": is_grounding(text, partner_previous),
+        "sentiment": lexicon_sentiment(text),
+        "emotion": lexicon_emotion(text),
+        "intimacy": None,
+        "empathy": None,
+    }
+
+
+def agreement(reference: dict, prediction: dict) -> dict:
+    out = {
+        f"{k}_agreement": (reference[k] == prediction[k])
+        if reference[k] is not None and prediction[k] is not None
+        else None
+        for k in EI_LABELS
+    }
+    for k in ("intimacy", "empathy"):
+        both = reference[k] is not None and prediction[k] is not None
+        out[f"{k}_diff"] = abs(reference[k] - prediction[k]) if both else None
+    return out
+
+
+# --- SFT export --------------------------------------------------------------------------------
+
+
+def export_sft(chat_file: Path, speaker: str, output: Path, window: int = 3, mode: str = "messages") -> int:
+    """The person's chat as chat fine-tuning examples: the same prompt simulate sends, the real reply."""
+    chat = load_chat(chat_file)
+    if not any(matches_speaker(s, speaker) for s in chat.speakers):
+        raise RealtalkError(f"{chat_file}: no speaker {speaker!r} (speakers: {', '.join(chat.speakers)})")
+    template = prompt_text("simulate_system.txt")
+    lines = []
+    for target in select_targets(chat, speaker, mode, window):
+        messages = [*prompt_messages(target, template), {"role": "assistant", "content": target.reference}]
+        lines.append(orjson.dumps({"messages": messages}))
+    write_atomic(output, b"\n".join(lines) + b"\n")
+    return len(lines)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def _key(row_or_target) -> tuple[str, int]:
+    if isinstance(row_or_target, dict):
+        return (row_or_target["chat"], row_or_target["position"])
+    return (row_or_target.chat.name, row_or_target.position)
+
+
+def build_targets(files: list[Path], opts: SimulateOptions) -> list[Target]:
+    targets: list[Target] = []
+    for path in chat_paths(files):
+        chat = load_chat(path)
+        if opts.speaker and not any(matches_speaker(s, opts.speaker) for s in chat.speakers):
+            raise RealtalkError(f"{path}: no speaker {opts.speaker!r} (speakers: {', '.join(chat.speakers)})")
+        targets.extend(select_targets(chat, opts.speaker, opts.targets, opts.sessions))
+        if opts.limit is not None and len(targets) >= opts.limit:
+            return targets[: opts.limit]
+    return targets
+
+
+def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False, progress=None) -> dict:
+    if opts.ei_backend != "lexicon":
+        raise RealtalkError(f"--ei-backend {opts.ei_backend!r}: simulate labels with the lexicon backend for now")
+    endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
+    system_template = prompt_text("simulate_system.txt")
+    targets = build_targets(files, opts)
+    pred_path = opts.out / "predictions.jsonl"
+    done = {_key(r) for r in read_predictions(pred_path) if r.get("error") is None}
+    todo = [t for t in targets if _key(t) not in done]
+    prices = Prices.load()
+    if dry_run:
+        counts = [
+            sum(count_tokens(m["content"], endpoint.model)[0] for m in prompt_messages(t, system_template))
+            for t in todo
+        ]
+        tokens = sum(counts)
+        return {
+            "requests": len(todo),
+            "already_done": len(targets) - len(todo),
+            "prompt_tokens": tokens,
+            "prompt_tokens_per_target": round(tokens / len(todo), 1) if todo else 0,
+            "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, 40 * len(todo)), 4),
+            "priced": prices.known(endpoint.model),
+            "model": endpoint.label,
+        }
+
+    scorer = None
+    if opts.bertscore:  # load before spending money: a missing model should stop the run now
+        from .bertscore import BertScorer
+
+        scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    cache = ResponseCache(default_cache_path()) if opts.use_cache else None
+    client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
+    started = time.perf_counter()
+    stopped_for_cost = False
+
+    with open(pred_path, "ab") as sink:
+
+        def finish(target: Target, c: Completion) -> None:
+            nonlocal stopped_for_cost
+            sink.write(orjson.dumps(prediction_row(target, c, endpoint.label)) + b"\n")
+            sink.flush()
+            if progress:
+                progress(None, client.totals)
+            if opts.max_cost is not None and client.totals.cost_usd >= opts.max_cost:
+                stopped_for_cost = True
+                raise _StopRun()
+
+        async def main() -> None:
+            try:
+                await run_all(client, [(t, prompt_messages(t, system_template)) for t in todo], finish, max_tokens=200)
+            except _StopRun:
+                pass
+            finally:
+                await client.aclose()
+
+        try:
+            asyncio.run(main())
+        finally:
+            if cache:
+                cache.close()
+    rows = read_predictions(pred_path)
+    if scorer is not None:
+        add_bertscore(rows, scorer)
+        write_atomic(pred_path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    report = build_report(rows, manifest(opts, endpoint.label, files, system_template, scorer))
+    report["run"] = {
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "requests": client.totals.requests,
+        "cached": client.totals.cached,
+        "retries": client.totals.retries,
+        "errors": client.totals.errors,
+        "prompt_tokens": client.totals.prompt_tokens,
+        "completion_tokens": client.totals.completion_tokens,
+        "cost_usd": round(client.totals.cost_usd, 6),
+        "stopped_for_max_cost": stopped_for_cost,
+    }
+    write_atomic(opts.out / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    write_atomic(opts.out / "report.md", report_markdown(report))
+    return report
+
+
+class _StopRun(Exception):
+    pass
+
+
+def prediction_row(target: Target, c: Completion, model: str) -> dict:
+    prediction = c.text.strip()
+    row = {
+        "chat": target.chat.name,
+        "dataset": target.chat.dataset,
+        "speaker": target.speaker,
+        "person": person_key(target.speaker),
+        "position": target.position,
+        "dia_ids": [m.dia_id for m in target.messages],
+        "session": target.messages[0].session,
+        "history_messages": len(target.history),
+        "reference": target.reference,
+        "prediction": prediction,
+        "rouge_l": None,
+        "bertscore": None,
+        "model": model,
+        "prompt_tokens": c.usage.prompt_tokens,
+        "completion_tokens": c.usage.completion_tokens,
+        "cost_usd": c.usage.cost_usd,
+        "latency_s": round(c.usage.latency_s, 4),
+        "retries": c.usage.retries,
+        "cached": c.usage.cached,
+        "error": c.error,
+    }
+    if c.error is None:
+        reference_labels = lexicon_labels(target.reference, target.partner_previous)
+        predicted_labels = lexicon_labels(prediction, target.partner_previous)
+        row["rouge_l"] = rouge_l(prediction, target.reference)
+        row["labels"] = {"reference": reference_labels, "prediction": predicted_labels}
+        row.update(agreement(reference_labels, predicted_labels))
+    return row
+
+
+def add_bertscore(rows: list[dict], scorer) -> None:
+    """BERTScore F1 for every answered row that lacks it, in one batch."""
+    missing = [r for r in rows if r.get("error") is None and r.get("bertscore") is None]
+    scores = scorer.score([r["prediction"] for r in missing], [r["reference"] for r in missing])
+    for r, s in zip(missing, scores, strict=True):
+        r["bertscore"] = s
+
+
+def _mean(values: list) -> float | None:
+    known = [float(v) for v in values if v is not None]
+    return statistics.mean(known) if known else None
+
+
+def build_report(rows: list[dict], manifest: dict) -> dict:
+    ok = [r for r in rows if r.get("error") is None]
+    people: dict[str, dict] = {}
+    for person in sorted({r["person"] for r in ok}):
+        mine = [r for r in ok if r["person"] == person]
+        people[person] = {
+            "targets": len(mine),
+            "chats": sorted({r["chat"] for r in mine}),
+            **{s: _mean([r.get(s) for r in mine]) for s in SCORES},
+        }
+    overall = {}
+    for s in SCORES:
+        values = [p[s] for p in people.values() if p[s] is not None]
+        overall[s] = {
+            "mean": statistics.mean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None,
+            "speakers": len(values),
+        }
+    return {
+        "overall": overall,
+        "speakers": people,
+        "targets": len(ok),
+        "failed_targets": len(rows) - len(ok),
+        "manifest": manifest,
+    }
+
+
+def manifest(opts: SimulateOptions, model: str, files: list[Path], system_template: str, scorer) -> dict:
+    return {
+        "realtalk_version": __version__,
+        "model": model,
+        "prompts": {"simulate_system.txt": text_hash(system_template)},
+        "ei_backend": opts.ei_backend,
+        "bertscore_model": scorer.label if scorer is not None else None,
+        "datasets": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in chat_paths(files)},
+        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+        "command": " ".join(["realtalk", *sys.argv[1:]]) if sys.argv else "",
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def report_markdown(report: dict) -> str:
+    m = report["manifest"]
+    lines = [
+        "# realtalk simulate report",
+        "",
+        f"- model: `{m['model']}`; EI labels: `{m['ei_backend']}`",
+        f"- BERTScore: `{m['bertscore_model'] or 'not computed'}`",
+        f"- targets: {report['targets']} ({report['failed_targets']} failed); prompts: {m['prompts']}",
+        "",
+        "| speaker | targets | " + " | ".join(SCORES) + " |",
+        "|---|---:|" + "---:|" * len(SCORES),
+    ]
+    for person, p in report["speakers"].items():
+        lines.append(f"| {person} | {p['targets']} | " + " | ".join(_fmt(p[s]) for s in SCORES) + " |")
+    lines.append(
+        "| **mean ± std** | | "
+        + " | ".join(f"{_fmt(report['overall'][s]['mean'])} ± {_fmt(report['overall'][s]['std'])}" for s in SCORES)
+        + " |"
+    )
+    return "\n".join(lines) + "\n"

