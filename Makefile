@@ -29,6 +29,7 @@ bench: install
 	$(PY) bench/convert.py
 	$(PY) bench/probe.py
 	$(PY) bench/analyze.py
+	$(PY) bench/simulate.py
 
 lint: install
 	$(VENV)/bin/ruff check realtalk_cli tests bench data

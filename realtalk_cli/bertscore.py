@@ -54,10 +54,12 @@ class BertScorer:
 
 def _quiet_transformers() -> None:
     try:
+        from huggingface_hub.utils import disable_progress_bars
         from transformers.utils import logging
 
         logging.set_verbosity_error()
         logging.disable_progress_bar()
+        disable_progress_bars()
     except Exception:  # noqa: BLE001 - silencing is best effort
         pass
 

@@ -413,6 +413,8 @@ def simulate(
     ] = None,
     bertscore_layers: Annotated[int | None, typer.Option("--bertscore-layers", help="Layer for the model.")] = None,
     no_bertscore: Annotated[bool, typer.Option("--no-bertscore", help="Skip BERTScore.")] = False,
+    ei_backend: Annotated[str, typer.Option("--ei-backend", help="EI labels: lexicon, llm or hf.")] = "lexicon",
+    ei_model: Annotated[str | None, typer.Option("--ei-model", help="Model for --ei-backend llm.")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
@@ -453,6 +455,8 @@ def simulate(
         bertscore=not no_bertscore,
         bertscore_model=bertscore_model,
         bertscore_layers=bertscore_layers,
+        ei_backend=ei_backend,
+        ei_model=ei_model,
     )
     if dry_run:
         plan = run_simulate(chats, opts, dry_run=True)

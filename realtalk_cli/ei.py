@@ -144,17 +144,33 @@ def _base(chat: Chat, index: int, m: Message, backend: str) -> Annotation:
     return Annotation(chat.name, chat.dataset, index, m.session, m.dia_id, m.speaker, backend=backend)
 
 
+LABEL_KEYS = ("sentiment", "emotion", "reflective", "grounding", "empathy", "intimacy")
+
+
+def lexicon_labels(text: str, partner_previous: str | None) -> dict:
+    """The lexicon backend's labels for one message (empathy and intimacy: unavailable)."""
+    return {
+        "sentiment": lexicon_sentiment(text),
+        "emotion": lexicon_emotion(text),
+        "reflective": is_reflective(text),
+        "grounding": is_grounding(text, partner_previous),
+        "empathy": None,
+        "intimacy": None,
+    }
+
+
+def _annotate(chat: Chat, i: int, m: Message, backend: str, labels: dict) -> Annotation:
+    a = _base(chat, i, m, backend)
+    for k in LABEL_KEYS:
+        setattr(a, k, labels.get(k))
+    return a
+
+
 def label_lexicon(chat: Chat, todo: set[int]) -> Iterator[Annotation]:
     partner = _partner_previous(chat)
     for i, m in enumerate(chat.messages()):
-        if i not in todo:
-            continue
-        a = _base(chat, i, m, "lexicon")
-        a.sentiment = lexicon_sentiment(m.clean_text)
-        a.emotion = lexicon_emotion(m.clean_text)
-        a.reflective = is_reflective(m.clean_text)
-        a.grounding = is_grounding(m.clean_text, partner[i])
-        yield a
+        if i in todo:
+            yield _annotate(chat, i, m, "lexicon", lexicon_labels(m.clean_text, partner[i]))
 
 
 # --- hf backend --------------------------------------------------------------------------------
@@ -180,24 +196,43 @@ def _hf_pipeline(task: str, model: str):
         ) from None
 
 
-def label_hf(chat: Chat, todo: set[int], batch_size: int = 32) -> Iterator[Annotation]:
-    sentiment = _hf_pipeline("text-classification", HF_MODELS["sentiment"])
-    emotion = _hf_pipeline("text-classification", HF_MODELS["emotion"])
-    intimacy = _hf_pipeline("text-classification", HF_MODELS["intimacy"])
-    messages = [(i, m) for i, m in enumerate(chat.messages()) if i in todo]
+class HFLabeler:
+    """The cardiffnlp sentiment and emotion classifiers and the intimacy regressor, loaded once."""
+
+    def __init__(self, batch_size: int = 32):
+        self.batch_size = batch_size
+        self.sentiment = _hf_pipeline("text-classification", HF_MODELS["sentiment"])
+        self.emotion = _hf_pipeline("text-classification", HF_MODELS["emotion"])
+        self.intimacy = _hf_pipeline("text-classification", HF_MODELS["intimacy"])
+
+    def label(self, texts: list[str], partners: list[str | None]) -> list[dict]:
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            kw = {"batch_size": self.batch_size}
+            sent, emo = self.sentiment(batch, **kw), self.emotion(batch, **kw)
+            inti = self.intimacy(batch, function_to_apply="none", **kw)
+            for k, (text, s, e, t) in enumerate(zip(batch, sent, emo, inti, strict=True)):
+                out.append(
+                    {
+                        "sentiment": s["label"].lower(),
+                        "emotion": e["label"].lower(),
+                        "reflective": is_reflective(text),
+                        "grounding": is_grounding(text, partners[start + k]),
+                        "empathy": None,
+                        "intimacy": min(1.0, max(0.0, (float(t["score"]) + 1) / 2)),  # the regressor's -1..1 to 0..1
+                    }
+                )
+        return out
+
+
+def label_hf(chat: Chat, todo: set[int]) -> Iterator[Annotation]:
+    labeler = HFLabeler()
     partner = _partner_previous(chat)
-    for start in range(0, len(messages), batch_size):
-        batch = messages[start : start + batch_size]
-        texts = [m.clean_text for _, m in batch]
-        sent, emo = sentiment(texts, batch_size=batch_size), emotion(texts, batch_size=batch_size)
-        inti = intimacy(texts, batch_size=batch_size, function_to_apply="none")
-        for (i, m), s, e, t in zip(batch, sent, emo, inti, strict=True):
-            a = _base(chat, i, m, "hf")
-            a.sentiment, a.emotion = s["label"].lower(), e["label"].lower()
-            a.intimacy = min(1.0, max(0.0, (float(t["score"]) + 1) / 2))  # the regressor's -1..1 to 0..1
-            a.reflective = is_reflective(m.clean_text)
-            a.grounding = is_grounding(m.clean_text, partner[i])
-            yield a
+    messages = [(i, m) for i, m in enumerate(chat.messages()) if i in todo]
+    labels = labeler.label([m.clean_text for _, m in messages], [partner[i] for i, _ in messages])
+    for (i, m), lab in zip(messages, labels, strict=True):
+        yield _annotate(chat, i, m, "hf", lab)
 
 
 # --- llm backend -------------------------------------------------------------------------------
@@ -240,6 +275,20 @@ def session_prompt(chat: Chat, session_number: int, start: int) -> str:
     )
 
 
+def text_prompt(context: str, speaker: str, text: str) -> str:
+    """Labels for one message given the conversation before it (used to label generated messages)."""
+    return (
+        "Here is a chat between two people.\n\n"
+        + context
+        + f"\n>>> {speaker}: {text}\n\nLabel the message marked >>>. Reply with JSON only, with the keys: {LABEL_SPEC}."
+    )
+
+
+def labels_from_reply(reply: str) -> dict:
+    parsed = _loads_lenient(reply)
+    return _labels_dict(parsed if isinstance(parsed, dict) else {})
+
+
 def _loads_lenient(text: str):
     text = re.sub(r"^```(?:json)?|```$", "", text.strip(), flags=re.M).strip()
     match = re.search(r"[\[{].*[\]}]", text, re.S)
@@ -252,22 +301,27 @@ def _loads_lenient(text: str):
         return None
 
 
-def _apply_llm_labels(a: Annotation, labels: dict) -> Annotation:
+def _labels_dict(labels: dict) -> dict:
+    """An LLM's JSON labels, checked: anything off the allowed values becomes None."""
     sentiment = str(labels.get("sentiment", "")).lower()
     emotion = str(labels.get("emotion", "")).lower()
-    a.sentiment = sentiment if sentiment in SENTIMENTS else None
-    a.emotion = emotion if emotion in LLM_EMOTIONS else None
-    a.reflective = labels.get("reflective") if isinstance(labels.get("reflective"), bool) else None
-    a.grounding = labels.get("grounding") if isinstance(labels.get("grounding"), bool) else None
+    out = {
+        "sentiment": sentiment if sentiment in SENTIMENTS else None,
+        "emotion": emotion if emotion in LLM_EMOTIONS else None,
+        "reflective": labels.get("reflective") if isinstance(labels.get("reflective"), bool) else None,
+        "grounding": labels.get("grounding") if isinstance(labels.get("grounding"), bool) else None,
+        "empathy": None,
+        "intimacy": None,
+    }
     empathy = labels.get("empathy")
     if isinstance(empathy, dict):
         parts = [empathy.get(k) for k in ("emotional_reaction", "interpretation", "exploration")]
         if all(isinstance(p, (int, float)) and 0 <= p <= 2 for p in parts):
-            a.empathy = float(sum(parts))
+            out["empathy"] = float(sum(parts))
     intimacy = labels.get("intimacy")
     if isinstance(intimacy, (int, float)) and 1 <= intimacy <= 5:
-        a.intimacy = (float(intimacy) - 1) / 4
-    return a
+        out["intimacy"] = (float(intimacy) - 1) / 4
+    return out
 
 
 def llm_jobs(chat: Chat, todo: set[int], per: str) -> list[tuple[list[tuple[int, Message]], str]]:
@@ -302,7 +356,7 @@ async def label_llm(chat: Chat, todo: set[int], client, per: str, sink) -> None:
         for i, m in members:
             if completion.error is not None:
                 continue  # not written: the next run asks again
-            sink(_apply_llm_labels(_base(chat, i, m, f"llm:{client.endpoint.label}"), by_index.get(i, {})))
+            sink(_annotate(chat, i, m, f"llm:{client.endpoint.label}", _labels_dict(by_index.get(i, {}))))
 
     longest = max((len(members) for members, _ in jobs), default=1)
     max_tokens = 150 if per == "message" else 50 + 60 * longest  # room for one JSON object per message

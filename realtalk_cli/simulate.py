@@ -22,7 +22,7 @@ import orjson
 from . import __version__
 from .cache import ResponseCache, default_cache_path
 from .compare import person_key
-from .ei import is_grounding, is_reflective, lexicon_emotion, lexicon_sentiment
+from .ei import BACKENDS, HFLabeler, labels_from_reply, lexicon_labels, text_prompt
 from .errors import RealtalkError
 from .fileio import write_atomic
 from .formats import chat_paths, load_chat
@@ -53,6 +53,7 @@ class SimulateOptions:
     bertscore_model: str | None = None
     bertscore_layers: int | None = None
     ei_backend: str = "lexicon"
+    ei_model: str | None = None
 
 
 @dataclass
@@ -120,18 +121,7 @@ def prompt_messages(target: Target, system_template: str) -> list[dict]:
     ]
 
 
-# --- EI labels of a single message -------------------------------------------------------------
-
-
-def lexicon_labels(text: str, partner_previous: str | None) -> dict:
-    return {
-        "reflective": is_reflective(text),
-        "grounding": is_grounding(text, partner_previous),
-        "sentiment": lexicon_sentiment(text),
-        "emotion": lexicon_emotion(text),
-        "intimacy": None,
-        "empathy": None,
-    }
+# --- scoring ---------------------------------------------------------------------------------
 
 
 def agreement(reference: dict, prediction: dict) -> dict:
@@ -186,8 +176,10 @@ def build_targets(files: list[Path], opts: SimulateOptions) -> list[Target]:
 
 
 def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False, progress=None) -> dict:
-    if opts.ei_backend != "lexicon":
-        raise RealtalkError(f"--ei-backend {opts.ei_backend!r}: simulate labels with the lexicon backend for now")
+    if opts.ei_backend not in BACKENDS:
+        raise RealtalkError(f"--ei-backend {opts.ei_backend!r}: choose {', '.join(BACKENDS)}")
+    if opts.ei_backend == "llm" and not opts.ei_model:
+        raise RealtalkError("--ei-backend llm needs --ei-model")
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     system_template = prompt_text("simulate_system.txt")
     targets = build_targets(files, opts)
@@ -216,6 +208,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
         from .bertscore import BertScorer
 
         scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
+    hf_labeler = HFLabeler() if opts.ei_backend == "hf" else None
     opts.out.mkdir(parents=True, exist_ok=True)
     cache = ResponseCache(default_cache_path()) if opts.use_cache else None
     client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
@@ -248,9 +241,10 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
             if cache:
                 cache.close()
     rows = read_predictions(pred_path)
+    ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
     if scorer is not None:
         add_bertscore(rows, scorer)
-        write_atomic(pred_path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    write_atomic(pred_path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
     report = build_report(rows, manifest(opts, endpoint.label, files, system_template, scorer))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
@@ -262,6 +256,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
         "completion_tokens": client.totals.completion_tokens,
         "cost_usd": round(client.totals.cost_usd, 6),
         "stopped_for_max_cost": stopped_for_cost,
+        "ei_labelling": ei_usage,
     }
     write_atomic(opts.out / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
     write_atomic(opts.out / "report.md", report_markdown(report))
@@ -283,6 +278,7 @@ def prediction_row(target: Target, c: Completion, model: str) -> dict:
         "dia_ids": [m.dia_id for m in target.messages],
         "session": target.messages[0].session,
         "history_messages": len(target.history),
+        "partner_previous": target.partner_previous,
         "reference": target.reference,
         "prediction": prediction,
         "rouge_l": None,
@@ -297,12 +293,73 @@ def prediction_row(target: Target, c: Completion, model: str) -> dict:
         "error": c.error,
     }
     if c.error is None:
-        reference_labels = lexicon_labels(target.reference, target.partner_previous)
-        predicted_labels = lexicon_labels(prediction, target.partner_previous)
         row["rouge_l"] = rouge_l(prediction, target.reference)
-        row["labels"] = {"reference": reference_labels, "prediction": predicted_labels}
-        row.update(agreement(reference_labels, predicted_labels))
     return row
+
+
+def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labeler, prices) -> dict | None:
+    """EI labels of the real and the generated message for every answered row that lacks them."""
+    pending = [r for r in rows if r.get("error") is None and "labels" not in r]
+    usage = None
+    if opts.ei_backend == "lexicon":
+        labels = [
+            (
+                lexicon_labels(r["reference"], r["partner_previous"]),
+                lexicon_labels(r["prediction"], r["partner_previous"]),
+            )
+            for r in pending
+        ]
+    elif opts.ei_backend == "hf":
+        texts = [r["reference"] for r in pending] + [r["prediction"] for r in pending]
+        partners = [r["partner_previous"] for r in pending] * 2
+        flat = hf_labeler.label(texts, partners)
+        labels = list(zip(flat[: len(pending)], flat[len(pending) :], strict=True))
+    else:
+        labels, usage = _llm_labels(pending, targets, opts, prices)
+    for r, (reference, prediction) in zip(pending, labels, strict=True):
+        if reference is None or prediction is None:
+            continue  # a labelling call failed: the next run asks again
+        r["labels"] = {"reference": reference, "prediction": prediction}
+        r.update(agreement(reference, prediction))
+    return usage
+
+
+def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) -> tuple[list, dict]:
+    cache = ResponseCache(default_cache_path()) if opts.use_cache else None
+    client = LLMClient(resolve_model(opts.ei_model), concurrency=opts.concurrency, cache=cache, prices=prices)
+    jobs = []
+    for n, r in enumerate(rows):
+        target = targets.get(_key(r))
+        context = transcript(target.chat, target.history) if target else ""
+        for side, text in ((0, r["reference"]), (1, r["prediction"])):
+            jobs.append(((n, side), [{"role": "user", "content": text_prompt(context, r["speaker"], text)}]))
+    results: list[list] = [[None, None] for _ in rows]
+
+    def done(tag, completion) -> None:
+        n, side = tag
+        if completion.error is None:
+            results[n][side] = labels_from_reply(completion.text)
+
+    async def main() -> None:
+        try:
+            await run_all(client, jobs, done, max_tokens=150)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if cache:
+            cache.close()
+    t = client.totals
+    usage = {
+        "model": client.endpoint.label,
+        "requests": t.requests,
+        "cached": t.cached,
+        "prompt_tokens": t.prompt_tokens,
+        "cost_usd": round(t.cost_usd, 6),
+    }
+    return [tuple(x) for x in results], usage
 
 
 def add_bertscore(rows: list[dict], scorer) -> None:
@@ -350,7 +407,7 @@ def manifest(opts: SimulateOptions, model: str, files: list[Path], system_templa
         "realtalk_version": __version__,
         "model": model,
         "prompts": {"simulate_system.txt": text_hash(system_template)},
-        "ei_backend": opts.ei_backend,
+        "ei_backend": opts.ei_backend if opts.ei_backend != "llm" else f"llm:{resolve_model(opts.ei_model).label}",
         "bertscore_model": scorer.label if scorer is not None else None,
         "datasets": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in chat_paths(files)},
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},

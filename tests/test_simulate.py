@@ -185,3 +185,46 @@ def test_export_sft_writes_chat_format(tmp_path: Path):
     assert lines[0]["messages"][2]["content"] == load_chat(SAMPLE_JSON).sessions[0].messages[3].clean_text
     bad = runner.invoke(app, ["simulate", "export-sft", str(SAMPLE_JSON), "--speaker", "Zed", "-o", str(out)])
     assert bad.exit_code == 2 and "no speaker 'Zed' (speakers: Ana, Ben)" in bad.output
+
+
+def test_simulate_with_llm_ei_labels_gives_intimacy_and_empathy_differences(tmp_path: Path, env, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+
+    def reply(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        if "Label the message marked >>>" not in prompt:
+            return "Great!"
+        generated = "\n>>> Ben: Great!\n" in prompt
+        return json.dumps(
+            {
+                "sentiment": "positive",
+                "emotion": "joy",
+                "reflective": False,
+                "grounding": False,
+                "empathy": {"emotional_reaction": 0 if generated else 2, "interpretation": 0, "exploration": 0},
+                "intimacy": 1 if generated else 3,
+            }
+        )
+
+    fake = FakeLLM(reply=reply)
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        result = simulate(
+            url,
+            tmp_path / "run",
+            "--speaker",
+            "Ben",
+            "--no-bertscore",
+            "--ei-backend",
+            "llm",
+            "--ei-model",
+            "gpt-4o-mini",
+            "--json",
+        )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    ben = report["speakers"]["ben"]
+    assert ben["intimacy_diff"] == 0.5 and ben["empathy_diff"] == 2.0 and ben["sentiment_agreement"] == 1.0
+    assert report["manifest"]["ei_backend"] == "llm:openai:gpt-4o-mini"
+    assert report["run"]["ei_labelling"]["requests"] == 26  # reference and prediction for 13 targets
+    assert len(fake.requests) == 13 + 26
