@@ -308,22 +308,25 @@ def probe(
     opts = ProbeOptions(**{**settings, "out": Path(settings["out"]), "use_cache": not no_cache})
 
     if dry_run:
-        plan = run_probe(files, opts, dry_run=True)
-        if as_json:
-            print_json(plan)
-        else:
-            cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
-            out.print(
-                f"dry run: {plan['requests']} requests ({plan['already_done']} already done), "
-                f"{plan['prompt_tokens']} prompt tokens ({plan['prompt_tokens_per_question']} per question"
-                f"{'' if plan['tokens_exact'] else ', estimated: no tokenizer for this model'}), "
-                f"estimated cost {cost}",
-                soft_wrap=True,
-            )
+        _print_plan(run_probe(files, opts, dry_run=True), "question", as_json)
         return
     with _progress("probe", as_json) as show:
         report = run_probe(files, opts, progress=show)
     _finish_probe(report, opts.out, as_json, fail_under)
+
+
+def _print_plan(plan: dict, unit: str, as_json: bool) -> None:
+    """What a --dry-run would send: requests, prompt tokens, estimated cost."""
+    if as_json:
+        print_json(plan)
+        return
+    cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
+    estimated = "" if plan.get("tokens_exact", True) else ", estimated: no tokenizer for this model"
+    out.print(
+        f"dry run: {plan['requests']} requests ({plan['already_done']} already done), {plan['prompt_tokens']} prompt "
+        f"tokens ({plan[f'prompt_tokens_per_{unit}']} per {unit}{estimated}), estimated cost {cost}",
+        soft_wrap=True,
+    )
 
 
 @contextlib.contextmanager
@@ -459,17 +462,7 @@ def simulate(
         ei_model=ei_model,
     )
     if dry_run:
-        plan = run_simulate(chats, opts, dry_run=True)
-        if as_json:
-            print_json(plan)
-        else:
-            cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
-            out.print(
-                f"dry run: {plan['requests']} requests ({plan['already_done']} already done), "
-                f"{plan['prompt_tokens']} prompt tokens ({plan['prompt_tokens_per_target']} per target), "
-                f"estimated cost {cost}",
-                soft_wrap=True,
-            )
+        _print_plan(run_simulate(chats, opts, dry_run=True), "target", as_json)
         return
     with _progress("simulate", as_json) as show:
         report = run_simulate(chats, opts, progress=show)

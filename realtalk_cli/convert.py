@@ -347,11 +347,10 @@ CAPTION_PROMPT = "Describe this photo in one short sentence, the way an image-ca
 
 def caption_with_model(chat: Chat, sheet: RawSheet, endpoint) -> int:
     """Caption the earliest picture of each message that has pictures (as `blip_caption` does)."""
-    import asyncio
     import base64
 
     from .cache import ResponseCache, default_cache_path
-    from .llm import LLMClient, run_all
+    from .llm import LLMClient, run_jobs
 
     cache = ResponseCache(default_cache_path())
     client = LLMClient(endpoint, cache=cache)
@@ -367,21 +366,12 @@ def caption_with_model(chat: Chat, sheet: RawSheet, endpoint) -> int:
             ]
             jobs.append((m, [{"role": "user", "content": content}]))
 
-    async def run() -> None:
-        def done(message, completion) -> None:
-            if completion.error is not None:
-                raise RealtalkError(f"captioning {message.dia_id} failed: {completion.error}")
-            message.blip_caption = completion.text.strip()
+    def done(message: Message, completion) -> None:
+        if completion.error is not None:
+            raise RealtalkError(f"captioning {message.dia_id} failed: {completion.error}")
+        message.blip_caption = completion.text.strip()
 
-        try:
-            await run_all(client, jobs, done, max_tokens=60)
-        finally:
-            await client.aclose()
-
-    try:
-        asyncio.run(run())
-    finally:
-        cache.close()
+    run_jobs(client, jobs, done, max_tokens=60)
     return len(jobs)
 
 

@@ -16,7 +16,6 @@ run can be resumed; `metrics.json` is rewritten at the end.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -341,12 +340,16 @@ def llm_jobs(chat: Chat, todo: set[int], per: str) -> list[tuple[list[tuple[int,
     return jobs
 
 
-async def label_llm(chat: Chat, todo: set[int], client, per: str, sink) -> None:
-    from .llm import run_all
+def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink) -> None:
+    """Label every pending message with one call per message or per session; write each as it arrives."""
+    from .llm import run_jobs
 
-    jobs = llm_jobs(chat, todo, per)
+    calls = []
+    for chat, todo in pending:
+        calls.extend((chat, members, prompt) for members, prompt in llm_jobs(chat, todo, per))
 
-    def done(members: list[tuple[int, Message]], completion) -> None:
+    def done(tag: tuple[Chat, list[tuple[int, Message]]], completion) -> None:
+        chat, members = tag
         parsed = _loads_lenient(completion.text) if completion.error is None else None
         by_index: dict[int, dict] = {}
         if per == "session" and isinstance(parsed, list):
@@ -358,11 +361,10 @@ async def label_llm(chat: Chat, todo: set[int], client, per: str, sink) -> None:
                 continue  # not written: the next run asks again
             sink(_annotate(chat, i, m, f"llm:{client.endpoint.label}", _labels_dict(by_index.get(i, {}))))
 
-    longest = max((len(members) for members, _ in jobs), default=1)
+    longest = max((len(members) for _, members, _ in calls), default=1)
     max_tokens = 150 if per == "message" else 50 + 60 * longest  # room for one JSON object per message
-    await run_all(
-        client, [(members, [{"role": "user", "content": p}]) for members, p in jobs], done, max_tokens=max_tokens
-    )
+    jobs = [((chat, members), [{"role": "user", "content": p}]) for chat, members, p in calls]
+    run_jobs(client, jobs, done, max_tokens=max_tokens)
 
 
 # --- aggregation -------------------------------------------------------------------------------
@@ -471,7 +473,7 @@ def run_ei(
             if todo:
                 pending.append((chat, todo))
         if backend == "llm":
-            asyncio.run(_run_llm(pending, client, per, sink))
+            label_llm(pending, client, per, sink)
         for chat, todo in pending if backend != "llm" else []:
             for a in (label_lexicon if backend == "lexicon" else label_hf)(chat, todo):
                 sink(a)
@@ -499,13 +501,3 @@ def run_ei(
         }
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
     return metrics
-
-
-async def _run_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink) -> None:
-    try:
-        for chat, todo in pending:
-            await label_llm(chat, todo, client, per, sink)
-    finally:
-        await client.aclose()
-        if client.cache is not None:
-            client.cache.close()

@@ -107,6 +107,17 @@ class Usage:
     retries: int = 0
     estimated: bool = False  # token counts are estimates, not the API's
 
+    def as_row(self) -> dict:
+        """The fields every predictions line carries."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "latency_s": round(self.latency_s, 4),
+            "retries": self.retries,
+            "cached": self.cached,
+        }
+
 
 @dataclass
 class Completion:
@@ -285,6 +296,40 @@ def _offline_answer(model: str, messages: list[dict]) -> Completion:
     # Answer with the message itself, without the speaker (and date) before it.
     quoted = re.search(r'said, "(.*)"', best)
     return Completion(quoted.group(1) if quoted else best.split(": ", 1)[-1].strip(), Usage())
+
+
+class StopRun(Exception):
+    """Raised by an on_done callback to end a run cleanly (e.g. the cost limit is reached)."""
+
+
+def run_jobs(
+    client: LLMClient,
+    jobs: Iterable[tuple[object, list[dict]]],
+    on_done: Callable[[object, Completion], Awaitable[None] | None],
+    max_tokens: int = 256,
+    also_close: Iterable[LLMClient | None] = (),
+) -> bool:
+    """Run `run_all` to the end from synchronous code, then close the clients and their caches.
+
+    Returns True when on_done stopped the run early with StopRun.
+    """
+    clients = [client, *(c for c in also_close if c is not None)]
+
+    async def main() -> bool:
+        try:
+            await run_all(client, jobs, on_done, max_tokens=max_tokens)
+            return False
+        except StopRun:
+            return True
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        for cache in {id(c.cache): c.cache for c in clients if c.cache is not None}.values():
+            cache.close()
 
 
 async def run_all(

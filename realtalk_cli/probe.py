@@ -6,7 +6,6 @@ as they finish) -> scores -> report.json / report.md. A re-run skips questions a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -24,13 +23,14 @@ from .cache import ResponseCache, default_cache_path
 from .errors import RealtalkError
 from .fileio import write_atomic
 from .formats import chat_paths, load_chat
-from .llm import Completion, LLMClient, Prices, config_dir, resolve_model, run_all
+from .llm import Completion, LLMClient, Prices, StopRun, config_dir, resolve_model, run_jobs
 from .model import Chat, Message, QAItem
 from .retrieval import BM25
 from .scoring import answer_f1
 from .tokens import count_tokens
 
 ContextMode = Literal["full", "retrieval", "events"]
+JUDGE_MAX_TOKENS = 200
 
 
 @dataclass
@@ -280,7 +280,7 @@ async def judge_one(
 ) -> tuple[float | None, float]:
     """(score, cost) from the judge model; the score is None when its reply holds none."""
     prompt = fill(template, question=question, gold=gold, prediction=prediction)
-    c = await judge.complete([{"role": "user", "content": prompt}], max_tokens=200)
+    c = await judge.complete([{"role": "user", "content": prompt}], max_tokens=JUDGE_MAX_TOKENS)
     return (parse_judge_score(c.text) if c.error is None else None), c.usage.cost_usd
 
 
@@ -315,12 +315,9 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         LLMClient(judge_endpoint, concurrency=opts.concurrency, cache=cache, prices=prices) if judge_endpoint else None
     )
     started = time.perf_counter()
-    stopped_for_cost = False
-
     with open(pred_path, "ab") as sink:
 
         async def finish(item: Item, c: Completion) -> None:
-            nonlocal stopped_for_cost
             row = prediction_row(item, c, endpoint.label)
             if judge is not None and c.error is None:
                 row["judge_score"], row["judge_cost_usd"] = await judge_one(
@@ -333,24 +330,10 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                 progress(row, client.totals)
             spent = client.totals.cost_usd + (judge.totals.cost_usd if judge else 0.0)
             if opts.max_cost is not None and spent >= opts.max_cost:
-                stopped_for_cost = True
-                raise _StopRun()
+                raise StopRun()
 
-        async def main() -> None:
-            try:
-                await run_all(client, [(it, it.messages) for it in todo], finish, max_tokens=32)
-            except _StopRun:
-                pass
-            finally:
-                await client.aclose()
-                if judge:
-                    await judge.aclose()
-
-        try:
-            asyncio.run(main())
-        finally:
-            if cache:
-                cache.close()
+        jobs = [(it, it.messages) for it in todo]
+        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=32, also_close=[judge])
     rows = read_predictions(pred_path)
     report = build_report(rows, manifest(opts, endpoint.label, files, templates.hashes()))
     report["run"] = {
@@ -388,24 +371,33 @@ def rescore(
         endpoint = resolve_model(judge_model, base_url, api_key_env)
         judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load())
 
-    async def main() -> None:
-        async def one(row: dict) -> None:
-            row["f1"] = score_prediction(row)
-            if judge is not None:
-                row["judge_score"], row["judge_cost_usd"] = await judge_one(
-                    judge, templates.judge, row["question"], row["answer"], row["prediction"]
-                )
-                row["judge_model"] = judge.endpoint.label
+    answered = [r for r in rows if r.get("error") is None]
+    for r in answered:
+        r["f1"] = score_prediction(r)
+    if judge is not None:
+        jobs = [
+            (
+                r,
+                [
+                    {
+                        "role": "user",
+                        "content": fill(
+                            templates.judge, question=r["question"], gold=r["answer"], prediction=r["prediction"]
+                        ),
+                    }
+                ],
+            )
+            for r in answered
+        ]
+
+        def judged(row: dict, c: Completion) -> None:
+            row["judge_score"] = parse_judge_score(c.text) if c.error is None else None
+            row["judge_cost_usd"] = c.usage.cost_usd
+            row["judge_model"] = judge.endpoint.label
             if progress:
-                progress(row, judge.totals if judge else None)
+                progress(row, judge.totals)
 
-        try:
-            await asyncio.gather(*(one(r) for r in rows if r.get("error") is None))
-        finally:
-            if judge:
-                await judge.aclose()
-
-    asyncio.run(main())
+        run_jobs(judge, jobs, judged, max_tokens=JUDGE_MAX_TOKENS)
     write_atomic(pred_path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
     m = old_report.get("manifest", {})
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
@@ -431,10 +423,6 @@ def write_reports(run_dir: Path, report: dict) -> None:
     write_atomic(run_dir / "report.md", report_markdown(report))
 
 
-class _StopRun(Exception):
-    pass
-
-
 def score_prediction(row: dict) -> float:
     return answer_f1(row["prediction"], row["answer"], row["category"], row["dataset"])
 
@@ -457,12 +445,7 @@ def prediction_row(item: Item, c: Completion, model: str) -> dict:
         "judge_score": None,
         "judge_model": None,
         "model": model,
-        "prompt_tokens": c.usage.prompt_tokens,
-        "completion_tokens": c.usage.completion_tokens,
-        "cost_usd": c.usage.cost_usd,
-        "latency_s": round(c.usage.latency_s, 4),
-        "retries": c.usage.retries,
-        "cached": c.usage.cached,
+        **c.usage.as_row(),
         "error": c.error,
     }
     if c.error is None:

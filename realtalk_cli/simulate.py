@@ -8,7 +8,6 @@ The model's output is never fed back: every target sees the real history.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import statistics
@@ -26,11 +25,11 @@ from .ei import BACKENDS, HFLabeler, labels_from_reply, lexicon_labels, text_pro
 from .errors import RealtalkError
 from .fileio import write_atomic
 from .formats import chat_paths, load_chat
-from .llm import Completion, LLMClient, Prices, resolve_model, run_all
+from .llm import Completion, LLMClient, Prices, StopRun, resolve_model, run_jobs
 from .model import Chat, Message
 from .probe import fill, prompt_text, read_predictions, text_hash
 from .scoring import rouge_l
-from .tokens import count_tokens
+from .tokens import count_message_tokens
 
 EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
 SCORES = ("rouge_l", "bertscore", *(f"{k}_agreement" for k in EI_LABELS), "intimacy_diff", "empathy_diff")
@@ -188,15 +187,13 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
     todo = [t for t in targets if _key(t) not in done]
     prices = Prices.load()
     if dry_run:
-        counts = [
-            sum(count_tokens(m["content"], endpoint.model)[0] for m in prompt_messages(t, system_template))
-            for t in todo
-        ]
-        tokens = sum(counts)
+        counts = [count_message_tokens(prompt_messages(t, system_template), endpoint.model) for t in todo]
+        tokens = sum(n for n, _ in counts)
         return {
             "requests": len(todo),
             "already_done": len(targets) - len(todo),
             "prompt_tokens": tokens,
+            "tokens_exact": all(exact for _, exact in counts),
             "prompt_tokens_per_target": round(tokens / len(todo), 1) if todo else 0,
             "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, 40 * len(todo)), 4),
             "priced": prices.known(endpoint.model),
@@ -213,33 +210,19 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
     cache = ResponseCache(default_cache_path()) if opts.use_cache else None
     client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
     started = time.perf_counter()
-    stopped_for_cost = False
 
     with open(pred_path, "ab") as sink:
 
         def finish(target: Target, c: Completion) -> None:
-            nonlocal stopped_for_cost
             sink.write(orjson.dumps(prediction_row(target, c, endpoint.label)) + b"\n")
             sink.flush()
             if progress:
                 progress(None, client.totals)
             if opts.max_cost is not None and client.totals.cost_usd >= opts.max_cost:
-                stopped_for_cost = True
-                raise _StopRun()
+                raise StopRun()
 
-        async def main() -> None:
-            try:
-                await run_all(client, [(t, prompt_messages(t, system_template)) for t in todo], finish, max_tokens=200)
-            except _StopRun:
-                pass
-            finally:
-                await client.aclose()
-
-        try:
-            asyncio.run(main())
-        finally:
-            if cache:
-                cache.close()
+        jobs = [(t, prompt_messages(t, system_template)) for t in todo]
+        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=200)
     rows = read_predictions(pred_path)
     ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
     if scorer is not None:
@@ -263,10 +246,6 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
     return report
 
 
-class _StopRun(Exception):
-    pass
-
-
 def prediction_row(target: Target, c: Completion, model: str) -> dict:
     prediction = c.text.strip()
     row = {
@@ -284,12 +263,7 @@ def prediction_row(target: Target, c: Completion, model: str) -> dict:
         "rouge_l": None,
         "bertscore": None,
         "model": model,
-        "prompt_tokens": c.usage.prompt_tokens,
-        "completion_tokens": c.usage.completion_tokens,
-        "cost_usd": c.usage.cost_usd,
-        "latency_s": round(c.usage.latency_s, 4),
-        "retries": c.usage.retries,
-        "cached": c.usage.cached,
+        **c.usage.as_row(),
         "error": c.error,
     }
     if c.error is None:
@@ -340,17 +314,7 @@ def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) 
         if completion.error is None:
             results[n][side] = labels_from_reply(completion.text)
 
-    async def main() -> None:
-        try:
-            await run_all(client, jobs, done, max_tokens=150)
-        finally:
-            await client.aclose()
-
-    try:
-        asyncio.run(main())
-    finally:
-        if cache:
-            cache.close()
+    run_jobs(client, jobs, done, max_tokens=150)
     t = client.totals
     usage = {
         "model": client.endpoint.label,
