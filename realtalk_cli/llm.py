@@ -298,6 +298,24 @@ def _offline_answer(model: str, messages: list[dict]) -> Completion:
     return Completion(quoted.group(1) if quoted else best.split(": ", 1)[-1].strip(), Usage())
 
 
+def dry_run_plan(
+    endpoint: Endpoint, prices: Prices, requests: list[list[dict]], already_done: int, unit: str, max_tokens: int
+) -> dict:
+    """What a run would send, counted offline; the cost assumes every reply uses all of `max_tokens`."""
+    counts = [count_message_tokens(messages, endpoint.model) for messages in requests]
+    tokens = sum(n for n, _ in counts)
+    return {
+        "requests": len(requests),
+        "already_done": already_done,
+        "prompt_tokens": tokens,
+        "tokens_exact": all(exact for _, exact in counts),
+        f"prompt_tokens_per_{unit}": round(tokens / len(requests), 1) if requests else 0,
+        "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, max_tokens * len(requests)), 4),
+        "priced": prices.known(endpoint.model),
+        "model": endpoint.label,
+    }
+
+
 class StopRun(Exception):
     """Raised by an on_done callback to end a run cleanly (e.g. the cost limit is reached)."""
 

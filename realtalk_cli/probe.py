@@ -23,13 +23,14 @@ from .cache import ResponseCache, default_cache_path
 from .errors import RealtalkError
 from .fileio import write_atomic
 from .formats import chat_paths, load_chat
-from .llm import Completion, LLMClient, Prices, StopRun, config_dir, resolve_model, run_jobs
+from .llm import Completion, LLMClient, Prices, StopRun, config_dir, dry_run_plan, resolve_model, run_jobs
 from .model import Chat, Message, QAItem
 from .retrieval import BM25
 from .scoring import answer_f1
 from .tokens import count_tokens
 
 ContextMode = Literal["full", "retrieval", "events"]
+ANSWER_MAX_TOKENS = 32  # as the paper's script: answers are short phrases
 JUDGE_MAX_TOKENS = 200
 
 
@@ -295,18 +296,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
 
     if dry_run:
-        counts = [count_tokens(it.messages[0]["content"], endpoint.model) for it in todo]
-        tokens = sum(n for n, _ in counts)
-        return {
-            "requests": len(todo),
-            "already_done": len(items) - len(todo),
-            "prompt_tokens": tokens,
-            "tokens_exact": all(exact for _, exact in counts),
-            "prompt_tokens_per_question": round(tokens / len(todo), 1) if todo else 0,
-            "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, 32 * len(todo)), 4),
-            "priced": prices.known(endpoint.model),
-            "model": endpoint.label,
-        }
+        requests = [it.messages for it in todo]
+        return dry_run_plan(endpoint, prices, requests, len(items) - len(todo), "question", ANSWER_MAX_TOKENS)
 
     opts.out.mkdir(parents=True, exist_ok=True)
     cache = ResponseCache(default_cache_path()) if opts.use_cache else None
@@ -333,7 +324,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                 raise StopRun()
 
         jobs = [(it, it.messages) for it in todo]
-        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=32, also_close=[judge])
+        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=ANSWER_MAX_TOKENS, also_close=[judge])
     rows = read_predictions(pred_path)
     report = build_report(rows, manifest(opts, endpoint.label, files, templates.hashes()))
     report["run"] = {

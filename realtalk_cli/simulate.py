@@ -25,12 +25,12 @@ from .ei import BACKENDS, HFLabeler, labels_from_reply, lexicon_labels, text_pro
 from .errors import RealtalkError
 from .fileio import write_atomic
 from .formats import chat_paths, load_chat
-from .llm import Completion, LLMClient, Prices, StopRun, resolve_model, run_jobs
+from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_model, run_jobs
 from .model import Chat, Message
 from .probe import fill, prompt_text, read_predictions, text_hash
 from .scoring import rouge_l
-from .tokens import count_message_tokens
 
+REPLY_MAX_TOKENS = 200
 EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
 SCORES = ("rouge_l", "bertscore", *(f"{k}_agreement" for k in EI_LABELS), "intimacy_diff", "empathy_diff")
 
@@ -187,18 +187,8 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
     todo = [t for t in targets if _key(t) not in done]
     prices = Prices.load()
     if dry_run:
-        counts = [count_message_tokens(prompt_messages(t, system_template), endpoint.model) for t in todo]
-        tokens = sum(n for n, _ in counts)
-        return {
-            "requests": len(todo),
-            "already_done": len(targets) - len(todo),
-            "prompt_tokens": tokens,
-            "tokens_exact": all(exact for _, exact in counts),
-            "prompt_tokens_per_target": round(tokens / len(todo), 1) if todo else 0,
-            "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, 40 * len(todo)), 4),
-            "priced": prices.known(endpoint.model),
-            "model": endpoint.label,
-        }
+        requests = [prompt_messages(t, system_template) for t in todo]
+        return dry_run_plan(endpoint, prices, requests, len(targets) - len(todo), "target", REPLY_MAX_TOKENS)
 
     scorer = None
     if opts.bertscore:  # load before spending money: a missing model should stop the run now
@@ -222,7 +212,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
                 raise StopRun()
 
         jobs = [(t, prompt_messages(t, system_template)) for t in todo]
-        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=200)
+        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
     rows = read_predictions(pred_path)
     ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
     if scorer is not None:

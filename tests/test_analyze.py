@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
 from realtalk_cli.compare import consistency
-from realtalk_cli.ei import is_grounding, is_reflective, lexicon_emotion, lexicon_sentiment, llm_jobs
+from realtalk_cli.ei import METRIC_NAMES, is_grounding, is_reflective, lexicon_emotion, lexicon_sentiment, llm_jobs
 from realtalk_cli.formats import load_chat
 
 from .conftest import SAMPLE_JSON, SHARED, needs_shared
@@ -172,20 +172,7 @@ def test_consistency_hand_computed():
     }
     for chat in metrics["chats"].values():
         for values in chat["speakers"].values():
-            for m in (
-                "reflective_frequency",
-                "sentiment_diversity",
-                "grounding_frequency",
-                "empathy",
-                "intimacy",
-                "intimacy_slope",
-                "intimacy_exp_rate",
-                "intimacy_curvature",
-                "sentiment_stability",
-                "emotion_consistency",
-                "sentiment_alignment",
-                "emotion_alignment",
-            ):
+            for m in METRIC_NAMES:
                 values.setdefault(m, None)
     result = consistency(metrics)
     assert list(result["people"]) == ["fahim"]
