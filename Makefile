@@ -20,10 +20,13 @@ test: install
 	$(PY) -m pytest -q
 
 demo: install
-	@mkdir -p out/demo
+	@rm -rf out/demo && mkdir -p out/demo
 	$(VENV)/bin/realtalk convert data/sample/raw/Chat_S_Ana_Ben.xlsx -o out/demo/Chat_S_Ana_Ben.json --images-dir out/demo/images --force
 	$(VENV)/bin/realtalk validate out/demo/Chat_S_Ana_Ben.json
 	cmp out/demo/Chat_S_Ana_Ben.json data/sample/Chat_S_Ana_Ben.json && echo "demo: converted sheet matches data/sample/Chat_S_Ana_Ben.json"
+	$(VENV)/bin/realtalk analyze stats out/demo/Chat_S_Ana_Ben.json
+	REALTALK_CACHE_DIR=out/demo/cache $(VENV)/bin/realtalk probe out/demo/Chat_S_Ana_Ben.json --model offline:bm25 --context retrieval --out out/demo/probe
+	$(VENV)/bin/realtalk analyze ei out/demo/Chat_S_Ana_Ben.json --out out/demo/ei
 
 bench: install
 	$(PY) bench/convert.py
