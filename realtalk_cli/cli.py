@@ -266,7 +266,7 @@ def probe(
 
     Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
     """
-    from .probe import ProbeOptions, load_run_config, rescore, run_probe
+    from .probe import probe_settings, rescore, run_probe
 
     if chats and str(chats[0]) == "rescore" and not chats[0].exists():
         if len(chats) != 2:
@@ -276,8 +276,8 @@ def probe(
         _finish_probe(report, chats[1], as_json, fail_under)
         return
 
-    settings = load_run_config(config) if config else {}
     given = {
+        "chats": chats,
         "model": model,
         "out": out_dir,
         "judge_model": judge_model,
@@ -291,21 +291,10 @@ def probe(
         "base_url": base_url,
         "api_key_env": api_key_env,
         "compat": compat,
+        "fail_under": fail_under,
+        "use_cache": False if no_cache else None,
     }
-    settings.update({k: v for k, v in given.items() if v is not None})
-    files = chats or [Path(p) for p in settings.pop("chats", [])]
-    settings.pop("chats", None)
-    fail_under = fail_under if fail_under is not None else settings.pop("fail_under", None)
-    if not files:
-        raise RealtalkError("no chats given (as arguments or `chats = [...]` in --config)")
-    for required in ("model", "out"):
-        if not settings.get(required):
-            raise RealtalkError(f"--{required} is required (or `{required} = ...` in --config)")
-    if settings.get("context", "full") not in ("full", "retrieval", "events"):
-        raise RealtalkError(f"--context {settings['context']!r}: choose full, retrieval or events")
-    if settings.get("compat") not in (None, "official"):
-        raise RealtalkError(f"--compat {settings['compat']!r}: the only layout is 'official'")
-    opts = ProbeOptions(**{**settings, "out": Path(settings["out"]), "use_cache": not no_cache})
+    files, opts, fail_under = probe_settings(config, given)
 
     if dry_run:
         _print_plan(run_probe(files, opts, dry_run=True), "question", as_json)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .ei import METRIC_NAMES, run_ei
 from .errors import RealtalkError
-from .fileio import write_atomic
+from .fileio import read_jsonl, write_atomic
 from .formats import chat_paths, load_chat
 from .stats import chat_stats, total_stats
 
@@ -128,10 +128,8 @@ def _plots(sides: list[dict], out: Path) -> dict[str, str]:
 
     intimacy = {}
     for s in sides:
-        rows_path = Path(out / f"ei-{s['label']}" / "annotations.jsonl")
         by_position: dict[int, list[float]] = {}
-        for line in rows_path.read_text(encoding="utf-8").splitlines():
-            r = json.loads(line)
+        for r in read_jsonl(out / f"ei-{s['label']}" / "annotations.jsonl"):
             if r.get("intimacy") is not None:
                 by_position.setdefault(r["session"], []).append(r["intimacy"])
         if by_position:

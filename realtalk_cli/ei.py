@@ -27,7 +27,7 @@ from pathlib import Path
 import orjson
 
 from .errors import RealtalkError
-from .fileio import write_atomic
+from .fileio import read_jsonl, write_atomic
 from .metrics import (
     alignment,
     entropy_bits,
@@ -426,12 +426,6 @@ METRIC_NAMES = (
 # --- the run -----------------------------------------------------------------------------------
 
 
-def read_annotations(path: Path) -> list[dict]:
-    from .probe import read_predictions  # same JSONL rules: complete lines only
-
-    return read_predictions(path)
-
-
 def run_ei(
     chats: list[Chat],
     out: Path,
@@ -450,7 +444,7 @@ def run_ei(
         raise RealtalkError(f"--per {per!r}: choose message or session")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "annotations.jsonl"
-    existing = read_annotations(path)
+    existing = read_jsonl(path)
     done = {(r["chat"], r["index"]) for r in existing}
     client = totals = None
     if backend == "llm":
@@ -479,7 +473,7 @@ def run_ei(
                 sink(a)
     if client is not None:
         totals = client.totals
-    rows = read_annotations(path)
+    rows = read_jsonl(path)
     metrics = {
         "backend": backend if backend != "llm" else f"llm:{client.endpoint.label} per {per}",
         "unavailable": ["empathy", "intimacy"] if backend == "lexicon" else [],

@@ -6,6 +6,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import orjson
+
+from .errors import RealtalkError
+
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write to a temporary file in the same folder, then rename over `path`."""
@@ -21,3 +25,28 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a JSONL file written line by line; a torn last line (a killed run) is cut off,
+    so that the next append starts on a fresh line."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    good_end = raw.rfind(b"\n") + 1
+    if good_end < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    rows = []
+    for n, line in enumerate(raw[:good_end].splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                raise RealtalkError(f"{path}: line {n}: not valid JSON") from None
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Replace a JSONL file at once (e.g. after scores were added to its lines)."""
+    write_atomic(path, b"".join(orjson.dumps(r) + b"\n" for r in rows))

@@ -21,7 +21,7 @@ import orjson
 from . import __version__
 from .cache import ResponseCache, default_cache_path
 from .errors import RealtalkError
-from .fileio import write_atomic
+from .fileio import read_jsonl, write_atomic, write_jsonl
 from .formats import chat_paths, load_chat
 from .llm import Completion, LLMClient, Prices, StopRun, config_dir, dry_run_plan, resolve_model, run_jobs
 from .model import Chat, Message, QAItem
@@ -215,25 +215,6 @@ def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, mod
 # --- predictions file --------------------------------------------------------------------------
 
 
-def read_predictions(path: Path) -> list[dict]:
-    """Complete lines only: a torn last line (a killed run) is ignored and cut off before appending."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    good_end = raw.rfind(b"\n") + 1
-    if good_end < len(raw):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    rows = []
-    for n, line in enumerate(raw[:good_end].splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                raise RealtalkError(f"{path}: line {n}: not valid JSON") from None
-    return rows
-
-
 def _key(chat: str, qa_index: int) -> tuple[str, int]:
     return (chat, qa_index)
 
@@ -276,6 +257,24 @@ def load_run_config(path: Path) -> dict:
     return conf
 
 
+def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeOptions, float | None]:
+    """Options from the --config file, overridden by the flags given (None = not given)."""
+    settings = load_run_config(config) if config else {}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    files = [Path(p) for p in settings.pop("chats", None) or []]
+    fail_under = settings.pop("fail_under", None)
+    if not files:
+        raise RealtalkError("no chats given (as arguments or `chats = [...]` in --config)")
+    for required in ("model", "out"):
+        if not settings.get(required):
+            raise RealtalkError(f"--{required} is required (or `{required} = ...` in --config)")
+    if settings.get("context", "full") not in ("full", "retrieval", "events"):
+        raise RealtalkError(f"--context {settings['context']!r}: choose full, retrieval or events")
+    if settings.get("compat") not in (None, "official"):
+        raise RealtalkError(f"--compat {settings['compat']!r}: the only layout is 'official'")
+    return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
+
+
 async def judge_one(
     judge: LLMClient, template: str, question: str, gold: str, prediction: str
 ) -> tuple[float | None, float]:
@@ -292,7 +291,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     items = build_items(files, opts, templates, endpoint.model)
     prices = Prices.load()
     pred_path = opts.out / "predictions.jsonl"
-    done = {_key(r["chat"], r["qa_index"]) for r in read_predictions(pred_path) if r.get("error") is None}
+    done = {_key(r["chat"], r["qa_index"]) for r in read_jsonl(pred_path) if r.get("error") is None}
     todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
 
     if dry_run:
@@ -325,7 +324,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
 
         jobs = [(it, it.messages) for it in todo]
         stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=ANSWER_MAX_TOKENS, also_close=[judge])
-    rows = read_predictions(pred_path)
+    rows = read_jsonl(pred_path)
     report = build_report(rows, manifest(opts, endpoint.label, files, templates.hashes()))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
@@ -354,7 +353,7 @@ def rescore(
     if not pred_path.exists():
         raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
     old_report = read_json_file(run_dir / "report.json")
-    rows = read_predictions(pred_path)
+    rows = read_jsonl(pred_path)
     templates = Templates.load()
     judge = None
     if judge_model:
@@ -389,7 +388,7 @@ def rescore(
                 progress(row, judge.totals)
 
         run_jobs(judge, jobs, judged, max_tokens=JUDGE_MAX_TOKENS)
-    write_atomic(pred_path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    write_jsonl(pred_path, rows)
     m = old_report.get("manifest", {})
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
     m["prompts"] = {**m.get("prompts", {}), "probe_judge.txt": text_hash(templates.judge)}

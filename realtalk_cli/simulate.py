@@ -23,11 +23,11 @@ from .cache import ResponseCache, default_cache_path
 from .compare import person_key
 from .ei import BACKENDS, HFLabeler, labels_from_reply, lexicon_labels, text_prompt
 from .errors import RealtalkError
-from .fileio import write_atomic
+from .fileio import read_jsonl, write_atomic, write_jsonl
 from .formats import chat_paths, load_chat
 from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_model, run_jobs
 from .model import Chat, Message
-from .probe import fill, prompt_text, read_predictions, text_hash
+from .probe import fill, prompt_text, text_hash
 from .scoring import rouge_l
 
 REPLY_MAX_TOKENS = 200
@@ -145,11 +145,11 @@ def export_sft(chat_file: Path, speaker: str, output: Path, window: int = 3, mod
     if not any(matches_speaker(s, speaker) for s in chat.speakers):
         raise RealtalkError(f"{chat_file}: no speaker {speaker!r} (speakers: {', '.join(chat.speakers)})")
     template = prompt_text("simulate_system.txt")
-    lines = []
-    for target in select_targets(chat, speaker, mode, window):
-        messages = [*prompt_messages(target, template), {"role": "assistant", "content": target.reference}]
-        lines.append(orjson.dumps({"messages": messages}))
-    write_atomic(output, b"\n".join(lines) + b"\n")
+    lines = [
+        {"messages": [*prompt_messages(t, template), {"role": "assistant", "content": t.reference}]}
+        for t in select_targets(chat, speaker, mode, window)
+    ]
+    write_jsonl(output, lines)
     return len(lines)
 
 
@@ -183,7 +183,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
     system_template = prompt_text("simulate_system.txt")
     targets = build_targets(files, opts)
     pred_path = opts.out / "predictions.jsonl"
-    done = {_key(r) for r in read_predictions(pred_path) if r.get("error") is None}
+    done = {_key(r) for r in read_jsonl(pred_path) if r.get("error") is None}
     todo = [t for t in targets if _key(t) not in done]
     prices = Prices.load()
     if dry_run:
@@ -213,11 +213,11 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
 
         jobs = [(t, prompt_messages(t, system_template)) for t in todo]
         stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
-    rows = read_predictions(pred_path)
+    rows = read_jsonl(pred_path)
     ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
     if scorer is not None:
         add_bertscore(rows, scorer)
-    write_atomic(pred_path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    write_jsonl(pred_path, rows)
     report = build_report(rows, manifest(opts, endpoint.label, files, system_template, scorer))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),

@@ -283,3 +283,11 @@ def test_unreachable_endpoint_is_one_line_exit_2(tmp_path: Path):
     result = probe("http://127.0.0.1:9/v1", tmp_path / "run", "--limit", "1")
     assert result.exit_code == 2
     assert result.output.startswith("error: openai:gpt-4o-mini: cannot reach http://127.0.0.1:9/v1")
+
+
+def test_fail_under_from_config_and_flag(tmp_path: Path):
+    conf = tmp_path / "run.toml"
+    conf.write_text(f'chats = ["{SAMPLE_JSON}"]\nmodel = "offline:bm25"\nout = "{tmp_path / "r"}"\nfail_under = 0.0\n')
+    assert runner.invoke(app, ["probe", "--config", str(conf)]).exit_code == 0
+    flagged = runner.invoke(app, ["probe", "--config", str(conf), "--fail-under", "0.99"])
+    assert flagged.exit_code == 1 and "under --fail-under 0.99" in flagged.output

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from realtalk_cli.probe import read_predictions
+from realtalk_cli.fileio import read_jsonl
 
 from .conftest import SAMPLE_JSON
 from .llm_server import API_KEY, FakeLLM, serve_llm
@@ -47,7 +47,7 @@ def test_kill_9_mid_run_then_resume(tmp_path: Path):
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        kept = read_predictions(predictions)
+        kept = read_jsonl(predictions)
         assert 2 <= len(kept) < 6
         asked_before = len(fake.requests)
         assert asked_before <= len(kept) + 1  # at most the one request in flight is lost
