@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .errors import RealtalkError
+from .hf import quiet_transformers
 
 DEFAULT_MODEL = "roberta-large"
 
@@ -28,7 +29,7 @@ class BertScorer:
         if model and Path(model).exists() and layers is None:
             raise RealtalkError(f"--bertscore-model {model}: a local model needs --bertscore-layers N")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        _quiet_transformers()
+        quiet_transformers()
         try:
             if model is None:
                 self._scorer = bert_score.BERTScorer(lang="en")
@@ -50,18 +51,6 @@ class BertScorer:
             return []
         _, _, f1 = self._scorer.score(candidates, references, batch_size=self.batch_size)
         return [float(x) for x in f1]
-
-
-def _quiet_transformers() -> None:
-    try:
-        from huggingface_hub.utils import disable_progress_bars
-        from transformers.utils import logging
-
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-        disable_progress_bars()
-    except Exception:  # noqa: BLE001 - silencing is best effort
-        pass
 
 
 def packaged_minilm() -> str | None:

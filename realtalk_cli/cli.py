@@ -407,6 +407,9 @@ def simulate(
     no_bertscore: Annotated[bool, typer.Option("--no-bertscore", help="Skip BERTScore.")] = False,
     ei_backend: Annotated[str, typer.Option("--ei-backend", help="EI labels: lexicon, llm or hf.")] = "lexicon",
     ei_model: Annotated[str | None, typer.Option("--ei-model", help="Model for --ei-backend llm.")] = None,
+    hf_model: Annotated[
+        list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
+    ] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")] = None,
     api_key_env: Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
@@ -422,6 +425,7 @@ def simulate(
 
     Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`
     """
+    from .ei import parse_hf_models
     from .simulate import SimulateOptions, export_sft, run_simulate
 
     if chats and str(chats[0]) == "export-sft" and not chats[0].exists():
@@ -449,6 +453,7 @@ def simulate(
         bertscore_layers=bertscore_layers,
         ei_backend=ei_backend,
         ei_model=ei_model,
+        hf_models=parse_hf_models(hf_model),
     )
     if dry_run:
         _print_plan(run_simulate(chats, opts, dry_run=True), "target", as_json)
@@ -548,18 +553,24 @@ def analyze_ei(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --backend llm.")] = None,
     per: Annotated[str, typer.Option("--per", help="llm: one call per message or per session.")] = "message",
     concurrency: Annotated[int, typer.Option("--concurrency", help="llm: requests in flight.")] = 8,
+    hf_model: Annotated[
+        list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json.")] = False,
 ) -> None:
     """The paper's emotional-intelligence metrics per speaker; resumable per-message annotations.
 
     Example: `realtalk analyze ei ../shared/realtalk --out runs/ei-realtalk`
     """
-    from .ei import METRIC_NAMES, run_ei
+    from .ei import METRIC_NAMES, parse_hf_models, run_ei
     from .formats import chat_paths, load_chat
 
     chats = [load_chat(p) for p in chat_paths(files)]
+    hf_models = parse_hf_models(hf_model)
     with _progress("ei", as_json) as show:
-        metrics = run_ei(chats, out_dir, backend, model, per, concurrency, progress=lambda a: show(a, None))
+        metrics = run_ei(
+            chats, out_dir, backend, model, per, concurrency, progress=lambda a: show(a, None), hf_models=hf_models
+        )
     if as_json:
         print_json(metrics)
         return
@@ -617,6 +628,9 @@ def analyze_compare(
     backend: Annotated[str, typer.Option("--backend", help="lexicon (offline), llm or hf.")] = "lexicon",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --backend llm.")] = None,
     per: Annotated[str, typer.Option("--per", help="llm: one call per message or per session.")] = "message",
+    hf_model: Annotated[
+        list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Two datasets side by side: statistics, EI metrics, plots, and a report.md that embeds them.
@@ -624,9 +638,13 @@ def analyze_compare(
     Example: `realtalk analyze compare ../shared/realtalk ../shared/locomo --out runs/compare`
     """
     from .compare import compare
+    from .ei import parse_hf_models
 
+    hf_models = parse_hf_models(hf_model)
     with _progress("compare", as_json) as show:
-        summary = compare(a_dir, b_dir, out_dir, backend, model, per, progress=lambda a: show(a, None))
+        summary = compare(
+            a_dir, b_dir, out_dir, backend, model, per, progress=lambda a: show(a, None), hf_models=hf_models
+        )
     if as_json:
         print_json(summary)
         return

@@ -75,6 +75,7 @@ def compare(
     model: str | None = None,
     per: str = "message",
     progress=None,
+    hf_models: dict[str, str] | None = None,
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sides = []
@@ -84,7 +85,7 @@ def compare(
         chats = [load_chat(p) for p in chat_paths([directory])]
         label = directory.resolve().name
         stats = [chat_stats(c) for c in chats]
-        metrics = run_ei(chats, out / f"ei-{label}", backend, model, per, progress=progress)
+        metrics = run_ei(chats, out / f"ei-{label}", backend, model, per, progress=progress, hf_models=hf_models)
         sides.append({"label": label, "chats": chats, "stats": stats, "total": total_stats(stats), "metrics": metrics})
     if sides[0]["label"] == sides[1]["label"]:
         raise RealtalkError(f"{a_dir} and {b_dir} have the same folder name; give them different names")

@@ -184,6 +184,10 @@ HF_MODELS = {
 def _hf_pipeline(task: str, model: str):
     try:
         from transformers import pipeline
+
+        from .hf import quiet_transformers
+
+        quiet_transformers()
     except ImportError:
         raise RealtalkError("the hf backend needs transformers: pip install transformers torch") from None
     try:
@@ -195,14 +199,26 @@ def _hf_pipeline(task: str, model: str):
         ) from None
 
 
+def parse_hf_models(values: list[str] | None) -> dict[str, str]:
+    """`--hf-model sentiment=PATH` (repeatable): local copies or other hub names for the hf backend."""
+    models = {}
+    for value in values or []:
+        kind, sep, model = value.partition("=")
+        if not sep or kind not in HF_MODELS or not model:
+            raise RealtalkError(f"--hf-model {value!r}: expected KIND=MODEL with KIND one of {', '.join(HF_MODELS)}")
+        models[kind] = model
+    return models
+
+
 class HFLabeler:
     """The cardiffnlp sentiment and emotion classifiers and the intimacy regressor, loaded once."""
 
-    def __init__(self, batch_size: int = 32):
+    def __init__(self, models: dict[str, str] | None = None, batch_size: int = 32):
+        self.models = {**HF_MODELS, **(models or {})}
         self.batch_size = batch_size
-        self.sentiment = _hf_pipeline("text-classification", HF_MODELS["sentiment"])
-        self.emotion = _hf_pipeline("text-classification", HF_MODELS["emotion"])
-        self.intimacy = _hf_pipeline("text-classification", HF_MODELS["intimacy"])
+        self.sentiment = _hf_pipeline("text-classification", self.models["sentiment"])
+        self.emotion = _hf_pipeline("text-classification", self.models["emotion"])
+        self.intimacy = _hf_pipeline("text-classification", self.models["intimacy"])
 
     def label(self, texts: list[str], partners: list[str | None]) -> list[dict]:
         out = []
@@ -225,8 +241,7 @@ class HFLabeler:
         return out
 
 
-def label_hf(chat: Chat, todo: set[int]) -> Iterator[Annotation]:
-    labeler = HFLabeler()
+def label_hf(chat: Chat, todo: set[int], labeler: HFLabeler) -> Iterator[Annotation]:
     partner = _partner_previous(chat)
     messages = [(i, m) for i, m in enumerate(chat.messages()) if i in todo]
     labels = labeler.label([m.clean_text for _, m in messages], [partner[i] for i, _ in messages])
@@ -435,6 +450,7 @@ def run_ei(
     concurrency: int = 8,
     progress=None,
     use_cache: bool = True,
+    hf_models: dict[str, str] | None = None,
 ) -> dict:
     if backend not in BACKENDS:
         raise RealtalkError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
@@ -453,6 +469,7 @@ def run_ei(
 
         cache = ResponseCache(default_cache_path()) if use_cache else None
         client = LLMClient(resolve_model(model), concurrency=concurrency, cache=cache, prices=Prices.load())
+    hf_labeler = HFLabeler(hf_models) if backend == "hf" else None
     with open(path, "ab") as f:
 
         def sink(a: Annotation) -> None:
@@ -469,16 +486,19 @@ def run_ei(
         if backend == "llm":
             label_llm(pending, client, per, sink)
         for chat, todo in pending if backend != "llm" else []:
-            for a in (label_lexicon if backend == "lexicon" else label_hf)(chat, todo):
+            labelled = label_lexicon(chat, todo) if backend == "lexicon" else label_hf(chat, todo, hf_labeler)
+            for a in labelled:
                 sink(a)
     if client is not None:
         totals = client.totals
     rows = read_jsonl(path)
     metrics = {
         "backend": backend if backend != "llm" else f"llm:{client.endpoint.label} per {per}",
-        "unavailable": ["empathy", "intimacy"] if backend == "lexicon" else [],
+        "unavailable": ["empathy", "intimacy"] if backend == "lexicon" else ["empathy"] if backend == "hf" else [],
         "chats": {},
     }
+    if hf_labeler is not None:
+        metrics["hf_models"] = hf_labeler.models
     for chat in chats:
         chat_rows = [r for r in rows if r["chat"] == chat.name]
         metrics["chats"][chat.name] = {

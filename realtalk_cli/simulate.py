@@ -53,6 +53,7 @@ class SimulateOptions:
     bertscore_layers: int | None = None
     ei_backend: str = "lexicon"
     ei_model: str | None = None
+    hf_models: dict[str, str] | None = None
 
 
 @dataclass
@@ -195,7 +196,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
         from .bertscore import BertScorer
 
         scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
-    hf_labeler = HFLabeler() if opts.ei_backend == "hf" else None
+    hf_labeler = HFLabeler(opts.hf_models) if opts.ei_backend == "hf" else None
     opts.out.mkdir(parents=True, exist_ok=True)
     cache = ResponseCache(default_cache_path()) if opts.use_cache else None
     client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)

@@ -24,3 +24,12 @@ needs_shared = pytest.mark.skipif(not REALTALK_JSON, reason=f"shared data not fo
 
 def ids(paths: list[Path]) -> list[str]:
     return [p.stem for p in paths]
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_models(tmp_path_factory) -> dict[str, str]:
+    """Small random classifiers in place of the cardiffnlp models (see tests/tiny_models.py)."""
+    pytest.importorskip("transformers")
+    from .tiny_models import build_hf_models
+
+    return build_hf_models(tmp_path_factory.mktemp("hf"))

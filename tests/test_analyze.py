@@ -208,3 +208,26 @@ def test_consistency_without_a_run_is_one_line(tmp_path: Path):
     result = run("analyze", "consistency", tmp_path)
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {tmp_path / 'metrics.json'}: no such file")
+
+
+def test_ei_hf_backend_labels_with_local_models(tmp_path: Path, tiny_hf_models: dict[str, str]):
+    args = ["analyze", "ei", SAMPLE_JSON, "--out", tmp_path, "--backend", "hf", "--json"]
+    for kind, path in tiny_hf_models.items():
+        args += ["--hf-model", f"{kind}={path}"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    assert metrics["backend"] == "hf" and metrics["hf_models"] == tiny_hf_models
+    rows = [json.loads(x) for x in (tmp_path / "annotations.jsonl").read_text().splitlines()]
+    assert len(rows) == 26
+    assert {r["sentiment"] for r in rows} <= {"negative", "neutral", "positive"}
+    assert {r["emotion"] for r in rows} <= {"anger", "joy", "optimism", "sadness"}
+    assert all(0.0 <= r["intimacy"] <= 1.0 for r in rows)
+    ana = metrics["chats"]["Chat_S_Ana_Ben"]["speakers"]["Ana"]
+    assert ana["intimacy"] is not None and ana["intimacy_slope"] is not None  # three sessions
+
+
+def test_hf_model_option_is_checked():
+    result = run("analyze", "ei", SAMPLE_JSON, "--out", "x", "--backend", "hf", "--hf-model", "mood=/m")
+    assert result.exit_code == 2
+    assert "--hf-model 'mood=/m': expected KIND=MODEL with KIND one of sentiment, emotion, intimacy" in result.output

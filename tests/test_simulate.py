@@ -228,3 +228,15 @@ def test_simulate_with_llm_ei_labels_gives_intimacy_and_empathy_differences(tmp_
     assert report["manifest"]["ei_backend"] == "llm:openai:gpt-4o-mini"
     assert report["run"]["ei_labelling"]["requests"] == 26  # reference and prediction for 13 targets
     assert len(fake.requests) == 13 + 26
+
+
+def test_simulate_with_hf_ei_labels(tmp_path: Path, env, tiny_hf_models: dict[str, str]):
+    hf = [x for kind, path in tiny_hf_models.items() for x in ("--hf-model", f"{kind}={path}")]
+    with serve_llm(FakeLLM(reply=lambda body: "Thanks to both of you!")) as url:
+        result = simulate(
+            url, tmp_path / "run", "--speaker", "Ana", "--no-bertscore", "--ei-backend", "hf", *hf, "--json"
+        )
+    assert result.exit_code == 0, result.output
+    ana = json.loads(result.output)["speakers"]["ana"]
+    assert ana["targets"] == 12 and ana["intimacy_diff"] is not None and ana["sentiment_agreement"] is not None
+    assert ana["empathy_diff"] is None  # the hf backend has no empathy model
