@@ -190,9 +190,6 @@ class LLMClient:
         # Retries are ours (visible, counted); the SDK's own would hide them.
         return AsyncOpenAI(api_key=key, base_url=self.endpoint.base_url, max_retries=0, timeout=self._timeout_s)
 
-    def estimate_prompt_tokens(self, messages: list[dict]) -> tuple[int, bool]:
-        return count_message_tokens(messages, self.endpoint.model)
-
     async def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> Completion:
         params = {"temperature": temperature, "max_tokens": max_tokens}
         key = cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
