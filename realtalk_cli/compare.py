@@ -10,7 +10,7 @@ from pathlib import Path
 from .ei import METRIC_NAMES, run_ei
 from .errors import RealtalkError
 from .fileio import read_jsonl, write_atomic
-from .formats import chat_paths, load_chat
+from .formats import chat_paths, load_chat, read_json
 from .stats import chat_stats, total_stats
 
 
@@ -47,12 +47,9 @@ def consistency(metrics: dict) -> dict:
 
 def load_metrics(run_dir: Path) -> dict:
     path = run_dir / "metrics.json" if run_dir.is_dir() else run_dir
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such file (run `realtalk analyze ei ... --out {run_dir}` first)") from None
-    except json.JSONDecodeError as e:
-        raise RealtalkError(f"{path}: line {e.lineno}, column {e.colno}: malformed JSON ({e.msg})") from None
+    if not path.exists():
+        raise RealtalkError(f"{path}: no such file (run `realtalk analyze ei ... --out {run_dir}` first)")
+    return read_json(path)
 
 
 def speaker_values(metrics: dict, metric: str) -> list[float]:

@@ -50,3 +50,14 @@ def read_jsonl(path: Path) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     """Replace a JSONL file at once (e.g. after scores were added to its lines)."""
     write_atomic(path, b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
+def read_toml(path: Path) -> dict:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RealtalkError(f"{path}: malformed TOML ({e})") from None

@@ -12,7 +12,6 @@ import os
 import random
 import re
 import time
-import tomllib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from .cache import CachedResponse, ResponseCache, cache_key
 from .errors import RealtalkError
+from .fileio import read_toml
 from .tokens import count_message_tokens, count_tokens
 
 OFFLINE_MODELS = ("offline:bm25",)
@@ -34,13 +34,7 @@ def config_dir() -> Path:
 
 
 def _load_toml(name: str) -> dict:
-    path = config_dir() / name
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise RealtalkError(f"{path}: malformed TOML ({e})") from None
+    return read_toml(config_dir() / name)
 
 
 @dataclass(frozen=True)

@@ -9,23 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import orjson
 
-from . import __version__
 from .cache import ResponseCache, default_cache_path
 from .errors import RealtalkError
-from .fileio import read_jsonl, write_atomic, write_jsonl
-from .formats import chat_paths, load_chat
-from .llm import Completion, LLMClient, Prices, StopRun, config_dir, dry_run_plan, resolve_model, run_jobs
+from .fileio import read_jsonl, read_toml, write_jsonl
+from .formats import chat_paths, load_chat, read_json
+from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_model, run_jobs
 from .model import Chat, Message, QAItem
 from .retrieval import BM25
+from .runs import command_line, fill, manifest, prompt_text, text_hash, write_reports
 from .scoring import answer_f1
 from .tokens import count_tokens
 
@@ -62,25 +60,6 @@ class Item:
     retrieved: list[str] = field(default_factory=list)
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
-
-
-def prompt_text(name: str) -> str:
-    path = config_dir() / "prompts" / name
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such prompt file") from None
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def fill(template: str, **values: str) -> str:
-    # str.format would choke on braces in chat text and in the judge's JSON example.
-    for k, v in values.items():
-        template = template.replace("{" + k + "}", v)
-    return template
 
 
 TEMPORAL_HINT = " Use DATE of CONVERSATION to answer with an approximate date."
@@ -242,14 +221,7 @@ def parse_judge_score(text: str) -> float | None:
 
 def load_run_config(path: Path) -> dict:
     """A probe run written down as TOML: `chats = [...]` plus any ProbeOptions field."""
-    import tomllib
-
-    try:
-        conf = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise RealtalkError(f"{path}: malformed TOML ({e})") from None
+    conf = read_toml(path)
     known = set(ProbeOptions.__dataclass_fields__) | {"chats", "fail_under"}
     unknown = sorted(set(conf) - known)
     if unknown:
@@ -275,13 +247,16 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
     return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
 
 
-async def judge_one(
-    judge: LLMClient, template: str, question: str, gold: str, prediction: str
-) -> tuple[float | None, float]:
-    """(score, cost) from the judge model; the score is None when its reply holds none."""
-    prompt = fill(template, question=question, gold=gold, prediction=prediction)
-    c = await judge.complete([{"role": "user", "content": prompt}], max_tokens=JUDGE_MAX_TOKENS)
-    return (parse_judge_score(c.text) if c.error is None else None), c.usage.cost_usd
+def judge_messages(template: str, row: dict) -> list[dict]:
+    prompt = fill(template, question=row["question"], gold=row["answer"], prediction=row["prediction"])
+    return [{"role": "user", "content": prompt}]
+
+
+def apply_judgement(row: dict, c: Completion, judge: LLMClient) -> None:
+    """The judge's score (None when its reply holds none), cost and model on a predictions row."""
+    row["judge_score"] = parse_judge_score(c.text) if c.error is None else None
+    row["judge_cost_usd"] = c.usage.cost_usd
+    row["judge_model"] = judge.endpoint.label
 
 
 def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None) -> dict:
@@ -310,10 +285,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         async def finish(item: Item, c: Completion) -> None:
             row = prediction_row(item, c, endpoint.label)
             if judge is not None and c.error is None:
-                row["judge_score"], row["judge_cost_usd"] = await judge_one(
-                    judge, templates.judge, row["question"], row["answer"], row["prediction"]
-                )
-                row["judge_model"] = judge.endpoint.label
+                verdict = await judge.complete(judge_messages(templates.judge, row), max_tokens=JUDGE_MAX_TOKENS)
+                apply_judgement(row, verdict, judge)
             sink.write(orjson.dumps(row) + b"\n")
             sink.flush()
             if progress:
@@ -325,7 +298,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         jobs = [(it, it.messages) for it in todo]
         stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=ANSWER_MAX_TOKENS, also_close=[judge])
     rows = read_jsonl(pred_path)
-    report = build_report(rows, manifest(opts, endpoint.label, files, templates.hashes()))
+    report = build_report(rows, probe_manifest(opts, endpoint.label, files, templates.hashes()))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": client.totals.requests,
@@ -335,7 +308,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         "stopped_for_max_cost": stopped_for_cost,
         "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
     }
-    write_reports(opts.out, report)
+    write_reports(opts.out, report, report_markdown(report))
     return report
 
 
@@ -352,7 +325,8 @@ def rescore(
     pred_path = run_dir / "predictions.jsonl"
     if not pred_path.exists():
         raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
-    old_report = read_json_file(run_dir / "report.json")
+    report_path = run_dir / "report.json"
+    old_report = read_json(report_path) if report_path.exists() else {}
     rows = read_jsonl(pred_path)
     templates = Templates.load()
     judge = None
@@ -365,25 +339,10 @@ def rescore(
     for r in answered:
         r["f1"] = score_prediction(r)
     if judge is not None:
-        jobs = [
-            (
-                r,
-                [
-                    {
-                        "role": "user",
-                        "content": fill(
-                            templates.judge, question=r["question"], gold=r["answer"], prediction=r["prediction"]
-                        ),
-                    }
-                ],
-            )
-            for r in answered
-        ]
+        jobs = [(r, judge_messages(templates.judge, r)) for r in answered]
 
         def judged(row: dict, c: Completion) -> None:
-            row["judge_score"] = parse_judge_score(c.text) if c.error is None else None
-            row["judge_cost_usd"] = c.usage.cost_usd
-            row["judge_model"] = judge.endpoint.label
+            apply_judgement(row, c, judge)
             if progress:
                 progress(row, judge.totals)
 
@@ -392,25 +351,11 @@ def rescore(
     m = old_report.get("manifest", {})
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
     m["prompts"] = {**m.get("prompts", {}), "probe_judge.txt": text_hash(templates.judge)}
-    m["rescored_with"] = " ".join(["realtalk", *sys.argv[1:]]) if sys.argv else ""
+    m["rescored_with"] = command_line()
     report = build_report(rows, m)
     report["run"] = old_report.get("run", {})
-    write_reports(run_dir, report)
+    write_reports(run_dir, report, report_markdown(report))
     return report
-
-
-def read_json_file(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as e:
-        raise RealtalkError(f"{path}: line {e.lineno}, column {e.colno}: malformed JSON ({e.msg})") from None
-
-
-def write_reports(run_dir: Path, report: dict) -> None:
-    write_atomic(run_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
-    write_atomic(run_dir / "report.md", report_markdown(report))
 
 
 def score_prediction(row: dict) -> float:
@@ -484,24 +429,9 @@ def build_report(rows: list[dict], manifest: dict) -> dict:
     }
 
 
-def manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+def probe_manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:
     judge = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env).label if opts.judge_model else None
-    return {
-        "realtalk_version": __version__,
-        "git_commit": commit or None,
-        "model": model,
-        "judge_model": judge,
-        "prompts": prompts,
-        "datasets": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in chat_paths(files)},
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
-        "command": " ".join(["realtalk", *sys.argv[1:]]) if sys.argv else "",
-    }
+    return manifest(opts, files, model=model, judge_model=judge, prompts=prompts)
 
 
 def report_markdown(report: dict) -> str:

@@ -8,26 +8,22 @@ The model's output is never fed back: every target sees the real history.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from . import __version__
 from .cache import ResponseCache, default_cache_path
 from .compare import person_key
 from .ei import BACKENDS, HFLabeler, labels_from_reply, lexicon_labels, text_prompt
 from .errors import RealtalkError
-from .fileio import read_jsonl, write_atomic, write_jsonl
+from .fileio import read_jsonl, write_jsonl
 from .formats import chat_paths, load_chat
 from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_model, run_jobs
 from .model import Chat, Message
-from .probe import fill, prompt_text, text_hash
+from .runs import fill, manifest, prompt_text, text_hash, write_reports
 from .scoring import rouge_l
 
 REPLY_MAX_TOKENS = 200
@@ -219,7 +215,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
     if scorer is not None:
         add_bertscore(rows, scorer)
     write_jsonl(pred_path, rows)
-    report = build_report(rows, manifest(opts, endpoint.label, files, system_template, scorer))
+    report = build_report(rows, simulate_manifest(opts, endpoint.label, files, system_template, scorer))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": client.totals.requests,
@@ -232,8 +228,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
         "stopped_for_max_cost": stopped_for_cost,
         "ei_labelling": ei_usage,
     }
-    write_atomic(opts.out / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
-    write_atomic(opts.out / "report.md", report_markdown(report))
+    write_reports(opts.out, report, report_markdown(report))
     return report
 
 
@@ -357,17 +352,16 @@ def build_report(rows: list[dict], manifest: dict) -> dict:
     }
 
 
-def manifest(opts: SimulateOptions, model: str, files: list[Path], system_template: str, scorer) -> dict:
-    return {
-        "realtalk_version": __version__,
-        "model": model,
-        "prompts": {"simulate_system.txt": text_hash(system_template)},
-        "ei_backend": opts.ei_backend if opts.ei_backend != "llm" else f"llm:{resolve_model(opts.ei_model).label}",
-        "bertscore_model": scorer.label if scorer is not None else None,
-        "datasets": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in chat_paths(files)},
-        "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
-        "command": " ".join(["realtalk", *sys.argv[1:]]) if sys.argv else "",
-    }
+def simulate_manifest(opts: SimulateOptions, model: str, files: list[Path], system_template: str, scorer) -> dict:
+    ei_backend = opts.ei_backend if opts.ei_backend != "llm" else f"llm:{resolve_model(opts.ei_model).label}"
+    return manifest(
+        opts,
+        files,
+        model=model,
+        prompts={"simulate_system.txt": text_hash(system_template)},
+        ei_backend=ei_backend,
+        bertscore_model=scorer.label if scorer is not None else None,
+    )
 
 
 def _fmt(value: float | None) -> str:
