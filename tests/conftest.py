@@ -33,3 +33,29 @@ def tiny_hf_models(tmp_path_factory) -> dict[str, str]:
     from .tiny_models import build_hf_models
 
     return build_hf_models(tmp_path_factory.mktemp("hf"))
+
+
+@pytest.fixture
+def llm_env(monkeypatch, tmp_path):
+    """The loopback server's key in TEST_LLM_KEY and a response cache of the test's own."""
+    from .llm_server import API_KEY
+
+    monkeypatch.setenv("TEST_LLM_KEY", API_KEY)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def model_run_args(command: str, url: str, out: Path, *extra: str) -> list[str]:
+    """`realtalk probe|simulate` on the sample chat against the loopback server."""
+    return [
+        command,
+        str(SAMPLE_JSON),
+        "--model",
+        "gpt-4o-mini",
+        "--out",
+        str(out),
+        "--base-url",
+        url,
+        "--api-key-env",
+        "TEST_LLM_KEY",
+        *extra,
+    ]

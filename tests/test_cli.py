@@ -24,7 +24,7 @@ def test_version():
     assert result.output.strip() == f"realtalk {__version__}"
 
 
-@pytest.mark.parametrize("command", ["convert", "validate", "download"])
+@pytest.mark.parametrize("command", ["convert", "validate", "download", "probe", "simulate"])
 def test_every_command_has_help_with_an_example(command: str):
     result = run(command, "--help")
     assert result.exit_code == 0

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from realtalk_cli.cli import app
 from realtalk_cli.probe import parse_judge_score
 
-from .conftest import SAMPLE_JSON
+from .conftest import SAMPLE_JSON, model_run_args
 from .llm_server import API_KEY, FakeLLM, serve_llm
 
 runner = CliRunner()
@@ -26,27 +26,11 @@ def gold_reply(body: dict) -> str:
     return "unknown"
 
 
-@pytest.fixture(autouse=True)
-def env(monkeypatch, tmp_path):
-    monkeypatch.setenv("TEST_LLM_KEY", API_KEY)
-    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("llm_env")
 
 
 def probe(url: str, out: Path, *extra: str):
-    args = [
-        "probe",
-        str(SAMPLE_JSON),
-        "--model",
-        "gpt-4o-mini",
-        "--out",
-        str(out),
-        "--base-url",
-        url,
-        "--api-key-env",
-        "TEST_LLM_KEY",
-        *extra,
-    ]
-    return runner.invoke(app, args)
+    return runner.invoke(app, model_run_args("probe", url, out, *extra))
 
 
 def test_probe_end_to_end_with_judge_writes_predictions_and_reports(tmp_path: Path):

