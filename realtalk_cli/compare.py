@@ -11,12 +11,8 @@ from .ei import METRIC_NAMES, run_ei
 from .errors import RealtalkError
 from .fileio import read_jsonl, write_atomic
 from .formats import chat_paths, load_chat, read_json
+from .model import person_key
 from .stats import chat_stats, total_stats
-
-
-def person_key(name: str) -> str:
-    """People are matched across chats by first name, case-insensitively ('Fahim Khan' = 'Fahim')."""
-    return name.strip().split()[0].lower() if name.strip() else name
 
 
 def consistency(metrics: dict) -> dict:

@@ -48,6 +48,11 @@ def dia_id_session(dia_id: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def person_key(name: str) -> str:
+    """People are matched across chats by first name, case-insensitively ('Fahim Khan' = 'Fahim')."""
+    return name.strip().split()[0].lower() if name.strip() else name
+
+
 @dataclass
 class Message:
     dia_id: str

@@ -16,13 +16,12 @@ from pathlib import Path
 import orjson
 
 from .cache import ResponseCache, default_cache_path
-from .compare import person_key
 from .ei import BACKENDS, HFLabeler, labels_from_reply, lexicon_labels, text_prompt
 from .errors import RealtalkError
 from .fileio import read_jsonl, write_jsonl
 from .formats import chat_paths, load_chat
 from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_model, run_jobs
-from .model import Chat, Message
+from .model import Chat, Message, person_key
 from .runs import fill, manifest, prompt_text, text_hash, write_reports
 from .scoring import rouge_l
 
