@@ -70,18 +70,19 @@ def compare(
     progress=None,
     hf_models: dict[str, str] | None = None,
 ) -> dict:
+    for directory in (a_dir, b_dir):  # both checked before any work is done
+        if not directory.is_dir():
+            raise RealtalkError(f"{directory}: not a directory of chats")
+    if a_dir.resolve().name == b_dir.resolve().name:
+        raise RealtalkError(f"{a_dir} and {b_dir} have the same folder name; give them different names")
     out.mkdir(parents=True, exist_ok=True)
     sides = []
     for directory in (a_dir, b_dir):
-        if not directory.is_dir():
-            raise RealtalkError(f"{directory}: not a directory of chats")
         chats = [load_chat(p) for p in chat_paths([directory])]
         label = directory.resolve().name
         stats = [chat_stats(c) for c in chats]
         metrics = run_ei(chats, out / f"ei-{label}", backend, model, per, progress=progress, hf_models=hf_models)
         sides.append({"label": label, "chats": chats, "stats": stats, "total": total_stats(stats), "metrics": metrics})
-    if sides[0]["label"] == sides[1]["label"]:
-        raise RealtalkError(f"{a_dir} and {b_dir} have the same folder name; give them different names")
     plots = _plots(sides, out)
     summary = {
         "datasets": [s["label"] for s in sides],

@@ -231,3 +231,10 @@ def test_hf_model_option_is_checked():
     result = run("analyze", "ei", SAMPLE_JSON, "--out", "x", "--backend", "hf", "--hf-model", "mood=/m")
     assert result.exit_code == 2
     assert "--hf-model 'mood=/m': expected KIND=MODEL with KIND one of sentiment, emotion, intimacy" in result.output
+
+
+def test_compare_checks_both_directories_before_any_work(tmp_path: Path):
+    result = run("analyze", "compare", SAMPLE_JSON.parent, tmp_path / "missing", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.output == f"error: {tmp_path / 'missing'}: not a directory of chats\n"
+    assert not (tmp_path / "out").exists()
