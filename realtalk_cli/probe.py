@@ -24,7 +24,7 @@ from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_m
 from .model import Chat, Message, QAItem
 from .retrieval import BM25
 from .runs import command_line, fill, manifest, prompt_text, text_hash, write_reports
-from .scoring import answer_f1
+from .scoring import answer_f1, stemmer
 from .tokens import count_tokens
 
 ContextMode = Literal["full", "retrieval", "events"]
@@ -279,6 +279,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     judge = (
         LLMClient(judge_endpoint, concurrency=opts.concurrency, cache=cache, prices=prices) if judge_endpoint else None
     )
+    stemmer()  # import NLTK now: inside the event loop its ~2 s import would stall every request in flight
     started = time.perf_counter()
     with open(pred_path, "ab") as sink:
 

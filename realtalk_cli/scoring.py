@@ -18,7 +18,7 @@ _ARTICLES = re.compile(r"\b(a|an|the|and)\b")
 
 
 @lru_cache(maxsize=1)
-def _stemmer():
+def stemmer():
     from nltk.stem import PorterStemmer  # the rule-based stemmer needs no downloaded data
 
     return PorterStemmer()
@@ -31,7 +31,7 @@ def normalize_answer(text: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    stem = _stemmer().stem
+    stem = stemmer().stem
     return [stem(w) for w in normalize_answer(text).split()]
 
 
