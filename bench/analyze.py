@@ -14,9 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtalk_cli.ei import llm_jobs, run_ei  # noqa: E402
-from realtalk_cli.formats import chat_paths, load_chat  # noqa: E402
-from realtalk_cli.tokens import count_tokens  # noqa: E402
+from realtalk_cli.analysis.ei import run_ei  # noqa: E402
+from realtalk_cli.analysis.ei_llm import llm_jobs  # noqa: E402
+from realtalk_cli.data.formats import chat_paths, load_chat  # noqa: E402
+from realtalk_cli.llm.tokens import count_tokens  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openpyxl
 
-from realtalk_cli.convert import convert_file
+from realtalk_cli.data.convert import convert_file
 
 SHEETS = sorted((Path(__file__).resolve().parents[1].parent / "shared" / "realtalk" / "raw").glob("*.xlsx"))
 

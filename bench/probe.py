@@ -22,7 +22,8 @@ from openai import OpenAI  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from realtalk_cli.cli import app  # noqa: E402
-from realtalk_cli.probe import ProbeOptions, Templates, build_items, run_probe  # noqa: E402
+from realtalk_cli.tasks.probe import ProbeOptions, run_probe  # noqa: E402
+from realtalk_cli.tasks.probe_prompts import Templates, build_items  # noqa: E402
 from tests.llm_server import API_KEY, FakeLLM, serve_llm  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "realtalk"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from realtalk_cli.formats import write_realtalk
-from realtalk_cli.model import Chat, Event, Message, QAItem, Session
-from realtalk_cli.rawsheet import write_raw_sheet
+from realtalk_cli.data.formats import write_realtalk
+from realtalk_cli.data.model import Chat, Event, Message, QAItem, Session
+from realtalk_cli.data.rawsheet import write_raw_sheet
 
 HERE = Path(__file__).parent / "sample"
 NAME = "Chat_S_Ana_Ben"

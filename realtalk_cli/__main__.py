@@ -1,3 +1,3 @@
-from .cli import main
+from realtalk_cli.cli import main
 
 main()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from .errors import RealtalkError
+from realtalk_cli.errors import RealtalkError
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from realtalk_cli.analysis.compare import consistency
+from realtalk_cli.analysis.ei import METRIC_NAMES
+from realtalk_cli.analysis.ei_lexicon import is_grounding, is_reflective, lexicon_emotion, lexicon_sentiment
+from realtalk_cli.analysis.ei_llm import llm_jobs
 from realtalk_cli.cli import app
-from realtalk_cli.compare import consistency
-from realtalk_cli.ei import METRIC_NAMES, is_grounding, is_reflective, lexicon_emotion, lexicon_sentiment, llm_jobs
-from realtalk_cli.formats import load_chat
+from realtalk_cli.data.formats import load_chat
 
 from .conftest import SAMPLE_JSON, SHARED, needs_shared
 from .llm_server import API_KEY, FakeLLM, serve_llm

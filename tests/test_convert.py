@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from realtalk_cli import rawsheet
-from realtalk_cli.convert import captions_from, convert_file, parse_events
+from realtalk_cli.data import rawsheet
+from realtalk_cli.data.convert import captions_from, convert_file, parse_events
+from realtalk_cli.data.formats import dumps_realtalk, load_chat, realtalk_dict
+from realtalk_cli.data.model import Chat, Event, Message, QAItem, Session
+from realtalk_cli.data.rawsheet import write_raw_sheet
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.formats import dumps_realtalk, load_chat, realtalk_dict
-from realtalk_cli.model import Chat, Event, Message, QAItem, Session
-from realtalk_cli.rawsheet import write_raw_sheet
 
 from .conftest import REALTALK_RAW, SAMPLE_JSON, SAMPLE_XLSX, SHARED, ids, needs_shared
 
@@ -53,7 +53,7 @@ def test_convert_reproduces_the_published_json(sheet: Path):
 
 
 def _unnamed_pictures(sheet: Path) -> set[str]:
-    from realtalk_cli.convert import picture_file_name
+    from realtalk_cli.data.convert import picture_file_name
 
     return {picture_file_name(p) for p in rawsheet.read_raw_sheet(sheet).pictures if p.name is None}
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
-from realtalk_cli.download import published_sums, sha256_of
+from realtalk_cli.data.download import published_sums, sha256_of
 
 from .conftest import SHARED, needs_shared
 from .fileserver import serve_files

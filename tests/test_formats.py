@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from realtalk_cli.data.formats import chat_paths, dumps_realtalk, load_chat
+from realtalk_cli.data.model import Chat, Message, Session
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.formats import chat_paths, dumps_realtalk, load_chat
-from realtalk_cli.model import Chat, Message, Session
 
 from .conftest import LOCOMO_JSON, REALTALK_JSON, SAMPLE_JSON, ids, needs_shared
 

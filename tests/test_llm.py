@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from realtalk_cli.cache import ResponseCache
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.llm import FatalModelError, LLMClient, Prices, resolve_model
-from realtalk_cli.tokens import count_tokens
+from realtalk_cli.llm.cache import ResponseCache
+from realtalk_cli.llm.client import FatalModelError, LLMClient
+from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.llm.tokens import count_tokens
+from realtalk_cli.tasks import baselines  # noqa: F401  (registers offline:bm25)
 
 from .llm_server import API_KEY, FakeLLM, serve_llm
 

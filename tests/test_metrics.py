@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from realtalk_cli.metrics import (
+from realtalk_cli.analysis.metrics import (
     alignment,
     entropy_bits,
     exponential_rate,

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .errors import RealtalkError
-from .formats import chat_from_obj, detect_layout, read_json
-from .model import CATEGORY_NAMES, Chat, dia_id_session
+from realtalk_cli.data.formats import chat_from_obj, detect_layout, read_json
+from realtalk_cli.data.model import CATEGORY_NAMES, Chat, dia_id_session
+from realtalk_cli.errors import RealtalkError
 
 Level = Literal["error", "warning"]
 _DIA_ID = re.compile(r"^D\d+:\d+$")

@@ -15,15 +15,19 @@ from pathlib import Path
 
 import orjson
 
-from .cache import ResponseCache, default_cache_path
-from .ei import BACKENDS, HFLabeler, labels_from_reply, lexicon_labels, text_prompt
-from .errors import RealtalkError
-from .fileio import read_jsonl, write_jsonl
-from .formats import chat_paths, load_chat
-from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_model, run_jobs
-from .model import Chat, Message, person_key
-from .runs import fill, manifest, prompt_text, text_hash, write_reports
-from .scoring import rouge_l
+from realtalk_cli.analysis.ei_annotation import BACKENDS
+from realtalk_cli.analysis.ei_hf import HFLabeler
+from realtalk_cli.analysis.ei_lexicon import lexicon_labels
+from realtalk_cli.analysis.ei_llm import labels_from_reply, text_prompt
+from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.model import Chat, Message, person_key
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import read_jsonl, write_jsonl
+from realtalk_cli.llm.cache import ResponseCache, default_cache_path
+from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
+from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.tasks.runs import fill, manifest, prompt_text, text_hash, write_reports
+from realtalk_cli.tasks.scoring import rouge_l
 
 REPLY_MAX_TOKENS = 200
 EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
@@ -188,7 +192,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
 
     scorer = None
     if opts.bertscore:  # load before spending money: a missing model should stop the run now
-        from .bertscore import BertScorer
+        from realtalk_cli.analysis.bertscore import BertScorer
 
         scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
     hf_labeler = HFLabeler(opts.hf_models) if opts.ei_backend == "hf" else None

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import RealtalkError
-from .hf import quiet_transformers
+from realtalk_cli.analysis.hf import quiet_transformers
+from realtalk_cli.errors import RealtalkError
 
 DEFAULT_MODEL = "roberta-large"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from .errors import RealtalkError
+from realtalk_cli.errors import RealtalkError
 
 # A raw sheet is a few MB; anything this large inside the zip is not a chat export.
 MAX_ENTRY_BYTES = 200 * 1024 * 1024
@@ -187,7 +187,7 @@ def write_raw_sheet(chat, path: Path) -> None:
     """
     import openpyxl
 
-    from .fileio import write_atomic
+    from realtalk_cli.fileio import write_atomic
 
     wb = openpyxl.Workbook()
     ws = wb.active

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import RealtalkError
+from realtalk_cli.errors import RealtalkError
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/danny911kr/REALTALK/main/data/"
 CHUNK = 1 << 16

@@ -7,8 +7,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from .model import Chat
-from .tokens import count_tokens
+from realtalk_cli.data.model import Chat
+from realtalk_cli.llm.tokens import count_tokens
 
 TOKEN_MODEL = "gpt-4o"  # o200k_base; counts are exact and offline
 

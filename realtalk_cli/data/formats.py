@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from .errors import RealtalkError
-from .fileio import write_atomic
-from .model import Chat, Dataset, Event, Message, QAItem, Session
+from realtalk_cli.data.model import Chat, Dataset, Event, Message, QAItem, Session
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import write_atomic
 
 _SESSION_KEY = re.compile(r"^session_(\d+)$")
 

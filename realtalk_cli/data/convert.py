@@ -9,12 +9,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import RealtalkError
-from .formats import load_chat
-from .model import Chat, Event, Message, QAItem, Session, parse_date
-from .rawsheet import Picture, RawSheet, Row, read_raw_sheet
+from realtalk_cli.data.formats import load_chat
+from realtalk_cli.data.model import Chat, Event, Message, QAItem, Session, parse_date
+from realtalk_cli.data.rawsheet import Picture, RawSheet, Row, read_raw_sheet
+from realtalk_cli.errors import RealtalkError
 
 _DIA_ID = re.compile(r"^D\d+:\d+$")
 _URL = re.compile(r"https?://\S+")
@@ -270,13 +270,22 @@ def convert_file(path: Path, captions: Captions | None = None) -> tuple[Chat, Co
     return convert_sheet(read_raw_sheet(path), captions)
 
 
+class Captioner(Protocol):
+    """Writes `blip_caption` for pictures; a model-backed one lives in the tasks layer."""
+
+    label: str
+
+    def caption(self, requests: list[tuple[Message, bytes]]) -> int:
+        """Set `blip_caption` on each message from its picture's bytes; return how many were captioned."""
+
+
 def convert_many(
     source: Path,
     output: Path | None,
     force: bool = False,
     images_dir: Path | None = None,
     captions_source: Path | None = None,
-    caption_model: str | None = None,
+    captioner: Captioner | None = None,
 ) -> tuple[list[ConvertReport], list[str]]:
     """Convert one sheet or a directory of sheets; returns the reports and one line per failed sheet.
 
@@ -302,13 +311,6 @@ def convert_many(
         raise RealtalkError(f"{existing[0]}: already exists (use --force to overwrite)")
     if captions_source is not None and not captions_source.exists():
         raise RealtalkError(f"{captions_source}: no such file or directory")
-    captioner = None
-    if caption_model is not None:
-        from .llm import LLMClient, resolve_model
-
-        captioner = resolve_model(caption_model)
-        LLMClient(captioner)  # fails now, not after the first sheet, on a missing key or URL
-
     reports, failures = [], []
     for sheet, target in jobs:
         try:
@@ -321,9 +323,13 @@ def convert_many(
 
 
 def _convert_one(
-    sheet_path: Path, target: Path, images_dir: Path | None, captions_source: Path | None, captioner=None
+    sheet_path: Path,
+    target: Path,
+    images_dir: Path | None,
+    captions_source: Path | None,
+    captioner: Captioner | None = None,
 ) -> ConvertReport:
-    from .formats import write_realtalk
+    from realtalk_cli.data.formats import write_realtalk
 
     sheet = read_raw_sheet(sheet_path)
     captions = None
@@ -334,7 +340,7 @@ def _convert_one(
     chat, report = convert_sheet(sheet, captions)
     report.captions = str(published) if captions is not None else "none"
     if captioner is not None:
-        report.captions = f"{captioner.label}: {caption_with_model(chat, sheet, captioner)} messages"
+        report.captions = f"{captioner.label}: {captioner.caption(caption_requests(chat, sheet))} messages"
     if images_dir is not None:
         report.images_written = write_pictures(sheet, images_dir / sheet_path.stem)
     write_realtalk(chat, target)
@@ -342,42 +348,19 @@ def _convert_one(
     return report
 
 
-CAPTION_PROMPT = "Describe this photo in one short sentence, the way an image-captioning model would."
-
-
-def caption_with_model(chat: Chat, sheet: RawSheet, endpoint) -> int:
-    """Caption the earliest picture of each message that has pictures (as `blip_caption` does)."""
-    import base64
-
-    from .cache import ResponseCache, default_cache_path
-    from .llm import LLMClient, run_jobs
-
-    cache = ResponseCache(default_cache_path())
-    client = LLMClient(endpoint, cache=cache)
-
+def caption_requests(chat: Chat, sheet: RawSheet) -> list[tuple[Message, bytes]]:
+    """The earliest picture of each message that has pictures and no caption (as `blip_caption` does)."""
     by_name = {picture_file_name(p): p for p in sheet.pictures if p.media}
-    jobs = []
-    for m in chat.messages():
-        if m.img_file and m.blip_caption is None and (picture := by_name.get(_earliest(m.img_file))):
-            data = base64.b64encode(sheet.read_media(picture)).decode()
-            content = [
-                {"type": "text", "text": CAPTION_PROMPT},
-                {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}},
-            ]
-            jobs.append((m, [{"role": "user", "content": content}]))
-
-    def done(message: Message, completion) -> None:
-        if completion.error is not None:
-            raise RealtalkError(f"captioning {message.dia_id} failed: {completion.error}")
-        message.blip_caption = completion.text.strip()
-
-    run_jobs(client, jobs, done, max_tokens=60)
-    return len(jobs)
+    return [
+        (m, sheet.read_media(picture))
+        for m in chat.messages()
+        if m.img_file and m.blip_caption is None and (picture := by_name.get(_earliest(m.img_file)))
+    ]
 
 
 def write_pictures(sheet: RawSheet, folder: Path) -> int:
     """Each embedded picture as `<name>_opt.jpg` (the sheet holds the optimised copies)."""
-    from .fileio import write_atomic
+    from realtalk_cli.fileio import write_atomic
 
     written = 0
     for picture in sheet.pictures:

@@ -10,11 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import RealtalkError
-from .fileio import write_atomic
-from .formats import chat_paths
-from .llm import config_dir
+from realtalk_cli import __version__
+from realtalk_cli.data.formats import chat_paths
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import write_atomic
+from realtalk_cli.llm.providers import config_dir
 
 
 def prompt_text(name: str) -> str:

@@ -6,28 +6,25 @@ as they finish) -> scores -> report.json / report.md. A re-run skips questions a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import orjson
 
-from .cache import ResponseCache, default_cache_path
-from .errors import RealtalkError
-from .fileio import read_jsonl, read_toml, write_jsonl
-from .formats import chat_paths, load_chat, read_json
-from .llm import Completion, LLMClient, Prices, StopRun, dry_run_plan, resolve_model, run_jobs
-from .model import Chat, Message, QAItem
-from .retrieval import BM25
-from .runs import command_line, fill, manifest, prompt_text, text_hash, write_reports
-from .scoring import answer_f1, stemmer
-from .tokens import count_tokens
+from realtalk_cli.data.formats import read_json
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import read_jsonl, read_toml, write_jsonl
+from realtalk_cli.llm.cache import ResponseCache, default_cache_path
+from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
+from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.tasks.probe_prompts import ContextMode, Item, Templates, build_items, pick_option
+from realtalk_cli.tasks.probe_report import build_report, report_markdown
+from realtalk_cli.tasks.runs import command_line, fill, manifest, text_hash, write_reports
+from realtalk_cli.tasks.scoring import answer_f1, stemmer
 
-ContextMode = Literal["full", "retrieval", "events"]
 ANSWER_MAX_TOKENS = 32  # as the paper's script: answers are short phrases
 JUDGE_MAX_TOKENS = 200
 
@@ -48,147 +45,6 @@ class ProbeOptions:
     api_key_env: str | None = None
     use_cache: bool = True
     compat: str | None = None  # "official": the paper's prompt layout
-
-
-@dataclass
-class Item:
-    chat: Chat
-    chat_file: Path
-    qa_index: int
-    qa: QAItem
-    messages: list[dict]
-    retrieved: list[str] = field(default_factory=list)
-    dropped_sessions: int = 0
-    options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
-
-
-TEMPORAL_HINT = " Use DATE of CONVERSATION to answer with an approximate date."
-NOT_MENTIONED = "Not mentioned in the conversation"
-
-
-def render_message(m: Message) -> str:
-    """One turn as the LoCoMo/REALTALK evaluation scripts write it."""
-    line = f'{m.speaker} said, "{m.clean_text}"'
-    if m.blip_caption and (m.img_file or m.img_url):
-        line += f"\n[shares {m.blip_caption}]"
-    return line
-
-
-def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
-    s = next(s for s in chat.sessions if s.number == number)
-    if mode == "events":
-        lines = [
-            f"{speaker}: {e.sub_event}"
-            for speaker, agent in zip(chat.speakers, ("agent_a", "agent_b"), strict=True)
-            for e in s.events.get(agent, [])
-            if e.sub_event
-        ]
-        return f"DATE: {s.date_time}\nEVENTS:\n" + "\n".join(lines)
-    return f"DATE: {s.date_time}\nCONVERSATION:\n" + "\n".join(render_message(m) for m in s.messages)
-
-
-def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int], official: bool = False) -> str:
-    """Sessions oldest first, each once; `official` mimics the paper's script instead.
-
-    The paper's script (not published; behaviour as recorded in shared/FORMAT.md) takes every key that
-    contains "session", so session N comes once for `session_N` and again for `events_session_N`, and
-    it lists the sessions newest first.
-    """
-    if official:
-        return "\n\n".join(render_session(chat, n, mode) for n in reversed(numbers) for _ in range(2))
-    return "\n\n".join(render_session(chat, n, mode) for n in numbers)
-
-
-def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int, official: bool = False) -> tuple[str, int]:
-    """The context, keeping the most recent sessions when the whole chat exceeds `budget` tokens."""
-    numbers = [s.number for s in chat.sessions if s.messages or mode == "events"]
-    text = render_sessions(chat, mode, numbers, official)
-    dropped = 0
-    while len(numbers) > 1 and count_tokens(text, model)[0] > budget:
-        numbers = numbers[1:]
-        dropped += 1
-        text = render_sessions(chat, mode, numbers, official)
-    return text, dropped
-
-
-def retrieval_context(chat: Chat, question: str, k: int, index: BM25) -> tuple[str, list[str]]:
-    messages = list(chat.messages())
-    top = sorted(index.top(question, k))  # chronological order
-    dates = {s.number: s.date_time for s in chat.sessions}
-    lines = [f"{dates[messages[i].session]}: {render_message(messages[i])}" for i in top]
-    return "\n".join(lines), [messages[i].dia_id for i in top]
-
-
-def adversarial_options(qa: QAItem) -> dict[str, str]:
-    """LoCoMo's two-choice question; the order is drawn from the question's hash, so runs repeat."""
-    first = int(hashlib.sha256(qa.question.encode()).hexdigest(), 16) % 2 == 0
-    return {"a": NOT_MENTIONED, "b": qa.gold} if first else {"a": qa.gold, "b": NOT_MENTIONED}
-
-
-def pick_option(reply: str, options: dict[str, str]) -> str:
-    """LoCoMo's reading of a two-choice reply: 'a', '(a)' ... map to the option's text."""
-    text = reply.strip().lower()
-    if len(text) == 1:
-        return options["a"] if "a" in text else options["b"]
-    if len(text) == 3:
-        return options["a"] if "(a)" in text else options["b"]
-    return text
-
-
-@dataclass
-class Templates:
-    answer: str
-    adversarial: str
-    judge: str
-
-    @classmethod
-    def load(cls) -> Templates:
-        return cls(
-            prompt_text("probe_answer.txt"), prompt_text("probe_adversarial.txt"), prompt_text("probe_judge.txt")
-        )
-
-    def hashes(self) -> dict[str, str]:
-        return {
-            "probe_answer.txt": text_hash(self.answer),
-            "probe_adversarial.txt": text_hash(self.adversarial),
-            "probe_judge.txt": text_hash(self.judge),
-        }
-
-
-def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, model_name: str) -> list[Item]:
-    items: list[Item] = []
-    for path in chat_paths(files):
-        chat = load_chat(path)
-        full_context, dropped = ("", 0)
-        if opts.context in ("full", "events"):
-            full_context, dropped = fit_sessions(
-                chat, opts.context, model_name, opts.max_context_tokens, official=opts.compat == "official"
-            )
-        index = None
-        if opts.context == "retrieval":
-            index = BM25([m.clean_text + " " + (m.blip_caption or "") for m in chat.messages()])
-        for i, qa in enumerate(chat.qa):
-            adversarial = chat.dataset == "locomo" and qa.category == 5
-            if adversarial and opts.skip_adversarial:
-                continue
-            retrieved: list[str] = []
-            context = full_context
-            if index is not None:
-                context, retrieved = retrieval_context(chat, qa.question, opts.top_k, index)
-            values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
-            options = None
-            if adversarial:
-                options = adversarial_options(qa)
-                prompt = fill(
-                    templates.adversarial, **values, question=qa.question, option_a=options["a"], option_b=options["b"]
-                )
-            else:
-                question = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
-                prompt = fill(templates.answer, **values, question=question)
-            items.append(Item(chat, path, i, qa, [{"role": "user", "content": prompt}], retrieved, dropped, options))
-            if opts.limit is not None and len(items) >= opts.limit:
-                return items
-    return items
 
 
 # --- predictions file --------------------------------------------------------------------------
@@ -393,80 +249,6 @@ def prediction_row(item: Item, c: Completion, model: str) -> dict:
     return row
 
 
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(sum(present) / len(present), 4) if present else None
-
-
-def _stats(rows: list[dict]) -> dict:
-    out = {"count": len(rows), "f1": _mean([r["f1"] for r in rows]), "judge": _mean([r["judge_score"] for r in rows])}
-    if any("recall_at_k" in r for r in rows):
-        out["recall_at_k"] = _mean([r.get("recall_at_k") for r in rows])
-    return out
-
-
-def _summary(rows: list[dict]) -> dict:
-    by_category: dict[str, list[dict]] = {}
-    for r in sorted(rows, key=lambda r: r["category"]):
-        by_category.setdefault(f"{r['category']} {r['category_name']}", []).append(r)
-    # LoCoMo's adversarial items are scored by their own rule and reported apart from the overall mean.
-    answered = [r for r in rows if not (r["dataset"] == "locomo" and r["category"] == 5)]
-    return {
-        "overall": _stats(answered),
-        "categories": {k: _stats(v) for k, v in by_category.items()},
-        "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
-        "completion_tokens": sum(r["completion_tokens"] for r in rows),
-        "cost_usd": round(sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows), 6),
-    }
-
-
-def build_report(rows: list[dict], manifest: dict) -> dict:
-    ok = [r for r in rows if r.get("error") is None]
-    return {
-        "overall": _summary(ok),
-        "chats": {c: _summary([r for r in ok if r["chat"] == c]) for c in sorted({r["chat"] for r in ok})},
-        "failed_questions": len(rows) - len(ok),
-        "manifest": manifest,
-    }
-
-
 def probe_manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:
     judge = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env).label if opts.judge_model else None
     return manifest(opts, files, model=model, judge_model=judge, prompts=prompts)
-
-
-def report_markdown(report: dict) -> str:
-    m = report["manifest"]
-    lines = [
-        "# realtalk probe report",
-        "",
-        f"- model: `{m.get('model')}`",
-        f"- judge: `{m.get('judge_model') or 'none'}`",
-        f"- context: {m.get('parameters', {}).get('context')}",
-        f"- prompts: {m.get('prompts')}",
-        "",
-        "| chat | category | count | F1 | judge |",
-        "|---|---|---:|---:|---:|",
-    ]
-
-    def fmt(v: float | None) -> str:
-        return "-" if v is None else f"{v:.3f}"
-
-    for name, summary in [("all", report["overall"]), *report["chats"].items()]:
-        for category, st in summary["categories"].items():
-            lines.append(f"| {name} | {category} | {st['count']} | {fmt(st['f1'])} | {fmt(st['judge'])} |")
-        o = summary["overall"]
-        lines.append(f"| **{name}** | **overall** | {o['count']} | {fmt(o['f1'])} | {fmt(o['judge'])} |")
-    o = report["overall"]
-    lines += [
-        "",
-        f"Tokens: {o['prompt_tokens']} prompt, {o['completion_tokens']} completion; cost ${o['cost_usd']:.4f}.",
-    ]
-    if report.get("run"):
-        r = report["run"]
-        lines.append(
-            f"Wall time {r['wall_time_s']} s, {r['requests']} requests ({r['cached']} cached), {r['retries']} retries."
-        )
-    if report["failed_questions"]:
-        lines.append(f"{report['failed_questions']} questions failed; running the same command again retries them.")
-    return "\n".join(lines) + "\n"

@@ -7,12 +7,12 @@ import json
 import statistics
 from pathlib import Path
 
-from .ei import METRIC_NAMES, run_ei
-from .errors import RealtalkError
-from .fileio import read_jsonl, write_atomic
-from .formats import chat_paths, load_chat, read_json
-from .model import person_key
-from .stats import chat_stats, total_stats
+from realtalk_cli.analysis.ei import METRIC_NAMES, run_ei
+from realtalk_cli.analysis.stats import chat_stats, total_stats
+from realtalk_cli.data.formats import chat_paths, load_chat, read_json
+from realtalk_cli.data.model import person_key
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import read_jsonl, write_atomic
 
 
 def consistency(metrics: dict) -> dict:

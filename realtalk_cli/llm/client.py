@@ -13,82 +13,15 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass
 
-from .cache import CachedResponse, ResponseCache, cache_key
-from .errors import RealtalkError
-from .fileio import read_toml
-from .tokens import count_message_tokens, count_tokens
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.llm.cache import CachedResponse, ResponseCache, cache_key
+from realtalk_cli.llm.providers import LOCAL_MODELS, Endpoint, Prices
+from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
-OFFLINE_MODELS = ("offline:bm25",)
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 UNREACHED_ATTEMPTS = 3
-
-
-def config_dir() -> Path:
-    """User-edited configuration: $REALTALK_CONFIG_DIR, else the `configs/` shipped with the package."""
-    override = os.environ.get("REALTALK_CONFIG_DIR")
-    return Path(override) if override else Path(str(resources.files("realtalk_cli").joinpath("configs")))
-
-
-def _load_toml(name: str) -> dict:
-    return read_toml(config_dir() / name)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    provider: str
-    model: str
-    base_url: str
-    api_key_env: str  # "" when the endpoint needs no key
-
-    @property
-    def label(self) -> str:
-        return f"{self.provider}:{self.model}"
-
-    @property
-    def offline(self) -> bool:
-        return self.provider == "offline"
-
-
-def resolve_model(spec: str, base_url: str | None = None, api_key_env: str | None = None) -> Endpoint:
-    """`provider:model`, a bare model name (OpenAI, or OPENAI_BASE_URL), or an offline model."""
-    if spec in OFFLINE_MODELS:
-        return Endpoint("offline", spec.split(":", 1)[1], "", "")
-    if spec.startswith("offline:"):
-        raise RealtalkError(f"unknown offline model {spec!r}; available: {', '.join(OFFLINE_MODELS)}")
-    providers = _load_toml("providers.toml")
-    prefix, _, rest = spec.partition(":")
-    if rest and prefix in providers:
-        provider, model = prefix, rest
-    else:  # a bare name, or a colon that belongs to the model (e.g. fine-tuned "ft:gpt-4o-mini:...")
-        provider, model = "openai", spec
-    if not model:
-        raise RealtalkError(f"--model {spec!r}: no model name")
-    conf = providers.get(provider, {})
-    url = base_url or (os.environ.get("OPENAI_BASE_URL") if provider == "openai" else None) or conf.get("base_url")
-    key_env = api_key_env if api_key_env is not None else conf.get("api_key_env", "OPENAI_API_KEY")
-    return Endpoint(provider, model, url, key_env)
-
-
-@dataclass
-class Prices:
-    table: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls) -> Prices:
-        return cls(_load_toml("prices.toml").get("models", {}))
-
-    def known(self, model: str) -> bool:
-        return model in self.table
-
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        p = self.table.get(model)
-        if not p:
-            return 0.0
-        return (prompt_tokens * p.get("input", 0.0) + completion_tokens * p.get("output", 0.0)) / 1e6
 
 
 @dataclass
@@ -200,7 +133,7 @@ class LLMClient:
 
     async def _call(self, messages: list[dict], params: dict) -> Completion:
         if self.endpoint.offline:
-            return _offline_answer(self.endpoint.model, messages)
+            return Completion(LOCAL_MODELS[self.endpoint.model](messages), Usage())
         import openai
 
         usage = Usage()
@@ -269,24 +202,6 @@ def _retry_after(response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
-
-
-def _offline_answer(model: str, messages: list[dict]) -> Completion:
-    """`offline:bm25`: the line of the prompt that best matches its last question line."""
-    from .retrieval import BM25
-
-    lines = [ln for m in messages for ln in m["content"].splitlines() if ln.strip()]
-    question_lines = [i for i, ln in enumerate(lines) if "?" in ln]
-    if not question_lines:
-        return Completion("", Usage())
-    q = question_lines[-1]
-    candidates = [ln for i, ln in enumerate(lines) if i != q and ":" in ln]
-    if not candidates:
-        return Completion("", Usage())
-    best = candidates[BM25(candidates).top(lines[q], 1)[0]]
-    # Answer with the message itself, without the speaker (and date) before it.
-    quoted = re.search(r'said, "(.*)"', best)
-    return Completion(quoted.group(1) if quoted else best.split(": ", 1)[-1].strip(), Usage())
 
 
 def dry_run_plan(

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
-_WORD = re.compile(r"\w+")
-_STOP = frozenset("a an the and or of to in on at for is are was were be i you he she it we they do did".split())
-
-
-def words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+from realtalk_cli.data.text import words
 
 
 class BM25:

@@ -1,0 +1,1 @@
+"""Analysis of chats: statistics, EI labelling and metrics, persona consistency, dataset comparison, BERTScore."""

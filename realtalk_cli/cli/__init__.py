@@ -1,0 +1,48 @@
+"""The `realtalk` command: each command group lives in its own module; this file only assembles them."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from realtalk_cli import __version__
+from realtalk_cli.cli import analyze, data, probe, simulate
+from realtalk_cli.cli.common import debug, out
+
+app = typer.Typer(
+    help="Long-term conversation benchmarks on REALTALK and LoCoMo: convert, validate, analyze, simulate, probe.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # never print locals: they can hold API keys
+    rich_markup_mode="markdown",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"realtalk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+    debug_flag: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    debug["on"] = debug_flag or bool(os.environ.get("REALTALK_DEBUG"))
+
+
+for group in (data, probe, simulate):
+    for command in group.app.registered_commands:
+        app.registered_commands.append(command)
+app.add_typer(analyze.app, name="analyze")
+
+
+def main() -> None:
+    app()

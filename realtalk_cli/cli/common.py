@@ -1,0 +1,117 @@
+"""What every command shares: the consoles, one-line errors, JSON printing, progress, and the option declarations.
+
+Options that several commands take are declared once here, so every command spells them the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from realtalk_cli.errors import RealtalkError
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
+
+# --- shared option declarations ------------------------------------------------------------------
+
+Model = Annotated[str | None, typer.Option("--model", "-m", help="provider:model, an OpenAI model, or offline:NAME.")]
+OutDir = Annotated[Path | None, typer.Option("--out", help="Run directory for predictions and reports.")]
+BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")]
+ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")]
+MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+HfModels = Annotated[
+    list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
+]
+
+
+def concurrency_option(default_note: str = "") -> object:
+    return typer.Option("--concurrency", help=f"Requests in flight at once{default_note}.")
+
+
+def fail_under_option(score: str) -> object:
+    return typer.Option("--fail-under", help=f"Exit 1 when {score} is below this.")
+
+
+# --- errors, output, progress --------------------------------------------------------------------
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Turn a RealtalkError into one line on stderr and exit code 2 (a traceback only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RealtalkError as e:
+            if debug["on"]:
+                raise
+            raise fail(str(e)) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def print_json(obj: object) -> None:
+    out.out(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode(), highlight=False)
+
+
+def cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def print_plan(plan: dict, unit: str, as_json: bool) -> None:
+    """What a --dry-run would send: requests, prompt tokens, estimated cost."""
+    if as_json:
+        print_json(plan)
+        return
+    cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
+    estimated = "" if plan.get("tokens_exact", True) else ", estimated: no tokenizer for this model"
+    out.print(
+        f"dry run: {plan['requests']} requests ({plan['already_done']} already done), {plan['prompt_tokens']} prompt "
+        f"tokens ({plan[f'prompt_tokens_per_{unit}']} per {unit}{estimated}), estimated cost {cost}",
+        soft_wrap=True,
+    )
+
+
+@contextlib.contextmanager
+def progress(label: str, quiet: bool):
+    """A progress bar on stderr showing retries, cache hits and spend as rows finish."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
+        task = bar.add_task(label, total=None, info="")
+
+        def show(row, totals) -> None:
+            info = f"retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}" if totals else ""
+            bar.update(task, advance=1, info=info)
+
+        yield show

@@ -1,0 +1,148 @@
+"""`probe`: memory probing, and `probe rescore`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from realtalk_cli.cli.common import (
+    ApiKeyEnv,
+    AsJson,
+    BaseUrl,
+    DryRun,
+    MaxCost,
+    Model,
+    NoCache,
+    OutDir,
+    concurrency_option,
+    err,
+    fail_under_option,
+    handles_errors,
+    out,
+    print_json,
+    print_plan,
+    progress,
+)
+from realtalk_cli.errors import RealtalkError
+
+app = typer.Typer()
+
+
+@app.command()
+@handles_errors
+def probe(
+    chats: Annotated[
+        list[Path] | None, typer.Argument(help="Chat files or directories; or `rescore RUN_DIR`.", show_default=False)
+    ] = None,
+    model: Model = None,
+    out_dir: OutDir = None,
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
+    context: Annotated[str | None, typer.Option("--context", help="full (default), retrieval or events.")] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="Messages retrieved with --context retrieval [10].")
+    ] = None,
+    concurrency: Annotated[int | None, concurrency_option(" [8]")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
+    skip_adversarial: Annotated[bool | None, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = None,
+    max_context_tokens: Annotated[
+        int | None, typer.Option("--max-context-tokens", help="Context budget [120000].")
+    ] = None,
+    compat: Annotated[str | None, typer.Option("--compat", help="official: the paper's prompt layout.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A run written down as TOML; flags override it.")
+    ] = None,
+    dry_run: DryRun = False,
+    max_cost: MaxCost = None,
+    fail_under: Annotated[float | None, fail_under_option("the overall F1")] = None,
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
+    no_cache: NoCache = False,
+    as_json: AsJson = False,
+) -> None:
+    """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
+
+    Re-running the same command resumes: answered questions are skipped, failed ones are asked again.
+    `realtalk probe rescore RUN_DIR --judge-model M` scores saved predictions again without asking the model.
+
+    Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
+    """
+    from realtalk_cli.tasks.probe import probe_settings, rescore, run_probe
+
+    if chats and str(chats[0]) == "rescore" and not chats[0].exists():
+        if len(chats) != 2:
+            raise RealtalkError("usage: realtalk probe rescore RUN_DIR [--judge-model MODEL]")
+        with progress("rescore", as_json) as show:
+            report = rescore(chats[1], judge_model, concurrency or 8, base_url, api_key_env, not no_cache, show)
+        _finish_probe(report, chats[1], as_json, fail_under)
+        return
+
+    given = {
+        "chats": chats,
+        "model": model,
+        "out": out_dir,
+        "judge_model": judge_model,
+        "context": context,
+        "top_k": top_k,
+        "concurrency": concurrency,
+        "limit": limit,
+        "skip_adversarial": skip_adversarial,
+        "max_context_tokens": max_context_tokens,
+        "max_cost": max_cost,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "compat": compat,
+        "fail_under": fail_under,
+        "use_cache": False if no_cache else None,
+    }
+    files, opts, fail_under = probe_settings(config, given)
+
+    if dry_run:
+        print_plan(run_probe(files, opts, dry_run=True), "question", as_json)
+        return
+    with progress("probe", as_json) as show:
+        report = run_probe(files, opts, progress=show)
+    _finish_probe(report, opts.out, as_json, fail_under)
+
+
+def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float | None) -> None:
+    if as_json:
+        print_json(report)
+    else:
+        _print_probe_report(report, run_dir)
+    f1 = report["overall"]["overall"]["f1"]
+    if fail_under is not None and (f1 is None or f1 < fail_under):
+        err.print(f"overall F1 {f1} is under --fail-under {fail_under}")
+        raise typer.Exit(1)
+
+
+def _print_probe_report(report: dict, run_dir: Path) -> None:
+    table = Table(title=f"probe: {report['manifest']['model']}")
+    for column in ("category", "count", "F1", "judge"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for cat, s in report["overall"]["categories"].items():
+        table.add_row(cat, str(s["count"]), fmt(s["f1"]), fmt(s["judge"]))
+    o = report["overall"]["overall"]
+    table.add_row("overall", str(o["count"]), fmt(o["f1"]), fmt(o["judge"]), style="bold")
+    out.print(table)
+    run = report.get("run") or {}
+    if not run:
+        return
+    out.print(
+        f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
+        f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
+        soft_wrap=True,
+    )
+    if run["errors"] or report["failed_questions"]:
+        out.print(f"{report['failed_questions']} questions failed; run the same command again to retry them")
+    if run["stopped_for_max_cost"]:
+        out.print("stopped at --max-cost; run again with a higher limit to continue")
+    if run["dropped_sessions"]:
+        dropped = run["dropped_sessions"]
+        out.print(f"note: the chat did not fit --max-context-tokens; the {dropped} oldest sessions were left out")

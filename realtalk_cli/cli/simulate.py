@@ -1,0 +1,138 @@
+"""`simulate`: persona simulation, and `simulate export-sft`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from realtalk_cli.cli.common import (
+    ApiKeyEnv,
+    AsJson,
+    BaseUrl,
+    DryRun,
+    HfModels,
+    MaxCost,
+    Model,
+    NoCache,
+    OutDir,
+    cell,
+    concurrency_option,
+    err,
+    fail_under_option,
+    handles_errors,
+    out,
+    print_json,
+    print_plan,
+    progress,
+)
+from realtalk_cli.errors import RealtalkError
+
+app = typer.Typer()
+
+
+@app.command()
+@handles_errors
+def simulate(
+    chats: Annotated[list[Path], typer.Argument(help="Chat files or directories; or `export-sft CHAT.json`.")],
+    model: Model = None,
+    out_dir: OutDir = None,
+    speaker: Annotated[str | None, typer.Option("--speaker", help="Only this participant (default: both).")] = None,
+    sessions: Annotated[int, typer.Option("--sessions", help="Sessions of history in the prompt.")] = 3,
+    targets: Annotated[str, typer.Option("--targets", help="messages, or turns (merged messages).")] = "messages",
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N targets.")] = None,
+    concurrency: Annotated[int, concurrency_option()] = 8,
+    dry_run: DryRun = False,
+    max_cost: MaxCost = None,
+    fail_under: Annotated[float | None, fail_under_option("the mean ROUGE-L")] = None,
+    bertscore_model: Annotated[
+        str | None, typer.Option("--bertscore-model", help="Local model directory or name [roberta-large].")
+    ] = None,
+    bertscore_layers: Annotated[int | None, typer.Option("--bertscore-layers", help="Layer for the model.")] = None,
+    no_bertscore: Annotated[bool, typer.Option("--no-bertscore", help="Skip BERTScore.")] = False,
+    ei_backend: Annotated[str, typer.Option("--ei-backend", help="EI labels: lexicon, llm or hf.")] = "lexicon",
+    ei_model: Annotated[str | None, typer.Option("--ei-model", help="Model for --ei-backend llm.")] = None,
+    hf_model: HfModels = None,
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
+    no_cache: NoCache = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="export-sft: the training file.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Persona simulation: a model continues each chat as one participant; scored against the real message.
+
+    Scores per target, per speaker, then mean ± std over speakers: ROUGE-L, BERTScore F1, agreement on
+    EI labels (reflective, grounding, sentiment, emotion) and |intimacy|, |empathy| differences.
+    `realtalk simulate export-sft CHAT.json --speaker NAME -o train.jsonl` writes a person's other chat
+    as chat fine-tuning data.
+
+    Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`
+    """
+    from realtalk_cli.analysis.ei_hf import parse_hf_models
+    from realtalk_cli.tasks.simulate import SimulateOptions, export_sft, run_simulate
+
+    if chats and str(chats[0]) == "export-sft" and not chats[0].exists():
+        if len(chats) != 2 or not speaker or output is None:
+            raise RealtalkError("usage: realtalk simulate export-sft CHAT.json --speaker NAME -o train.jsonl")
+        n = export_sft(chats[1], speaker, output, sessions, targets)
+        out.print(f"wrote {n} training examples to {output}")
+        return
+    if not model or out_dir is None:
+        raise RealtalkError("--model and --out are required")
+    opts = SimulateOptions(
+        model=model,
+        out=out_dir,
+        speaker=speaker,
+        sessions=sessions,
+        targets=targets,
+        limit=limit,
+        concurrency=concurrency,
+        max_cost=max_cost,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        use_cache=not no_cache,
+        bertscore=not no_bertscore,
+        bertscore_model=bertscore_model,
+        bertscore_layers=bertscore_layers,
+        ei_backend=ei_backend,
+        ei_model=ei_model,
+        hf_models=parse_hf_models(hf_model),
+    )
+    if dry_run:
+        print_plan(run_simulate(chats, opts, dry_run=True), "target", as_json)
+        return
+    with progress("simulate", as_json) as show:
+        report = run_simulate(chats, opts, progress=show)
+    if as_json:
+        print_json(report)
+    else:
+        _print_simulate_report(report, out_dir)
+    rouge = report["overall"]["rouge_l"]["mean"]
+    if fail_under is not None and (rouge is None or rouge < fail_under):
+        err.print(f"mean ROUGE-L {rouge} is under --fail-under {fail_under}")
+        raise typer.Exit(1)
+
+
+def _print_simulate_report(report: dict, run_dir: Path) -> None:
+    from realtalk_cli.tasks.simulate import SCORES
+
+    table = Table(title=f"simulate: {report['manifest']['model']}")
+    table.add_column("speaker")
+    table.add_column("targets", justify="right")
+    for s in SCORES:
+        table.add_column(s.replace("_agreement", " agr.").replace("_", " "), justify="right")
+    for person, p in report["speakers"].items():
+        table.add_row(person, str(p["targets"]), *(cell(p[s]) for s in SCORES))
+    table.add_row("mean", "", *(cell(report["overall"][s]["mean"]) for s in SCORES), style="bold")
+    table.add_row("std", "", *(cell(report["overall"][s]["std"]) for s in SCORES))
+    out.print(table)
+    run = report["run"]
+    out.print(
+        f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
+        f"{run['wall_time_s']} s, ${run['cost_usd']:.4f}; written to {run_dir}",
+        soft_wrap=True,
+    )
+    if report["failed_targets"]:
+        out.print(f"{report['failed_targets']} targets failed; run the same command again to retry them")

@@ -1,0 +1,89 @@
+"""Where a model lives and what it costs: `provider:model` specs, providers.toml, prices.toml.
+
+Offline models (`offline:NAME`) are plain functions from chat messages to a reply, registered by the
+layer that defines them (the task baselines): this layer knows nothing of chats.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import read_toml
+
+LOCAL_MODELS: dict[str, Callable[[list[dict]], str]] = {}
+
+
+def register_local_model(name: str, answer: Callable[[list[dict]], str]) -> None:
+    """Make `offline:NAME` a model: `answer(messages)` returns the reply text, no network, no key."""
+    LOCAL_MODELS[name] = answer
+
+
+def config_dir() -> Path:
+    """User-edited configuration: $REALTALK_CONFIG_DIR, else the `configs/` shipped with the package."""
+    override = os.environ.get("REALTALK_CONFIG_DIR")
+    return Path(override) if override else Path(str(resources.files("realtalk_cli").joinpath("configs")))
+
+
+def _load_toml(name: str) -> dict:
+    return read_toml(config_dir() / name)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    provider: str
+    model: str
+    base_url: str
+    api_key_env: str  # "" when the endpoint needs no key
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    @property
+    def offline(self) -> bool:
+        return self.provider == "offline"
+
+
+def resolve_model(spec: str, base_url: str | None = None, api_key_env: str | None = None) -> Endpoint:
+    """`provider:model`, a bare model name (OpenAI, or OPENAI_BASE_URL), or an offline model."""
+    if spec.startswith("offline:"):
+        name = spec.split(":", 1)[1]
+        if name not in LOCAL_MODELS:
+            available = ", ".join(f"offline:{n}" for n in LOCAL_MODELS)
+            raise RealtalkError(f"unknown offline model {spec!r}; available: {available}")
+        return Endpoint("offline", name, "", "")
+    providers = _load_toml("providers.toml")
+    prefix, _, rest = spec.partition(":")
+    if rest and prefix in providers:
+        provider, model = prefix, rest
+    else:  # a bare name, or a colon that belongs to the model (e.g. fine-tuned "ft:gpt-4o-mini:...")
+        provider, model = "openai", spec
+    if not model:
+        raise RealtalkError(f"--model {spec!r}: no model name")
+    conf = providers.get(provider, {})
+    url = base_url or (os.environ.get("OPENAI_BASE_URL") if provider == "openai" else None) or conf.get("base_url")
+    key_env = api_key_env if api_key_env is not None else conf.get("api_key_env", "OPENAI_API_KEY")
+    return Endpoint(provider, model, url, key_env)
+
+
+@dataclass
+class Prices:
+    table: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> Prices:
+        return cls(_load_toml("prices.toml").get("models", {}))
+
+    def known(self, model: str) -> bool:
+        return model in self.table
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        p = self.table.get(model)
+        if not p:
+            return 0.0
+        return (prompt_tokens * p.get("input", 0.0) + completion_tokens * p.get("output", 0.0)) / 1e6

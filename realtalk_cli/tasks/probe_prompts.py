@@ -1,0 +1,160 @@
+"""Memory-probing prompts: how a chat becomes context (full, events, retrieved) and each question a prompt."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.model import Chat, Message, QAItem
+from realtalk_cli.llm.tokens import count_tokens
+from realtalk_cli.tasks.retrieval import BM25
+from realtalk_cli.tasks.runs import fill, prompt_text, text_hash
+
+if TYPE_CHECKING:
+    from realtalk_cli.tasks.probe import ProbeOptions
+
+ContextMode = Literal["full", "retrieval", "events"]
+
+
+@dataclass
+class Item:
+    chat: Chat
+    chat_file: Path
+    qa_index: int
+    qa: QAItem
+    messages: list[dict]
+    retrieved: list[str] = field(default_factory=list)
+    dropped_sessions: int = 0
+    options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
+
+
+TEMPORAL_HINT = " Use DATE of CONVERSATION to answer with an approximate date."
+NOT_MENTIONED = "Not mentioned in the conversation"
+
+
+def render_message(m: Message) -> str:
+    """One turn as the LoCoMo/REALTALK evaluation scripts write it."""
+    line = f'{m.speaker} said, "{m.clean_text}"'
+    if m.blip_caption and (m.img_file or m.img_url):
+        line += f"\n[shares {m.blip_caption}]"
+    return line
+
+
+def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
+    s = next(s for s in chat.sessions if s.number == number)
+    if mode == "events":
+        lines = [
+            f"{speaker}: {e.sub_event}"
+            for speaker, agent in zip(chat.speakers, ("agent_a", "agent_b"), strict=True)
+            for e in s.events.get(agent, [])
+            if e.sub_event
+        ]
+        return f"DATE: {s.date_time}\nEVENTS:\n" + "\n".join(lines)
+    return f"DATE: {s.date_time}\nCONVERSATION:\n" + "\n".join(render_message(m) for m in s.messages)
+
+
+def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int], official: bool = False) -> str:
+    """Sessions oldest first, each once; `official` mimics the paper's script instead.
+
+    The paper's script (not published; behaviour as recorded in shared/FORMAT.md) takes every key that
+    contains "session", so session N comes once for `session_N` and again for `events_session_N`, and
+    it lists the sessions newest first.
+    """
+    if official:
+        return "\n\n".join(render_session(chat, n, mode) for n in reversed(numbers) for _ in range(2))
+    return "\n\n".join(render_session(chat, n, mode) for n in numbers)
+
+
+def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int, official: bool = False) -> tuple[str, int]:
+    """The context, keeping the most recent sessions when the whole chat exceeds `budget` tokens."""
+    numbers = [s.number for s in chat.sessions if s.messages or mode == "events"]
+    text = render_sessions(chat, mode, numbers, official)
+    dropped = 0
+    while len(numbers) > 1 and count_tokens(text, model)[0] > budget:
+        numbers = numbers[1:]
+        dropped += 1
+        text = render_sessions(chat, mode, numbers, official)
+    return text, dropped
+
+
+def retrieval_context(chat: Chat, question: str, k: int, index: BM25) -> tuple[str, list[str]]:
+    messages = list(chat.messages())
+    top = sorted(index.top(question, k))  # chronological order
+    dates = {s.number: s.date_time for s in chat.sessions}
+    lines = [f"{dates[messages[i].session]}: {render_message(messages[i])}" for i in top]
+    return "\n".join(lines), [messages[i].dia_id for i in top]
+
+
+def adversarial_options(qa: QAItem) -> dict[str, str]:
+    """LoCoMo's two-choice question; the order is drawn from the question's hash, so runs repeat."""
+    first = int(hashlib.sha256(qa.question.encode()).hexdigest(), 16) % 2 == 0
+    return {"a": NOT_MENTIONED, "b": qa.gold} if first else {"a": qa.gold, "b": NOT_MENTIONED}
+
+
+def pick_option(reply: str, options: dict[str, str]) -> str:
+    """LoCoMo's reading of a two-choice reply: 'a', '(a)' ... map to the option's text."""
+    text = reply.strip().lower()
+    if len(text) == 1:
+        return options["a"] if "a" in text else options["b"]
+    if len(text) == 3:
+        return options["a"] if "(a)" in text else options["b"]
+    return text
+
+
+@dataclass
+class Templates:
+    answer: str
+    adversarial: str
+    judge: str
+
+    @classmethod
+    def load(cls) -> Templates:
+        return cls(
+            prompt_text("probe_answer.txt"), prompt_text("probe_adversarial.txt"), prompt_text("probe_judge.txt")
+        )
+
+    def hashes(self) -> dict[str, str]:
+        return {
+            "probe_answer.txt": text_hash(self.answer),
+            "probe_adversarial.txt": text_hash(self.adversarial),
+            "probe_judge.txt": text_hash(self.judge),
+        }
+
+
+def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, model_name: str) -> list[Item]:
+    items: list[Item] = []
+    for path in chat_paths(files):
+        chat = load_chat(path)
+        full_context, dropped = ("", 0)
+        if opts.context in ("full", "events"):
+            full_context, dropped = fit_sessions(
+                chat, opts.context, model_name, opts.max_context_tokens, official=opts.compat == "official"
+            )
+        index = None
+        if opts.context == "retrieval":
+            index = BM25([m.clean_text + " " + (m.blip_caption or "") for m in chat.messages()])
+        for i, qa in enumerate(chat.qa):
+            adversarial = chat.dataset == "locomo" and qa.category == 5
+            if adversarial and opts.skip_adversarial:
+                continue
+            retrieved: list[str] = []
+            context = full_context
+            if index is not None:
+                context, retrieved = retrieval_context(chat, qa.question, opts.top_k, index)
+            values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
+            options = None
+            if adversarial:
+                options = adversarial_options(qa)
+                prompt = fill(
+                    templates.adversarial, **values, question=qa.question, option_a=options["a"], option_b=options["b"]
+                )
+            else:
+                question = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
+                prompt = fill(templates.answer, **values, question=question)
+            items.append(Item(chat, path, i, qa, [{"role": "user", "content": prompt}], retrieved, dropped, options))
+            if opts.limit is not None and len(items) >= opts.limit:
+                return items
+    return items
