@@ -1,4 +1,9 @@
-"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: latency, injected faults, usage filled in."""
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: latency, injected faults, usage filled in.
+
+Faults are consumed one per request. Besides transport faults ("429", "500", "drop") it misbehaves the
+ways real endpoints and proxies do while answering 200: see BAD_REPLIES, plus "endless" (a body that never
+ends), "huge" (20 MB), "trickle" (one byte per second) and "echo_key" (a 400 quoting the caller's key).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,47 @@ def _text(content: str | list) -> str:
     return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
 
 
+def _completion(content, usage) -> dict:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": usage,
+    }
+
+
+_GOOD_USAGE = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+
+# 200 replies that are not a usable chat completion: raw bytes as sent.
+BAD_REPLIES: dict[str, bytes] = {
+    "truncated": json.dumps(_completion("Paris", _GOOD_USAGE)).encode()[:60],
+    "html": b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+    "plain": b"upstream connect error or disconnect/reset before headers",
+    "empty_body": b"",
+    "json_list": b"[1, 2, 3]",
+    "json_string": b'"Paris"',
+    "choices_empty": json.dumps({**_completion("x", _GOOD_USAGE), "choices": []}).encode(),
+    "choices_null": json.dumps({**_completion("x", _GOOD_USAGE), "choices": None}).encode(),
+    "message_null": json.dumps(
+        {**_completion("x", _GOOD_USAGE), "choices": [{"index": 0, "message": None}]}
+    ).encode(),
+    "content_null": json.dumps(_completion(None, _GOOD_USAGE)).encode(),
+    "content_empty": json.dumps(_completion("", _GOOD_USAGE)).encode(),
+    "content_number": json.dumps(_completion(42, _GOOD_USAGE)).encode(),
+    "content_list": json.dumps(_completion(["Par", "is"], _GOOD_USAGE)).encode(),
+    "usage_fields_null": json.dumps(_completion("Paris", {"prompt_tokens": None, "completion_tokens": None})).encode(),
+    "usage_negative": json.dumps(_completion("Paris", {"prompt_tokens": -1000000, "completion_tokens": 1})).encode(),
+    "usage_strings": json.dumps(_completion("Paris", {"prompt_tokens": "5", "completion_tokens": "1"})).encode(),
+    "usage_absurd": json.dumps(_completion("Paris", {"prompt_tokens": 10**12, "completion_tokens": 1})).encode(),
+    "usage_list": json.dumps(_completion("Paris", [5, 1])).encode(),
+}
+SLOW_REPLIES = ("endless", "huge", "trickle")
+# A usable reply without usage (some local servers): counted by our tokenizer and flagged as estimated.
+NO_USAGE_REPLY = json.dumps(_completion("Paris", None)).encode()
+
+
 def default_reply(request: dict) -> str:
     return "I don't know"
 
@@ -30,6 +76,7 @@ class FakeLLM:
     faults: list[str] = field(default_factory=list)  # "429", "500", "drop", consumed one per request
     requests: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # ends endless and trickling replies
 
 
 class _Server(ThreadingHTTPServer):
@@ -60,6 +107,39 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(raw)
+
+        def _send_raw(self, raw: bytes, content_type: str = "application/json") -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _misbehave(self, fault: str) -> None:
+            """A body without end, a 20 MB body, or a valid reply sent one byte per second."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.close_connection = True
+            try:
+                if fault == "huge":
+                    raw = json.dumps(_completion("x" * 20_000_000, _GOOD_USAGE)).encode()
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
+                self.end_headers()  # no length: the body ends when the connection does
+                if fault == "endless":
+                    self.wfile.write(b'{"choices": [{"message": {"content": "')
+                    while not fake.stop.is_set():
+                        self.wfile.write(b"la" * 32768)
+                else:
+                    for byte in json.dumps(_completion("Paris", _GOOD_USAGE)).encode():
+                        if fake.stop.wait(1.0):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+            except OSError:
+                pass  # the client gave up, as it should
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/v1/models":
@@ -94,6 +174,16 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return
+            if fault == "echo_key":
+                detail = f"bad request from {self.headers.get('Authorization')} (key {API_KEY})"
+                self._send(400, {"error": {"message": detail}})
+                return
+            if fault in BAD_REPLIES or fault == "usage_null":
+                self._send_raw(BAD_REPLIES.get(fault, NO_USAGE_REPLY))
+                return
+            if fault in SLOW_REPLIES:
+                self._misbehave(fault)
+                return
             text = fake.reply(body)
             prompt_tokens = sum(len(_text(m["content"]).split()) for m in body["messages"])
             self._send(
@@ -120,5 +210,6 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     finally:
+        fake.stop.set()
         server.shutdown()
         server.server_close()

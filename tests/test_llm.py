@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks import baselines  # noqa: F401  (registers offline:bm25)
 
-from .llm_server import API_KEY, FakeLLM, serve_llm
+from .llm_server import API_KEY, BAD_REPLIES, SLOW_REPLIES, FakeLLM, serve_llm
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -103,3 +104,42 @@ def test_offline_bm25_answers_with_the_best_matching_line():
 def test_token_counts_are_exact_for_gpt4o_and_flagged_estimates_otherwise():
     assert count_tokens("Hello world", "gpt-4o") == (2, True)
     assert count_tokens("Hello world", "some-local-model") == (2, False)
+
+
+@pytest.mark.parametrize("fault", sorted(BAD_REPLIES) + list(SLOW_REPLIES))
+def test_a_bad_reply_is_an_error_never_cached_and_asked_again(fault, tmp_path: Path, key):
+    fake = FakeLLM(reply=lambda body: "Paris", faults=[fault] * 3)
+    with serve_llm(fake) as url:
+        bad = complete(make_client(url, tmp_path, timeout_s=1.5, max_attempts=2))
+        asked = len(fake.requests)
+        fake.faults.clear()
+        good = complete(make_client(url, tmp_path))
+    assert bad.text == "" and bad.error and bad.usage.cost_usd == 0
+    assert asked in (1, 2)  # retried once where a retry makes sense
+    assert good.error is None and good.text == "Paris" and not good.usage.cached
+    assert len(fake.requests) == asked + 1
+
+
+def test_a_reply_without_usage_is_counted_and_flagged_as_estimated(key):
+    fake = FakeLLM(reply=lambda body: "Paris", faults=[])
+    with serve_llm(fake) as url:
+        fake.faults.append("usage_null")
+        c = complete(make_client(url))
+    assert c.error is None and c.usage.estimated and c.usage.prompt_tokens > 0
+
+
+def test_the_whole_request_has_a_deadline_even_while_bytes_keep_coming(key):
+    fake = FakeLLM(faults=["trickle"])
+    with serve_llm(fake) as url:
+        started = time.perf_counter()
+        c = complete(make_client(url, timeout_s=1.0, max_attempts=1))
+    assert time.perf_counter() - started < 5
+    assert c.error == "no complete reply within --timeout 1 s (after 1 attempts)"
+
+
+def test_server_error_text_is_stored_without_the_key(key):
+    fake = FakeLLM(faults=["echo_key"])
+    with serve_llm(fake) as url:
+        c = complete(make_client(url))
+    assert c.error.startswith("HTTP 400") and "[redacted]" in c.error
+    assert API_KEY not in c.error and "Bearer sk" not in c.error

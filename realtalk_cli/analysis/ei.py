@@ -121,11 +121,11 @@ def run_ei(
     done = {(r["chat"], r["index"]) for r in existing}
     client = totals = None
     if backend == "llm":
-        from realtalk_cli.llm.cache import ResponseCache, default_cache_path
+        from realtalk_cli.llm.cache import open_cache
         from realtalk_cli.llm.client import LLMClient
         from realtalk_cli.llm.providers import Prices, resolve_model
 
-        cache = ResponseCache(default_cache_path()) if use_cache else None
+        cache = open_cache(use_cache)
         client = LLMClient(resolve_model(model), concurrency=concurrency, cache=cache, prices=Prices.load())
     hf_labeler = HFLabeler(hf_models) if backend == "hf" else None
     with open(path, "ab") as f:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+import orjson
+
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.cache import CachedResponse, ResponseCache, cache_key
 from realtalk_cli.llm.providers import LOCAL_MODELS, Endpoint, Prices
@@ -22,6 +24,9 @@ from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 UNREACHED_ATTEMPTS = 3
+BAD_REPLY_ATTEMPTS = 2  # a malformed 200 is asked once more (a proxy hiccup), not the full backoff
+MAX_REPLY_BYTES = 4 * 2**20
+MAX_USAGE_TOKENS = 10_000_000  # more than any context window: a broken counter, never a real bill
 
 
 @dataclass
@@ -88,6 +93,7 @@ class LLMClient:
         timeout_s: float = 120.0,
         backoff_s: float = 1.0,
         prices: Prices | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ):
         self.endpoint = endpoint
         self.cache = cache
@@ -98,6 +104,8 @@ class LLMClient:
         self._semaphore = asyncio.Semaphore(max(1, concurrency))
         self._sdk = None
         self._timeout_s = timeout_s
+        self.max_reply_bytes = max_reply_bytes
+        self._api_key = ""
         self._reached = False  # an endpoint never reached is a configuration error, not a transient fault
         if not endpoint.offline:
             self._sdk = self._make_sdk()
@@ -114,6 +122,7 @@ class LLMClient:
                 )
         if not self.endpoint.base_url:
             raise RealtalkError(f"{self.endpoint.label}: no base URL for provider {self.endpoint.provider!r}")
+        self._api_key = key
         # Retries are ours (visible, counted); the SDK's own would hide them.
         return AsyncOpenAI(api_key=key, base_url=self.endpoint.base_url, max_retries=0, timeout=self._timeout_s)
 
@@ -140,10 +149,11 @@ class LLMClient:
         start = time.perf_counter()
         last_error = ""
         for attempt in range(self.max_attempts):
+            wait = None
             try:
-                response = await self._sdk.chat.completions.create(
-                    model=self.endpoint.model, messages=messages, **params
-                )
+                async with asyncio.timeout(self._timeout_s):
+                    raw = await self._post(messages, params)
+                reply = parse_reply(raw)
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 raise FatalModelError(
                     f"{self.endpoint.label}: the endpoint refused the API key ({e.status_code})"
@@ -152,10 +162,11 @@ class LLMClient:
                 raise FatalModelError(
                     f"{self.endpoint.label}: unknown model {self.endpoint.model!r} at {self.endpoint.base_url}"
                 ) from None
-            except openai.APITimeoutError as e:
-                last_error, wait = f"{type(e).__name__}: {e}", None
+            except (TimeoutError, openai.APITimeoutError):
+                self._reached = True
+                last_error = f"no complete reply within --timeout {self._timeout_s:g} s"
             except openai.APIConnectionError as e:
-                last_error, wait = f"{type(e).__name__}: {e}", None
+                last_error = f"{type(e).__name__}: {self._redact(str(e))}"
                 # Never reached at all: give up after a few seconds rather than the full backoff.
                 if not self._reached and attempt + 1 >= min(self.max_attempts, UNREACHED_ATTEMPTS):
                     raise FatalModelError(
@@ -163,32 +174,117 @@ class LLMClient:
                     ) from None
             except openai.APIStatusError as e:
                 self._reached = True
+                message = f"HTTP {e.status_code}: {_short(self._redact(e.message))}"
                 if e.status_code not in RETRYABLE_STATUS:
-                    return Completion("", usage, f"HTTP {e.status_code}: {_short(e.message)}")
-                last_error, wait = f"HTTP {e.status_code}: {_short(e.message)}", _retry_after(e.response)
+                    return Completion("", usage, message)
+                last_error, wait = message, _retry_after(e.response)
+            except BadReply as e:
+                self._reached = True
+                last_error = f"bad reply: {self._redact(str(e))}"
+                if not e.retry or attempt + 1 >= BAD_REPLY_ATTEMPTS:
+                    usage.latency_s = time.perf_counter() - start
+                    return Completion("", usage, last_error)
             else:
                 self._reached = True
-                text = (response.choices[0].message.content or "") if response.choices else ""
                 usage.latency_s = time.perf_counter() - start
-                if response.usage is not None:
-                    usage.prompt_tokens = response.usage.prompt_tokens
-                    usage.completion_tokens = response.usage.completion_tokens or 0
+                if reply.prompt_tokens is not None:
+                    usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
                 else:
                     usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
-                    usage.completion_tokens, _ = count_tokens(text, self.endpoint.model)
+                    usage.completion_tokens, _ = count_tokens(reply.text, self.endpoint.model)
                     usage.estimated = True
                 usage.cost_usd = self.prices.cost(self.endpoint.model, usage.prompt_tokens, usage.completion_tokens)
-                return Completion(text, usage)
+                return Completion(reply.text, usage)
             if attempt + 1 < self.max_attempts:
                 usage.retries += 1
                 delay = wait if wait is not None else self.backoff_s * 2**attempt * (0.5 + random.random())
                 await asyncio.sleep(min(delay, 60.0))
         usage.latency_s = time.perf_counter() - start
-        return Completion("", usage, f"{last_error} (after {self.max_attempts} attempts)")
+        return Completion("", usage, f"{last_error} (after {usage.retries + 1} attempts)")
+
+    async def _post(self, messages: list[dict], params: dict) -> bytes:
+        """The raw body of one chat-completion reply, read up to `max_reply_bytes` (more is a BadReply)."""
+        create = self._sdk.chat.completions.with_streaming_response.create
+        async with create(model=self.endpoint.model, messages=messages, **params) as response:
+            declared = response.http_response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_reply_bytes:
+                raise BadReply(f"reply of {int(declared)} bytes exceeds the {self.max_reply_bytes}-byte cap")
+            chunks, size = [], 0
+            async for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap")
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, [self._api_key])
 
     async def aclose(self) -> None:
         if self._sdk is not None:
             await self._sdk.close()
+
+
+class BadReply(Exception):
+    """The endpoint answered, but not with a usable chat completion."""
+
+    def __init__(self, message: str, retry: bool = True):
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass
+class Reply:
+    text: str
+    prompt_tokens: int | None  # None: the endpoint sent no usage
+    completion_tokens: int | None
+
+
+def parse_reply(raw: bytes) -> Reply:
+    """The text and token counts of a chat-completion body; BadReply for anything else.
+
+    Nothing of a reply is trusted: the body may be HTML, truncated, a list; the content may be missing,
+    null, empty or not text; usage may be negative, text or absurd.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        start = raw[:40].decode("utf-8", "replace").strip()
+        raise BadReply(f"reply is not JSON (starts {start!r})" if start else "empty reply body") from None
+    if not isinstance(body, dict):
+        raise BadReply(f"reply is a JSON {type(body).__name__}, not an object")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise BadReply("reply has no choices")
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise BadReply("reply has no message")
+    content = message.get("content")
+    if not isinstance(content, str):
+        kind = "no content" if content is None else f"content that is a {type(content).__name__}, not text"
+        raise BadReply(f"reply has {kind}")
+    if not content.strip():
+        raise BadReply(f"reply content is empty (finish_reason {choices[0].get('finish_reason')!r})", retry=False)
+    usage = body.get("usage")
+    if usage is None:
+        return Reply(content, None, None)
+    if not isinstance(usage, dict):
+        raise BadReply("reply usage is not an object")
+    counts = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        n = usage.get(name, 0 if name == "completion_tokens" else None)
+        if type(n) is not int or not 0 <= n <= MAX_USAGE_TOKENS:
+            raise BadReply(f"reply usage {name} is {n!r}, not a token count")
+        counts.append(n)
+    return Reply(content, counts[0], counts[1])
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Error text from a server without the API key or any bearer token in it."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "[redacted]")
+    return re.sub(r"(?i)bearer\s+\S+", "Bearer [redacted]", text)
 
 
 def _short(text: str, limit: int = 200) -> str:

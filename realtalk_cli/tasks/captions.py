@@ -6,7 +6,7 @@ import base64
 
 from realtalk_cli.data.model import Message
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.llm.cache import ResponseCache, default_cache_path
+from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, run_jobs
 from realtalk_cli.llm.providers import resolve_model
 
@@ -22,7 +22,7 @@ class ModelCaptioner:
         LLMClient(self.endpoint)  # fails now, not after the first sheet, on a missing key or URL
 
     def caption(self, requests: list[tuple[Message, bytes]]) -> int:
-        client = LLMClient(self.endpoint, cache=ResponseCache(default_cache_path()))
+        client = LLMClient(self.endpoint, cache=open_cache())
         jobs = []
         for message, image in requests:
             data = base64.b64encode(image).decode()

@@ -17,7 +17,7 @@ import orjson
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_jsonl, read_toml, write_jsonl
-from realtalk_cli.llm.cache import ResponseCache, default_cache_path
+from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.tasks.probe_prompts import ContextMode, Item, Templates, build_items, pick_option
@@ -130,7 +130,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         return dry_run_plan(endpoint, prices, requests, len(items) - len(todo), "question", ANSWER_MAX_TOKENS)
 
     opts.out.mkdir(parents=True, exist_ok=True)
-    cache = ResponseCache(default_cache_path()) if opts.use_cache else None
+    cache = open_cache(opts.use_cache)
     client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
     judge = (
         LLMClient(judge_endpoint, concurrency=opts.concurrency, cache=cache, prices=prices) if judge_endpoint else None
@@ -188,7 +188,7 @@ def rescore(
     templates = Templates.load()
     judge = None
     if judge_model:
-        cache = ResponseCache(default_cache_path()) if use_cache else None
+        cache = open_cache(use_cache)
         endpoint = resolve_model(judge_model, base_url, api_key_env)
         judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load())
 

@@ -23,7 +23,7 @@ from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.data.model import Chat, Message, person_key
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_jsonl, write_jsonl
-from realtalk_cli.llm.cache import ResponseCache, default_cache_path
+from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.tasks.runs import fill, manifest, prompt_text, text_hash, write_reports
@@ -197,7 +197,7 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
         scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
     hf_labeler = HFLabeler(opts.hf_models) if opts.ei_backend == "hf" else None
     opts.out.mkdir(parents=True, exist_ok=True)
-    cache = ResponseCache(default_cache_path()) if opts.use_cache else None
+    cache = open_cache(opts.use_cache)
     client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
     started = time.perf_counter()
 
@@ -288,7 +288,7 @@ def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labele
 
 
 def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) -> tuple[list, dict]:
-    cache = ResponseCache(default_cache_path()) if opts.use_cache else None
+    cache = open_cache(opts.use_cache)
     client = LLMClient(resolve_model(opts.ei_model), concurrency=opts.concurrency, cache=cache, prices=prices)
     jobs = []
     for n, r in enumerate(rows):
