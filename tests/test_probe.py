@@ -59,10 +59,14 @@ def test_probe_end_to_end_with_judge_writes_predictions_and_reports(tmp_path: Pa
         "error",
     } <= set(rows[0])
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["overall"]["overall"] == {"count": 6, "f1": 1.0, "judge": 1.0}
+    assert report["overall"]["overall"] == {"count": 6, "f1": 1.0, "f1_date_normalised": 1.0, "judge": 1.0}
+    assert report["overall"]["overall_1_3"] == report["overall"]["overall_1_4"] == report["overall"]["overall"]
     assert report["manifest"]["judge_model"] == "openai:judge-model"
     assert set(report["manifest"]["prompts"]) == {"probe_answer.txt", "probe_adversarial.txt", "probe_judge.txt"}
-    assert "| **all** | **overall** | 6 | 1.000 | 1.000 |" in (tmp_path / "run" / "report.md").read_text()
+    assert (
+        "| **all** | **overall (paper: categories 1-3)** | 6 | 1.000 | 1.000 | 1.000 |"
+        in (tmp_path / "run" / "report.md").read_text()
+    )
     assert API_KEY not in (tmp_path / "run" / "report.json").read_text()
     # the sessions appear once each, oldest first
     prompt = fake.requests[0]["messages"][0]["content"]
@@ -156,7 +160,7 @@ def test_temporal_questions_carry_the_date_hint(tmp_path: Path):
     with serve_llm(fake) as url:
         assert probe(url, tmp_path / "run").exit_code == 0
     prompts = [r["messages"][0]["content"] for r in fake.requests]
-    hinted = [p for p in prompts if "Use DATE of CONVERSATION to answer with an approximate date." in p]
+    hinted = [p for p in prompts if "written with the month in words (e.g. 29 December 2023" in p]
     assert len(hinted) == 2  # the sample has two category-2 questions
 
 
@@ -257,10 +261,21 @@ def test_locomo_adversarial_question_is_two_choice_and_scored_by_its_rule(tmp_pa
         )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["overall"]["categories"]["5 adversarial"] == {"count": 1, "f1": 1.0, "judge": None}
+    adversarial = report["overall"]["categories"]["5 adversarial"]
+    assert adversarial == {
+        "count": 1,
+        "f1": 1.0,
+        "f1_date_normalised": 1.0,
+        "judge": None,
+        "measure": "not-mentioned accuracy",
+    }
     assert report["overall"]["overall"]["count"] == 1  # adversarial kept out of the overall mean
+    assert report["overall"]["overall_1_4"]["count"] == 1 and report["overall"]["overall_1_3"]["count"] == 0
     rows = [json.loads(x) for x in (tmp_path / "r" / "predictions.jsonl").read_text().splitlines()]
-    assert next(r for r in rows if r["category"] == 5)["prediction"] == "Not mentioned in the conversation"
+    trap = next(r for r in rows if r["category"] == 5)
+    assert trap["prediction"] == "Not mentioned in the conversation"
+    assert trap["adversarial_answer"] == "a lake" and "answer" not in trap
+    assert "not-mentioned accuracy" in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_unreachable_endpoint_is_one_line_exit_2(tmp_path: Path):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from realtalk_cli.tasks.scoring import answer_f1, multi_answer_f1, normalize_answer, token_f1
+from realtalk_cli.tasks.dates import normalise_dates
+from realtalk_cli.tasks.scoring import answer_f1, date_normalised_f1, multi_answer_f1, normalize_answer, token_f1
 
 
 def test_normalize_drops_commas_punctuation_articles_and_and():
@@ -49,3 +50,35 @@ def test_rouge_l_hand_computed():
     assert rouge_l("nothing", "shared") == 0.0
     assert rouge_l("", "x") == 0.0
     assert rouge_l("b a", "a b") == 0.5  # order matters: LCS 1 of 2
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("29.12.2023", "29 december 2023"),
+        ("On 07.01.2024", "On 7 january 2024"),
+        ("19.01.2024, 00:32:07", "19 january 2024"),
+        ("30 December, 2023", "30 december 2023"),
+        ("December 30, 2023", "30 december 2023"),
+        ("Sept. 3rd, 2023", "3 september 2023"),
+        ("the 5th of May, 2023", "the 5 may 2023"),
+        ("2023-12-29", "29 december 2023"),
+        ("12/29/2023", "29 december 2023"),
+        ("Dec 2023", "december 2023"),
+        ("before 01.2024", "before january 2024"),
+        ("13 August", "13 august"),
+        ("1:56 pm on 8 May, 2023", "1:56 pm on 8 may 2023"),
+        ("Marco said 5", "Marco said 5"),
+        ("version 3.2", "version 3.2"),
+    ],
+)
+def test_dates_are_written_one_way(text: str, canonical: str):
+    assert normalise_dates(text) == canonical
+
+
+def test_date_normalised_f1_scores_the_date_not_its_format():
+    gold = "29 December, 2023"
+    assert answer_f1("29.12.2023", gold, 2, "realtalk") == 0.0
+    assert date_normalised_f1("29.12.2023", gold, 2, "realtalk") == 1.0
+    assert date_normalised_f1("December 29, 2023", gold, 1, "realtalk") == 1.0  # no comma split inside a date
+    assert date_normalised_f1("Paris", "Paris", 3, "realtalk") == answer_f1("Paris", "Paris", 3, "realtalk") == 1.0

@@ -119,18 +119,27 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
+    from realtalk_cli.tasks.probe_report import OVERALL_LABELS, category_label
+
     table = Table(title=f"probe: {report['manifest']['model']}")
-    for column in ("category", "count", "F1", "judge"):
+    for column in ("category", "count", "F1", "F1 dates normalised", "judge"):
         table.add_column(column, justify="left" if column == "category" else "right")
 
     def fmt(v) -> str:
         return "-" if v is None else f"{v:.3f}"
 
-    for cat, s in report["overall"]["categories"].items():
-        table.add_row(cat, str(s["count"]), fmt(s["f1"]), fmt(s["judge"]))
-    o = report["overall"]["overall"]
-    table.add_row("overall", str(o["count"]), fmt(o["f1"]), fmt(o["judge"]), style="bold")
+    def cells(s: dict) -> list[str]:
+        return [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), fmt(s["judge"])]
+
+    summary = report["overall"]
+    for cat, s in summary["categories"].items():
+        table.add_row(category_label(cat, s), *cells(s))
+    for key, label in OVERALL_LABELS.items():
+        if key in summary:
+            table.add_row(label, *cells(summary[key]), style="bold")
     out.print(table)
+    if summary.get("evidence_dangling"):
+        out.print(f"{summary['evidence_dangling']} evidence ids point to no message (left out of recall)")
     run = report.get("run") or {}
     if not run:
         return

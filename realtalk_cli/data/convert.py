@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from realtalk_cli.data.evidence import resolve_evidence
 from realtalk_cli.data.formats import load_chat
 from realtalk_cli.data.model import Chat, Event, Message, QAItem, Session, parse_date
 from realtalk_cli.data.rawsheet import Picture, RawSheet, Row, read_raw_sheet
@@ -260,7 +261,7 @@ def _dangling_evidence(chat: Chat) -> list[str]:
     known = chat.message_index()
     warnings = []
     for i, q in enumerate(chat.qa):
-        missing = [e for e in q.evidence if e and e not in known]
+        missing = resolve_evidence(chat, q.evidence, known).dangling
         if missing:
             warnings.append(f"qa[{i}]: evidence {', '.join(missing)} points to no message")
     return warnings

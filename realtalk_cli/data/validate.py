@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from realtalk_cli.data.evidence import resolve_evidence
 from realtalk_cli.data.formats import chat_from_obj, detect_layout, read_json
 from realtalk_cli.data.model import CATEGORY_NAMES, Chat, dia_id_session
 from realtalk_cli.errors import RealtalkError
@@ -143,7 +144,8 @@ def _check_qa(chat: Chat, report: ValidationReport) -> None:
             report.add("warning", where, "no gold answer")
         if not q.evidence:
             report.add("warning", where, "no evidence")
-        missing = [e for e in q.evidence if e.strip() not in known_ids]
-        if missing:
-            shown = ", ".join(repr(e) if not e.strip() else e for e in missing)
-            report.add("warning", where, f"evidence {shown} points to no message")
+        if any(not e.strip() for e in q.evidence):
+            report.add("warning", where, "an empty evidence id")
+        dangling = resolve_evidence(chat, q.evidence, known_ids).dangling
+        if dangling:
+            report.add("warning", where, f"evidence {', '.join(dangling)} points to no message")

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import orjson
 
+from realtalk_cli.data.evidence import evidence_recall, resolve_evidence
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_jsonl, read_toml, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Prices, resolve_model
-from realtalk_cli.tasks.probe_prompts import ContextMode, Item, Templates, build_items, pick_option
+from realtalk_cli.tasks.probe_prompts import NOT_MENTIONED, ContextMode, Item, Templates, build_items, pick_option
 from realtalk_cli.tasks.probe_report import build_report, report_markdown
 from realtalk_cli.tasks.runs import command_line, fill, manifest, text_hash, write_reports
-from realtalk_cli.tasks.scoring import answer_f1, stemmer
+from realtalk_cli.tasks.scoring import answer_f1, date_normalised_f1, stemmer
 
 ANSWER_MAX_TOKENS = 32  # as the paper's script: answers are short phrases
 JUDGE_MAX_TOKENS = 200
@@ -103,8 +104,13 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
     return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
 
 
+def judge_gold(row: dict) -> str:
+    """What the judge compares against: for LoCoMo's adversarial items the right answer is 'not mentioned'."""
+    return NOT_MENTIONED if "adversarial_answer" in row else row["answer"]
+
+
 def judge_messages(template: str, row: dict) -> list[dict]:
-    prompt = fill(template, question=row["question"], gold=row["answer"], prediction=row["prediction"])
+    prompt = fill(template, question=row["question"], gold=judge_gold(row), prediction=row["prediction"])
     return [{"role": "user", "content": prompt}]
 
 
@@ -194,7 +200,7 @@ def rescore(
 
     answered = [r for r in rows if r.get("error") is None]
     for r in answered:
-        r["f1"] = score_prediction(r)
+        score_row(r)
     if judge is not None:
         jobs = [(r, judge_messages(templates.judge, r)) for r in answered]
 
@@ -215,25 +221,35 @@ def rescore(
     return report
 
 
-def score_prediction(row: dict) -> float:
-    return answer_f1(row["prediction"], row["answer"], row["category"], row["dataset"])
+def score_row(row: dict) -> None:
+    """The paper's F1 and the date-normalised F1 of an answered predictions row."""
+    gold = row.get("answer", row.get("adversarial_answer")) or ""
+    args = (row["prediction"], gold, row["category"], row["dataset"])
+    row["f1"] = answer_f1(*args)
+    row["f1_date_normalised"] = date_normalised_f1(*args)
 
 
 def prediction_row(item: Item, c: Completion, model: str) -> dict:
     qa = item.qa
     prediction = pick_option(c.text, item.options) if item.options else c.text.strip()
+    # LoCoMo's adversarial gold is the trap, not the answer: it keeps its own name.
+    gold_field = "adversarial_answer" if item.chat.dataset == "locomo" and qa.category == 5 else "answer"
+    evidence = resolve_evidence(item.chat, qa.evidence)
     row = {
         "chat": item.chat.name,
         "dataset": item.chat.dataset,
         "qa_index": item.qa_index,
         "question": qa.question,
-        "answer": qa.gold,
+        gold_field: qa.gold,
         "category": qa.category,
         "category_name": qa.category_name,
         "evidence": qa.evidence,
+        "evidence_ids": evidence.resolved,
+        "evidence_dangling": evidence.dangling,
         "prediction": prediction,
         "raw_prediction": c.text,
         "f1": None,
+        "f1_date_normalised": None,
         "judge_score": None,
         "judge_model": None,
         "model": model,
@@ -241,11 +257,10 @@ def prediction_row(item: Item, c: Completion, model: str) -> dict:
         "error": c.error,
     }
     if c.error is None:
-        row["f1"] = score_prediction(row)
+        score_row(row)
     if item.retrieved:
-        evidence = [e.strip() for e in qa.evidence if e.strip()]
         row["retrieved"] = item.retrieved
-        row["recall_at_k"] = sum(e in item.retrieved for e in evidence) / len(evidence) if evidence else None
+        row["recall_at_k"] = evidence_recall(evidence.resolved, item.retrieved)
     return row
 
 

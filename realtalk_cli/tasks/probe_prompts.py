@@ -31,7 +31,11 @@ class Item:
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
 
 
-TEMPORAL_HINT = " Use DATE of CONVERSATION to answer with an approximate date."
+# Dates written out, never in the DATE lines' raw format (29.12.2023 would score 0 against "29 December 2023").
+TEMPORAL_HINT = (
+    " Use the DATE of each CONVERSATION to answer with an approximate date,"
+    " written with the month in words (e.g. 29 December 2023 or the week before 3 May 2023)."
+)
 NOT_MENTIONED = "Not mentioned in the conversation"
 
 

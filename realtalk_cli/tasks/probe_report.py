@@ -1,6 +1,23 @@
-"""Memory-probing reports: per-category and per-chat means of F1, judge score and recall; report.md."""
+"""Memory-probing reports: per-category and per-chat means of F1, judge score and recall; report.md.
+
+Overall figures: `overall` (= `overall_1_4`) pools every answered category but LoCoMo's adversarial
+category 5; `overall_1_3` pools categories 1-3 only, as the paper's tables do (its script reports no
+overall figure at all, only per-category means). Category 5 is the not-mentioned accuracy, kept apart.
+"""
 
 from __future__ import annotations
+
+NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
+OVERALL_LABELS = {"overall_1_3": "overall (paper: categories 1-3)", "overall_1_4": "overall (1-4)"}
+
+
+def _adversarial(row: dict) -> bool:
+    return row["dataset"] == "locomo" and row["category"] == 5
+
+
+def category_label(key: str, stats: dict) -> str:
+    """How a category is shown: LoCoMo's category 5 is an accuracy, not an F1."""
+    return f"{key} ({stats['measure']})" if stats.get("measure") else key
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -9,7 +26,12 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _stats(rows: list[dict]) -> dict:
-    out = {"count": len(rows), "f1": _mean([r["f1"] for r in rows]), "judge": _mean([r["judge_score"] for r in rows])}
+    out = {
+        "count": len(rows),
+        "f1": _mean([r["f1"] for r in rows]),
+        "f1_date_normalised": _mean([r.get("f1_date_normalised") for r in rows]),
+        "judge": _mean([r["judge_score"] for r in rows]),
+    }
     if any("recall_at_k" in r for r in rows):
         out["recall_at_k"] = _mean([r.get("recall_at_k") for r in rows])
     return out
@@ -20,10 +42,18 @@ def _summary(rows: list[dict]) -> dict:
     for r in sorted(rows, key=lambda r: r["category"]):
         by_category.setdefault(f"{r['category']} {r['category_name']}", []).append(r)
     # LoCoMo's adversarial items are scored by their own rule and reported apart from the overall mean.
-    answered = [r for r in rows if not (r["dataset"] == "locomo" and r["category"] == 5)]
+    answered = [r for r in rows if not _adversarial(r)]
+    categories = {k: _stats(v) for k, v in by_category.items()}
+    for k, v in by_category.items():
+        if _adversarial(v[0]):
+            categories[k]["measure"] = NOT_MENTIONED_MEASURE
     return {
         "overall": _stats(answered),
-        "categories": {k: _stats(v) for k, v in by_category.items()},
+        "overall_1_4": _stats(answered),
+        "overall_1_3": _stats([r for r in answered if r["category"] in (1, 2, 3)]),
+        "categories": categories,
+        "evidence_ids": sum(len(r.get("evidence_ids", [])) for r in rows),
+        "evidence_dangling": sum(len(r.get("evidence_dangling", [])) for r in rows),
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "cost_usd": round(sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows), 6),
@@ -50,8 +80,8 @@ def report_markdown(report: dict) -> str:
         f"- context: {m.get('parameters', {}).get('context')}",
         f"- prompts: {m.get('prompts')}",
         "",
-        "| chat | category | count | F1 | judge |",
-        "|---|---|---:|---:|---:|",
+        "| chat | category | count | F1 | F1 (dates normalised) | judge |",
+        "|---|---|---:|---:|---:|---:|",
     ]
 
     def fmt(v: float | None) -> str:
@@ -59,11 +89,19 @@ def report_markdown(report: dict) -> str:
 
     for name, summary in [("all", report["overall"]), *report["chats"].items()]:
         for category, st in summary["categories"].items():
-            lines.append(f"| {name} | {category} | {st['count']} | {fmt(st['f1'])} | {fmt(st['judge'])} |")
-        o = summary["overall"]
-        lines.append(f"| **{name}** | **overall** | {o['count']} | {fmt(o['f1'])} | {fmt(o['judge'])} |")
+            cells = (st["count"], fmt(st["f1"]), fmt(st.get("f1_date_normalised")), fmt(st["judge"]))
+            lines.append(f"| {name} | {category_label(category, st)} | " + " | ".join(map(str, cells)) + " |")
+        for key, label in OVERALL_LABELS.items():
+            o = summary[key]
+            cells = (o["count"], fmt(o["f1"]), fmt(o.get("f1_date_normalised")), fmt(o["judge"]))
+            lines.append(f"| **{name}** | **{label}** | " + " | ".join(map(str, cells)) + " |")
     o = report["overall"]
     lines += [
+        "",
+        "F1 is the paper's token F1; the date-normalised F1 writes every date in the answer and the gold one way"
+        " first (`29.12.2023` = `29 December 2023`).",
+        f"Evidence ids: {o['evidence_ids']} resolve to a message, {o['evidence_dangling']} point to none"
+        " (recall is computed over the resolvable ones).",
         "",
         f"Tokens: {o['prompt_tokens']} prompt, {o['completion_tokens']} completion; cost ${o['cost_usd']:.4f}.",
     ]

@@ -4,6 +4,7 @@ Normalisation: commas removed, lower-case, punctuation removed, the words a/an/t
 whitespace collapsed; tokens Porter-stemmed (NLTK). Category 1 (multi-hop) answers are split on
 commas and matched part by part; category 3 golds lose the rationale after ';'. LoCoMo category 5
 (adversarial) scores 1 when the prediction says the information is not available.
+`date_normalised_f1` is the same score after dates are written one way (see `dates.py`); not the paper's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 import string
 from collections import Counter
 from functools import lru_cache
+
+from realtalk_cli.tasks.dates import normalise_dates
 
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the|and)\b")
@@ -90,3 +93,8 @@ def rouge_l(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = lcs / len(pred), lcs / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+def date_normalised_f1(prediction: str, gold: str, category: int, dataset: str) -> float:
+    """`answer_f1` after writing every date in both texts one canonical way (`29 december 2023`)."""
+    return answer_f1(normalise_dates(prediction), normalise_dates(gold), category, dataset)
