@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from realtalk_cli import __version__
-from realtalk_cli.cli import analyze, data, probe, simulate
+from realtalk_cli.cli import analyze, data, probe, report, simulate
 from realtalk_cli.cli.common import debug, out
 
 app = typer.Typer(
-    help="Long-term conversation benchmarks on REALTALK and LoCoMo: convert, validate, analyze, simulate, probe.",
+    help="Long-term conversation benchmarks on REALTALK and LoCoMo: convert, validate, analyze, simulate, probe, "
+    "report.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # never print locals: they can hold API keys
@@ -38,7 +39,7 @@ def main_options(
     debug["on"] = debug_flag or bool(os.environ.get("REALTALK_DEBUG"))
 
 
-for group in (data, probe, simulate):
+for group in (data, probe, simulate, report):
     for command in group.app.registered_commands:
         app.registered_commands.append(command)
 app.add_typer(analyze.app, name="analyze")

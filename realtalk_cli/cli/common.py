@@ -32,6 +32,7 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens 
 MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 HfModels = Annotated[
     list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
 ]

@@ -60,6 +60,9 @@ def probe(
     base_url: BaseUrl = None,
     api_key_env: ApiKeyEnv = None,
     no_cache: NoCache = False,
+    html: Annotated[
+        bool, typer.Option("--html", help="Also write report.html, the question explorer, into the run directory.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
@@ -76,6 +79,7 @@ def probe(
             raise RealtalkError("usage: realtalk probe rescore RUN_DIR [--judge-model MODEL]")
         with progress("rescore", as_json) as show:
             report = rescore(chats[1], judge_model, concurrency or 8, base_url, api_key_env, not no_cache, show)
+        _write_html(chats[1], html, as_json)
         _finish_probe(report, chats[1], as_json, fail_under)
         return
 
@@ -104,7 +108,18 @@ def probe(
         return
     with progress("probe", as_json) as show:
         report = run_probe(files, opts, progress=show)
+    _write_html(opts.out, html, as_json, files)
     _finish_probe(report, opts.out, as_json, fail_under)
+
+
+def _write_html(run_dir: Path, wanted: bool, quiet: bool, chats: list[Path] | None = None) -> None:
+    if not wanted:
+        return
+    from realtalk_cli.report.build import write_run_html
+
+    path = write_run_html(run_dir, chat_files=chats)
+    if not quiet:
+        err.print(f"question explorer: {path}")
 
 
 def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float | None) -> None:

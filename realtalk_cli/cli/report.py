@@ -1,0 +1,106 @@
+"""`report`: leaderboards and paired comparisons over saved runs, as files and on the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, print_json
+
+app = typer.Typer()
+
+
+@app.command()
+@handles_errors
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Probe run directories (or simulate run directories).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the leaderboard files.")],
+    resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per interval.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the bootstrap and permutation draws.")] = 0,
+    common_only: Annotated[
+        bool, typer.Option("--common-only", help="Score every run only on the items all runs answered.")
+    ] = False,
+    chats: Annotated[
+        list[Path] | None,
+        typer.Option("--chats", help="Chat files for the evidence text, when the paths in the runs' manifests moved."),
+    ] = None,
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Compare runs: a leaderboard with 95% bootstrap intervals and paired tests between every two runs.
+
+    Writes leaderboard.md, leaderboard.csv, leaderboard.tex (booktabs), report.json and report.html (a
+    self-contained page: sortable leaderboard, chart, question explorer with evidence) into --out.
+
+    Example: `realtalk report runs/bm25-full runs/bm25-retrieval -o reports/bm25`
+    """
+    from realtalk_cli.report.build import make_report
+
+    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force)
+    if as_json:
+        print_json(board)
+        return
+    print_leaderboard(board)
+    out.print(f"written to {out_dir}: leaderboard.md, leaderboard.csv, leaderboard.tex, report.json, report.html")
+
+
+def _two_lines(ci: dict | None, digits: int = 3) -> str:
+    if not ci or ci.get("mean") is None:
+        return "-"
+    if ci.get("low") is None:
+        return f"{ci['mean']:.{digits}f}"
+    return f"{ci['mean']:.{digits}f}\n{_short(ci['low'])}-{_short(ci['high'])}"
+
+
+def _short(v: float) -> str:
+    """0.012 -> .012 and -0.010 -> -.010, so that an interval fits in 9 columns."""
+    return f"{v:.3f}".replace("0.", ".", 1)
+
+
+def _numeric_table(title: str, first: str, categories: list[str]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column(first, no_wrap=True)
+    for c in categories:
+        table.add_column(c, justify="right", no_wrap=True, min_width=9, overflow="fold")
+    return table
+
+
+def print_leaderboard(board: dict) -> None:
+    from realtalk_cli.report.tables import p_value, questions_note, usage_cell
+
+    runs = Table(title=f"{board['kind']} runs", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    runs.add_column("run", no_wrap=True)
+    runs.add_column("model, context, memory, judge", overflow="fold", ratio=1)
+    runs.add_column("answered", justify="right", no_wrap=True)
+    runs.add_column("usage", overflow="fold")
+    for r in board["runs"]:
+        answered = f"{r['answered']}" + ("" if r["complete"] else " (incomplete)")
+        runs.add_row(r["id"], r["label"], answered, usage_cell(r))
+    out.print(runs)
+    cats = board["categories"]
+    headers = [c.replace(" ", "\n", 1) for c in cats]  # "1 multi-hop" over two lines keeps columns narrow
+    for metric, name in board["metrics"].items():
+        table = _numeric_table(f"{name}: mean and 95% interval", "run", headers)
+        for r in board["runs"]:
+            table.add_row(r["id"], *(_two_lines(r["scores"][metric].get(c)) for c in cats))
+        out.print(table)
+    for metric, name in board["metrics"].items():
+        if not board["comparisons"]:
+            break
+        table = _numeric_table(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", headers)
+        for comp in board["comparisons"]:
+            cells = []
+            for c in cats:
+                d = comp["differences"][metric].get(c)
+                if not d or d.get("mean") is None:
+                    cells.append("-")
+                    continue
+                mark = "" if d["significant"] else " ns"
+                cells.append(f"{d['mean']:+.3f}\np {p_value(d['p'])}{mark}")
+            table.add_row(f"{comp['b']} - {comp['a']}\nn={comp['common']}", *cells)
+        out.print(table)
+    out.print(questions_note(board), soft_wrap=False)

@@ -1,0 +1,67 @@
+"""`realtalk report`: read runs, compute the leaderboard, write every output file (each atomically)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import write_atomic
+from realtalk_cli.report import tables
+from realtalk_cli.report.explorer import explorer_data, find_chats, render_html
+from realtalk_cli.report.leaderboard import build_leaderboard
+from realtalk_cli.report.runs import Run, load_runs
+
+OUTPUTS = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.json", "report.html")
+
+
+def check_writable(out: Path, names: tuple[str, ...], force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RealtalkError(f"{out}: exists and is not a directory")
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not force:
+        raise RealtalkError(f"{out / existing[0]}: already exists (use --force to overwrite)")
+
+
+def explorer_html(runs: list[Run], board: dict, chat_files: list[Path], title: str) -> str:
+    chats, warnings = find_chats(runs, chat_files) if board["kind"] == "probe" else ({}, [])
+    if not board["questions"]["same_set"]:
+        warnings.insert(0, tables.questions_note(board))
+    incomplete = [r["id"] for r in board["runs"] if not r["complete"]]
+    if incomplete:
+        warnings.insert(0, f"incomplete runs (failed or unanswered items): {', '.join(incomplete)}")
+    return render_html(board, explorer_data(runs, board, chats), warnings, title)
+
+
+def make_report(
+    run_dirs: list[Path],
+    out: Path,
+    resamples: int = 1000,
+    seed: int = 0,
+    common_only: bool = False,
+    chat_files: list[Path] | None = None,
+    force: bool = False,
+) -> dict:
+    if resamples < 0:
+        raise RealtalkError(f"--resamples {resamples}: must be 0 or more")
+    if not run_dirs:
+        raise RealtalkError("no run directories given")
+    check_writable(out, OUTPUTS, force)
+    runs = load_runs(run_dirs)
+    board = build_leaderboard(runs, resamples, seed, common_only)
+    page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report")
+    write_atomic(out / "leaderboard.md", tables.markdown(board))
+    write_atomic(out / "leaderboard.csv", tables.csv_text(board))
+    write_atomic(out / "leaderboard.tex", tables.latex(board))
+    write_atomic(out / "report.json", json.dumps(board, indent=2, ensure_ascii=False))
+    write_atomic(out / "report.html", page)
+    return board
+
+
+def write_run_html(run_dir: Path, resamples: int = 1000, chat_files: list[Path] | None = None) -> Path:
+    """The explorer for a single probe run, written into its own directory (`probe --html`)."""
+    runs = load_runs([run_dir])
+    board = build_leaderboard(runs, resamples)
+    path = run_dir / "report.html"
+    write_atomic(path, explorer_html(runs, board, chat_files or [], f"realtalk probe: {runs[0].label}"))
+    return path

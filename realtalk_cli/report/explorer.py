@@ -1,0 +1,160 @@
+"""report.html: one self-contained page (leaderboard, bar chart with intervals, question explorer).
+
+The page's data is one JSON blob; the chat messages it shows (evidence, and what retrieval put in the
+prompt) come from the chat files the runs name in their manifest, or from files the caller passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from importlib import resources
+from pathlib import Path
+
+import orjson
+
+from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.model import Chat
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.report.chart import bar_chart_svg
+from realtalk_cli.report.leaderboard import category_of
+from realtalk_cli.report.runs import Run
+
+# Hand-typed evidence ids seen in the datasets: "D1:69; D1:70", "D 2:18", "D17;39", "D:11:26", "D20:17."
+_EVIDENCE_ID = re.compile(r"D\s*:?\s*(\d+)\s*[:;]\s*(\d+)")
+
+
+def evidence_ids(raw: list) -> list[str]:
+    """Normalised `D<session>:<n>` ids from a row's evidence list; unparseable entries are kept as written."""
+    ids: list[str] = []
+    for entry in raw if isinstance(raw, list) else []:
+        text = str(entry).strip()
+        if not text:
+            continue
+        found = [f"D{s}:{n}" for s, n in _EVIDENCE_ID.findall(text)]
+        ids += found or [text]
+    return list(dict.fromkeys(ids))
+
+
+def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], list[str]]:
+    """Chats by name: the files given first, then those in the runs' manifests; plus warnings for the reader."""
+    chats: dict[str, Chat] = {}
+    warnings: list[str] = []
+    for path in chat_paths(extra):
+        chat = load_chat(path)
+        chats.setdefault(chat.name, chat)
+    needed = {r["chat"] for run in runs for r in run.rows}
+    for run in runs:
+        datasets = run.manifest.get("datasets")
+        for name, digest in datasets.items() if isinstance(datasets, dict) else []:
+            path = Path(name)
+            if path.stem in chats or path.stem not in needed:
+                continue
+            if not path.is_file():
+                continue
+            raw = path.read_bytes()
+            try:
+                chat = load_chat(path)
+            except RealtalkError as e:
+                warnings.append(str(e))
+                continue
+            if isinstance(digest, str) and hashlib.sha256(raw).hexdigest() != digest:
+                warnings.append(f"{path}: changed since run {run.id} was made; evidence shown from the current file")
+            chats[chat.name] = chat
+    missing = sorted(needed - set(chats))
+    if missing:
+        warnings.append(
+            f"chat files not found for {', '.join(missing)}: evidence text is not shown (pass them with --chats)"
+        )
+    return chats, warnings
+
+
+def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
+    questions: dict[tuple, dict] = {}
+    messages: dict[str, dict[str, list]] = {}
+
+    def remember(chat_name: str, ids: list[str]) -> None:
+        chat = chats.get(chat_name)
+        if chat is None:
+            return
+        index = _index(chat)
+        known = messages.setdefault(chat_name, {})
+        for i in ids:
+            m = index.get(i)
+            if m is not None and i not in known:
+                known[i] = [m.speaker, m.date_time, m.clean_text]
+
+    for run in runs:
+        for row in run.rows:
+            key = run.key(row)
+            q = questions.get(key)
+            if q is None:
+                q = questions[key] = {
+                    "chat": row["chat"],
+                    "dataset": row.get("dataset"),
+                    "qa": row["qa_index"],
+                    "question": row["question"],
+                    "gold": row.get("answer"),
+                    "category": category_of(row),
+                    "evidence": evidence_ids(row.get("evidence")),
+                    "runs": {},
+                }
+                remember(row["chat"], q["evidence"])
+            retrieved = row.get("retrieved")
+            answer = {
+                "prediction": row.get("prediction"),
+                "f1": row.get("f1"),
+                "f1_date": row.get("f1_date_normalised"),
+                "judge": row.get("judge_score"),
+            }
+            if isinstance(retrieved, list):
+                answer["retrieved"] = [str(i) for i in retrieved]
+                remember(row["chat"], answer["retrieved"])
+            q["runs"][run.id] = answer
+    ordered = sorted(questions.values(), key=lambda q: (q["chat"], q["qa"]))
+    return {
+        "runs": [{k: r[k] for k in _RUN_FIELDS} for r in board["runs"]],
+        "questions": ordered,
+        "messages": messages,
+        "chats_found": sorted(chats),
+    }
+
+
+_RUN_FIELDS = ("id", "label", "model", "context", "memory", "judge", "path")
+_INDEX_CACHE: dict[int, dict] = {}
+
+
+def _index(chat: Chat) -> dict:
+    if id(chat) not in _INDEX_CACHE:
+        _INDEX_CACHE[id(chat)] = chat.message_index()
+    return _INDEX_CACHE[id(chat)]
+
+
+def _resource(name: str) -> str:
+    return resources.files("realtalk_cli").joinpath("resources", name).read_text(encoding="utf-8")
+
+
+def _script_json(obj) -> str:
+    # Inside <script>, "</" could close the tag early: escape it (and U+2028/9 for old parsers).
+    text = orjson.dumps(obj).decode()
+    return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def render_html(board: dict, data: dict, warnings: list[str], title: str) -> str:
+    charts = "".join(
+        f"<figure>{bar_chart_svg(board, metric)}<figcaption>{html.escape(name)} per category, mean with 95% "
+        f"bootstrap interval; runs as in the leaderboard.</figcaption></figure>"
+        for metric, name in board["metrics"].items()
+    )
+    notes = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
+    parts = {
+        "CSS": _resource("explorer.css"),
+        "JS": _resource("explorer.js"),
+        "TITLE": html.escape(title),
+        "WARNINGS": notes,
+        "CHARTS": charts,
+        "DATA": _script_json({"board": board, **data}),
+    }
+    # One pass, so that text inside the data can never be taken for a placeholder.
+    return re.sub(r"@@(CSS|JS|TITLE|WARNINGS|CHARTS|DATA)@@", lambda m: parts[m.group(1)], _resource("explorer.html"))

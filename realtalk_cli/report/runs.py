@@ -1,0 +1,197 @@
+"""Saved run directories, read without writing to them: manifest, report.json and predictions.jsonl.
+
+Runs are read defensively: fields that later versions add (date-normalised F1, retrieval, memory, run
+completeness, cached tokens) are used when present and shown as missing otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from realtalk_cli.data.formats import read_json
+from realtalk_cli.errors import RealtalkError
+
+PROBE_METRICS = {"f1": "F1", "f1_date_normalised": "date-normalised F1", "judge_score": "judge"}
+SIMULATE_METRICS = {
+    "rouge_l": "ROUGE-L",
+    "bertscore": "BERTScore",
+    "reflective_agreement": "reflective agr.",
+    "grounding_agreement": "grounding agr.",
+    "sentiment_agreement": "sentiment agr.",
+    "emotion_agreement": "emotion agr.",
+    "intimacy_diff": "|intimacy diff|",
+    "empathy_diff": "|empathy diff|",
+}
+_PROBE_FIELDS = ("chat", "qa_index", "question", "category")
+_SIMULATE_FIELDS = ("chat", "position", "reference")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a predictions file; a torn last line (a run killed mid-write) is ignored, not repaired."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
+    lines = raw.split(b"\n")
+    if not raw.endswith(b"\n"):
+        lines = lines[:-1]  # torn: the writer was stopped in the middle of this line
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise RealtalkError(f"{path}: line {n}: not valid JSON") from None
+        if not isinstance(row, dict):
+            raise RealtalkError(f"{path}: line {n}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class Run:
+    """One saved run: what it was (manifest) and what it answered (rows without an error)."""
+
+    path: Path
+    kind: str  # "probe" or "simulate"
+    manifest: dict
+    summary: dict  # the run's own report.json ({} when missing)
+    rows: list[dict]
+    failed: int
+    all_rows: list[dict] = field(repr=False, default_factory=list)
+    id: str = ""
+
+    @property
+    def parameters(self) -> dict:
+        p = self.manifest.get("parameters")
+        return p if isinstance(p, dict) else {}
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest.get("model") or self.parameters.get("model") or _first(self.rows, "model") or "?")
+
+    @property
+    def judge(self) -> str | None:
+        return self.manifest.get("judge_model") or _first(self.rows, "judge_model")
+
+    @property
+    def context(self) -> str:
+        """Protocol and context: full, retrieval (k), events; with the compatibility layout when one was used."""
+        p = self.parameters
+        if self.kind == "simulate":
+            return f"{p.get('targets', 'messages')}, {p.get('sessions', '?')} sessions"
+        context = str(p.get("context") or "full")
+        if context == "retrieval" and p.get("top_k"):
+            context += f" k={p['top_k']}"
+        return f"{context} ({p['compat']})" if p.get("compat") else context
+
+    @property
+    def memory(self) -> str | None:
+        spec = self.manifest.get("memory") or self.parameters.get("memory")
+        if isinstance(spec, dict):
+            return str(spec.get("name") or spec.get("spec") or orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode())
+        return str(spec) if spec else None
+
+    @property
+    def complete(self) -> bool:
+        return self.summary.get("complete") is not False and self.failed == 0
+
+    @property
+    def label(self) -> str:
+        parts = [self.model, self.context]
+        if self.memory:
+            parts.append(f"memory {self.memory}")
+        if self.judge:
+            parts.append(f"judge {self.judge}")
+        return ", ".join(parts)
+
+    def key(self, row: dict) -> tuple:
+        if self.kind == "probe":
+            return (row["chat"], row["qa_index"], row["question"])
+        return (row["chat"], row["position"], row.get("speaker"))
+
+    def usage(self) -> dict:
+        rows = self.all_rows
+        run = self.summary.get("run") if isinstance(self.summary.get("run"), dict) else {}
+        cost = sum(_number(r.get("cost_usd")) + _number(r.get("judge_cost_usd")) for r in rows)
+        usage = {
+            "prompt_tokens": int(sum(_number(r.get("prompt_tokens")) for r in rows)),
+            "completion_tokens": int(sum(_number(r.get("completion_tokens")) for r in rows)),
+            "cost_usd": round(cost, 6),
+            "wall_time_s": run.get("wall_time_s"),
+        }
+        if any("cached_tokens" in r for r in rows):
+            usage["cached_tokens"] = int(sum(_number(r.get("cached_tokens")) for r in rows))
+        return usage
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _first(rows: list[dict], key: str):
+    return next((r[key] for r in rows if r.get(key)), None)
+
+
+def load_run(path: Path) -> Run:
+    """A probe or simulate run directory; bad input is one RealtalkError naming the file."""
+    if not path.exists():
+        raise RealtalkError(f"{path}: no such run directory")
+    if not path.is_dir():
+        raise RealtalkError(f"{path}: not a directory (give the run directory, not a file in it)")
+    pred_path = path / "predictions.jsonl"
+    if not pred_path.exists():
+        raise RealtalkError(f"{path}: not a run directory (no predictions.jsonl)")
+    report_path = path / "report.json"
+    summary = read_json(report_path) if report_path.exists() else {}
+    if not isinstance(summary, dict):
+        raise RealtalkError(f"{report_path}: expected a JSON object")
+    manifest = summary.get("manifest") if isinstance(summary.get("manifest"), dict) else {}
+    rows = read_rows(pred_path)
+    kind = _kind(rows, summary)
+    required = _PROBE_FIELDS if kind == "probe" else _SIMULATE_FIELDS
+    for n, row in enumerate(rows, start=1):
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise RealtalkError(f"{pred_path}: row {n}: missing '{missing[0]}' (not a {kind} predictions file?)")
+    # The last line for a question wins: a resumed run appends the retried answer after the failed one.
+    latest: dict[tuple, dict] = {}
+    run = Run(path, kind, manifest, summary, [], 0, rows)
+    for row in rows:
+        latest[run.key(row)] = row
+    run.rows = [r for r in latest.values() if r.get("error") is None]
+    run.failed = len(latest) - len(run.rows)
+    return run
+
+
+def _kind(rows: list[dict], summary: dict) -> str:
+    if rows:
+        return "probe" if "qa_index" in rows[0] else "simulate"
+    return "simulate" if "targets" in summary else "probe"
+
+
+def load_runs(paths: list[Path]) -> list[Run]:
+    runs = [load_run(p) for p in paths]
+    kinds = {r.kind for r in runs}
+    if len(kinds) > 1:
+        probe = next(r.path for r in runs if r.kind == "probe")
+        sim = next(r.path for r in runs if r.kind == "simulate")
+        raise RealtalkError(f"{probe} is a probe run but {sim} a simulate run: report them separately")
+    for i, run in enumerate(runs):
+        run.id = _run_id(i)
+    return runs
+
+
+def _run_id(i: int) -> str:
+    letters = ""
+    i += 1
+    while i:
+        i, rest = divmod(i - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters

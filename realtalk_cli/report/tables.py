@@ -1,0 +1,188 @@
+"""The leaderboard as files for a paper or a spreadsheet: Markdown, CSV (one row per run), LaTeX (booktabs)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def interval(ci: dict | None, digits: int = 3) -> str:
+    """`0.423 [0.401, 0.446]`; the mean alone when there is no interval; `-` when there is no value."""
+    if not ci or ci.get("mean") is None:
+        return "-"
+    if ci.get("low") is None:
+        return number(ci["mean"], digits)
+    return f"{number(ci['mean'], digits)} [{number(ci['low'], digits)}, {number(ci['high'], digits)}]"
+
+
+def p_value(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def questions_note(board: dict) -> str:
+    q = board["questions"]
+    unit = "questions" if board["kind"] == "probe" else "targets"
+    if q["same_set"]:
+        return f"All runs answered the same {q['union']} {unit}."
+    scope = (
+        "The leaderboard uses only those."
+        if board["settings"]["common_only"]
+        else ("Each run is scored on its own answered set; pairs are compared on the items both answered.")
+    )
+    return f"Runs answered different {unit}: {q['common']} of {q['union']} were answered by every run. {scope}"
+
+
+def usage_cell(run: dict) -> str:
+    tokens = run["prompt_tokens"] + run["completion_tokens"]
+    wall = "-" if run.get("wall_time_s") is None else f"{run['wall_time_s']:.1f} s"
+    return f"{tokens} tokens, ${run['cost_usd']:.4f}, {wall}"
+
+
+def markdown(board: dict) -> str:
+    s = board["settings"]
+    lines = [
+        f"# realtalk {board['kind']} leaderboard",
+        "",
+        f"Means with {int(s['level'] * 100)}% percentile-bootstrap intervals over items "
+        f"({s['resamples']} resamples, seed {s['seed']}). {questions_note(board)}",
+        "",
+        "| run | model | context | memory | judge | answered | failed | tokens (prompt+completion) | cost | wall "
+        "time |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in board["runs"]:
+        wall = "-" if r.get("wall_time_s") is None else f"{r['wall_time_s']:.1f} s"
+        done = "" if r["complete"] else " (incomplete)"
+        lines.append(
+            f"| {r['id']} | `{r['model']}` | {r['context']} | {r['memory'] or '-'} | {r['judge'] or '-'} | "
+            f"{r['answered']}{done} | {r['failed']} | {r['prompt_tokens']}+{r['completion_tokens']} | "
+            f"${r['cost_usd']:.4f} | {wall} |"
+        )
+    for metric, name in board["metrics"].items():
+        lines += ["", f"## {name}", "", "| run | " + " | ".join(board["categories"]) + " |"]
+        lines.append("|---|" + "---:|" * len(board["categories"]))
+        for r in board["runs"]:
+            cells = [interval(r["scores"][metric].get(c)) for c in board["categories"]]
+            lines.append(f"| {r['id']} | " + " | ".join(cells) + " |")
+        lines.append("")
+        counts = [
+            "/".join(str(r["scores"][metric].get(c, {}).get("n", 0)) for r in board["runs"])
+            for c in board["categories"]
+        ]
+        lines.append(
+            "Items scored per run ("
+            + "/".join(r["id"] for r in board["runs"])
+            + "): "
+            + "; ".join(f"{c} {n}" for c, n in zip(board["categories"], counts, strict=True))
+            + "."
+        )
+    if board["comparisons"]:
+        lines += [
+            "",
+            "## Paired comparisons",
+            "",
+            f"Difference b - a on the items both runs answered, with its bootstrap interval and a two-sided "
+            f"sign-flip permutation p-value; **n.s.** marks p >= {s['alpha']} (no correction for multiple "
+            "comparisons).",
+            "",
+            "| b - a | common | score | category | n | difference [95% CI] | p | |",
+            "|---|---:|---|---|---:|---:|---:|---|",
+        ]
+        for comp in board["comparisons"]:
+            for metric, per_category in comp["differences"].items():
+                for c, d in per_category.items():
+                    mark = "" if d["significant"] else "n.s."
+                    lines.append(
+                        f"| {comp['b']} - {comp['a']} | {comp['common']} | {board['metrics'][metric]} | {c} | "
+                        f"{d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
+                    )
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(board: dict) -> str:
+    fixed = [
+        "id",
+        "path",
+        "model",
+        "context",
+        "memory",
+        "judge",
+        "answered",
+        "failed",
+        "complete",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "wall_time_s",
+    ]
+    score_columns = [
+        (m, c, part) for m in board["metrics"] for c in board["categories"] for part in ("mean", "low", "high", "n")
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fixed + [f"{m} {c} {part}" for m, c, part in score_columns])
+    for r in board["runs"]:
+        scores = [r["scores"][m].get(c, {}).get(part) for m, c, part in score_columns]
+        writer.writerow([r.get(k) for k in fixed] + ["" if v is None else v for v in scores])
+    return buffer.getvalue()
+
+
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def latex(board: dict) -> str:
+    """One booktabs table per score; needs `\\usepackage{booktabs}`."""
+    s = board["settings"]
+    cats = board["categories"]
+    parts = [f"% realtalk {board['kind']} leaderboard; requires \\usepackage{{booktabs}}"]
+    for metric, name in board["metrics"].items():
+        parts += [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            r"\begin{tabular}{l" + "r" * len(cats) + "}",
+            r"\toprule",
+            "Run & " + " & ".join(tex_escape(c) for c in cats) + r" \\",
+            r"\midrule",
+        ]
+        for r in board["runs"]:
+            cells = []
+            for c in cats:
+                ci = r["scores"][metric].get(c) or {}
+                if ci.get("mean") is None:
+                    cells.append("--")
+                elif ci.get("low") is None:
+                    cells.append(number(ci["mean"]))
+                else:
+                    cells.append(f"{number(ci['mean'])} {{\\scriptsize [{number(ci['low'])}, {number(ci['high'])}]}}")
+            parts.append(tex_escape(f"{r['model']} ({r['context']})") + " & " + " & ".join(cells) + r" \\")
+        parts += [
+            r"\bottomrule",
+            r"\end{tabular}",
+            f"\\caption{{{tex_escape(name)} per category: mean and {int(s['level'] * 100)}\\% bootstrap interval "
+            f"over items ({s['resamples']} resamples).}}",
+            r"\end{table}",
+            "",
+        ]
+    return "\n".join(parts)

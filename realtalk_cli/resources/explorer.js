@@ -1,0 +1,229 @@
+// realtalk report explorer: builds the leaderboard and the question list from the JSON in #report-data.
+// Every text from the runs or chats goes through textContent, never innerHTML.
+"use strict";
+(function () {
+  const DATA = JSON.parse(document.getElementById("report-data").textContent);
+  const board = DATA.board;
+  const PAGE = 50;
+  let shown = PAGE;
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") node.textContent = v;
+      else if (k === "cls") node.className = v;
+      else node.setAttribute(k, v);
+    }
+    for (const c of children || []) node.append(c);
+    return node;
+  }
+  const fmt = (v, d = 3) => (v === null || v === undefined ? "-" : Number(v).toFixed(d));
+  const ciText = (s) => (s && s.low !== null && s.low !== undefined ? `[${fmt(s.low)}, ${fmt(s.high)}]` : "");
+  const pText = (p) => (p === null || p === undefined ? "-" : p < 0.001 ? "<0.001" : p.toFixed(3));
+
+  // --- leaderboard -------------------------------------------------------------------------------
+  const metricSelect = document.getElementById("board-metric");
+  for (const [m, name] of Object.entries(board.metrics)) metricSelect.append(el("option", { value: m, text: name }));
+  let sortColumn = "overall", sortAsc = false;
+
+  function renderLeaderboard() {
+    const metric = metricSelect.value;
+    const table = document.getElementById("leaderboard");
+    table.replaceChildren();
+    const columns = ["run", "model", "context", ...board.categories, "cost", "tokens"];
+    const head = el("tr");
+    for (const c of columns) {
+      const th = el("th", { text: c, "data-column": c, cls: ["run", "model", "context"].includes(c) ? "" : "num" });
+      if (c === sortColumn) th.classList.add("sorted", ...(sortAsc ? ["asc"] : []));
+      th.addEventListener("click", () => {
+        sortAsc = sortColumn === c ? !sortAsc : ["run", "model", "context"].includes(c);
+        sortColumn = c;
+        renderLeaderboard();
+      });
+      head.append(th);
+    }
+    table.append(el("thead", {}, [head]));
+    const value = (r, c) => {
+      if (c === "run") return r.id;
+      if (c === "model") return r.model;
+      if (c === "context") return r.context;
+      if (c === "cost") return r.cost_usd;
+      if (c === "tokens") return r.prompt_tokens + r.completion_tokens;
+      const s = (r.scores[metric] || {})[c];
+      return s && s.mean !== null ? s.mean : -Infinity;
+    };
+    const rows = [...board.runs].sort((a, b) => {
+      const x = value(a, sortColumn), y = value(b, sortColumn);
+      const order = typeof x === "string" ? x.localeCompare(y) : x - y;
+      return sortAsc ? order : -order;
+    });
+    const body = el("tbody");
+    for (const r of rows) {
+      const tr = el("tr", { "data-run": r.id }, [
+        el("td", { text: r.id }), el("td", { text: r.model }), el("td", { text: r.context }),
+      ]);
+      for (const c of board.categories) {
+        const s = (r.scores[metric] || {})[c];
+        tr.append(el("td", { cls: "num" }, [
+          el("span", { text: fmt(s && s.mean) }), el("br"), el("span", { cls: "ci", text: ciText(s) }),
+        ]));
+      }
+      tr.append(el("td", { cls: "num", text: "$" + fmt(r.cost_usd, 4) }));
+      tr.append(el("td", { cls: "num", text: String(r.prompt_tokens + r.completion_tokens) }));
+      body.append(tr);
+    }
+    table.append(body);
+    renderComparisons(metric);
+  }
+
+  function renderRuns() {
+    const table = document.getElementById("runs");
+    const head = ["run", "model", "context", "memory", "judge", "answered", "failed", "wall time", "directory"];
+    table.append(el("thead", {}, [el("tr", {}, head.map((h) => el("th", { text: h })))]));
+    const body = el("tbody");
+    for (const r of board.runs) {
+      body.append(el("tr", {}, [
+        r.id, r.model, r.context, r.memory || "-", r.judge || "-",
+        String(r.answered) + (r.complete ? "" : " (incomplete)"), String(r.failed),
+        r.wall_time_s === null || r.wall_time_s === undefined ? "-" : r.wall_time_s.toFixed(1) + " s", r.path,
+      ].map((t) => el("td", { text: t }))));
+    }
+    table.append(body);
+  }
+
+  function renderComparisons(metric) {
+    const box = document.getElementById("comparisons");
+    box.replaceChildren();
+    if (!board.comparisons.length) return;
+    box.append(el("h3", { text: `Paired differences (${board.metrics[metric]}, b - a on common items)` }));
+    const table = el("table");
+    table.append(el("thead", {}, [el("tr", {}, ["b - a", "common", ...board.categories].map(
+      (h) => el("th", { text: h, cls: h === "b - a" ? "" : "num" })))]));
+    const body = el("tbody");
+    for (const comp of board.comparisons) {
+      const tr = el("tr", {}, [el("td", { text: `${comp.b} - ${comp.a}` }), el("td", { cls: "num", text: String(comp.common) })]);
+      for (const c of board.categories) {
+        const d = (comp.differences[metric] || {})[c];
+        if (!d || d.mean === null) { tr.append(el("td", { cls: "num", text: "-" })); continue; }
+        tr.append(el("td", { cls: "num " + (d.significant ? "sig" : "ns"), title: `n=${d.n}` }, [
+          el("span", { text: (d.mean >= 0 ? "+" : "") + fmt(d.mean) + (d.significant ? "" : " n.s.") }), el("br"),
+          el("span", { cls: "ci", text: `${ciText(d)} p=${pText(d.p)}` }),
+        ]));
+      }
+      body.append(tr);
+    }
+    table.append(body);
+    box.append(table);
+    box.append(el("p", { cls: "hint", text: `n.s.: p >= ${board.settings.alpha} (sign-flip permutation test, no multiple-comparison correction).` }));
+  }
+
+  // --- question explorer -------------------------------------------------------------------------
+  const $ = (id) => document.getElementById(id);
+  const uniq = (xs) => [...new Set(xs)];
+  for (const c of uniq(DATA.questions.map((q) => q.chat))) $("f-chat").append(el("option", { value: c, text: c }));
+  for (const c of board.categories.filter((c) => c !== "overall")) $("f-category").append(el("option", { value: c, text: c }));
+  for (const r of DATA.runs) {
+    for (const id of ["f-run", "f-wrong", "f-right"]) $(id).append(el("option", { value: r.id, text: `${r.id}: ${r.label}` }));
+  }
+
+  function number(id) {
+    const v = $(id).value;
+    return v === "" ? null : Number(v);
+  }
+
+  function matches(q) {
+    const chat = $("f-chat").value, cat = $("f-category").value, run = $("f-run").value;
+    if (chat && q.chat !== chat) return false;
+    if (cat && q.category !== cat) return false;
+    if (run && !q.runs[run]) return false;
+    const below = number("f-below");
+    if (below !== null) {
+      const ids = run ? [run] : Object.keys(q.runs);
+      if (!ids.some((id) => q.runs[id] && q.runs[id].f1 !== null && q.runs[id].f1 < below)) return false;
+    }
+    const wrong = $("f-wrong").value, right = $("f-right").value;
+    const t = number("f-threshold") ?? 0.5;
+    if (wrong && !(q.runs[wrong] && q.runs[wrong].f1 !== null && q.runs[wrong].f1 < t)) return false;
+    if (right && !(q.runs[right] && q.runs[right].f1 !== null && q.runs[right].f1 >= t)) return false;
+    const text = $("f-text").value.trim().toLowerCase();
+    if (text) {
+      const hay = [q.question, q.gold || "", ...Object.values(q.runs).map((a) => a.prediction || "")].join("\n").toLowerCase();
+      if (!hay.includes(text)) return false;
+    }
+    return true;
+  }
+
+  function message(chat, id) {
+    return (DATA.messages[chat] || {})[id] || null;
+  }
+
+  function messageNode(chat, id, extra) {
+    const m = message(chat, id);
+    const li = el("li", { "data-dia-id": id });
+    li.append(el("code", { text: id }), " ");
+    for (const x of extra || []) li.append(x, " ");
+    if (!m) {
+      const known = DATA.chats_found.includes(chat);
+      li.append(el("span", { cls: "dangling", text: known ? "dangling id: no such message in the chat" : "chat file not available" }));
+      return li;
+    }
+    li.append(el("span", { cls: "speaker", text: m[0] }), " ", el("span", { cls: "date", text: m[1] }), ": ",
+      el("span", { cls: "text", text: m[2] }));
+    return li;
+  }
+
+  function questionNode(q) {
+    const box = el("article", { cls: "question", "data-chat": q.chat, "data-qa": String(q.qa) });
+    box.append(el("div", { cls: "meta", text: `${q.chat} · question ${q.qa} · ${q.category}` }));
+    box.append(el("div", { cls: "q", text: q.question }));
+    box.append(el("div", { cls: "gold" }, [el("b", { text: "gold: " }), q.gold === null ? "-" : String(q.gold)]));
+    const table = el("table", { cls: "answers" });
+    table.append(el("tr", {}, ["run", "prediction", "F1", "date F1", "judge"].map((h) => el("th", { text: h }))));
+    for (const r of DATA.runs) {
+      const a = q.runs[r.id];
+      if (!a) { table.append(el("tr", {}, [el("td", { text: r.id }), el("td", { text: "(not answered in this run)", cls: "ns" })])); continue; }
+      table.append(el("tr", { "data-run": r.id }, [
+        el("td", { text: r.id }), el("td", { cls: "pred", text: a.prediction || "" }),
+        el("td", { cls: "num", text: fmt(a.f1, 2) }), el("td", { cls: "num", text: fmt(a.f1_date, 2) }),
+        el("td", { cls: "num", text: fmt(a.judge, 2) }),
+      ]));
+    }
+    box.append(table);
+    const withRetrieval = DATA.runs.filter((r) => q.runs[r.id] && q.runs[r.id].retrieved);
+    const ev = el("ol", { cls: "evidence" });
+    for (const id of q.evidence) {
+      const marks = withRetrieval.map((r) => {
+        const hit = q.runs[r.id].retrieved.includes(id);
+        return el("span", { cls: hit ? "hit" : "miss", title: `retrieval in run ${r.id}`, text: `${r.id}:${hit ? "hit" : "miss"}` });
+      });
+      ev.append(messageNode(q.chat, id, marks));
+    }
+    box.append(el("div", {}, [el("b", { text: `evidence (${q.evidence.length})` })]));
+    if (q.evidence.length) box.append(ev);
+    for (const r of withRetrieval) {
+      const ids = q.runs[r.id].retrieved;
+      const list = el("ol", { cls: "evidence" }, ids.map((id) => messageNode(q.chat, id, q.evidence.includes(id) ? [el("span", { cls: "hit", text: "evidence" })] : [])));
+      box.append(el("details", {}, [el("summary", { text: `what retrieval put in the prompt for run ${r.id} (${ids.length} messages)` }), list]));
+    }
+    return box;
+  }
+
+  function renderQuestions() {
+    const hits = DATA.questions.filter(matches);
+    const list = $("questions");
+    list.replaceChildren(...hits.slice(0, shown).map(questionNode));
+    $("count").textContent = `${hits.length} of ${DATA.questions.length} questions match` +
+      (hits.length > shown ? `; showing the first ${shown}` : "");
+    $("more").hidden = hits.length <= shown;
+  }
+
+  $("filters").addEventListener("input", () => { shown = PAGE; renderQuestions(); });
+  $("more").addEventListener("click", () => { shown += PAGE; renderQuestions(); });
+  metricSelect.addEventListener("change", renderLeaderboard);
+  const s = board.settings;
+  $("settings").textContent = `${board.runs.length} ${board.kind} runs; ${s.resamples} bootstrap resamples, seed ${s.seed}; ` +
+    `${board.questions.common} of ${board.questions.union} items answered by every run.`;
+  renderLeaderboard();
+  renderRuns();
+  renderQuestions();
+})();

@@ -1,0 +1,175 @@
+"""`realtalk report`: leaderboard files, intervals, paired comparisons, bad input; the statistics themselves."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from realtalk_cli.cli import app
+from realtalk_cli.report.stats import bootstrap_ci, paired_difference
+
+from .conftest import SAMPLE_JSON
+
+runner = CliRunner()
+OUTPUTS = ["leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.json", "report.html"]
+
+
+def offline_run(out: Path, *extra: str) -> Path:
+    result = runner.invoke(app, ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REALTALK_CACHE_DIR", str(base / "cache"))
+        return offline_run(base / "full"), offline_run(base / "retrieval", "--context", "retrieval", "--top-k", "3")
+
+
+def rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_report_over_two_offline_runs_writes_every_file_and_fits_80_columns(two_runs, tmp_path):
+    result = runner.invoke(app, ["report", *map(str, two_runs), "-o", str(tmp_path / "rep")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == sorted(OUTPUTS)
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "F1: mean and 95% interval" in result.output and "B - A" in result.output
+    board = json.loads((tmp_path / "rep" / "report.json").read_text())
+    for run, entry in zip(two_runs, board["runs"], strict=True):
+        f1 = [r["f1"] for r in rows(run)]
+        overall = entry["scores"]["f1"]["overall"]
+        assert overall["mean"] == pytest.approx(sum(f1) / len(f1))
+        assert overall["n"] == 6 and overall["low"] <= overall["mean"] <= overall["high"]
+        assert entry["path"] == str(run)
+    assert board["runs"][1]["context"] == "retrieval k=3"
+    assert board["questions"] == {"union": 6, "common": 6, "same_set": True}
+    assert board["comparisons"][0]["common"] == 6
+    table = list(csv.DictReader((tmp_path / "rep" / "leaderboard.csv").open()))
+    assert [r["id"] for r in table] == ["A", "B"] and float(table[0]["f1 overall mean"]) == pytest.approx(
+        board["runs"][0]["scores"]["f1"]["overall"]["mean"]
+    )
+    tex = (tmp_path / "rep" / "leaderboard.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and "offline:bm25 (retrieval k=3)" in tex
+    md = (tmp_path / "rep" / "leaderboard.md").read_text()
+    assert "| A | `offline:bm25` | full |" in md and "Paired comparisons" in md
+
+
+def test_report_is_reproducible_with_its_seed_and_json_matches_the_file(two_runs, tmp_path):
+    args = ["report", *map(str, two_runs), "--resamples", "200", "--seed", "7", "--json"]
+    first = runner.invoke(app, [*args, "-o", str(tmp_path / "a")])
+    second = runner.invoke(app, [*args, "-o", str(tmp_path / "b")])
+    assert first.exit_code == 0 and json.loads(first.output) == json.loads(second.output)
+    assert json.loads(first.output) == json.loads((tmp_path / "a" / "report.json").read_text())
+    assert json.loads(first.output)["settings"]["resamples"] == 200
+
+
+def test_runs_over_different_questions_are_compared_on_their_intersection(two_runs, tmp_path):
+    short = offline_run(tmp_path / "short", "--limit", "4")
+    result = runner.invoke(app, ["report", str(two_runs[0]), str(short), "-o", str(tmp_path / "rep"), "--json"])
+    board = json.loads(result.output)
+    assert board["questions"] == {"union": 6, "common": 4, "same_set": False}
+    assert board["comparisons"][0]["common"] == 4
+    assert "4 of 6 were answered by every run" in (tmp_path / "rep" / "leaderboard.md").read_text()
+    common = runner.invoke(
+        app, ["report", str(two_runs[0]), str(short), "-o", str(tmp_path / "c"), "--common-only", "--json"]
+    )
+    assert json.loads(common.output)["runs"][0]["answered"] == 4
+
+
+def test_judge_and_date_normalised_scores_are_read_when_present(two_runs, tmp_path):
+    run = tmp_path / "judged"
+    run.mkdir()
+    lines = rows(two_runs[0])
+    for i, r in enumerate(lines):
+        r["judge_score"] = float(i % 2)
+        r["f1_date_normalised"] = 0.5
+    lines[0]["error"], lines[0]["f1"] = "timeout", None  # a failed question
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (run / "report.json").write_text(json.dumps({"manifest": {"model": "m", "judge_model": "j"}, "complete": False}))
+    board = json.loads(runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "r"), "--json"]).output)
+    entry = board["runs"][0]
+    assert list(board["metrics"]) == ["f1", "f1_date_normalised", "judge_score"]
+    assert entry["scores"]["judge_score"]["overall"] == pytest.approx(
+        {
+            "mean": 0.6,
+            "low": entry["scores"]["judge_score"]["overall"]["low"],
+            "high": entry["scores"]["judge_score"]["overall"]["high"],
+            "n": 5,
+        }
+    )
+    assert entry["failed"] == 1 and entry["complete"] is False and entry["judge"] == "j"
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "no such run directory"),
+        (lambda d: d.mkdir(), "not a run directory (no predictions.jsonl)"),
+        (lambda d: (d.mkdir(), (d / "predictions.jsonl").write_text('{"chat": 1}\nnot json\n')), "line 2: not valid"),
+        (lambda d: (d.mkdir(), (d / "predictions.jsonl").write_text('{"chat": "x"}\n')), "row 1: missing"),
+        (
+            lambda d: (d.mkdir(), (d / "predictions.jsonl").write_text(""), (d / "report.json").write_text("{")),
+            "malformed JSON",
+        ),
+    ],
+)
+def test_bad_run_directories_are_one_line_and_exit_2(tmp_path, setup, message):
+    run = tmp_path / "run"
+    setup(run)
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_outputs_need_force_and_run_directories_are_never_written(two_runs, tmp_path):
+    run = tmp_path / "torn"
+    run.mkdir()
+    raw = (two_runs[0] / "predictions.jsonl").read_bytes() + b'{"chat": "Chat_S'  # killed mid-line
+    (run / "predictions.jsonl").write_bytes(raw)
+    assert runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")]).exit_code == 0
+    assert (run / "predictions.jsonl").read_bytes() == raw
+    again = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
+    assert again.exit_code == 2 and "already exists (use --force" in again.output
+    assert runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out"), "--force"]).exit_code == 0
+
+
+def test_bootstrap_interval_is_seeded_and_covers_the_mean():
+    values = [0.0, 1.0] * 50
+    a, b = bootstrap_ci(values, 500, seed=3), bootstrap_ci(values, 500, seed=3)
+    assert a == b and a["low"] < 0.5 < a["high"] and a["n"] == 100
+    assert bootstrap_ci([0.7] * 10, 100) == {
+        "mean": pytest.approx(0.7),
+        "low": pytest.approx(0.7),
+        "high": pytest.approx(0.7),
+        "n": 10,
+    }
+    assert bootstrap_ci([None, None], 100)["mean"] is None
+
+
+def test_paired_permutation_p_value_matches_exact_enumeration():
+    a = [0.9, 0.8, 0.4, 0.7, 0.6, 0.3, 0.9]
+    b = [0.5, 0.6, 0.5, 0.2, 0.6, 0.1, 0.4]
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    observed = abs(sum(diffs))
+    flips = list(itertools.product([1, -1], repeat=len(diffs)))
+    exact = sum(abs(sum(s * d for s, d in zip(signs, diffs, strict=True))) >= observed - 1e-12 for signs in flips)
+    result = paired_difference(a, b, resamples=20000, seed=1)
+    assert result["p"] == pytest.approx(exact / len(flips), abs=0.01)
+    assert result["mean"] == pytest.approx(sum(diffs) / len(diffs))
+    assert paired_difference(a, a, 100)["p"] == 1.0
+
+
+def test_probe_html_writes_the_explorer_into_the_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    run = offline_run(tmp_path / "run", "--html")
+    page = (run / "report.html").read_text()
+    assert "Ana" in page and "When did Ana take Miso to the vet?" in page and "<script src" not in page
