@@ -57,6 +57,8 @@ def page_file(tmp_path_factory) -> tuple[Path, list[list[dict]]]:
     dangling.mkdir()
     rows = [json.loads(line) for line in (runs[0] / "predictions.jsonl").read_text().splitlines()]
     rows[0]["evidence"] = ["D99:1"]
+    rows[0].pop("evidence_ids", None)  # as a run from before the evidence parser wrote them
+    rows[0].pop("evidence_dangling", None)
     rows[0]["question"] = "A question with a dangling evidence id?"
     (dangling / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (dangling / "report.json").write_text((runs[0] / "report.json").read_text())

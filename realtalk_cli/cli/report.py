@@ -61,12 +61,32 @@ def _short(v: float) -> str:
     return f"{v:.3f}".replace("0.", ".", 1)
 
 
-def _numeric_table(title: str, first: str, categories: list[str]) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    table.add_column(first, no_wrap=True)
-    for c in categories:
-        table.add_column(c, justify="right", no_wrap=True, min_width=9, overflow="fold")
-    return table
+CELL = 9  # "0.423" over ".401-.446"
+
+
+def _header(category: str) -> str:
+    """A category name folded into lines of at most CELL characters ("3 open-domain" -> "3\nopen-doma\nin")."""
+    import textwrap
+
+    return "\n".join(line for word in category.split(" ", 1) for line in textwrap.wrap(word, CELL))
+
+
+def _numeric_tables(title: str, first: str, categories: list[str], rows: list[tuple[str, list[str]]]) -> None:
+    """One table, or several side by side in sequence when the categories do not fit the terminal's width:
+    numbers are never cut or folded."""
+    fit = max(1, (out.width - 8) // (CELL + 2))
+    tables = -(-len(categories) // fit)
+    per_table = -(-len(categories) // tables)  # balanced: 7 columns at 80 wide are 4 + 3, not 6 + 1
+    out.print(title, soft_wrap=False)
+    for start in range(0, len(categories), per_table):
+        shown = range(start, min(len(categories), start + per_table))
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column(first, no_wrap=True, min_width=5)
+        for i in shown:
+            table.add_column(_header(categories[i]), justify="right", no_wrap=True, min_width=CELL)
+        for name, cells in rows:
+            table.add_row(name, *(cells[i] for i in shown))
+        out.print(table)
 
 
 def print_leaderboard(board: dict) -> None:
@@ -82,16 +102,13 @@ def print_leaderboard(board: dict) -> None:
         runs.add_row(r["id"], r["label"], answered, usage_cell(r))
     out.print(runs)
     cats = board["categories"]
-    headers = [c.replace(" ", "\n", 1) for c in cats]  # "1 multi-hop" over two lines keeps columns narrow
     for metric, name in board["metrics"].items():
-        table = _numeric_table(f"{name}: mean and 95% interval", "run", headers)
-        for r in board["runs"]:
-            table.add_row(r["id"], *(_two_lines(r["scores"][metric].get(c)) for c in cats))
-        out.print(table)
+        rows = [(r["id"], [_two_lines(r["scores"][metric].get(c)) for c in cats]) for r in board["runs"]]
+        _numeric_tables(f"{name}: mean and 95% interval", "run", cats, rows)
     for metric, name in board["metrics"].items():
         if not board["comparisons"]:
             break
-        table = _numeric_table(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", headers)
+        rows = []
         for comp in board["comparisons"]:
             cells = []
             for c in cats:
@@ -101,6 +118,6 @@ def print_leaderboard(board: dict) -> None:
                     continue
                 mark = "" if d["significant"] else " ns"
                 cells.append(f"{d['mean']:+.3f}\np {p_value(d['p'])}{mark}")
-            table.add_row(f"{comp['b']} - {comp['a']}\nn={comp['common']}", *cells)
-        out.print(table)
+            rows.append((f"{comp['b']} - {comp['a']}\nn={comp['common']}", cells))
+        _numeric_tables(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", cats, rows)
     out.print(questions_note(board), soft_wrap=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from realtalk_cli.data.evidence import parse_evidence
 from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
@@ -21,20 +22,14 @@ from realtalk_cli.report.chart import bar_chart_svg
 from realtalk_cli.report.leaderboard import category_of
 from realtalk_cli.report.runs import Run
 
-# Hand-typed evidence ids seen in the datasets: "D1:69; D1:70", "D 2:18", "D17;39", "D:11:26", "D20:17."
-_EVIDENCE_ID = re.compile(r"D\s*:?\s*(\d+)\s*[:;]\s*(\d+)")
 
-
-def evidence_ids(raw: list) -> list[str]:
-    """Normalised `D<session>:<n>` ids from a row's evidence list; unparseable entries are kept as written."""
-    ids: list[str] = []
-    for entry in raw if isinstance(raw, list) else []:
-        text = str(entry).strip()
-        if not text:
-            continue
-        found = [f"D{s}:{n}" for s, n in _EVIDENCE_ID.findall(text)]
-        ids += found or [text]
-    return list(dict.fromkeys(ids))
+def evidence_ids(row: dict) -> list[str]:
+    """A row's evidence ids: as the run resolved them (dangling ones after), else parsed from its raw list."""
+    if isinstance(row.get("evidence_ids"), list):
+        return [str(i) for i in [*row["evidence_ids"], *(row.get("evidence_dangling") or [])]]
+    raw = row.get("evidence")
+    parsed = parse_evidence([str(v) for v in raw] if isinstance(raw, list) else [])
+    return parsed.ids + parsed.unparsed
 
 
 def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], list[str]]:
@@ -97,7 +92,7 @@ def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
                     "question": row["question"],
                     "gold": row.get("answer"),
                     "category": category_of(row),
-                    "evidence": evidence_ids(row.get("evidence")),
+                    "evidence": evidence_ids(row),
                     "runs": {},
                 }
                 remember(row["chat"], q["evidence"])

@@ -9,6 +9,7 @@ from realtalk_cli.report.runs import PROBE_METRICS, SIMULATE_METRICS, Run
 from realtalk_cli.report.stats import bootstrap_ci, paired_difference
 
 OVERALL = "overall"
+OVERALL_1_3 = "overall (1-3)"  # the paper's tables pool categories 1-3; shown when a run has others (LoCoMo)
 
 
 def category_of(row: dict) -> str:
@@ -33,7 +34,13 @@ def _groups(run: Run, rows: list[dict]) -> dict[str, list[dict]]:
     if run.kind == "probe":
         for row in sorted(rows, key=lambda r: (_category_number(r), category_of(r))):
             groups.setdefault(category_of(row), []).append(row)
-    groups[OVERALL] = [r for r in rows if in_overall(r)] if run.kind == "probe" else rows
+    if run.kind != "probe":
+        groups[OVERALL] = rows
+        return groups
+    pooled = [r for r in rows if in_overall(r)]
+    if any(r.get("category") not in (1, 2, 3) for r in pooled):
+        groups[OVERALL_1_3] = [r for r in pooled if r.get("category") in (1, 2, 3)]
+    groups[OVERALL] = pooled
     return groups
 
 
@@ -77,7 +84,8 @@ def build_leaderboard(
                 "scores": scores,
             }
         )
-    categories = [c for c in categories if c != OVERALL] + [OVERALL]
+    overall = [c for c in (OVERALL_1_3, OVERALL) if c in categories]
+    categories = [c for c in categories if c not in overall] + overall
     return {
         "kind": kind,
         "settings": {"resamples": resamples, "seed": seed, "level": 0.95, "alpha": alpha, "common_only": common_only},
