@@ -75,7 +75,7 @@ def main() -> None:
     print("\nprompt tokens per question over the shared REALTALK chats (dry run, gpt-4o-mini tokenizer):")
     for label, flags in [
         ("full (each session once)", []),
-        ("paper's layout (--compat official)", ["--compat", "official"]),
+        ("paper's protocol (--compat paper)", ["--compat", "paper"]),
         ("retrieval top-10", ["--context", "retrieval", "--top-k", "10"]),
         ("events", ["--context", "events"]),
     ]:

@@ -46,9 +46,7 @@ BAD_REPLIES: dict[str, bytes] = {
     "json_string": b'"Paris"',
     "choices_empty": json.dumps({**_completion("x", _GOOD_USAGE), "choices": []}).encode(),
     "choices_null": json.dumps({**_completion("x", _GOOD_USAGE), "choices": None}).encode(),
-    "message_null": json.dumps(
-        {**_completion("x", _GOOD_USAGE), "choices": [{"index": 0, "message": None}]}
-    ).encode(),
+    "message_null": json.dumps({**_completion("x", _GOOD_USAGE), "choices": [{"index": 0, "message": None}]}).encode(),
     "content_null": json.dumps(_completion(None, _GOOD_USAGE)).encode(),
     "content_empty": json.dumps(_completion("", _GOOD_USAGE)).encode(),
     "content_number": json.dumps(_completion(42, _GOOD_USAGE)).encode(),

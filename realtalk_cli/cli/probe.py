@@ -50,7 +50,15 @@ def probe(
     max_context_tokens: Annotated[
         int | None, typer.Option("--max-context-tokens", help="Context budget [120000].")
     ] = None,
-    compat: Annotated[str | None, typer.Option("--compat", help="official: the paper's prompt layout.")] = None,
+    compat: Annotated[
+        str | None,
+        typer.Option(
+            "--compat",
+            help="paper: the paper's protocol byte for byte (evaluate_memory.py: prompts, no sampling parameters, "
+            "its judge prompt graded by the answering model unless --judge-model); paper-once: the same with each "
+            "session once; official: alias of paper. Example: --compat paper --model gpt-4o-mini",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="A run written down as TOML; flags override it.")
     ] = None,

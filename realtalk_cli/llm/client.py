@@ -126,8 +126,16 @@ class LLMClient:
         # Retries are ours (visible, counted); the SDK's own would hide them.
         return AsyncOpenAI(api_key=key, base_url=self.endpoint.base_url, max_retries=0, timeout=self._timeout_s)
 
-    async def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 256) -> Completion:
-        params = {"temperature": temperature, "max_tokens": max_tokens}
+    async def complete(
+        self,
+        messages: list[dict],
+        temperature: float | None = 0.0,
+        max_tokens: int | None = 256,
+        response_format: dict | None = None,
+    ) -> Completion:
+        """One chat completion; a parameter given as None is left out of the request (the provider's default)."""
+        params = {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format}
+        params = {k: v for k, v in params.items() if v is not None}
         key = cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             c = Completion(hit.text, Usage(hit.prompt_tokens, hit.completion_tokens, cached=True))
@@ -326,18 +334,19 @@ def run_jobs(
     client: LLMClient,
     jobs: Iterable[tuple[object, list[dict]]],
     on_done: Callable[[object, Completion], Awaitable[None] | None],
-    max_tokens: int = 256,
+    max_tokens: int | None = 256,
     also_close: Iterable[LLMClient | None] = (),
+    **params,
 ) -> bool:
     """Run `run_all` to the end from synchronous code, then close the clients and their caches.
 
-    Returns True when on_done stopped the run early with StopRun.
+    Returns True when on_done stopped the run early with StopRun. `params` go to every `complete` call.
     """
     clients = [client, *(c for c in also_close if c is not None)]
 
     async def main() -> bool:
         try:
-            await run_all(client, jobs, on_done, max_tokens=max_tokens)
+            await run_all(client, jobs, on_done, max_tokens=max_tokens, **params)
             return False
         except StopRun:
             return True
@@ -356,12 +365,13 @@ async def run_all(
     client: LLMClient,
     jobs: Iterable[tuple[object, list[dict]]],
     on_done: Callable[[object, Completion], Awaitable[None] | None],
-    max_tokens: int = 256,
+    max_tokens: int | None = 256,
+    **params,
 ) -> None:
     """Send every (tag, messages) job with the client's concurrency; call on_done as each finishes."""
 
     async def one(tag: object, messages: list[dict]) -> None:
-        completion = await client.complete(messages, max_tokens=max_tokens)
+        completion = await client.complete(messages, max_tokens=max_tokens, **params)
         result = on_done(tag, completion)
         if asyncio.iscoroutine(result):
             await result

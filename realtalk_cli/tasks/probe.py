@@ -21,6 +21,7 @@ from realtalk_cli.fileio import read_jsonl, read_toml, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.tasks import paper_protocol
 from realtalk_cli.tasks.probe_prompts import NOT_MENTIONED, ContextMode, Item, Templates, build_items, pick_option
 from realtalk_cli.tasks.probe_report import build_report, report_markdown
 from realtalk_cli.tasks.runs import command_line, fill, manifest, text_hash, write_reports
@@ -45,7 +46,7 @@ class ProbeOptions:
     base_url: str | None = None
     api_key_env: str | None = None
     use_cache: bool = True
-    compat: str | None = None  # "official": the paper's prompt layout
+    compat: str | None = None  # "paper" / "paper-once": the paper's protocol (paper_protocol.py); None: ours
 
 
 # --- predictions file --------------------------------------------------------------------------
@@ -99,8 +100,9 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
             raise RealtalkError(f"--{required} is required (or `{required} = ...` in --config)")
     if settings.get("context", "full") not in ("full", "retrieval", "events"):
         raise RealtalkError(f"--context {settings['context']!r}: choose full, retrieval or events")
-    if settings.get("compat") not in (None, "official"):
-        raise RealtalkError(f"--compat {settings['compat']!r}: the only layout is 'official'")
+    settings["compat"] = paper_protocol.compat_mode(settings.get("compat"))
+    if settings["compat"] and settings.get("context", "full") != "full":
+        raise RealtalkError(f"--compat {settings['compat']} builds the paper's whole-chat context; drop --context")
     return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
 
 
@@ -121,11 +123,48 @@ def apply_judgement(row: dict, c: Completion, judge: LLMClient) -> None:
     row["judge_model"] = judge.endpoint.label
 
 
+async def judge_row(judge: LLMClient, row: dict, template: str, paper: bool, first: Completion | None = None) -> None:
+    """Grade one answered row: our judge prompt, or the paper's (JSON mode, re-asked on invalid JSON)."""
+    if not paper:
+        c = first or await judge.complete(judge_messages(template, row), max_tokens=JUDGE_MAX_TOKENS)
+        apply_judgement(row, c, judge)
+        return
+    cost = 0.0
+    for attempt in range(paper_protocol.JUDGE_ATTEMPTS):
+        c = (
+            first
+            if attempt == 0 and first is not None
+            else await judge.complete(paper_judge_messages(row), **PAPER_JUDGE)
+        )
+        cost += c.usage.cost_usd
+        if c.error is None and paper_protocol.judge_reply_is_json(c.text):
+            break
+    row["judge_score"] = paper_protocol.parse_judge(c.text) if c.error is None else None
+    row["judge_cost_usd"] = cost
+    row["judge_model"] = judge.endpoint.label
+
+
+# The paper's requests carry no sampling parameters; its judge asks for JSON and nothing else.
+PAPER_ANSWER = {"temperature": None, "max_tokens": None}
+PAPER_JUDGE = {**PAPER_ANSWER, "response_format": {"type": "json_object"}}
+
+
+def paper_judge_messages(row: dict) -> list[dict]:
+    content = paper_protocol.judge_prompt(row["question"], row.get("answer", ""), row["prediction"])
+    return [{"role": "user", "content": content}]
+
+
 def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None) -> dict:
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
+    paper = opts.compat is not None
+    if paper and judge_endpoint is None and not endpoint.offline:
+        judge_endpoint = endpoint  # the paper's script grades with the answering model
     templates = Templates.load()
-    items = build_items(files, opts, templates, endpoint.model)
+    if paper:
+        items = paper_protocol.build_items(files, opts.compat, opts.limit)
+    else:
+        items = build_items(files, opts, templates, endpoint.model)
     prices = Prices.load()
     pred_path = opts.out / "predictions.jsonl"
     done = {_key(r["chat"], r["qa_index"]) for r in read_jsonl(pred_path) if r.get("error") is None}
@@ -138,18 +177,21 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     opts.out.mkdir(parents=True, exist_ok=True)
     cache = open_cache(opts.use_cache)
     client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
+    # The paper's judge is re-asked on invalid JSON: a cached reply would only repeat itself.
+    judge_cache = None if paper else cache
     judge = (
-        LLMClient(judge_endpoint, concurrency=opts.concurrency, cache=cache, prices=prices) if judge_endpoint else None
+        LLMClient(judge_endpoint, concurrency=opts.concurrency, cache=judge_cache, prices=prices)
+        if judge_endpoint
+        else None
     )
     stemmer()  # import NLTK now: inside the event loop its ~2 s import would stall every request in flight
     started = time.perf_counter()
     with open(pred_path, "ab") as sink:
 
         async def finish(item: Item, c: Completion) -> None:
-            row = prediction_row(item, c, endpoint.label)
+            row = prediction_row(item, c, endpoint.label, raw=paper)
             if judge is not None and c.error is None:
-                verdict = await judge.complete(judge_messages(templates.judge, row), max_tokens=JUDGE_MAX_TOKENS)
-                apply_judgement(row, verdict, judge)
+                await judge_row(judge, row, templates.judge, paper)
             sink.write(orjson.dumps(row) + b"\n")
             sink.flush()
             if progress:
@@ -159,9 +201,16 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                 raise StopRun()
 
         jobs = [(it, it.messages) for it in todo]
-        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=ANSWER_MAX_TOKENS, also_close=[judge])
+        request = PAPER_ANSWER if paper else {"max_tokens": ANSWER_MAX_TOKENS}
+        stopped_for_cost = run_jobs(client, jobs, finish, also_close=[judge], **request)
     rows = read_jsonl(pred_path)
-    report = build_report(rows, probe_manifest(opts, endpoint.label, files, templates.hashes()))
+    m = probe_manifest(opts, endpoint.label, files, paper_protocol.prompt_hashes() if paper else templates.hashes())
+    if paper:
+        m["judge_model"] = judge.endpoint.label if judge else None
+        m["protocol"] = paper_protocol.describe(
+            opts.compat, m["judge_model"], endpoint.label, judge_given=opts.judge_model is not None
+        )
+    report = build_report(rows, m)
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": client.totals.requests,
@@ -192,9 +241,11 @@ def rescore(
     old_report = read_json(report_path) if report_path.exists() else {}
     rows = read_jsonl(pred_path)
     templates = Templates.load()
+    protocol = old_report.get("manifest", {}).get("protocol")
+    paper = protocol is not None  # a --compat paper run is judged with the paper's prompt again
     judge = None
     if judge_model:
-        cache = open_cache(use_cache)
+        cache = None if paper else open_cache(use_cache)
         endpoint = resolve_model(judge_model, base_url, api_key_env)
         judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load())
 
@@ -202,18 +253,22 @@ def rescore(
     for r in answered:
         score_row(r)
     if judge is not None:
-        jobs = [(r, judge_messages(templates.judge, r)) for r in answered]
+        jobs = [(r, paper_judge_messages(r) if paper else judge_messages(templates.judge, r)) for r in answered]
 
-        def judged(row: dict, c: Completion) -> None:
-            apply_judgement(row, c, judge)
+        async def judged(row: dict, c: Completion) -> None:
+            await judge_row(judge, row, templates.judge, paper, first=c)
             if progress:
                 progress(row, judge.totals)
 
-        run_jobs(judge, jobs, judged, max_tokens=JUDGE_MAX_TOKENS)
+        request = PAPER_JUDGE if paper else {"max_tokens": JUDGE_MAX_TOKENS}
+        run_jobs(judge, jobs, judged, **request)
     write_jsonl(pred_path, rows)
     m = old_report.get("manifest", {})
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
-    m["prompts"] = {**m.get("prompts", {}), "probe_judge.txt": text_hash(templates.judge)}
+    if paper and judge is not None:
+        protocol["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
+    elif judge is not None:
+        m["prompts"] = {**m.get("prompts", {}), "probe_judge.txt": text_hash(templates.judge)}
     m["rescored_with"] = command_line()
     report = build_report(rows, m)
     report["run"] = old_report.get("run", {})
@@ -229,9 +284,10 @@ def score_row(row: dict) -> None:
     row["f1_date_normalised"] = date_normalised_f1(*args)
 
 
-def prediction_row(item: Item, c: Completion, model: str) -> dict:
+def prediction_row(item: Item, c: Completion, model: str, raw: bool = False) -> dict:
+    """One predictions line; `raw` keeps the reply unstripped as the paper's script does."""
     qa = item.qa
-    prediction = pick_option(c.text, item.options) if item.options else c.text.strip()
+    prediction = pick_option(c.text, item.options) if item.options else c.text if raw else c.text.strip()
     # LoCoMo's adversarial gold is the trap, not the answer: it keeps its own name.
     gold_field = "adversarial_answer" if item.chat.dataset == "locomo" and qa.category == 5 else "answer"
     evidence = resolve_evidence(item.chat, qa.evidence)

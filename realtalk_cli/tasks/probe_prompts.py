@@ -60,27 +60,20 @@ def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
     return f"DATE: {s.date_time}\nCONVERSATION:\n" + "\n".join(render_message(m) for m in s.messages)
 
 
-def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int], official: bool = False) -> str:
-    """Sessions oldest first, each once; `official` mimics the paper's script instead.
-
-    The paper's script (not published; behaviour as recorded in shared/FORMAT.md) takes every key that
-    contains "session", so session N comes once for `session_N` and again for `events_session_N`, and
-    it lists the sessions newest first.
-    """
-    if official:
-        return "\n\n".join(render_session(chat, n, mode) for n in reversed(numbers) for _ in range(2))
+def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int]) -> str:
+    """Sessions oldest first, each once (the paper's own layout is in paper_protocol.py)."""
     return "\n\n".join(render_session(chat, n, mode) for n in numbers)
 
 
-def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int, official: bool = False) -> tuple[str, int]:
+def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int) -> tuple[str, int]:
     """The context, keeping the most recent sessions when the whole chat exceeds `budget` tokens."""
     numbers = [s.number for s in chat.sessions if s.messages or mode == "events"]
-    text = render_sessions(chat, mode, numbers, official)
+    text = render_sessions(chat, mode, numbers)
     dropped = 0
     while len(numbers) > 1 and count_tokens(text, model)[0] > budget:
         numbers = numbers[1:]
         dropped += 1
-        text = render_sessions(chat, mode, numbers, official)
+        text = render_sessions(chat, mode, numbers)
     return text, dropped
 
 
@@ -134,9 +127,7 @@ def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, mod
         chat = load_chat(path)
         full_context, dropped = ("", 0)
         if opts.context in ("full", "events"):
-            full_context, dropped = fit_sessions(
-                chat, opts.context, model_name, opts.max_context_tokens, official=opts.compat == "official"
-            )
+            full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
         index = None
         if opts.context == "retrieval":
             index = BM25([m.clean_text + " " + (m.blip_caption or "") for m in chat.messages()])

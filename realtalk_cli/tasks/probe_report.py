@@ -70,6 +70,16 @@ def build_report(rows: list[dict], manifest: dict) -> dict:
     }
 
 
+def _protocol_lines(protocol: dict | None) -> list[str]:
+    if not protocol:
+        return ["- protocol: realtalk's own (see README: our protocol and the paper's)"]
+    return [
+        f"- protocol: the paper's (`--compat {protocol['compat']}`, {protocol['source']})",
+        f"  - sessions: {protocol['sessions']}; speaker order: {protocol['speaker_order']}",
+        f"  - request parameters: {protocol['request_parameters']}; judge: {protocol['judge']}",
+    ]
+
+
 def report_markdown(report: dict) -> str:
     m = report["manifest"]
     lines = [
@@ -78,6 +88,7 @@ def report_markdown(report: dict) -> str:
         f"- model: `{m.get('model')}`",
         f"- judge: `{m.get('judge_model') or 'none'}`",
         f"- context: {m.get('parameters', {}).get('context')}",
+        *_protocol_lines(m.get("protocol")),
         f"- prompts: {m.get('prompts')}",
         "",
         "| chat | category | count | F1 | F1 (dates normalised) | judge |",
