@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/probe.py
 	$(PY) bench/analyze.py
 	$(PY) bench/simulate.py
+	$(PY) bench/report.py
 
 lint: install
 	$(VENV)/bin/ruff check realtalk_cli tests bench data
