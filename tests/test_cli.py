@@ -24,11 +24,36 @@ def test_version():
     assert result.output.strip() == f"realtalk {__version__}"
 
 
-@pytest.mark.parametrize("command", ["convert", "validate", "download", "probe", "simulate"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "convert",
+        "validate",
+        "download",
+        "probe",
+        "simulate",
+        "report",
+        "probe rescore",
+        "probe show",
+        "simulate export-sft",
+    ],
+)
 def test_every_command_has_help_with_an_example(command: str):
-    result = run(command, "--help")
+    result = run(*command.split(), "--help")
     assert result.exit_code == 0
     assert "Example" in result.output
+    assert run(*command.split(), "-h").output == result.output
+    # Flags show no Python types or <bool> placeholders; sub-commands have their own usage line.
+    assert "<bool>" not in result.output and "<int>" not in result.output and "list[" not in result.output
+    assert f"Usage: root {command}" in result.output
+
+
+def test_subcommands_and_the_default_run_command_share_the_group():
+    shown = run("probe", "show", "--help").output
+    assert "--wrong" in shown and "--category" in shown and "--judge-model" not in shown
+    assert "--judge-model" in run("probe", "rescore", "--help").output
+    assert "--speaker" in run("simulate", "export-sft", "--help").output
+    assert "--install-completion" in run("--help").output
 
 
 def test_convert_writes_beside_the_sheet_and_refuses_to_overwrite(tmp_path: Path):

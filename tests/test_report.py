@@ -173,3 +173,24 @@ def test_probe_html_writes_the_explorer_into_the_run_directory(tmp_path, monkeyp
     run = offline_run(tmp_path / "run", "--html")
     page = (run / "report.html").read_text()
     assert "Ana" in page and "When did Ana take Miso to the vet?" in page and "<script src" not in page
+
+
+def test_probe_show_prints_selected_questions_with_their_evidence(two_runs):
+    from realtalk_cli.data.formats import load_chat
+
+    chat = load_chat(SAMPLE_JSON)
+    run = str(two_runs[1])
+    result = runner.invoke(app, ["probe", "show", run, "--category", "temporal"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "2 questions" in result.output and chat.qa[2].question in result.output
+    vet = chat.resolve(chat.qa[2].evidence[0])
+    assert vet.clean_text[:40] in result.output.replace("\n", " ") and vet.date_time in result.output
+    assert "[retrieved]" in result.output or "[not retrieved]" in result.output
+    items = json.loads(runner.invoke(app, ["probe", "show", run, "--question", "0", "--json"]).output)
+    assert [i["qa_index"] for i in items] == [0] and items[0]["evidence"][0]["speaker"] in chat.speakers
+    wrong = json.loads(runner.invoke(app, ["probe", "show", run, "--wrong", "--json"]).output)
+    assert {i["qa_index"] for i in wrong} == {r["qa_index"] for r in rows(two_runs[1]) if r["f1"] < 0.5}
+    bad = runner.invoke(app, ["probe", "show", run, "--category", "nonsense"])
+    assert bad.exit_code == 2 and "no such category" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(app, ["probe", "show", run, "--chat", "Chat_X"])
+    assert bad.exit_code == 2 and "Chat_S_Ana_Ben" in bad.output

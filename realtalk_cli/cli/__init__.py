@@ -15,7 +15,8 @@ app = typer.Typer(
     help="Long-term conversation benchmarks on REALTALK and LoCoMo: convert, validate, analyze, simulate, probe, "
     "report.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,  # never print locals: they can hold API keys
     rich_markup_mode="markdown",
 )
@@ -39,9 +40,11 @@ def main_options(
     debug["on"] = debug_flag or bool(os.environ.get("REALTALK_DEBUG"))
 
 
-for group in (data, probe, simulate, report):
+for group in (data, report):
     for command in group.app.registered_commands:
         app.registered_commands.append(command)
+app.add_typer(probe.app, name="probe")
+app.add_typer(simulate.app, name="simulate")
 app.add_typer(analyze.app, name="analyze")
 
 

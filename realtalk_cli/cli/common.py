@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import click
 import orjson
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from realtalk_cli.errors import RealtalkError
 
@@ -25,7 +27,7 @@ debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 # --- shared option declarations ------------------------------------------------------------------
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="provider:model, an OpenAI model, or offline:NAME.")]
-OutDir = Annotated[Path | None, typer.Option("--out", help="Run directory for predictions and reports.")]
+OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Run directory for predictions and reports.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")]
 ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")]
@@ -38,12 +40,67 @@ HfModels = Annotated[
 ]
 
 
-def concurrency_option(default_note: str = "") -> object:
-    return typer.Option("--concurrency", help=f"Requests in flight at once{default_note}.")
+def concurrency_option(note: str = "", default: str | None = None) -> object:
+    """`default` is shown for options whose real default is None (so that --config can fill them)."""
+    return typer.Option("--concurrency", help=f"Requests in flight at once{note}.", show_default=default or True)
 
 
 def fail_under_option(score: str) -> object:
     return typer.Option("--fail-under", help=f"Exit 1 when {score} is below this.")
+
+
+# --- help text ---------------------------------------------------------------------------------
+# Typer's help prints Python types (`<bool>` after a flag, `<Path>`, `list[Path]`) and arguments as
+# `{run_dir}`. Ours shows what a shell user types: nothing after a flag, INTEGER/TEXT/PATH/[a|b] after
+# an option, and arguments as RUN_DIR or CHATS... (click's own conventions).
+
+
+def _option_value_name(self: TyperOption, ctx: click.Context) -> str | None:
+    if self.is_flag or self.count:
+        return None
+    if self.metavar is not None:
+        return self.metavar
+    desc = self.type_descriptor
+    if desc.is_choice:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices or ())
+    if desc.is_path:
+        return "PATH"
+    label = self.display_type(ctx)  # "<int>", "<float>", "<str>", "<list[int]>"...
+    for python, shown in (("int", "INTEGER"), ("float", "NUMBER"), ("str", "TEXT")):
+        if python in label:
+            return shown
+    return "VALUE"
+
+
+def _argument_name(self: TyperArgument) -> str:
+    return self.metavar or (self.name or "").upper()
+
+
+def _argument_usage(self: TyperArgument) -> str:
+    name = _argument_name(self) + ("..." if self.nargs != 1 else "")
+    return name if self.required else f"[{name}]"
+
+
+TyperOption.display_type_rich = _option_value_name
+TyperArgument.display_type_rich = lambda self, ctx: None
+TyperArgument.display_name_raw = property(_argument_name)
+TyperArgument._usage_display_name = _argument_usage
+
+
+class DefaultGroup(TyperGroup):
+    """A command group that runs its `run` command when the first argument names no other sub-command, so
+    `realtalk probe CHAT... --model M` is `realtalk probe run CHAT... --model M` while `probe rescore` and
+    `probe show` are real sub-commands with their own help."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[run] ARGS... | COMMAND [ARGS]...")
 
 
 # --- errors, output, progress --------------------------------------------------------------------

@@ -26,7 +26,7 @@ app = typer.Typer()
 def convert(
     source: Annotated[Path, typer.Argument(help="A raw chat export (.xlsx) or a directory of them.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output .json (or directory for a directory).")
+        Path | None, typer.Option("--out", "-o", "--output", help="Output .json (or directory for a directory).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     images_dir: Annotated[

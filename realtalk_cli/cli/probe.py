@@ -1,4 +1,4 @@
-"""`probe`: memory probing, and `probe rescore`."""
+"""`probe`: memory probing (`probe [run]`), `probe rescore` and `probe show`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from realtalk_cli.cli.common import (
     ApiKeyEnv,
     AsJson,
     BaseUrl,
+    DefaultGroup,
     DryRun,
     MaxCost,
     Model,
@@ -26,29 +27,35 @@ from realtalk_cli.cli.common import (
     print_plan,
     progress,
 )
-from realtalk_cli.errors import RealtalkError
 
-app = typer.Typer()
+app = typer.Typer(
+    cls=DefaultGroup,
+    no_args_is_help=True,
+    help="Memory probing: `realtalk probe CHAT... --model M --out DIR` runs it (the `run` command); "
+    "`probe rescore` scores a run again; `probe show` prints its questions with their evidence.\n\n"
+    "Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`",
+)
+Html = Annotated[
+    bool, typer.Option("--html", help="Also write report.html, the question explorer, into the run directory.")
+]
 
 
-@app.command()
+@app.command("run")
 @handles_errors
 def probe(
-    chats: Annotated[
-        list[Path] | None, typer.Argument(help="Chat files or directories; or `rescore RUN_DIR`.", show_default=False)
-    ] = None,
+    chats: Annotated[list[Path] | None, typer.Argument(help="Chat files or directories.", show_default=False)] = None,
     model: Model = None,
     out_dir: OutDir = None,
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
     context: Annotated[str | None, typer.Option("--context", help="full (default), retrieval or events.")] = None,
     top_k: Annotated[
-        int | None, typer.Option("--top-k", help="Messages retrieved with --context retrieval [10].")
+        int | None, typer.Option("--top-k", help="Messages retrieved with --context retrieval.", show_default="10")
     ] = None,
-    concurrency: Annotated[int | None, concurrency_option(" [8]")] = None,
+    concurrency: Annotated[int | None, concurrency_option(default="8")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
     skip_adversarial: Annotated[bool | None, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = None,
     max_context_tokens: Annotated[
-        int | None, typer.Option("--max-context-tokens", help="Context budget [120000].")
+        int | None, typer.Option("--max-context-tokens", help="Context budget.", show_default="120000")
     ] = None,
     compat: Annotated[
         str | None,
@@ -68,28 +75,17 @@ def probe(
     base_url: BaseUrl = None,
     api_key_env: ApiKeyEnv = None,
     no_cache: NoCache = False,
-    html: Annotated[
-        bool, typer.Option("--html", help="Also write report.html, the question explorer, into the run directory.")
-    ] = False,
+    html: Html = False,
     as_json: AsJson = False,
 ) -> None:
     """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
 
     Re-running the same command resumes: answered questions are skipped, failed ones are asked again.
-    `realtalk probe rescore RUN_DIR --judge-model M` scores saved predictions again without asking the model.
+    `realtalk probe CHAT...` and `realtalk probe run CHAT...` are the same command.
 
     Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
     """
-    from realtalk_cli.tasks.probe import probe_settings, rescore, run_probe
-
-    if chats and str(chats[0]) == "rescore" and not chats[0].exists():
-        if len(chats) != 2:
-            raise RealtalkError("usage: realtalk probe rescore RUN_DIR [--judge-model MODEL]")
-        with progress("rescore", as_json) as show:
-            report = rescore(chats[1], judge_model, concurrency or 8, base_url, api_key_env, not no_cache, show)
-        _write_html(chats[1], html, as_json)
-        _finish_probe(report, chats[1], as_json, fail_under)
-        return
+    from realtalk_cli.tasks.probe import probe_settings, run_probe
 
     given = {
         "chats": chats,
@@ -118,6 +114,88 @@ def probe(
         report = run_probe(files, opts, progress=show)
     _write_html(opts.out, html, as_json, files)
     _finish_probe(report, opts.out, as_json, fail_under)
+
+
+@app.command("rescore")
+@handles_errors
+def probe_rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A probe run directory.", show_default=False)],
+    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
+    concurrency: Annotated[int, concurrency_option()] = 8,
+    fail_under: Annotated[float | None, fail_under_option("the overall F1")] = None,
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
+    no_cache: NoCache = False,
+    html: Html = False,
+    as_json: AsJson = False,
+) -> None:
+    """Score a run's saved predictions again (F1, and the judge when --judge-model is given) without asking
+    the answering model; rewrites predictions.jsonl, report.json and report.md in the run directory.
+
+    Example: `realtalk probe rescore runs/bm25 --judge-model gpt-4o-mini`
+    """
+    from realtalk_cli.tasks.probe import rescore
+
+    with progress("rescore", as_json) as show:
+        report = rescore(run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show)
+    _write_html(run_dir, html, as_json)
+    _finish_probe(report, run_dir, as_json, fail_under)
+
+
+@app.command("show")
+@handles_errors
+def probe_show(
+    run_dir: Annotated[Path, typer.Argument(help="A probe run directory.", show_default=False)],
+    wrong: Annotated[bool, typer.Option("--wrong", help="Only questions with F1 under --threshold.")] = False,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Only this category: number or name (temporal).")
+    ] = None,
+    chat: Annotated[str | None, typer.Option("--chat", help="Only this chat (its file name without .json).")] = None,
+    question: Annotated[int | None, typer.Option("--question", help="Only question N (0-based, per chat).")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="F1 below this counts as wrong.")] = 0.5,
+    chat_files: Annotated[
+        list[Path] | None, typer.Option("--chats", help="Chat files, when the paths in the run's manifest moved.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Print a run's questions: question, gold, prediction, scores, and the evidence messages with dates.
+
+    Example: `realtalk probe show runs/bm25 --wrong --category temporal`
+    """
+    from realtalk_cli.report.show import show_questions
+
+    items, warnings = show_questions(run_dir, wrong, category, chat, question, threshold, chat_files)
+    if as_json:
+        print_json(items)
+        return
+    for w in warnings:
+        err.print(f"note: {w}", soft_wrap=False)
+    for item in items:
+        _print_question(item)
+    out.print(f"{len(items)} questions")
+
+
+def _print_question(item: dict) -> None:
+    from rich.markup import escape
+
+    def score(v) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    out.rule(f"{item['chat']} · question {item['qa_index']} · {item['category']}", align="left")
+    out.print(f"[bold]Q:[/bold] {escape(item['question'])}")
+    out.print(f"[bold]gold:[/bold] {escape(str(item['gold']))}")
+    out.print(f"[bold]prediction:[/bold] {escape(str(item['prediction']))}")
+    out.print(
+        f"F1 {score(item['f1'])} · date-normalised F1 {score(item['f1_date_normalised'])} · "
+        f"judge {score(item['judge_score'])}"
+    )
+    for e in item["evidence"]:
+        hit = "" if "retrieved" not in e else escape(" [retrieved]" if e["retrieved"] else " [not retrieved]")
+        if e["found"]:
+            out.print(f"  {e['id']}{hit} {escape(e['speaker'])}, {escape(e['date'])}: {escape(e['text'])}")
+        else:
+            why = "dangling id: no such message" if item["chat_file_found"] else "chat file not found"
+            out.print(f"  {escape(e['id'])}{hit} ({why})")
 
 
 def _write_html(run_dir: Path, wanted: bool, quiet: bool, chats: list[Path] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""`simulate`: persona simulation, and `simulate export-sft`."""
+"""`simulate`: persona simulation (`simulate [run]`), and `simulate export-sft`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from realtalk_cli.cli.common import (
     ApiKeyEnv,
     AsJson,
     BaseUrl,
+    DefaultGroup,
     DryRun,
     HfModels,
     MaxCost,
@@ -30,25 +31,35 @@ from realtalk_cli.cli.common import (
 )
 from realtalk_cli.errors import RealtalkError
 
-app = typer.Typer()
+app = typer.Typer(
+    cls=DefaultGroup,
+    no_args_is_help=True,
+    help="Persona simulation: `realtalk simulate CHAT... --model M --out DIR` runs it (the `run` command); "
+    "`simulate export-sft` writes a person's chat as fine-tuning data.\n\n"
+    "Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`",
+)
+Speaker = Annotated[str | None, typer.Option("--speaker", help="Only this participant (default: both).")]
+Sessions = Annotated[int, typer.Option("--sessions", help="Sessions of history in the prompt.")]
+Targets = Annotated[str, typer.Option("--targets", help="messages, or turns (merged messages).")]
 
 
-@app.command()
+@app.command("run")
 @handles_errors
 def simulate(
-    chats: Annotated[list[Path], typer.Argument(help="Chat files or directories; or `export-sft CHAT.json`.")],
+    chats: Annotated[list[Path], typer.Argument(help="Chat files or directories.")],
     model: Model = None,
     out_dir: OutDir = None,
-    speaker: Annotated[str | None, typer.Option("--speaker", help="Only this participant (default: both).")] = None,
-    sessions: Annotated[int, typer.Option("--sessions", help="Sessions of history in the prompt.")] = 3,
-    targets: Annotated[str, typer.Option("--targets", help="messages, or turns (merged messages).")] = "messages",
+    speaker: Speaker = None,
+    sessions: Sessions = 3,
+    targets: Targets = "messages",
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N targets.")] = None,
     concurrency: Annotated[int, concurrency_option()] = 8,
     dry_run: DryRun = False,
     max_cost: MaxCost = None,
     fail_under: Annotated[float | None, fail_under_option("the mean ROUGE-L")] = None,
     bertscore_model: Annotated[
-        str | None, typer.Option("--bertscore-model", help="Local model directory or name [roberta-large].")
+        str | None,
+        typer.Option("--bertscore-model", help="Local model directory or name.", show_default="roberta-large"),
     ] = None,
     bertscore_layers: Annotated[int | None, typer.Option("--bertscore-layers", help="Layer for the model.")] = None,
     no_bertscore: Annotated[bool, typer.Option("--no-bertscore", help="Skip BERTScore.")] = False,
@@ -58,27 +69,19 @@ def simulate(
     base_url: BaseUrl = None,
     api_key_env: ApiKeyEnv = None,
     no_cache: NoCache = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="export-sft: the training file.")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Persona simulation: a model continues each chat as one participant; scored against the real message.
 
     Scores per target, per speaker, then mean ± std over speakers: ROUGE-L, BERTScore F1, agreement on
     EI labels (reflective, grounding, sentiment, emotion) and |intimacy|, |empathy| differences.
-    `realtalk simulate export-sft CHAT.json --speaker NAME -o train.jsonl` writes a person's other chat
-    as chat fine-tuning data.
+    `realtalk simulate CHAT...` and `realtalk simulate run CHAT...` are the same command.
 
     Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`
     """
     from realtalk_cli.analysis.ei_hf import parse_hf_models
-    from realtalk_cli.tasks.simulate import SimulateOptions, export_sft, run_simulate
+    from realtalk_cli.tasks.simulate import SimulateOptions, run_simulate
 
-    if chats and str(chats[0]) == "export-sft" and not chats[0].exists():
-        if len(chats) != 2 or not speaker or output is None:
-            raise RealtalkError("usage: realtalk simulate export-sft CHAT.json --speaker NAME -o train.jsonl")
-        n = export_sft(chats[1], speaker, output, sessions, targets)
-        out.print(f"wrote {n} training examples to {output}")
-        return
     if not model or out_dir is None:
         raise RealtalkError("--model and --out are required")
     opts = SimulateOptions(
@@ -113,6 +116,27 @@ def simulate(
     if fail_under is not None and (rouge is None or rouge < fail_under):
         err.print(f"mean ROUGE-L {rouge} is under --fail-under {fail_under}")
         raise typer.Exit(1)
+
+
+@app.command("export-sft")
+@handles_errors
+def simulate_export_sft(
+    chat: Annotated[Path, typer.Argument(help="The chat to turn into training data.", show_default=False)],
+    speaker: Annotated[str, typer.Option("--speaker", help="The participant the model learns to be.")],
+    output: Annotated[Path, typer.Option("--out", "-o", "--output", help="The training file (JSONL).")],
+    sessions: Sessions = 3,
+    targets: Targets = "messages",
+) -> None:
+    """Write one person's messages in a chat as chat fine-tuning examples (history, then their reply).
+
+    Train on a person's other chats, then simulate them on the held-out one.
+
+    Example: `realtalk simulate export-sft Chat_2_Kevin_Elise.json --speaker Elise -o elise.jsonl`
+    """
+    from realtalk_cli.tasks.simulate import export_sft
+
+    n = export_sft(chat, speaker, output, sessions, targets)
+    out.print(f"wrote {n} training examples to {output}")
 
 
 def _print_simulate_report(report: dict, run_dir: Path) -> None:

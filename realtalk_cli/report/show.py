@@ -1,0 +1,73 @@
+"""`probe show`: the questions of one run, selected (wrong, category, chat, question), with their evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.report.explorer import evidence_ids, find_chats
+from realtalk_cli.report.leaderboard import category_of
+from realtalk_cli.report.runs import load_run
+
+
+def _category_matches(row: dict, wanted: str) -> bool:
+    wanted = wanted.strip().lower()
+    return wanted in (str(row.get("category")), str(row.get("category_name") or "").lower(), category_of(row).lower())
+
+
+def show_questions(
+    run_dir: Path,
+    wrong: bool = False,
+    category: str | None = None,
+    chat: str | None = None,
+    question: int | None = None,
+    threshold: float = 0.5,
+    chat_files: list[Path] | None = None,
+) -> tuple[list[dict], list[str]]:
+    """The selected questions with everything needed to judge an answer; plus warnings (chat files missing)."""
+    run = load_run(run_dir)
+    if run.kind != "probe":
+        raise RealtalkError(f"{run_dir}: a simulate run; `probe show` reads probe runs")
+    rows = sorted(run.rows, key=lambda r: (r["chat"], r["qa_index"]))
+    if chat is not None:
+        names = sorted({r["chat"] for r in rows})
+        if chat not in names:
+            raise RealtalkError(f"--chat {chat}: not in this run (chats: {', '.join(names)})")
+        rows = [r for r in rows if r["chat"] == chat]
+    if category is not None:
+        known = sorted({category_of(r) for r in run.rows})
+        rows = [r for r in rows if _category_matches(r, category)]
+        if not rows and not any(_category_matches(r, category) for r in run.rows):
+            raise RealtalkError(f"--category {category}: no such category in this run ({', '.join(known)})")
+    if question is not None:
+        rows = [r for r in rows if r["qa_index"] == question]
+    if wrong:
+        rows = [r for r in rows if isinstance(r.get("f1"), (int, float)) and r["f1"] < threshold]
+    chats, warnings = find_chats([run], chat_files or [])
+    items = []
+    for r in rows:
+        index = chats[r["chat"]].message_index() if r["chat"] in chats else None
+        retrieved = r.get("retrieved") if isinstance(r.get("retrieved"), list) else None
+        evidence = []
+        for i in evidence_ids(r):
+            m = index.get(i) if index is not None else None
+            entry = {"id": i, "found": m is not None}
+            if m is not None:
+                entry.update(speaker=m.speaker, date=m.date_time, text=m.clean_text)
+            if retrieved is not None:
+                entry["retrieved"] = i in retrieved
+            evidence.append(entry)
+        items.append({
+            "chat": r["chat"],
+            "qa_index": r["qa_index"],
+            "category": category_of(r),
+            "question": r["question"],
+            "gold": r.get("answer"),
+            "prediction": r.get("prediction"),
+            "f1": r.get("f1"),
+            "f1_date_normalised": r.get("f1_date_normalised"),
+            "judge_score": r.get("judge_score"),
+            "evidence": evidence,
+            "chat_file_found": index is not None,
+        })
+    return items, warnings
