@@ -184,7 +184,7 @@ def test_probe_show_prints_selected_questions_with_their_evidence(two_runs):
     assert result.exit_code == 0, result.output
     assert "2 questions" in result.output and chat.qa[2].question in result.output
     vet = chat.resolve(chat.qa[2].evidence[0])
-    assert vet.clean_text[:40] in result.output.replace("\n", " ") and vet.date_time in result.output
+    assert " ".join(vet.clean_text.split()) in " ".join(result.output.split()) and vet.date_time in result.output
     assert "[retrieved]" in result.output or "[not retrieved]" in result.output
     items = json.loads(runner.invoke(app, ["probe", "show", run, "--question", "0", "--json"]).output)
     assert [i["qa_index"] for i in items] == [0] and items[0]["evidence"][0]["speaker"] in chat.speakers
