@@ -3,10 +3,14 @@
 Faults are consumed one per request. Besides transport faults ("429", "500", "drop") it misbehaves the
 ways real endpoints and proxies do while answering 200: see BAD_REPLIES, plus "endless" (a body that never
 ends), "huge" (20 MB), "trickle" (one byte per second) and "echo_key" (a 400 quoting the caller's key).
+With `prefix_cache` it behaves as OpenAI's automatic prompt caching: a prompt whose first 1,024 or more
+tokens (here: words) repeat a prompt already answered reports them, in 128-token steps, as
+`usage.prompt_tokens_details.cached_tokens`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -75,6 +79,34 @@ class FakeLLM:
     requests: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)  # ends endless and trickling replies
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most chat-completion requests the server held at once
+    record: bool = True  # keep every request body in `requests` (a long benchmark turns it off)
+    prefix_cache: bool = False
+    cached_prefixes: set[bytes] = field(default_factory=set)
+
+    def prompt_words(self, body: dict) -> list[str]:
+        return [w for m in body["messages"] for w in _text(m["content"]).split()]
+
+    def cached_tokens(self, words: list[str]) -> int:
+        """The longest answered prefix, in 128-word steps from 1,024; answered prompts are remembered."""
+        if not self.prefix_cache:
+            return 0
+        cached, digests, h = 0, [], hashlib.sha1()
+        for end in range(128, len(words) + 1, 128):
+            h.update(" ".join(words[end - 128 : end]).encode() + b" ")
+            digests.append(h.digest())
+            if end >= 1024 and digests[-1] in self.cached_prefixes:
+                cached = end
+        return cached
+
+    def remember(self, words: list[str]) -> None:
+        if self.prefix_cache:
+            h = hashlib.sha1()
+            with self.lock:
+                for end in range(128, len(words) + 1, 128):
+                    h.update(" ".join(words[end - 128 : end]).encode() + b" ")
+                    self.cached_prefixes.add(h.digest())
 
 
 class _Server(ThreadingHTTPServer):
@@ -159,7 +191,17 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 return
             with fake.lock:
                 fault = fake.faults.pop(0) if fake.faults else None
-                fake.requests.append(body)
+                if fake.record:
+                    fake.requests.append(body)
+                fake.in_flight += 1
+                fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+            try:
+                self._complete(body, fault)
+            finally:
+                with fake.lock:
+                    fake.in_flight -= 1
+
+        def _complete(self, body: dict, fault: str | None) -> None:
             if fake.latency_s:
                 time.sleep(fake.latency_s)
             if fault == "429":
@@ -183,7 +225,10 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 self._misbehave(fault)
                 return
             text = fake.reply(body)
-            prompt_tokens = sum(len(_text(m["content"]).split()) for m in body["messages"])
+            words = fake.prompt_words(body)
+            prompt_tokens = len(words)
+            cached_tokens = fake.cached_tokens(words)
+            fake.remember(words)
             self._send(
                 200,
                 {
@@ -198,6 +243,7 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                         "prompt_tokens": prompt_tokens,
                         "completion_tokens": len(text.split()),
                         "total_tokens": prompt_tokens + len(text.split()),
+                        "prompt_tokens_details": {"cached_tokens": cached_tokens},
                     },
                 },
             )

@@ -146,9 +146,13 @@ def print_plan(plan: dict, unit: str, as_json: bool) -> None:
         return
     cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
     estimated = "" if plan.get("tokens_exact", True) else ", estimated: no tokenizer for this model"
+    cached = plan.get("cached_tokens_estimate") or 0
+    cached_note = f", ~{cached} of them likely served from the provider's prompt cache" if cached else ""
+    batch_note = " at batch prices" if plan.get("batch") else ""
     out.print(
         f"dry run: {plan['requests']} requests ({plan['already_done']} already done), {plan['prompt_tokens']} prompt "
-        f"tokens ({plan[f'prompt_tokens_per_{unit}']} per {unit}{estimated}), estimated cost {cost}",
+        f"tokens ({plan[f'prompt_tokens_per_{unit}']} per {unit}{estimated}{cached_note}), "
+        f"estimated cost {cost}{batch_note}",
         soft_wrap=True,
     )
 

@@ -51,7 +51,9 @@ def probe(
     top_k: Annotated[
         int | None, typer.Option("--top-k", help="Messages retrieved with --context retrieval.", show_default="10")
     ] = None,
-    concurrency: Annotated[int | None, concurrency_option(default="8")] = None,
+    concurrency: Annotated[
+        int | None, concurrency_option(", answer and judge requests counted together", default="8")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
     skip_adversarial: Annotated[bool | None, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = None,
     max_context_tokens: Annotated[
@@ -246,6 +248,7 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         return
     out.print(
         f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
+        f"{report['overall'].get('cached_tokens', 0)} prompt tokens from the provider's cache, "
         f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
         soft_wrap=True,
     )

@@ -1,11 +1,18 @@
-"""A response cache on disk (SQLite), keyed by everything that changes the answer and nothing secret."""
+"""A response cache on disk (SQLite), keyed by everything that changes the answer and nothing secret.
+
+Writes go through a background thread that commits them in batches: a commit costs milliseconds, and
+on the event loop every request in flight would wait for it. A response put and not yet written is
+already served by `get`; `close` writes everything still pending.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import sqlite3
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +55,9 @@ def _warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
 
 
+_STOP = object()
+
+
 class ResponseCache:
     """Only validated replies go in; a row that does not look like one is ignored on the way out."""
 
@@ -56,21 +66,30 @@ class ResponseCache:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a power cut may lose the last commits
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT, prompt_tokens INTEGER,"
             " completion_tokens INTEGER, created REAL DEFAULT (unixepoch('subsec')))"
         )
+        self._lock = threading.Lock()
+        self._pending: dict[str, CachedResponse] = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="response-cache", daemon=True)
+        self._writer.start()
 
     def get(self, key: str) -> CachedResponse | None:
-        if self._db is None:
-            return None
-        try:
-            row = self._db.execute(
-                "SELECT text, prompt_tokens, completion_tokens FROM responses WHERE key = ?", (key,)
-            ).fetchone()
-        except sqlite3.Error as e:
-            self._give_up(e)
-            return None
+        if (pending := self._pending.get(key)) is not None:
+            return pending
+        with self._lock:
+            if self._db is None:
+                return None
+            try:
+                row = self._db.execute(
+                    "SELECT text, prompt_tokens, completion_tokens FROM responses WHERE key = ?", (key,)
+                ).fetchone()
+            except sqlite3.Error as e:
+                self._give_up(e)
+                return None
         if not row or not isinstance(row[0], str) or not row[0].strip():
             return None
         if not all(type(n) is int and n >= 0 for n in row[1:]):
@@ -80,20 +99,45 @@ class ResponseCache:
     def put(self, key: str, response: CachedResponse) -> None:
         if self._db is None:
             return
-        try:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses (key, text, prompt_tokens, completion_tokens) VALUES (?, ?, ?, ?)",
-                (key, response.text, response.prompt_tokens, response.completion_tokens),
-            )
-        except sqlite3.Error as e:
-            self._give_up(e)
+        self._pending[key] = response
+        self._queue.put(key)
+
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            keys = [self._queue.get()]
+            while not self._queue.empty():
+                keys.append(self._queue.get())
+            stop = _STOP in keys
+            rows = [(k, r.text, r.prompt_tokens, r.completion_tokens) for k in keys if (r := self._pending.get(k))]
+            with self._lock:
+                if rows and self._db is not None:
+                    try:
+                        self._db.execute("BEGIN")
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO responses (key, text, prompt_tokens, completion_tokens)"
+                            " VALUES (?, ?, ?, ?)",
+                            rows,
+                        )
+                        self._db.execute("COMMIT")
+                    except sqlite3.Error as e:
+                        self._give_up(e)
+            for k, *_ in rows:
+                self._pending.pop(k, None)
 
     def _give_up(self, error: Exception) -> None:
         # A full disk or a cache made read-only mid-run costs the cache, never the run.
         _warn(f"response cache {self.path} failed ({error}); continuing without the cache")
-        self.close()
+        self._close_db()
 
-    def close(self) -> None:
+    def _close_db(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(_STOP)
+            self._writer.join()
+        with self._lock:
+            self._close_db()

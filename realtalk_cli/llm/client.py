@@ -1,13 +1,15 @@
 """One provider-agnostic LLM client: the official `openai` SDK against any OpenAI-compatible endpoint.
 
 It knows nothing of chats. It adds, around a single chat-completion call: a response cache, retries
-with exponential backoff and jitter (honouring Retry-After), a concurrency limit, and usage
-accounting (tokens, latency, cost). Offline models (`offline:...`) answer without network or key.
+with exponential backoff and jitter (honouring Retry-After), a concurrency limit (a Limiter that
+several clients of one run can share), and usage accounting (tokens, prompt tokens the provider served
+from its prompt cache, latency, cost). Offline models (`offline:...`) answer without network or key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import re
@@ -20,6 +22,7 @@ import orjson
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.cache import CachedResponse, ResponseCache, cache_key
 from realtalk_cli.llm.providers import LOCAL_MODELS, Endpoint, Prices
+from realtalk_cli.llm.scheduler import ANSWER, Limiter
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -33,9 +36,10 @@ MAX_USAGE_TOKENS = 10_000_000  # more than any context window: a broken counter,
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, served from the provider's prompt cache (usage details)
     cost_usd: float = 0.0
     latency_s: float = 0.0
-    cached: bool = False
+    cached: bool = False  # answered from our response cache: nothing sent, nothing billed
     retries: int = 0
     estimated: bool = False  # token counts are estimates, not the API's
 
@@ -44,6 +48,7 @@ class Usage:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
             "cost_usd": self.cost_usd,
             "latency_s": round(self.latency_s, 4),
             "retries": self.retries,
@@ -66,6 +71,7 @@ class Totals:
     retries: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     cost_usd: float = 0.0
 
     def add(self, c: Completion) -> None:
@@ -75,6 +81,7 @@ class Totals:
         self.retries += c.usage.retries
         self.prompt_tokens += c.usage.prompt_tokens
         self.completion_tokens += c.usage.completion_tokens
+        self.cached_tokens += c.usage.cached_tokens
         self.cost_usd += c.usage.cost_usd
 
 
@@ -94,6 +101,9 @@ class LLMClient:
         backoff_s: float = 1.0,
         prices: Prices | None = None,
         max_reply_bytes: int = MAX_REPLY_BYTES,
+        limiter: Limiter | None = None,
+        priority: int = ANSWER,
+        share_connections_with: LLMClient | None = None,
     ):
         self.endpoint = endpoint
         self.cache = cache
@@ -101,13 +111,27 @@ class LLMClient:
         self.backoff_s = backoff_s
         self.prices = prices or Prices()
         self.totals = Totals()
-        self._semaphore = asyncio.Semaphore(max(1, concurrency))
+        self.limiter = limiter or Limiter(concurrency)
+        self.priority = priority
         self._sdk = None
         self._timeout_s = timeout_s
         self.max_reply_bytes = max_reply_bytes
         self._api_key = ""
         self._reached = False  # an endpoint never reached is a configuration error, not a transient fault
-        if not endpoint.offline:
+        self._owns_sdk = True
+        other = share_connections_with
+        if (
+            other is not None
+            and other._sdk is not None
+            and (other.endpoint.base_url, other.endpoint.api_key_env)
+            == (
+                endpoint.base_url,
+                endpoint.api_key_env,
+            )
+        ):
+            # One connection pool for both models of a run (answer and judge at the same endpoint).
+            self._sdk, self._owns_sdk, self._api_key = other._sdk, False, other._api_key
+        elif not endpoint.offline:
             self._sdk = self._make_sdk()
 
     def _make_sdk(self):
@@ -136,12 +160,14 @@ class LLMClient:
         """One chat completion; a parameter given as None is left out of the request (the provider's default)."""
         params = {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format}
         params = {k: v for k, v in params.items() if v is not None}
-        key = cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
+        key = ""  # hashing a long prompt costs; only when there is a cache
+        if self.cache is not None:
+            key = cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             c = Completion(hit.text, Usage(hit.prompt_tokens, hit.completion_tokens, cached=True))
             self.totals.add(c)
             return c
-        async with self._semaphore:
+        async with self.limiter.slot(self.priority):
             c = await self._call(messages, params)
         if c.error is None and self.cache is not None:
             self.cache.put(key, CachedResponse(c.text, c.usage.prompt_tokens, c.usage.completion_tokens))
@@ -197,11 +223,14 @@ class LLMClient:
                 usage.latency_s = time.perf_counter() - start
                 if reply.prompt_tokens is not None:
                     usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
+                    usage.cached_tokens = reply.cached_tokens
                 else:
                     usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
                     usage.completion_tokens, _ = count_tokens(reply.text, self.endpoint.model)
                     usage.estimated = True
-                usage.cost_usd = self.prices.cost(self.endpoint.model, usage.prompt_tokens, usage.completion_tokens)
+                usage.cost_usd = self.prices.cost(
+                    self.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+                )
                 return Completion(reply.text, usage)
             if attempt + 1 < self.max_attempts:
                 usage.retries += 1
@@ -229,7 +258,7 @@ class LLMClient:
         return redact(text, [self._api_key])
 
     async def aclose(self) -> None:
-        if self._sdk is not None:
+        if self._sdk is not None and self._owns_sdk:
             await self._sdk.close()
 
 
@@ -246,6 +275,7 @@ class Reply:
     text: str
     prompt_tokens: int | None  # None: the endpoint sent no usage
     completion_tokens: int | None
+    cached_tokens: int = 0
 
 
 def parse_reply(raw: bytes) -> Reply:
@@ -284,7 +314,14 @@ def parse_reply(raw: bytes) -> Reply:
         if type(n) is not int or not 0 <= n <= MAX_USAGE_TOKENS:
             raise BadReply(f"reply usage {name} is {n!r}, not a token count")
         counts.append(n)
-    return Reply(content, counts[0], counts[1])
+    return Reply(content, counts[0], counts[1], _cached_tokens(usage, counts[0]))
+
+
+def _cached_tokens(usage: dict, prompt_tokens: int) -> int:
+    """usage.prompt_tokens_details.cached_tokens; anything odd counts as nothing cached (billed in full)."""
+    details = usage.get("prompt_tokens_details")
+    n = details.get("cached_tokens") if isinstance(details, dict) else None
+    return n if type(n) is int and 0 <= n <= prompt_tokens else 0
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -309,18 +346,35 @@ def _retry_after(response) -> float | None:
 
 
 def dry_run_plan(
-    endpoint: Endpoint, prices: Prices, requests: list[list[dict]], already_done: int, unit: str, max_tokens: int
+    endpoint: Endpoint,
+    prices: Prices,
+    requests: list[list[dict]],
+    already_done: int,
+    unit: str,
+    max_tokens: int,
+    cached_tokens: list[int] | None = None,
+    batch: bool = False,
 ) -> dict:
-    """What a run would send, counted offline; the cost assumes every reply uses all of `max_tokens`."""
+    """What a run would send, counted offline; the cost assumes every reply uses all of `max_tokens`.
+
+    `cached_tokens` estimates, per request, the prompt tokens the provider's prompt cache would serve.
+    """
     counts = [count_message_tokens(messages, endpoint.model) for messages in requests]
     tokens = sum(n for n, _ in counts)
+    cached = sum(cached_tokens or [])
+    cost = prices.cost(endpoint.model, tokens, max_tokens * len(requests), cached, batch=batch)
     return {
         "requests": len(requests),
         "already_done": already_done,
         "prompt_tokens": tokens,
+        "cached_tokens_estimate": cached,
         "tokens_exact": all(exact for _, exact in counts),
         f"prompt_tokens_per_{unit}": round(tokens / len(requests), 1) if requests else 0,
-        "estimated_cost_usd": round(prices.cost(endpoint.model, tokens, max_tokens * len(requests)), 4),
+        "estimated_cost_usd": round(cost, 4),
+        "estimated_cost_uncached_usd": round(
+            prices.cost(endpoint.model, tokens, max_tokens * len(requests), batch=batch), 4
+        ),
+        "batch": batch,
         "priced": prices.known(endpoint.model),
         "model": endpoint.label,
     }
@@ -330,12 +384,16 @@ class StopRun(Exception):
     """Raised by an on_done callback to end a run cleanly (e.g. the cost limit is reached)."""
 
 
+Messages = list[dict] | Callable[[], list[dict]]  # a callable builds the prompt only when its turn comes
+
+
 def run_jobs(
     client: LLMClient,
-    jobs: Iterable[tuple[object, list[dict]]],
+    jobs: Iterable[tuple[object, Messages]],
     on_done: Callable[[object, Completion], Awaitable[None] | None],
     max_tokens: int | None = 256,
     also_close: Iterable[LLMClient | None] = (),
+    group_of: Callable[[object], object] | None = None,
     **params,
 ) -> bool:
     """Run `run_all` to the end from synchronous code, then close the clients and their caches.
@@ -346,7 +404,7 @@ def run_jobs(
 
     async def main() -> bool:
         try:
-            await run_all(client, jobs, on_done, max_tokens=max_tokens, **params)
+            await run_all(client, jobs, on_done, max_tokens=max_tokens, group_of=group_of, **params)
             return False
         except StopRun:
             return True
@@ -354,33 +412,75 @@ def run_jobs(
             for c in clients:
                 await c.aclose()
 
+    # Objects alive before the run (imported modules, chats) are never garbage: keep the collector's full
+    # passes, which would stall every request in flight, to what the run itself allocates.
+    gc.freeze()
     try:
         return asyncio.run(main())
     finally:
+        gc.unfreeze()
         for cache in {id(c.cache): c.cache for c in clients if c.cache is not None}.values():
             cache.close()
 
 
 async def run_all(
     client: LLMClient,
-    jobs: Iterable[tuple[object, list[dict]]],
+    jobs: Iterable[tuple[object, Messages]],
     on_done: Callable[[object, Completion], Awaitable[None] | None],
     max_tokens: int | None = 256,
+    group_of: Callable[[object], object] | None = None,
     **params,
 ) -> None:
-    """Send every (tag, messages) job with the client's concurrency; call on_done as each finishes."""
+    """Send every (tag, messages) job within the client's concurrency limit; call on_done as each finishes.
 
-    async def one(tag: object, messages: list[dict]) -> None:
-        completion = await client.complete(messages, max_tokens=max_tokens, **params)
-        result = on_done(tag, completion)
-        if asyncio.iscoroutine(result):
-            await result
+    Jobs are started a few at a time (four times the limit are alive at once), so memory does not grow with
+    their number and an interrupted run loses only those. With `group_of`, jobs of one group share a long
+    prompt prefix: the first of each group is sent alone and the rest once it has answered, so that the
+    provider's prompt cache holds the prefix.
+    """
+    jobs = list(jobs)
+    window = asyncio.Semaphore(4 * client.limiter.limit)
+    groups = [group_of(tag) for tag, _ in jobs] if group_of is not None else [None] * len(jobs)
+    first_of: dict[object, int] = {}
+    for i, group in enumerate(groups):
+        if group is not None:
+            first_of.setdefault(group, i)
+    firsts = set(first_of.values())
+    order = sorted(firsts) + [i for i in range(len(jobs)) if i not in firsts]
+    opened = {group: asyncio.Event() for group in first_of}
 
-    tasks = [asyncio.ensure_future(one(tag, messages)) for tag, messages in jobs]
+    async def one(i: int) -> None:
+        tag, messages = jobs[i]
+        group = groups[i]
+        try:
+            if group is not None and i not in firsts:
+                await opened[group].wait()
+            if callable(messages):
+                messages = messages()
+            try:
+                completion = await client.complete(messages, max_tokens=max_tokens, **params)
+            finally:
+                if i in firsts:
+                    opened[group].set()
+            result = on_done(tag, completion)
+            if asyncio.iscoroutine(result):
+                await result
+        finally:
+            window.release()
+
+    running: set[asyncio.Task] = set()
     try:
-        for task in asyncio.as_completed(tasks):
-            await task
+        for i in order:
+            await window.acquire()
+            for task in [t for t in running if t.done()]:
+                running.discard(task)
+                task.result()  # an exception (StopRun) ends the run here
+            running.add(asyncio.ensure_future(one(i)))
+        while running:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
     finally:
-        for task in tasks:
+        for task in running:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)

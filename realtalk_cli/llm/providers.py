@@ -82,8 +82,17 @@ class Prices:
     def known(self, model: str) -> bool:
         return model in self.table
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(
+        self, model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, batch: bool = False
+    ) -> float:
+        """USD for one request. `cached_tokens` (part of prompt_tokens) are billed at `cached_input`, and a
+        batch job at the `batch_*` columns; a missing column falls back to the full price."""
         p = self.table.get(model)
         if not p:
             return 0.0
-        return (prompt_tokens * p.get("input", 0.0) + completion_tokens * p.get("output", 0.0)) / 1e6
+        full_in, full_out = p.get("input", 0.0), p.get("output", 0.0)
+        rate_in = p.get("batch_input", full_in) if batch else full_in
+        rate_out = p.get("batch_output", full_out) if batch else full_out
+        rate_cached = p.get("batch_cached_input" if batch else "cached_input", rate_in)
+        cached = min(max(cached_tokens, 0), prompt_tokens)
+        return ((prompt_tokens - cached) * rate_in + cached * rate_cached + completion_tokens * rate_out) / 1e6

@@ -203,7 +203,7 @@ def build_items(files: list[Path], compat: str, limit: int | None = None) -> lis
     for path in chat_paths(files):
         chat = load_chat(path)  # checks the file, names the chat, resolves evidence for the predictions
         for i, _, text in file_prompts(path, duplicate=compat == "paper"):
-            items.append(Item(chat, path, i, chat.qa[i], [{"role": "user", "content": text}]))
+            items.append(Item.with_prompt(chat, path, i, chat.qa[i], text))
             if limit is not None and len(items) >= limit:
                 return items
     return items

@@ -21,11 +21,13 @@ from realtalk_cli.fileio import read_jsonl, read_toml, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
+from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks import paper_protocol
 from realtalk_cli.tasks.probe_prompts import NOT_MENTIONED, ContextMode, Item, Templates, build_items, pick_option
 from realtalk_cli.tasks.probe_report import build_report, report_markdown
 from realtalk_cli.tasks.runs import command_line, fill, manifest, text_hash, write_reports
-from realtalk_cli.tasks.scoring import answer_f1, date_normalised_f1, stemmer
+from realtalk_cli.tasks.scoring import answer_f1, date_normalised_f1
 
 ANSWER_MAX_TOKENS = 32  # as the paper's script: answers are short phrases
 JUDGE_MAX_TOKENS = 200
@@ -111,6 +113,29 @@ def judge_gold(row: dict) -> str:
     return NOT_MENTIONED if "adversarial_answer" in row else row["answer"]
 
 
+def _context_group(item: Item) -> str | None:
+    """A chat's questions that share its context are sent together: the first alone, then the rest."""
+    return str(item.chat_file) if item.shares_context else None
+
+
+def estimate_cached_tokens(items: list[Item], model: str) -> list[int]:
+    """Per request, the prompt tokens a provider's prefix cache would likely serve: the shared prefix for every
+    question but a chat's first, in 128-token steps from 1,024 tokens (OpenAI's rule). An estimate."""
+    seen: dict[str, int] = {}
+    estimates = []
+    for it in items:
+        group = _context_group(it)
+        if group is None:
+            estimates.append(0)
+        elif group not in seen:
+            n = count_tokens(it.prefix(), model)[0]
+            seen[group] = n // 128 * 128 if n >= 1024 else 0
+            estimates.append(0)
+        else:
+            estimates.append(seen[group])
+    return estimates
+
+
 def judge_messages(template: str, row: dict) -> list[dict]:
     prompt = fill(template, question=row["question"], gold=judge_gold(row), prediction=row["prediction"])
     return [{"role": "user", "content": prompt}]
@@ -167,24 +192,41 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         items = build_items(files, opts, templates, endpoint.model)
     prices = Prices.load()
     pred_path = opts.out / "predictions.jsonl"
-    done = {_key(r["chat"], r["qa_index"]) for r in read_jsonl(pred_path) if r.get("error") is None}
+    rows = read_jsonl(pred_path)  # read once: the report is built from these and the new rows
+    done = {_key(r["chat"], r["qa_index"]) for r in rows if r.get("error") is None}
     todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
 
     if dry_run:
         requests = [it.messages for it in todo]
-        return dry_run_plan(endpoint, prices, requests, len(items) - len(todo), "question", ANSWER_MAX_TOKENS)
+        plan = dry_run_plan(
+            endpoint,
+            prices,
+            requests,
+            len(items) - len(todo),
+            "question",
+            ANSWER_MAX_TOKENS,
+            cached_tokens=estimate_cached_tokens(todo, endpoint.model),
+        )
+        return plan
 
     opts.out.mkdir(parents=True, exist_ok=True)
     cache = open_cache(opts.use_cache)
-    client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
+    limiter = Limiter(opts.concurrency)  # --concurrency counts answer and judge requests together
+    client = LLMClient(endpoint, cache=cache, prices=prices, limiter=limiter, priority=ANSWER)
     # The paper's judge is re-asked on invalid JSON: a cached reply would only repeat itself.
     judge_cache = None if paper else cache
     judge = (
-        LLMClient(judge_endpoint, concurrency=opts.concurrency, cache=judge_cache, prices=prices)
+        LLMClient(
+            judge_endpoint,
+            cache=judge_cache,
+            prices=prices,
+            limiter=limiter,
+            priority=JUDGE,
+            share_connections_with=client,
+        )
         if judge_endpoint
         else None
     )
-    stemmer()  # import NLTK now: inside the event loop its ~2 s import would stall every request in flight
     started = time.perf_counter()
     with open(pred_path, "ab") as sink:
 
@@ -194,16 +236,16 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                 await judge_row(judge, row, templates.judge, paper)
             sink.write(orjson.dumps(row) + b"\n")
             sink.flush()
+            rows.append(row)
             if progress:
                 progress(row, client.totals)
             spent = client.totals.cost_usd + (judge.totals.cost_usd if judge else 0.0)
             if opts.max_cost is not None and spent >= opts.max_cost:
                 raise StopRun()
 
-        jobs = [(it, it.messages) for it in todo]
+        jobs = [(it, lambda it=it: it.messages) for it in todo]
         request = PAPER_ANSWER if paper else {"max_tokens": ANSWER_MAX_TOKENS}
-        stopped_for_cost = run_jobs(client, jobs, finish, also_close=[judge], **request)
-    rows = read_jsonl(pred_path)
+        stopped_for_cost = run_jobs(client, jobs, finish, also_close=[judge], group_of=_context_group, **request)
     m = probe_manifest(opts, endpoint.label, files, paper_protocol.prompt_hashes() if paper else templates.hashes())
     if paper:
         m["judge_model"] = judge.endpoint.label if judge else None
@@ -215,6 +257,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": client.totals.requests,
         "cached": client.totals.cached,
+        "cached_tokens": client.totals.cached_tokens + (judge.totals.cached_tokens if judge else 0),
         "retries": client.totals.retries + (judge.totals.retries if judge else 0),
         "errors": client.totals.errors,
         "stopped_for_max_cost": stopped_for_cost,

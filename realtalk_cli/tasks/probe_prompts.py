@@ -25,10 +25,36 @@ class Item:
     chat_file: Path
     qa_index: int
     qa: QAItem
-    messages: list[dict]
+    template: str
+    values: dict[str, str]  # the context string is shared by a chat's items, never copied
     retrieved: list[str] = field(default_factory=list)
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
+
+    @classmethod
+    def with_prompt(cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: str) -> Item:
+        """An item whose prompt is given whole (the paper's protocol builds its own)."""
+        return cls(chat, chat_file, qa_index, qa, "{prompt}", {"prompt": prompt})
+
+    @property
+    def messages(self) -> list[dict]:
+        """The request, built when asked for: a run holds one context per chat, not one per question."""
+        context = self.values.get("context", "")
+        rest = {k: v for k, v in self.values.items() if k != "context"}
+        if "{" in context or any("{context}" in v for v in rest.values()):
+            return [{"role": "user", "content": fill(self.template, **self.values)}]
+        # the same text as filling every key in order, without scanning the long context once per key
+        return [{"role": "user", "content": fill(self.template, **rest).replace("{context}", context)}]
+
+    @property
+    def shares_context(self) -> bool:
+        """Whether the chat's other questions send the same context (full and events do; retrieval does not)."""
+        return not self.retrieved and bool(self.values.get("context"))
+
+    def prefix(self) -> str:
+        """The prompt up to the question: what a provider's prompt cache can serve for the chat's other questions."""
+        head = self.template.split("{question}")[0]
+        return fill(head, **{k: v for k, v in self.values.items() if k in ("speaker_1", "speaker_2", "context")})
 
 
 # Dates written out, never in the DATE lines' raw format (29.12.2023 would score 0 against "29 December 2023").
@@ -70,7 +96,8 @@ def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int) -> tupl
     numbers = [s.number for s in chat.sessions if s.messages or mode == "events"]
     text = render_sessions(chat, mode, numbers)
     dropped = 0
-    while len(numbers) > 1 and count_tokens(text, model)[0] > budget:
+    # A token is at least one byte: a context of no more bytes than the budget fits without loading a tokenizer.
+    while len(numbers) > 1 and len(text.encode("utf-8")) > budget and count_tokens(text, model)[0] > budget:
         numbers = numbers[1:]
         dropped += 1
         text = render_sessions(chat, mode, numbers)
@@ -143,13 +170,12 @@ def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, mod
             options = None
             if adversarial:
                 options = adversarial_options(qa)
-                prompt = fill(
-                    templates.adversarial, **values, question=qa.question, option_a=options["a"], option_b=options["b"]
-                )
+                template = templates.adversarial
+                values.update(question=qa.question, option_a=options["a"], option_b=options["b"])
             else:
-                question = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
-                prompt = fill(templates.answer, **values, question=question)
-            items.append(Item(chat, path, i, qa, [{"role": "user", "content": prompt}], retrieved, dropped, options))
+                template = templates.answer
+                values["question"] = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
+            items.append(Item(chat, path, i, qa, template, values, retrieved, dropped, options))
             if opts.limit is not None and len(items) >= opts.limit:
                 return items
     return items

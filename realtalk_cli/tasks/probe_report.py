@@ -56,6 +56,7 @@ def _summary(rows: list[dict]) -> dict:
         "evidence_dangling": sum(len(r.get("evidence_dangling", [])) for r in rows),
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
+        "cached_tokens": sum(r.get("cached_tokens", 0) for r in rows),
         "cost_usd": round(sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows), 6),
     }
 
@@ -114,7 +115,8 @@ def report_markdown(report: dict) -> str:
         f"Evidence ids: {o['evidence_ids']} resolve to a message, {o['evidence_dangling']} point to none"
         " (recall is computed over the resolvable ones).",
         "",
-        f"Tokens: {o['prompt_tokens']} prompt, {o['completion_tokens']} completion; cost ${o['cost_usd']:.4f}.",
+        f"Tokens: {o['prompt_tokens']} prompt ({o['cached_tokens']} served from the provider's prompt cache), "
+        f"{o['completion_tokens']} completion; cost ${o['cost_usd']:.4f}.",
     ]
     if report.get("run"):
         r = report["run"]

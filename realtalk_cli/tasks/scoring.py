@@ -1,7 +1,8 @@
 """Answer scores, matching the paper's evaluation code (LoCoMo's `task_eval/evaluation.py`).
 
 Normalisation: commas removed, lower-case, punctuation removed, the words a/an/the/and removed,
-whitespace collapsed; tokens Porter-stemmed (NLTK). Category 1 (multi-hop) answers are split on
+whitespace collapsed; tokens Porter-stemmed (NLTK's stemmer, ported in tasks/porter.py: same stems, no
+NLTK import). Category 1 (multi-hop) answers are split on
 commas and matched part by part; category 3 golds lose the rationale after ';'. LoCoMo category 5
 (adversarial) scores 1 when the prediction says the information is not available.
 `date_normalised_f1` is the same score after dates are written one way (see `dates.py`); not the paper's.
@@ -14,17 +15,14 @@ import string
 from collections import Counter
 from functools import lru_cache
 
+from realtalk_cli.tasks import porter
 from realtalk_cli.tasks.dates import normalise_dates
 
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the|and)\b")
 
 
-@lru_cache(maxsize=1)
-def stemmer():
-    from nltk.stem import PorterStemmer  # the rule-based stemmer needs no downloaded data
-
-    return PorterStemmer()
+stem = lru_cache(maxsize=65536)(porter.stem)
 
 
 def normalize_answer(text: str) -> str:
@@ -34,7 +32,6 @@ def normalize_answer(text: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    stem = stemmer().stem
     return [stem(w) for w in normalize_answer(text).split()]
 
 

@@ -1,0 +1,148 @@
+"""How requests are scheduled and paid for: one concurrency limit for answer and judge, a chat's questions
+sent together for the provider's prompt cache, cached tokens priced at the cached rate, and cache writes
+that never wait on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from realtalk_cli.cli import app
+from realtalk_cli.llm.cache import CachedResponse, ResponseCache
+from realtalk_cli.llm.providers import Prices
+from realtalk_cli.llm.scheduler import Limiter
+
+from .conftest import REALTALK_JSON, model_run_args, needs_shared
+from .llm_server import FakeLLM, serve_llm
+
+runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("llm_env")
+
+
+def judge_or_echo(body: dict) -> str:
+    return '{"score": 1}' if "Predicted answer:" in body["messages"][0]["content"] else "I don't know"
+
+
+def test_concurrency_counts_answer_and_judge_requests_together(tmp_path: Path):
+    fake = FakeLLM(latency_s=0.05, reply=judge_or_echo)
+    with serve_llm(fake) as url:
+        args = model_run_args("probe", url, tmp_path / "run", "--judge-model", "judge-model", "--concurrency", "2")
+        result = runner.invoke(app, [*args, "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert len(fake.requests) == 12  # 6 answers, 6 judgements
+    assert fake.max_in_flight == 2
+
+
+@needs_shared
+def test_a_chats_first_question_goes_alone_and_cached_tokens_are_priced_at_the_cached_rate(tmp_path: Path):
+    fake = FakeLLM(latency_s=0.05, prefix_cache=True)
+    with serve_llm(fake) as url:
+        args = model_run_args("probe", url, tmp_path / "run", "--concurrency", "8", "--limit", "8", "--json")
+        args[1] = str(REALTALK_JSON[0])  # a real chat: its prefix is far above the 1,024-token threshold
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    first = min(rows, key=lambda r: r["qa_index"])
+    assert first["cached_tokens"] == 0  # nothing was answered before it
+    others = [r for r in rows if r is not first]
+    # the rest went out after the first had answered, so the chat (> 1,024 words) came from the cache
+    assert all(1024 <= r["cached_tokens"] < r["prompt_tokens"] for r in others)
+    assert all(r["cached_tokens"] % 128 == 0 for r in others)
+    prices = Prices.load().table["gpt-4o-mini"]
+    for r in rows:
+        expected = (
+            (r["prompt_tokens"] - r["cached_tokens"]) * prices["input"]
+            + r["cached_tokens"] * prices["cached_input"]
+            + r["completion_tokens"] * prices["output"]
+        ) / 1e6
+        assert r["cost_usd"] == pytest.approx(expected, rel=1e-12)
+    report = json.loads(result.output)
+    assert report["overall"]["cached_tokens"] == sum(r["cached_tokens"] for r in rows) > 0
+    assert report["run"]["cached_tokens"] == report["overall"]["cached_tokens"]
+    assert "served from the provider's prompt cache" in (tmp_path / "run" / "report.md").read_text()
+    assert report["overall"]["cost_usd"] < Prices.load().cost("gpt-4o-mini", report["overall"]["prompt_tokens"], 0)
+
+
+def test_odd_cached_token_counts_are_billed_in_full():
+    from realtalk_cli.llm.client import _cached_tokens
+
+    counts = [_cached_tokens({"prompt_tokens_details": {"cached_tokens": n}}, 100) for n in (50, 101, -1, "7", None)]
+    assert counts + [_cached_tokens({"prompt_tokens_details": {"cached_tokens": True}}, 100)] == [50, 0, 0, 0, 0, 0]
+    assert _cached_tokens({"prompt_tokens_details": None}, 100) == _cached_tokens({}, 100) == 0
+
+
+@needs_shared
+def test_dry_run_estimates_cached_tokens(tmp_path: Path):
+    with serve_llm(FakeLLM()) as url:
+        args = model_run_args("probe", url, tmp_path / "run", "--dry-run", "--limit", "6", "--json")
+        args[1] = str(REALTALK_JSON[0])
+        result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    # every question but the first may be served the chat from the cache, in 128-token steps
+    assert plan["cached_tokens_estimate"] > 0 and plan["cached_tokens_estimate"] % (5 * 128) == 0
+    assert plan["prompt_tokens"] * 0.8 < plan["cached_tokens_estimate"] <= plan["prompt_tokens"] * 5 / 6
+    assert plan["estimated_cost_usd"] < plan["estimated_cost_uncached_usd"]
+
+
+def test_prices_columns():
+    p = Prices({"m": {"input": 2.0, "cached_input": 0.5, "output": 8.0, "batch_input": 1.0, "batch_output": 4.0}})
+    assert p.cost("m", 1_000_000, 1_000_000) == pytest.approx(10.0)
+    assert p.cost("m", 1_000_000, 0, cached_tokens=400_000) == pytest.approx(0.6 * 2 + 0.4 * 0.5)
+    assert p.cost("m", 1_000_000, 1_000_000, batch=True) == pytest.approx(5.0)
+    assert p.cost("m", 1_000_000, 0, cached_tokens=10**9) == pytest.approx(0.5)  # never more cached than sent
+    assert Prices({"n": {"input": 1.0, "output": 1.0}}).cost("n", 10**6, 0, cached_tokens=10**6) == pytest.approx(1.0)
+
+
+def test_limiter_gives_freed_slots_to_the_lowest_priority_number_first():
+    async def go() -> list[str]:
+        limiter, order = Limiter(1), []
+        gate = asyncio.Event()
+
+        async def hold():
+            async with limiter.slot():
+                await gate.wait()
+
+        async def ask(name: str, priority: int):
+            async with limiter.slot(priority):
+                order.append(name)
+
+        holder = asyncio.ensure_future(hold())
+        await asyncio.sleep(0)
+        waiters = [asyncio.ensure_future(ask(n, p)) for n, p in [("answer1", 1), ("answer2", 1), ("judge", 0)]]
+        cancelled = asyncio.ensure_future(ask("cancelled", 0))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        gate.set()
+        await asyncio.gather(holder, *waiters)
+        assert limiter.in_flight == 0
+        return order
+
+    assert asyncio.run(go()) == ["judge", "answer1", "answer2"]  # priority 0 first, then first come first served
+
+
+def test_cache_serves_pending_writes_and_close_persists_them(tmp_path: Path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    for i in range(200):
+        cache.put(f"k{i}", CachedResponse(f"t{i}", i, 1))
+    assert cache.get("k199") == CachedResponse("t199", 199, 1)
+    cache.close()
+    again = ResponseCache(tmp_path / "c.sqlite")
+    assert [again.get(f"k{i}").text for i in (0, 100, 199)] == ["t0", "t100", "t199"]
+    assert again.get("missing") is None
+    again.close()
+
+
+def test_prompts_are_the_same_text_whichever_way_they_are_filled():
+    from realtalk_cli.tasks.probe_prompts import Item
+    from realtalk_cli.tasks.runs import fill
+
+    template = "{speaker_1} and {speaker_2}\n{context}\nQuestion: {question} ({option_a})"
+    for context, question in [("plain chat", "q?"), ("chat with {question} in it", "q?"), ("chat", "{context}?")]:
+        values = {"speaker_1": "A", "speaker_2": "B", "context": context, "question": question, "option_a": "x"}
+        item = Item(None, None, 0, None, template, values)
+        assert item.messages[0]["content"] == fill(template, **values)
