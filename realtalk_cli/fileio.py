@@ -1,9 +1,15 @@
-"""Writing files so that a crash never leaves half a file behind."""
+"""Files and folders: atomic writes (a crash never leaves half a file), JSONL and TOML reading, and run folders
+that belong to one run (a recorded identity, a lock that a killed process does not leave stuck).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -68,3 +74,97 @@ def read_toml(path: Path) -> dict:
         raise RealtalkError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise RealtalkError(f"{path}: malformed TOML ({e})") from None
+
+
+def refuse_overwrite(path: Path, force: bool, flag: str = "--force") -> None:
+    """Nothing is overwritten unless the user said so."""
+    if path.exists() and not force:
+        kind = "folder" if path.is_dir() else "file"
+        raise RealtalkError(f"{path}: {kind} exists; pass {flag} to overwrite it")
+
+
+# --- run folders ----------------------------------------------------------------------------------
+
+RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"
+
+
+def identity_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The settings (dotted names) whose values differ between two identities."""
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += identity_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: bool = False) -> bool:
+    """True when `run_dir` holds this run (resume) or nothing of a run; exit 2 for another run's folder.
+
+    A run's identity is everything that changes its answers. With `force` the folder's run files are removed
+    when they belong to another run (the caller holds the lock).
+    """
+    try:
+        recorded = orjson.loads((run_dir / RUN_FILE).read_bytes()).get("identity")
+    except FileNotFoundError:
+        recorded = None
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        recorded = {}
+    leftovers = [name for name in owned if (run_dir / name).exists()]
+    if recorded == identity or (recorded is None and not leftovers):
+        return True
+    if force:
+        for name in [*owned, RUN_FILE]:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        return False
+    if recorded is None:
+        what = f"holds {leftovers[0]} from a run without a recorded identity"
+    else:
+        differ = identity_diff(recorded, identity)
+        shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+        what = f"holds a run with other settings ({shown or 'unreadable ' + RUN_FILE})"
+    raise RealtalkError(f"{run_dir} {what}; use a new --out, or --force to start that folder afresh")
+
+
+@contextlib.contextmanager
+def run_folder(run_dir: Path, identity: dict | None, owned: list[str], force: bool = False) -> Iterator[Path]:
+    """Claim `run_dir` for one run: create it, lock it, check or record the identity; the lock ends with the block.
+
+    `identity=None` only locks (rescoring a finished run changes no answer).
+
+    The lock is an flock on run.lock (released by the kernel when the process dies, even by kill -9);
+    the file holds the PID of the holder, for the message another process gets.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 (held for the whole block)
+    except (FileExistsError, NotADirectoryError):
+        raise RealtalkError(f"--out {run_dir}: a file is in the way; a run needs a folder") from None
+    except OSError as e:
+        raise RealtalkError(f"--out {run_dir}: cannot write there ({e.strerror})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            raise RealtalkError(f"{run_dir}: run folder in use by PID {pid}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            if identity is not None:
+                check_run_identity(run_dir, identity, owned, force)
+                write_atomic(run_dir / RUN_FILE, orjson.dumps({"identity": identity}, option=orjson.OPT_INDENT_2))
+            yield run_dir
+        finally:
+            handle.seek(0)
+            handle.truncate()

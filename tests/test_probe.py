@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
-from realtalk_cli.tasks.probe import parse_judge_score
+from realtalk_cli.tasks.probe_judge import parse_judge_score
 
 from .conftest import SAMPLE_JSON, model_run_args
 from .llm_server import API_KEY, FakeLLM, serve_llm
@@ -20,6 +20,8 @@ def gold_reply(body: dict) -> str:
     prompt = body["messages"][0]["content"]
     if "Predicted answer:" in prompt:
         return '```json\n{"score": 1, "reason": "same",}\n```'
+    if "Model's prediction:" in prompt:  # the paper's judge (JSON mode)
+        return '{"score": 1}'
     for q, a in GOLD.items():
         if json.loads(q) in prompt:
             return a.split(";")[0]  # category 3 golds are scored without the rationale
@@ -78,8 +80,11 @@ def test_probe_resumes_and_retries_failed_questions(tmp_path: Path):
     with serve_llm(fake) as url:
         first = probe(url, tmp_path / "run", "--concurrency", "1", "--no-cache")
         rows = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
-        assert first.exit_code == 0, first.output
+        assert first.exit_code == 3, first.output  # incomplete: one question failed after retries
         assert sum(json.loads(r)["error"] is not None for r in rows) == 1
+        report = json.loads((tmp_path / "run" / "report.json").read_text())
+        assert report["complete"] is False and report["incomplete"]["failed"] == 1
+        assert (tmp_path / "run" / "report.md").read_text().splitlines()[2].startswith("> **INCOMPLETE RUN")
         asked = len(fake.requests)
         # a torn line from a killed run is ignored
         with open(tmp_path / "run" / "predictions.jsonl", "a") as f:
@@ -89,6 +94,8 @@ def test_probe_resumes_and_retries_failed_questions(tmp_path: Path):
     assert len(fake.requests) == asked + 1  # only the failed question is asked again
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["overall"]["overall"]["count"] == 6 and report["overall"]["overall"]["f1"] == 1.0
+    assert report["complete"] is True and report["failed_questions"] == 0  # counted from the final state
+    assert len((tmp_path / "run" / "predictions.jsonl").read_text().splitlines()) == 6  # the success replaced it
 
 
 def test_probe_dry_run_calls_nothing(tmp_path: Path):

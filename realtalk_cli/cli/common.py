@@ -34,7 +34,16 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens 
 MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-Force = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Overwrite existing outputs; a run folder holding another run starts afresh.")
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0.1, help="Seconds allowed for a whole request (reply included) [120]."),
+]
+PriceIn = Annotated[float | None, typer.Option("--price-in", min=0, help="USD per million prompt tokens.")]
+PriceOut = Annotated[float | None, typer.Option("--price-out", min=0, help="USD per million completion tokens.")]
+Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N items.")]
 HfModels = Annotated[
     list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
 ]
@@ -42,7 +51,7 @@ HfModels = Annotated[
 
 def concurrency_option(note: str = "", default: str | None = None) -> object:
     """`default` is shown for options whose real default is None (so that --config can fill them)."""
-    return typer.Option("--concurrency", help=f"Requests in flight at once{note}.", show_default=default or True)
+    return typer.Option("--concurrency", min=1, help=f"Requests in flight at once{note}.", show_default=default or True)
 
 
 def fail_under_option(score: str) -> object:
@@ -122,6 +131,11 @@ def handles_errors(fn: Callable) -> Callable:
             if debug["on"]:
                 raise
             raise fail(str(e)) from None
+        except OSError as e:  # a full disk, a folder made read-only mid-run: one line, not a traceback
+            if debug["on"]:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            raise fail(f"{where}{e.strerror or e}") from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
@@ -140,21 +154,39 @@ def cell(value) -> str:
 
 
 def print_plan(plan: dict, unit: str, as_json: bool) -> None:
-    """What a --dry-run would send: requests, prompt tokens, estimated cost."""
+    """What a --dry-run would send: requests, prompt tokens, estimated cost; the judge's apart."""
     if as_json:
         print_json(plan)
         return
-    cost = f"${plan['estimated_cost_usd']:.4f}" if plan["priced"] else "unknown (model not in prices.toml)"
-    estimated = "" if plan.get("tokens_exact", True) else ", estimated: no tokenizer for this model"
-    cached = plan.get("cached_tokens_estimate") or 0
-    cached_note = f", ~{cached} of them likely served from the provider's prompt cache" if cached else ""
-    batch_note = " at batch prices" if plan.get("batch") else ""
-    out.print(
-        f"dry run: {plan['requests']} requests ({plan['already_done']} already done), {plan['prompt_tokens']} prompt "
-        f"tokens ({plan[f'prompt_tokens_per_{unit}']} per {unit}{estimated}{cached_note}), "
-        f"estimated cost {cost}{batch_note}",
-        soft_wrap=True,
-    )
+
+    def line(p: dict, what: str) -> str:
+        cost = f"${p['estimated_cost_usd']:.4f}" if p["priced"] else "unknown (model not in prices.toml)"
+        estimated = "" if p.get("tokens_exact", True) else ", estimated: no tokenizer for this model"
+        cached = p.get("cached_tokens_estimate") or 0
+        cached_note = f", ~{cached} of them likely served from the provider's prompt cache" if cached else ""
+        batch_note = " at batch prices" if p.get("batch") else ""
+        return (
+            f"{what}: {p['requests']} requests ({p['already_done']} already done), {p['prompt_tokens']} prompt "
+            f"tokens ({p[f'prompt_tokens_per_{unit}']} per {unit}{estimated}{cached_note}), "
+            f"estimated cost {cost}{batch_note}"
+        )
+
+    out.print(line(plan, "dry run"), soft_wrap=True)
+    if plan.get("judge"):
+        out.print(line(plan["judge"], f"judge {plan['judge']['model']}"), soft_wrap=True)
+
+
+def finish_run(report: dict, score: float | None, fail_under: float | None, score_name: str) -> None:
+    """Exit codes a CI script can rely on: 3 incomplete, 1 under --fail-under, else 0."""
+    from realtalk_cli.tasks.runs import status_lines
+
+    for line in status_lines(report):
+        err.print(line, soft_wrap=True)
+    if not report.get("complete", True):
+        raise typer.Exit(3)
+    if fail_under is not None and (score is None or score < fail_under):
+        err.print(f"{score_name} {score} is under --fail-under {fail_under}")
+        raise typer.Exit(1)
 
 
 @contextlib.contextmanager

@@ -14,13 +14,19 @@ from realtalk_cli.cli.common import (
     BaseUrl,
     DefaultGroup,
     DryRun,
+    Force,
+    Limit,
     MaxCost,
     Model,
     NoCache,
     OutDir,
+    PriceIn,
+    PriceOut,
+    Timeout,
     concurrency_option,
     err,
     fail_under_option,
+    finish_run,
     handles_errors,
     out,
     print_json,
@@ -49,15 +55,16 @@ def probe(
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
     context: Annotated[str | None, typer.Option("--context", help="full (default), retrieval or events.")] = None,
     top_k: Annotated[
-        int | None, typer.Option("--top-k", help="Messages retrieved with --context retrieval.", show_default="10")
+        int | None,
+        typer.Option("--top-k", min=1, help="Messages retrieved with --context retrieval.", show_default="10"),
     ] = None,
     concurrency: Annotated[
         int | None, concurrency_option(", answer and judge requests counted together", default="8")
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N questions.")] = None,
+    limit: Limit = None,
     skip_adversarial: Annotated[bool | None, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = None,
     max_context_tokens: Annotated[
-        int | None, typer.Option("--max-context-tokens", help="Context budget.", show_default="120000")
+        int | None, typer.Option("--max-context-tokens", min=1, help="Context budget.", show_default="120000")
     ] = None,
     compat: Annotated[
         str | None,
@@ -79,11 +86,22 @@ def probe(
     no_cache: NoCache = False,
     html: Html = False,
     as_json: AsJson = False,
+    timeout: Timeout = None,
+    force: Force = False,
+    price_in: PriceIn = None,
+    price_out: PriceOut = None,
 ) -> None:
     """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
 
-    Re-running the same command resumes: answered questions are skipped, failed ones are asked again.
+    A run folder holds one run: re-running the same command resumes it (answered questions are skipped,
+    failed ones asked again; a larger --limit asks the rest). Other settings into the same --out exit 2
+    naming what differs: use a new --out, or --force to start it afresh. A --judge-model added or changed
+    on a resume judges the answers that lack its score; `realtalk probe rescore RUN_DIR --judge-model M`
+    judges every saved answer again without asking the answering model.
     `realtalk probe CHAT...` and `realtalk probe run CHAT...` are the same command.
+
+    Exit codes: 0 complete, 1 under --fail-under, 2 bad input (nothing run), 3 incomplete (questions failed
+    after retries, or stopped by --max-cost); report.json says `"complete": false` and why.
 
     Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
     """
@@ -106,6 +124,10 @@ def probe(
         "compat": compat,
         "fail_under": fail_under,
         "use_cache": False if no_cache else None,
+        "timeout": timeout,
+        "force": force or None,
+        "price_in": price_in,
+        "price_out": price_out,
     }
     files, opts, fail_under = probe_settings(config, given)
 
@@ -130,6 +152,7 @@ def probe_rescore(
     no_cache: NoCache = False,
     html: Html = False,
     as_json: AsJson = False,
+    timeout: Timeout = None,
 ) -> None:
     """Score a run's saved predictions again (F1, and the judge when --judge-model is given) without asking
     the answering model; rewrites predictions.jsonl, report.json and report.md in the run directory.
@@ -139,7 +162,7 @@ def probe_rescore(
     from realtalk_cli.tasks.probe import rescore
 
     with progress("rescore", as_json) as show:
-        report = rescore(run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show)
+        report = rescore(run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show, timeout or 120.0)
     _write_html(run_dir, html, as_json)
     _finish_probe(report, run_dir, as_json, fail_under)
 
@@ -215,10 +238,7 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
         print_json(report)
     else:
         _print_probe_report(report, run_dir)
-    f1 = report["overall"]["overall"]["f1"]
-    if fail_under is not None and (f1 is None or f1 < fail_under):
-        err.print(f"overall F1 {f1} is under --fail-under {fail_under}")
-        raise typer.Exit(1)
+    finish_run(report, report["overall"]["overall"]["f1"], fail_under, "overall F1")
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
@@ -252,10 +272,5 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
         soft_wrap=True,
     )
-    if run["errors"] or report["failed_questions"]:
-        out.print(f"{report['failed_questions']} questions failed; run the same command again to retry them")
-    if run["stopped_for_max_cost"]:
+    if run.get("stopped_for_max_cost"):
         out.print("stopped at --max-cost; run again with a higher limit to continue")
-    if run["dropped_sessions"]:
-        dropped = run["dropped_sessions"]
-        out.print(f"note: the chat did not fit --max-context-tokens; the {dropped} oldest sessions were left out")

@@ -245,12 +245,13 @@ class LLMClient:
         async with create(model=self.endpoint.model, messages=messages, **params) as response:
             declared = response.http_response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_reply_bytes:
-                raise BadReply(f"reply of {int(declared)} bytes exceeds the {self.max_reply_bytes}-byte cap")
+                cap = self.max_reply_bytes
+                raise BadReply(f"reply of {int(declared)} bytes exceeds the {cap}-byte cap", retry=False)
             chunks, size = [], 0
             async for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > self.max_reply_bytes:
-                    raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap")
+                    raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap", retry=False)
                 chunks.append(chunk)
         return b"".join(chunks)
 

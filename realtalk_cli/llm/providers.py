@@ -79,15 +79,19 @@ class Prices:
     def load(cls) -> Prices:
         return cls(_load_toml("prices.toml").get("models", {}))
 
+    def price(self, model: str) -> dict[str, float] | None:
+        """By exact name, else without a vendor prefix (`openai/gpt-4o-mini` through OpenRouter)."""
+        return self.table.get(model) or self.table.get(model.rsplit("/", 1)[-1])
+
     def known(self, model: str) -> bool:
-        return model in self.table
+        return self.price(model) is not None
 
     def cost(
         self, model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, batch: bool = False
     ) -> float:
         """USD for one request. `cached_tokens` (part of prompt_tokens) are billed at `cached_input`, and a
         batch job at the `batch_*` columns; a missing column falls back to the full price."""
-        p = self.table.get(model)
+        p = self.price(model)
         if not p:
             return 0.0
         full_in, full_out = p.get("input", 0.0), p.get("output", 0.0)

@@ -6,8 +6,6 @@ as they finish) -> scores -> report.json / report.md. A re-run skips questions a
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,20 +15,38 @@ import orjson
 from realtalk_cli.data.evidence import evidence_recall, resolve_evidence
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_jsonl, read_toml, write_jsonl
+from realtalk_cli.fileio import check_run_identity, read_jsonl, read_toml, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks import paper_protocol
-from realtalk_cli.tasks.probe_prompts import NOT_MENTIONED, ContextMode, Item, Templates, build_items, pick_option
+from realtalk_cli.tasks.probe_judge import (
+    JUDGE_MAX_TOKENS,
+    PAPER_ANSWER,
+    judge_messages,
+    judge_prompt_hash,
+    judge_row,
+    judge_rows,
+    needs_judging,
+    paper_judge_messages,
+)
+from realtalk_cli.tasks.probe_prompts import ContextMode, Item, Templates, build_items, pick_option
 from realtalk_cli.tasks.probe_report import build_report, report_markdown
-from realtalk_cli.tasks.runs import command_line, fill, manifest, text_hash, write_reports
+from realtalk_cli.tasks.runs import (
+    check_settings,
+    command_line,
+    completeness,
+    final_rows,
+    load_prices,
+    manifest,
+    run_identity,
+    write_reports,
+)
 from realtalk_cli.tasks.scoring import answer_f1, date_normalised_f1
 
 ANSWER_MAX_TOKENS = 32  # as the paper's script: answers are short phrases
-JUDGE_MAX_TOKENS = 200
 
 
 @dataclass
@@ -49,6 +65,13 @@ class ProbeOptions:
     api_key_env: str | None = None
     use_cache: bool = True
     compat: str | None = None  # "paper" / "paper-once": the paper's protocol (paper_protocol.py); None: ours
+    timeout: float = 120.0
+    force: bool = False
+    price_in: float | None = None
+    price_out: float | None = None
+
+
+PROBE_FILES = ["predictions.jsonl", "report.json", "report.md"]
 
 
 # --- predictions file --------------------------------------------------------------------------
@@ -56,24 +79,6 @@ class ProbeOptions:
 
 def _key(chat: str, qa_index: int) -> tuple[str, int]:
     return (chat, qa_index)
-
-
-def parse_judge_score(text: str) -> float | None:
-    """A score in [0, 1] from the judge's reply, tolerating code fences, trailing commas and prose."""
-    match = re.search(r"\{.*\}", text, re.S)
-    if match:
-        blob = re.sub(r",\s*([}\]])", r"\1", match.group(0))
-        try:
-            value = json.loads(blob).get("score")
-            if isinstance(value, (int, float)):
-                return min(1.0, max(0.0, float(value)))
-        except (json.JSONDecodeError, AttributeError):
-            pass
-        number = re.search(r'"?score"?\s*[:=]\s*([0-9.]+)', match.group(0))
-        if number:
-            return min(1.0, max(0.0, float(number.group(1))))
-    number = re.fullmatch(r"\s*([01](?:\.\d+)?)\s*", text)
-    return float(number.group(1)) if number else None
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -86,6 +91,9 @@ def load_run_config(path: Path) -> dict:
     unknown = sorted(set(conf) - known)
     if unknown:
         raise RealtalkError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    if "fail_under" in conf and not isinstance(conf["fail_under"], (int, float)):
+        raise RealtalkError(f"{path}: fail_under = {conf['fail_under']!r} is not a number")
+    check_settings(conf, ProbeOptions, str(path))
     return conf
 
 
@@ -93,6 +101,7 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
     """Options from the --config file, overridden by the flags given (None = not given)."""
     settings = load_run_config(config) if config else {}
     settings.update({k: v for k, v in given.items() if v is not None})
+    check_settings(settings, ProbeOptions, "options")
     files = [Path(p) for p in settings.pop("chats", None) or []]
     fail_under = settings.pop("fail_under", None)
     if not files:
@@ -106,11 +115,6 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
     if settings["compat"] and settings.get("context", "full") != "full":
         raise RealtalkError(f"--compat {settings['compat']} builds the paper's whole-chat context; drop --context")
     return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
-
-
-def judge_gold(row: dict) -> str:
-    """What the judge compares against: for LoCoMo's adversarial items the right answer is 'not mentioned'."""
-    return NOT_MENTIONED if "adversarial_answer" in row else row["answer"]
 
 
 def _context_group(item: Item) -> str | None:
@@ -136,49 +140,6 @@ def estimate_cached_tokens(items: list[Item], model: str) -> list[int]:
     return estimates
 
 
-def judge_messages(template: str, row: dict) -> list[dict]:
-    prompt = fill(template, question=row["question"], gold=judge_gold(row), prediction=row["prediction"])
-    return [{"role": "user", "content": prompt}]
-
-
-def apply_judgement(row: dict, c: Completion, judge: LLMClient) -> None:
-    """The judge's score (None when its reply holds none), cost and model on a predictions row."""
-    row["judge_score"] = parse_judge_score(c.text) if c.error is None else None
-    row["judge_cost_usd"] = c.usage.cost_usd
-    row["judge_model"] = judge.endpoint.label
-
-
-async def judge_row(judge: LLMClient, row: dict, template: str, paper: bool, first: Completion | None = None) -> None:
-    """Grade one answered row: our judge prompt, or the paper's (JSON mode, re-asked on invalid JSON)."""
-    if not paper:
-        c = first or await judge.complete(judge_messages(template, row), max_tokens=JUDGE_MAX_TOKENS)
-        apply_judgement(row, c, judge)
-        return
-    cost = 0.0
-    for attempt in range(paper_protocol.JUDGE_ATTEMPTS):
-        c = (
-            first
-            if attempt == 0 and first is not None
-            else await judge.complete(paper_judge_messages(row), **PAPER_JUDGE)
-        )
-        cost += c.usage.cost_usd
-        if c.error is None and paper_protocol.judge_reply_is_json(c.text):
-            break
-    row["judge_score"] = paper_protocol.parse_judge(c.text) if c.error is None else None
-    row["judge_cost_usd"] = cost
-    row["judge_model"] = judge.endpoint.label
-
-
-# The paper's requests carry no sampling parameters; its judge asks for JSON and nothing else.
-PAPER_ANSWER = {"temperature": None, "max_tokens": None}
-PAPER_JUDGE = {**PAPER_ANSWER, "response_format": {"type": "json_object"}}
-
-
-def paper_judge_messages(row: dict) -> list[dict]:
-    content = paper_protocol.judge_prompt(row["question"], row.get("answer", ""), row["prediction"])
-    return [{"role": "user", "content": content}]
-
-
 def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None) -> dict:
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
@@ -186,85 +147,137 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     if paper and judge_endpoint is None and not endpoint.offline:
         judge_endpoint = endpoint  # the paper's script grades with the answering model
     templates = Templates.load()
+    judge_hash = judge_prompt_hash(templates, paper)
     if paper:
         items = paper_protocol.build_items(files, opts.compat, opts.limit)
     else:
         items = build_items(files, opts, templates, endpoint.model)
-    prices = Prices.load()
+    called = [endpoint, *([judge_endpoint] if judge_endpoint else [])]
+    prices = load_prices(called, opts.max_cost, opts.price_in, opts.price_out)
+    identity = probe_identity(opts, endpoint, files, templates)
     pred_path = opts.out / "predictions.jsonl"
-    rows = read_jsonl(pred_path)  # read once: the report is built from these and the new rows
-    done = {_key(r["chat"], r["qa_index"]) for r in rows if r.get("error") is None}
-    todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
+    request = PAPER_ANSWER if paper else {"max_tokens": ANSWER_MAX_TOKENS}
 
     if dry_run:
-        requests = [it.messages for it in todo]
+        if opts.out.is_dir():
+            check_run_identity(opts.out, identity, PROBE_FILES)
+        rows = final_rows(read_jsonl(pred_path), _row_key)
+        done = {_row_key(r) for r in rows if r.get("error") is None}
+        todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
         plan = dry_run_plan(
             endpoint,
             prices,
-            requests,
+            [it.messages for it in todo],
             len(items) - len(todo),
             "question",
             ANSWER_MAX_TOKENS,
             cached_tokens=estimate_cached_tokens(todo, endpoint.model),
         )
+        if judge_endpoint:
+            stale = [r for r in rows if needs_judging(r, judge_endpoint.label, judge_hash)]
+            future = [{"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold} for it in todo]
+            messages = paper_judge_messages if paper else lambda r: judge_messages(templates.judge, r)
+            requests = [messages(r) for r in stale + future]
+            plan["judge"] = dry_run_plan(judge_endpoint, prices, requests, 0, "question", JUDGE_MAX_TOKENS)
         return plan
 
-    opts.out.mkdir(parents=True, exist_ok=True)
-    cache = open_cache(opts.use_cache)
-    limiter = Limiter(opts.concurrency)  # --concurrency counts answer and judge requests together
-    client = LLMClient(endpoint, cache=cache, prices=prices, limiter=limiter, priority=ANSWER)
-    # The paper's judge is re-asked on invalid JSON: a cached reply would only repeat itself.
-    judge_cache = None if paper else cache
-    judge = (
-        LLMClient(
-            judge_endpoint,
-            cache=judge_cache,
-            prices=prices,
-            limiter=limiter,
-            priority=JUDGE,
-            share_connections_with=client,
+    with run_folder(opts.out, identity, PROBE_FILES, opts.force):
+        rows = final_rows(read_jsonl(pred_path), _row_key)
+        write_jsonl(pred_path, rows)  # one row per question from here on
+        done = {_row_key(r) for r in rows if r.get("error") is None}
+        todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
+        cache = open_cache(opts.use_cache)
+        limiter = Limiter(opts.concurrency)  # --concurrency counts answer and judge requests together
+        client = LLMClient(
+            endpoint, cache=cache, prices=prices, limiter=limiter, priority=ANSWER, timeout_s=opts.timeout
         )
-        if judge_endpoint
-        else None
-    )
-    started = time.perf_counter()
-    with open(pred_path, "ab") as sink:
 
-        async def finish(item: Item, c: Completion) -> None:
-            row = prediction_row(item, c, endpoint.label, raw=paper)
-            if judge is not None and c.error is None:
-                await judge_row(judge, row, templates.judge, paper)
-            sink.write(orjson.dumps(row) + b"\n")
-            sink.flush()
-            rows.append(row)
-            if progress:
-                progress(row, client.totals)
-            spent = client.totals.cost_usd + (judge.totals.cost_usd if judge else 0.0)
-            if opts.max_cost is not None and spent >= opts.max_cost:
-                raise StopRun()
+        def new_judge() -> LLMClient | None:
+            if judge_endpoint is None:
+                return None
+            # The paper's judge is re-asked on invalid JSON: a cached reply would only repeat itself.
+            judge_cache = None if paper else cache
+            return LLMClient(
+                judge_endpoint,
+                cache=judge_cache,
+                prices=prices,
+                limiter=limiter,
+                priority=JUDGE,
+                share_connections_with=client,
+                timeout_s=opts.timeout,
+            )
 
-        jobs = [(it, lambda it=it: it.messages) for it in todo]
-        request = PAPER_ANSWER if paper else {"max_tokens": ANSWER_MAX_TOKENS}
-        stopped_for_cost = run_jobs(client, jobs, finish, also_close=[judge], group_of=_context_group, **request)
-    m = probe_manifest(opts, endpoint.label, files, paper_protocol.prompt_hashes() if paper else templates.hashes())
-    if paper:
-        m["judge_model"] = judge.endpoint.label if judge else None
-        m["protocol"] = paper_protocol.describe(
-            opts.compat, m["judge_model"], endpoint.label, judge_given=opts.judge_model is not None
-        )
-    report = build_report(rows, m)
-    report["run"] = {
-        "wall_time_s": round(time.perf_counter() - started, 3),
-        "requests": client.totals.requests,
-        "cached": client.totals.cached,
-        "cached_tokens": client.totals.cached_tokens + (judge.totals.cached_tokens if judge else 0),
-        "retries": client.totals.retries + (judge.totals.retries if judge else 0),
-        "errors": client.totals.errors,
-        "stopped_for_max_cost": stopped_for_cost,
-        "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
-    }
-    write_reports(opts.out, report, report_markdown(report))
+        judge = new_judge()
+        spent = {"judge": 0.0}
+
+        def over_budget() -> bool:
+            judged = spent["judge"] + (judge.totals.cost_usd if judge else 0.0)
+            return opts.max_cost is not None and client.totals.cost_usd + judged >= opts.max_cost
+
+        started = time.perf_counter()
+        with open(pred_path, "ab") as sink:
+
+            async def finish(item: Item, c: Completion) -> None:
+                row = prediction_row(item, c, endpoint.label, raw=paper)
+                if judge is not None and c.error is None:
+                    await judge_row(judge, row, templates.judge, paper)
+                sink.write(orjson.dumps(row) + b"\n")
+                sink.flush()
+                if progress:
+                    progress(row, client.totals)
+                if over_budget():
+                    raise StopRun()
+
+            jobs = [(it, lambda it=it: it.messages) for it in todo]
+            stopped_for_cost = run_jobs(client, jobs, finish, also_close=[judge], group_of=_context_group, **request)
+        rows = final_rows(read_jsonl(pred_path), _row_key)
+        judge_totals = [judge.totals] if judge else []
+        if judge_endpoint and not stopped_for_cost:
+            # answered earlier (or judged by another judge, or the verdict failed): judge them now
+            spent["judge"] += judge.totals.cost_usd
+            judge = new_judge()
+            stopped_for_cost = judge_rows(rows, judge, templates.judge, paper, progress, over_budget)
+            judge_totals.append(judge.totals)
+        write_jsonl(pred_path, rows)
+        prompts = paper_protocol.prompt_hashes() if paper else templates.hashes()
+        m = probe_manifest(opts, endpoint.label, files, prompts)
+        m["judge_model"] = judge_endpoint.label if judge_endpoint else _rows_judge(rows)
+        if paper:
+            m["protocol"] = paper_protocol.describe(
+                opts.compat, m["judge_model"], endpoint.label, judge_given=opts.judge_model is not None
+            )
+        report = build_report(rows, m)
+        report.update(_probe_completeness(rows, items, judge_endpoint, judge_hash, stopped_for_cost))
+        report["run"] = {
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "requests": client.totals.requests,
+            "cached": client.totals.cached,
+            "retries": client.totals.retries + sum(t.retries for t in judge_totals),
+            "errors": client.totals.errors,
+            "cached_tokens": client.totals.cached_tokens + sum(t.cached_tokens for t in judge_totals),
+            "judge_requests": sum(t.requests for t in judge_totals),
+            "judge_errors": sum(t.errors for t in judge_totals),
+            "stopped_for_max_cost": stopped_for_cost,
+            "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
+        }
+        if report["run"]["dropped_sessions"]:
+            report["warnings"] = [
+                f"context cut to fit --max-context-tokens {opts.max_context_tokens}: up to "
+                f"{report['run']['dropped_sessions']} oldest sessions left out of a prompt"
+            ]
+        write_reports(opts.out, report, report_markdown(report))
     return report
+
+
+def _probe_completeness(rows, items, judge_endpoint, judge_hash, stopped_for_cost) -> dict:
+    by_key = {_row_key(r): r for r in rows}
+    wanted = [by_key.get(_key(it.chat.name, it.qa_index)) for it in items]
+    failed = sum(1 for r in wanted if r is not None and r.get("error") is not None)
+    not_run = sum(1 for r in wanted if r is None)
+    unjudged = 0
+    if judge_endpoint is not None:
+        unjudged = sum(1 for r in wanted if r is not None and needs_judging(r, judge_endpoint.label, judge_hash))
+    return completeness(failed, not_run, stopped_for_cost, unjudged, "questions")
 
 
 def rescore(
@@ -275,47 +288,49 @@ def rescore(
     api_key_env: str | None = None,
     use_cache: bool = True,
     progress=None,
+    timeout: float = 120.0,
 ) -> dict:
-    """Score saved predictions again (F1, and the judge when given) without asking the answering model."""
+    """Score saved predictions again (F1, and the judge when given) without asking the answering model.
+
+    Every answered row is judged again by the given judge."""
     pred_path = run_dir / "predictions.jsonl"
     if not pred_path.exists():
         raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
     report_path = run_dir / "report.json"
     old_report = read_json(report_path) if report_path.exists() else {}
-    rows = read_jsonl(pred_path)
     templates = Templates.load()
     protocol = old_report.get("manifest", {}).get("protocol")
     paper = protocol is not None  # a --compat paper run is judged with the paper's prompt again
+    judge_hash = judge_prompt_hash(templates, paper)
     judge = None
     if judge_model:
         cache = None if paper else open_cache(use_cache)
         endpoint = resolve_model(judge_model, base_url, api_key_env)
-        judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load())
-
-    answered = [r for r in rows if r.get("error") is None]
-    for r in answered:
-        score_row(r)
-    if judge is not None:
-        jobs = [(r, paper_judge_messages(r) if paper else judge_messages(templates.judge, r)) for r in answered]
-
-        async def judged(row: dict, c: Completion) -> None:
-            await judge_row(judge, row, templates.judge, paper, first=c)
-            if progress:
-                progress(row, judge.totals)
-
-        request = PAPER_JUDGE if paper else {"max_tokens": JUDGE_MAX_TOKENS}
-        run_jobs(judge, jobs, judged, **request)
-    write_jsonl(pred_path, rows)
-    m = old_report.get("manifest", {})
-    m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
-    if paper and judge is not None:
-        protocol["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
-    elif judge is not None:
-        m["prompts"] = {**m.get("prompts", {}), "probe_judge.txt": text_hash(templates.judge)}
-    m["rescored_with"] = command_line()
-    report = build_report(rows, m)
-    report["run"] = old_report.get("run", {})
-    write_reports(run_dir, report, report_markdown(report))
+        judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load(), timeout_s=timeout)
+    with run_folder(run_dir, None, PROBE_FILES):
+        rows = final_rows(read_jsonl(pred_path), _row_key)
+        answered = [r for r in rows if r.get("error") is None]
+        for r in answered:
+            score_row(r)
+        stopped = False
+        if judge is not None:
+            stopped = judge_rows(rows, judge, templates.judge, paper, progress, lambda: False, everything=True)
+        write_jsonl(pred_path, rows)
+        m = old_report.get("manifest", {})
+        m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
+        if paper and judge is not None:
+            protocol["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
+        elif judge is not None:
+            m["prompts"] = {**m.get("prompts", {}), "probe_judge.txt": judge_hash}
+        m["rescored_with"] = command_line()
+        report = build_report(rows, m)
+        unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
+        report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
+        report["run"] = old_report.get("run", {})
+        if judge is not None:
+            report["run"]["rescore_judge_requests"] = judge.totals.requests
+        report["warnings"] = old_report.get("warnings", [])
+        write_reports(run_dir, report, report_markdown(report))
     return report
 
 
@@ -361,6 +376,27 @@ def prediction_row(item: Item, c: Completion, model: str, raw: bool = False) -> 
         row["retrieved"] = item.retrieved
         row["recall_at_k"] = evidence_recall(evidence.resolved, item.retrieved)
     return row
+
+
+def _rows_judge(rows: list[dict]) -> str | None:
+    """The judge of an earlier run resumed without --judge-model, when one judge scored every row."""
+    judges = {r.get("judge_model") for r in rows if r.get("judge_score") is not None}
+    return judges.pop() if len(judges) == 1 else None
+
+
+def _row_key(row: dict) -> tuple[str, int]:
+    return _key(row["chat"], row["qa_index"])
+
+
+def probe_identity(opts: ProbeOptions, endpoint, files: list[Path], templates: Templates) -> dict:
+    """The judge is not part of it: a judge added or changed later judges the rows lacking its score."""
+    if opts.compat:
+        prompts = {k: v for k, v in paper_protocol.prompt_hashes().items() if k != "paper:judge"}
+        sampling = dict(PAPER_ANSWER)
+    else:
+        prompts = {k: v for k, v in templates.hashes().items() if k != "probe_judge.txt"}
+        sampling = {"temperature": 0.0, "max_tokens": ANSWER_MAX_TOKENS}
+    return run_identity(opts, endpoint, files, prompts, sampling)
 
 
 def probe_manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:

@@ -7,6 +7,8 @@ overall figure at all, only per-category means). Category 5 is the not-mentioned
 
 from __future__ import annotations
 
+from realtalk_cli.tasks.runs import status_lines
+
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
 OVERALL_LABELS = {"overall_1_3": "overall (paper: categories 1-3)", "overall_1_4": "overall (1-4)"}
 
@@ -25,32 +27,33 @@ def _mean(values: list[float | None]) -> float | None:
     return round(sum(present) / len(present), 4) if present else None
 
 
-def _stats(rows: list[dict]) -> dict:
+def _stats(rows: list[dict], judge: str | None) -> dict:
+    # only this run's judge counts: rows still carrying another judge's score wait for re-judging
     out = {
         "count": len(rows),
         "f1": _mean([r["f1"] for r in rows]),
         "f1_date_normalised": _mean([r.get("f1_date_normalised") for r in rows]),
-        "judge": _mean([r["judge_score"] for r in rows]),
+        "judge": _mean([r.get("judge_score") if r.get("judge_model") == judge else None for r in rows]),
     }
     if any("recall_at_k" in r for r in rows):
         out["recall_at_k"] = _mean([r.get("recall_at_k") for r in rows])
     return out
 
 
-def _summary(rows: list[dict]) -> dict:
+def _summary(rows: list[dict], judge: str | None) -> dict:
     by_category: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["category"]):
         by_category.setdefault(f"{r['category']} {r['category_name']}", []).append(r)
     # LoCoMo's adversarial items are scored by their own rule and reported apart from the overall mean.
     answered = [r for r in rows if not _adversarial(r)]
-    categories = {k: _stats(v) for k, v in by_category.items()}
+    categories = {k: _stats(v, judge) for k, v in by_category.items()}
     for k, v in by_category.items():
         if _adversarial(v[0]):
             categories[k]["measure"] = NOT_MENTIONED_MEASURE
     return {
-        "overall": _stats(answered),
-        "overall_1_4": _stats(answered),
-        "overall_1_3": _stats([r for r in answered if r["category"] in (1, 2, 3)]),
+        "overall": _stats(answered, judge),
+        "overall_1_4": _stats(answered, judge),
+        "overall_1_3": _stats([r for r in answered if r["category"] in (1, 2, 3)], judge),
         "categories": categories,
         "evidence_ids": sum(len(r.get("evidence_ids", [])) for r in rows),
         "evidence_dangling": sum(len(r.get("evidence_dangling", [])) for r in rows),
@@ -58,14 +61,19 @@ def _summary(rows: list[dict]) -> dict:
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "cached_tokens": sum(r.get("cached_tokens", 0) for r in rows),
         "cost_usd": round(sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows), 6),
+        "answer_cost_usd": round(sum(r["cost_usd"] for r in rows), 6),
+        "judge_prompt_tokens": sum(r.get("judge_prompt_tokens") or 0 for r in rows),
+        "judge_completion_tokens": sum(r.get("judge_completion_tokens") or 0 for r in rows),
+        "judge_cost_usd": round(sum(r.get("judge_cost_usd") or 0.0 for r in rows), 6),
     }
 
 
 def build_report(rows: list[dict], manifest: dict) -> dict:
     ok = [r for r in rows if r.get("error") is None]
+    judge = manifest.get("judge_model")
     return {
-        "overall": _summary(ok),
-        "chats": {c: _summary([r for r in ok if r["chat"] == c]) for c in sorted({r["chat"] for r in ok})},
+        "overall": _summary(ok, judge),
+        "chats": {c: _summary([r for r in ok if r["chat"] == c], judge) for c in sorted({r["chat"] for r in ok})},
         "failed_questions": len(rows) - len(ok),
         "manifest": manifest,
     }
@@ -86,6 +94,7 @@ def report_markdown(report: dict) -> str:
     lines = [
         "# realtalk probe report",
         "",
+        *(f"> **{line}**\n" for line in status_lines(report)),
         f"- model: `{m.get('model')}`",
         f"- judge: `{m.get('judge_model') or 'none'}`",
         f"- context: {m.get('parameters', {}).get('context')}",
@@ -115,8 +124,11 @@ def report_markdown(report: dict) -> str:
         f"Evidence ids: {o['evidence_ids']} resolve to a message, {o['evidence_dangling']} point to none"
         " (recall is computed over the resolvable ones).",
         "",
-        f"Tokens: {o['prompt_tokens']} prompt ({o['cached_tokens']} served from the provider's prompt cache), "
-        f"{o['completion_tokens']} completion; cost ${o['cost_usd']:.4f}.",
+        f"Answers: {o['prompt_tokens']} prompt ({o['cached_tokens']} served from the provider's prompt cache) + "
+        f"{o['completion_tokens']} completion tokens, "
+        f"${o['answer_cost_usd']:.4f}.",
+        f"Judge: {o['judge_prompt_tokens']} prompt + {o['judge_completion_tokens']} completion tokens, "
+        f"${o['judge_cost_usd']:.4f}. Total ${o['cost_usd']:.4f}.",
     ]
     if report.get("run"):
         r = report["run"]
