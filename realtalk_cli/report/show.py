@@ -57,17 +57,19 @@ def show_questions(
             if retrieved is not None:
                 entry["retrieved"] = i in retrieved
             evidence.append(entry)
-        items.append({
-            "chat": r["chat"],
-            "qa_index": r["qa_index"],
-            "category": category_of(r),
-            "question": r["question"],
-            "gold": r.get("answer"),
-            "prediction": r.get("prediction"),
-            "f1": r.get("f1"),
-            "f1_date_normalised": r.get("f1_date_normalised"),
-            "judge_score": r.get("judge_score"),
-            "evidence": evidence,
-            "chat_file_found": index is not None,
-        })
+        items.append(
+            {
+                "chat": r["chat"],
+                "qa_index": r["qa_index"],
+                "category": category_of(r),
+                "question": r["question"],
+                "gold": r.get("answer"),
+                "prediction": r.get("prediction"),
+                "f1": r.get("f1"),
+                "f1_date_normalised": r.get("f1_date_normalised"),
+                "judge_score": r.get("judge_score"),
+                "evidence": evidence,
+                "chat_file_found": index is not None,
+            }
+        )
     return items, warnings

@@ -192,7 +192,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             endpoint, cache=cache, prices=prices, limiter=limiter, priority=ANSWER, timeout_s=opts.timeout
         )
 
-        def new_judge() -> LLMClient | None:
+        def new_judge(alone: bool = False) -> LLMClient | None:
+            """The judge beside the answering client, or `alone` after it (its event loop and connections closed)."""
             if judge_endpoint is None:
                 return None
             # The paper's judge is re-asked on invalid JSON: a cached reply would only repeat itself.
@@ -201,9 +202,9 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                 judge_endpoint,
                 cache=judge_cache,
                 prices=prices,
-                limiter=limiter,
+                limiter=Limiter(opts.concurrency) if alone else limiter,
                 priority=JUDGE,
-                share_connections_with=client,
+                share_connections_with=None if alone else client,
                 timeout_s=opts.timeout,
             )
 
@@ -235,7 +236,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         if judge_endpoint and not stopped_for_cost:
             # answered earlier (or judged by another judge, or the verdict failed): judge them now
             spent["judge"] += judge.totals.cost_usd
-            judge = new_judge()
+            judge = new_judge(alone=True)
             stopped_for_cost = judge_rows(rows, judge, templates.judge, paper, progress, over_budget)
             judge_totals.append(judge.totals)
         write_jsonl(pred_path, rows)
