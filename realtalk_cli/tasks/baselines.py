@@ -24,7 +24,7 @@ from realtalk_cli.data.model import parse_date
 from realtalk_cli.llm.providers import register_local_model
 from realtalk_cli.tasks.probe_prompts import NOT_MENTIONED
 from realtalk_cli.tasks.retrieval import BM25
-from realtalk_cli.tasks.scoring import stemmer
+from realtalk_cli.tasks.scoring import stem
 
 ANSWER_WORDS = 6
 LIST_PARTS = 3
@@ -60,7 +60,7 @@ class PromptMessage:
 
 @lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
-    return stemmer().stem(word)
+    return stem(word)
 
 
 def _stem_words(text: str) -> list[str]:
