@@ -95,7 +95,7 @@ def test_unknown_model_and_bad_key_are_fatal(monkeypatch, key):
 
 
 def test_offline_bm25_answers_with_the_best_matching_line():
-    client = LLMClient(resolve_model("offline:bm25"))
+    client = LLMClient(resolve_model("offline:bm25-line"))
     prompt = "Ana: I adopted a dog called Miso\nBen: I ran a race in Lisbon\nQuestion: Where did Ben run a race?"
     c = complete(client, [{"role": "user", "content": prompt}])
     assert c.text == "I ran a race in Lisbon"
