@@ -58,13 +58,8 @@ class PromptMessage:
     date: str
 
 
-@lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
-    return stem(word)
-
-
 def _stem_words(text: str) -> list[str]:
-    return [_stem(w.lower()) for w in _WORD.findall(text) if w.lower() not in _STOP]
+    return [stem(w.lower()) for w in _WORD.findall(text) if w.lower() not in _STOP]
 
 
 @dataclass
@@ -111,7 +106,7 @@ def written_date(text: str) -> str:
 
 
 def _short(text: str, question_words: set[str], limit: int) -> str:
-    kept = [w for w in _WORD.findall(text) if w.lower() not in _STOP and _stem(w.lower()) not in question_words]
+    kept = [w for w in _WORD.findall(text) if w.lower() not in _STOP and stem(w.lower()) not in question_words]
     return " ".join(kept[:limit])
 
 
