@@ -189,23 +189,48 @@ def finish_run(report: dict, score: float | None, fail_under: float | None, scor
         raise typer.Exit(1)
 
 
+class _Shown:
+    """The callback a task calls per finished item; `start` tells the total and what a resume skips."""
+
+    def __init__(self, bar, task) -> None:
+        self.bar, self.task = bar, task
+
+    def start(self, total: int, already: int = 0, verb: str = "done") -> None:
+        note = f"{already} already {verb} " if already else ""
+        self.bar.update(self.task, total=total, completed=0, note=note)
+
+    def __call__(self, row, totals=None) -> None:
+        info = f"· retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}" if totals else ""
+        self.bar.update(self.task, advance=1, info=info)
+        speed = self.bar.tasks[0].speed
+        self.bar.update(self.task, rate=f"{speed:.1f}/s" if speed else "")
+
+
 @contextlib.contextmanager
 def progress(label: str, quiet: bool):
-    """A progress bar on stderr showing retries, cache hits and spend as rows finish."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A progress bar on stderr: done/total, rate, elapsed and remaining time, retries, cache hits, spend;
+    on a resumed run, how many items were already done."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}{task.fields[info]}"),
     )
     with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
-        task = bar.add_task(label, total=None, info="")
-
-        def show(row, totals) -> None:
-            info = f"retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}" if totals else ""
-            bar.update(task, advance=1, info=info)
-
-        yield show
+        task = bar.add_task(label, total=None, info="", note="", rate="")
+        yield _Shown(bar, task)

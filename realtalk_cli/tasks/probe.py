@@ -230,6 +230,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                     raise StopRun()
 
             jobs = [(it, lambda it=it: it.messages) for it in todo]
+            if progress and hasattr(progress, "start"):
+                progress.start(len(todo), len(items) - len(todo), "answered")
             stopped_for_cost = run_jobs(client, jobs, finish, also_close=[judge], group_of=_context_group, **request)
         rows = final_rows(read_jsonl(pred_path), _row_key)
         judge_totals = [judge.totals] if judge else []

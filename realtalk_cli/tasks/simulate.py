@@ -212,6 +212,8 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
                 raise StopRun()
 
         jobs = [(t, prompt_messages(t, system_template)) for t in todo]
+        if progress and hasattr(progress, "start"):
+            progress.start(len(todo), len(targets) - len(todo), "simulated")
         stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
     rows = read_jsonl(pred_path)
     ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
