@@ -22,8 +22,8 @@ from .llm_server import API_KEY, FakeLLM, serve_llm
 runner = CliRunner()
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+def run(*args, env: dict | None = None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
 
 
 @pytest.mark.parametrize("command", ["stats", "ei", "consistency", "compare"])
@@ -39,7 +39,9 @@ def test_stats_on_the_sample_hand_counted():
     assert (chat["sessions"], chat["messages"], chat["pictures"], chat["events"], chat["qa"]) == (3, 26, 2, 8, 6)
     # turns, counted by hand from data/make_sample.py: 9 + 7 + 6
     assert chat["turns"] == 22
-    assert (chat["qa_multi-hop"], chat["qa_temporal"], chat["qa_commonsense"]) == (2, 2, 2)
+    qa = [k for k in chat if k.startswith("qa ")]
+    assert qa == ["qa 1 multi-hop", "qa 2 temporal", "qa 3 commonsense"]  # in category order, with names
+    assert [chat[k] for k in qa] == [2, 2, 2]
     assert chat["messages_per_session_min"] == 7 and chat["messages_per_session_max"] == 11
     # 03.03 18:11:40 -> 07.03 20:15:03 and 07.03 20:26:40 -> 16.03 11:30:00
     assert chat["gap_hours_max"] == pytest.approx(207.06, abs=0.01)
@@ -177,10 +179,33 @@ def test_consistency_hand_computed():
             for m in METRIC_NAMES:
                 values.setdefault(m, None)
     result = consistency(metrics)
-    assert list(result["people"]) == ["fahim"]
-    assert result["people"]["fahim"]["abs_diff"]["emotion_diversity"] == 0.5
+    assert list(result["people"]) == ["unknown:fahim"]
+    assert result["people"]["unknown:fahim"]["abs_diff"]["emotion_diversity"] == 0.5
     assert result["mean_abs_diff"]["emotion_diversity"] == 0.5
     assert result["mean_abs_diff"]["empathy"] is None
+    # between persons: Other (0.1) against Fahim's two chats (1.0, 1.5): mean of 0.9 and 1.4
+    assert result["between_person_abs_diff"]["emotion_diversity"] == pytest.approx(1.15)
+    assert result["within_over_between"]["emotion_diversity"] == pytest.approx(0.5 / 1.15)
+
+
+def test_consistency_keeps_datasets_apart_and_locomo_people_per_chat():
+    def entry(dataset, speakers):
+        return {"dataset": dataset, "speakers": {s: dict.fromkeys(METRIC_NAMES, v) for s, v in speakers.items()}}
+
+    metrics = {
+        "chats": {
+            "Chat_3_John_Maria": entry("locomo", {"John": 0.1, "Maria": 0.2}),
+            "Chat_5_Tim_John": entry("locomo", {"Tim": 0.3, "John": 0.9}),
+            "Chat_1_Emi_Elise": entry("realtalk", {"Emi": 0.4, "Elise": 0.5}),
+            "Chat_4_Emi_Paola": entry("realtalk", {"Emi": 0.6, "Paola": 0.7}),
+            "Chat_9_John_X": entry("realtalk", {"John": 0.0, "X": 0.0}),
+        }
+    }
+    result = consistency(metrics)
+    assert list(result["people"]) == ["realtalk:emi"]  # LoCoMo's Johns are two people; REALTALK's John a third
+    assert result["people"]["realtalk:emi"]["names"] == {"Chat_1_Emi_Elise": "Emi", "Chat_4_Emi_Paola": "Emi"}
+    # the baseline pairs only REALTALK appearances of different people: 6 appearances, 15 pairs, 1 of them Emi-Emi
+    assert result["between_person_pairs"] == 14
 
 
 @needs_shared
@@ -189,8 +214,9 @@ def test_consistency_on_shared_realtalk(tmp_path: Path):
     result = run("analyze", "consistency", tmp_path, "--json")
     assert result.exit_code == 0, result.output
     people = json.loads(result.output)["people"]
-    assert set(people) == {"akib", "elise", "emi", "nicolas"}
-    assert people["emi"]["chats"] == ["Chat_1_Emi_Elise", "Chat_4_Emi_Paola"]
+    assert set(people) == {"realtalk:akib", "realtalk:elise", "realtalk:emi", "realtalk:nicolas"}
+    assert people["realtalk:emi"]["chats"] == ["Chat_1_Emi_Elise", "Chat_4_Emi_Paola"]
+    assert "between persons" in run("analyze", "consistency", tmp_path).output
 
 
 @needs_shared
@@ -199,7 +225,7 @@ def test_compare_realtalk_with_locomo_writes_plots_and_report(tmp_path: Path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["datasets"] == ["realtalk", "locomo"]
-    assert summary["stats"]["realtalk"]["messages"] == 6698 and summary["stats"]["locomo"]["qa_adversarial"] == 446
+    assert summary["stats"]["realtalk"]["messages"] == 6698 and summary["stats"]["locomo"]["qa 5 adversarial"] == 446
     report = (tmp_path / "report.md").read_text()
     for name in ("metrics.png", "session_lengths.png", "gaps.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -240,3 +266,14 @@ def test_compare_checks_both_directories_before_any_work(tmp_path: Path):
     assert result.exit_code == 2
     assert result.output == f"error: {tmp_path / 'missing'}: not a directory of chats\n"
     assert not (tmp_path / "out").exists()
+
+
+@needs_shared
+def test_stats_over_two_datasets_has_a_subtotal_per_dataset_beside_the_pooled_total():
+    locomo = SHARED / "locomo" / "Chat_1_Caroline_Melanie.json"
+    rows = json.loads(run("analyze", "stats", SAMPLE_JSON, locomo, "--json").output)
+    assert [r["chat"] for r in rows[2:]] == ["total REALTALK", "total LoCoMo", "total (pooled)"]
+    assert rows[2]["messages"] == rows[0]["messages"] and rows[3]["messages"] == rows[1]["messages"]
+    assert rows[4]["messages"] == rows[0]["messages"] + rows[1]["messages"]
+    table = run("analyze", "stats", SAMPLE_JSON, locomo, env={"COLUMNS": "80"}).output
+    assert max(len(line) for line in table.splitlines()) <= 80 and "LoCoMo" in table

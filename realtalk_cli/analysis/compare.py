@@ -14,31 +14,70 @@ from realtalk_cli.data.model import person_key
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_jsonl, write_atomic
 
+MATCHING = (
+    "A person is a dataset plus a first name, case-insensitive (REALTALK: 'Fahim Khan' in one chat = 'fahim' in "
+    "another); in LoCoMo every chat has its own two people (its three Johns are different people), so LoCoMo "
+    "speakers never recur."
+)
+
+
+def person_id(dataset: str | None, chat: str, speaker: str) -> str:
+    """Who a speaker is across chats: the same first name is the same person only within one dataset, and in
+    LoCoMo (generated personas, names reused across unrelated chats) only within one chat."""
+    if dataset == "locomo":
+        return f"locomo:{chat}:{speaker.strip()}"
+    return f"{dataset or 'unknown'}:{person_key(speaker)}"
+
+
+def _mean_abs_diff(pairs: list[tuple[dict, dict]], metric: str) -> float | None:
+    diffs = [abs(a[metric] - b[metric]) for a, b in pairs if a[metric] is not None and b[metric] is not None]
+    return statistics.mean(diffs) if diffs else None
+
 
 def consistency(metrics: dict) -> dict:
-    """The paper's persona consistency: |metric in chat A - metric in chat B| for each person in 2+ chats."""
-    appearances: dict[str, list[tuple[str, dict]]] = {}
+    """The paper's persona consistency: |metric in chat A - metric in chat B| for each person in 2+ chats, beside
+    a between-person baseline: the same |difference| between appearances of different people of one dataset."""
+    appearances: dict[str, list[tuple[str, str, dict]]] = {}
     for chat, entry in metrics["chats"].items():
         for speaker, values in entry["speakers"].items():
-            appearances.setdefault(person_key(speaker), []).append((chat, values))
+            pid = person_id(entry.get("dataset"), chat, speaker)
+            appearances.setdefault(pid, []).append((chat, speaker, values))
     people = {}
-    for person, seen in sorted(appearances.items()):
+    for pid, seen in sorted(appearances.items()):
         if len(seen) < 2:
             continue
-        diffs = {}
-        for metric in METRIC_NAMES:
-            pairs = [
-                abs(a[metric] - b[metric])
-                for (_, a), (_, b) in itertools.combinations(seen, 2)
-                if a[metric] is not None and b[metric] is not None
-            ]
-            diffs[metric] = statistics.mean(pairs) if pairs else None
-        people[person] = {"chats": [c for c, _ in seen], "abs_diff": diffs}
-    mean_diff = {}
+        pairs = [(a[2], b[2]) for a, b in itertools.combinations(seen, 2)]
+        people[pid] = {
+            "dataset": pid.split(":", 1)[0],
+            "chats": [c for c, _, _ in seen],
+            "names": {c: sp for c, sp, _ in seen},
+            "abs_diff": {m: _mean_abs_diff(pairs, m) for m in METRIC_NAMES},
+        }
+    # Baseline: every pair of appearances of two different people in a dataset that has recurring people.
+    datasets = {p["dataset"] for p in people.values()}
+    flat = [(pid, values) for pid, seen in appearances.items() for _, _, values in seen]
+    between_pairs = [
+        (a, b)
+        for (pa, a), (pb, b) in itertools.combinations(flat, 2)
+        if pa != pb and pa.split(":", 1)[0] == pb.split(":", 1)[0] and pa.split(":", 1)[0] in datasets
+    ]
+    mean_diff, between, ratio = {}, {}, {}
     for metric in METRIC_NAMES:
         values = [p["abs_diff"][metric] for p in people.values() if p["abs_diff"][metric] is not None]
         mean_diff[metric] = statistics.mean(values) if values else None
-    return {"backend": metrics.get("backend"), "people": people, "mean_abs_diff": mean_diff}
+        between[metric] = _mean_abs_diff(between_pairs, metric)
+        ratio[metric] = (
+            mean_diff[metric] / between[metric] if mean_diff[metric] is not None and between[metric] else None
+        )
+    return {
+        "backend": metrics.get("backend"),
+        "matching": MATCHING,
+        "people": people,
+        "mean_abs_diff": mean_diff,
+        "between_person_abs_diff": between,
+        "between_person_pairs": len(between_pairs),
+        "within_over_between": ratio,
+    }
 
 
 def load_metrics(run_dir: Path) -> dict:

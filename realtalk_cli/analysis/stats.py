@@ -7,7 +7,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from realtalk_cli.data.model import Chat
+from realtalk_cli.data.model import DATASET_NAMES, Chat
 from realtalk_cli.llm.tokens import count_tokens
 
 TOKEN_MODEL = "gpt-4o"  # o200k_base; counts are exact and offline
@@ -25,7 +25,7 @@ class ChatStats:
     pictures: int = 0
     events: int = 0
     qa: int = 0
-    qa_by_category: dict[str, int] = field(default_factory=dict)
+    qa_by_category: dict[str, int] = field(default_factory=dict)  # "1 multi-hop" -> count
     days_spanned: float | None = None
     messages_per_session_mean: float | None = None
     messages_per_session_min: int | None = None
@@ -43,8 +43,13 @@ class ChatStats:
         d.pop("session_lengths")
         d.pop("gaps_hours")
         by_cat = d.pop("qa_by_category")
-        d.update({f"qa_{k}": v for k, v in sorted(by_cat.items())})
+        d.update({f"qa {k}": v for k, v in sorted(by_cat.items(), key=_category_order)})
         return d
+
+
+def _category_order(item: tuple[str, int]) -> tuple:
+    number, _, name = item[0].partition(" ")
+    return (int(number) if number.isdigit() else 99, name)
 
 
 def _picture_count(chat: Chat) -> int:
@@ -76,7 +81,8 @@ def chat_stats(chat: Chat) -> ChatStats:
     s.events = sum(1 for ses in chat.sessions for evs in ses.events.values() for e in evs if e.sub_event.strip())
     s.qa = len(chat.qa)
     for q in chat.qa:
-        s.qa_by_category[q.category_name] = s.qa_by_category.get(q.category_name, 0) + 1
+        key = f"{q.category} {q.category_name}"
+        s.qa_by_category[key] = s.qa_by_category.get(key, 0) + 1
     s.session_lengths = [len(ses.messages) for ses in chat.sessions]
     starts = [_session_start(chat, i) for i in range(len(chat.sessions))]
     ends = [_session_end(chat, i) for i in range(len(chat.sessions))]
@@ -101,9 +107,9 @@ def _fill_summaries(s: ChatStats) -> None:
         s.gap_hours_max = max(s.gaps_hours)
 
 
-def total_stats(items: list[ChatStats]) -> ChatStats:
+def total_stats(items: list[ChatStats], name: str = "total") -> ChatStats:
     datasets = sorted({i.dataset for i in items})
-    t = ChatStats(chat="total", dataset="+".join(datasets))
+    t = ChatStats(chat=name, dataset="+".join(datasets))
     for name in ("sessions", "messages", "turns", "words", "tokens", "pictures", "events", "qa"):
         setattr(t, name, sum(getattr(i, name) for i in items))
     for i in items:
@@ -118,5 +124,11 @@ def total_stats(items: list[ChatStats]) -> ChatStats:
 
 
 def stats_rows(stats: list[ChatStats]) -> list[dict]:
-    """One flat row per chat, then the total."""
-    return [s.row() for s in stats] + [total_stats(stats).row()]
+    """One flat row per chat; with several datasets a subtotal per dataset (REALTALK, LoCoMo); then the total."""
+    rows = [s.row() for s in stats]
+    datasets = list(dict.fromkeys(s.dataset for s in stats))
+    if len(datasets) > 1:
+        for d in datasets:
+            rows.append(total_stats([s for s in stats if s.dataset == d], f"total {DATASET_NAMES.get(d, d)}").row())
+    name = "total" if len(datasets) <= 1 else "total (pooled)"
+    return rows + [total_stats(stats, name).row()]

@@ -16,6 +16,7 @@ from realtalk_cli.cli.common import (
     handles_errors,
     out,
     print_json,
+    print_wide_table,
     progress,
 )
 
@@ -52,13 +53,16 @@ def analyze_stats(
         writer.writerows(rows)
         out.out(buffer.getvalue(), end="")
     else:
-        table = Table(title="chat statistics")
-        table.add_column("", no_wrap=True)
-        for r in rows:
-            table.add_column(r["chat"], justify="right")
-        for c in columns[1:]:
-            table.add_row(c, *(cell(r.get(c)) for r in rows))
-        out.print(table)
+        from realtalk_cli.data.model import DATASET_NAMES
+
+        def shown(r: dict, c: str) -> str:
+            if c == "dataset":  # as the papers write them: REALTALK, LoCoMo
+                return "+".join(DATASET_NAMES.get(d, d) for d in str(r.get(c)).split("+"))
+            return cell(r.get(c))
+
+        headers = [c.replace("_", " ") for c in columns[1:]]
+        table_rows = [(r["chat"], [shown(r, c) for c in columns[1:]]) for r in rows]
+        print_wide_table("chat statistics (one row per chat; totals last)", "chat", headers, table_rows)
 
 
 @app.command("ei")
@@ -90,14 +94,14 @@ def analyze_ei(
     if as_json:
         print_json(metrics)
         return
-    table = Table(title=f"EI metrics ({metrics['backend']})")
-    table.add_column("metric")
-    speakers = [(c, sp) for c, e in metrics["chats"].items() for sp in e["speakers"]]
-    for chat, sp in speakers:
-        table.add_column(f"{sp}\n{chat}", justify="right")
-    for m in ("messages", *METRIC_NAMES):
-        table.add_row(m, *(cell(metrics["chats"][c]["speakers"][sp][m]) for c, sp in speakers))
-    out.print(table)
+    columns = ("messages", *METRIC_NAMES)
+    rows = [
+        (f"{sp}\n{chat}", [cell(values[m]) for m in columns])
+        for chat, entry in metrics["chats"].items()
+        for sp, values in entry["speakers"].items()
+    ]
+    headers = [m.replace("_", " ") for m in columns]
+    print_wide_table(f"EI metrics per speaker and chat ({metrics['backend']})", "speaker, chat", headers, rows)
     if metrics["unavailable"]:
         out.print(f"unavailable with this backend: {', '.join(metrics['unavailable'])} (use --backend llm or hf)")
     out.print(f"written to {out_dir / 'metrics.json'}")
@@ -122,15 +126,30 @@ def analyze_consistency(
         return
     if not result["people"]:
         out.print("no person appears in more than one chat")
+        out.print(result["matching"])
         return
-    table = Table(title=f"persona consistency: |difference| between a person's chats ({result['backend']})")
-    table.add_column("metric")
-    for person, p in result["people"].items():
-        table.add_column(f"{person}\n{len(p['chats'])} chats", justify="right")
-    table.add_column("mean", justify="right", style="bold")
-    for m in METRIC_NAMES:
-        table.add_row(m, *(cell(p["abs_diff"][m]) for p in result["people"].values()), cell(result["mean_abs_diff"][m]))
-    out.print(table)
+    from realtalk_cli.data.model import DATASET_NAMES
+
+    matched = Table(title="persons matched across chats", title_justify="left")
+    matched.add_column("person", no_wrap=True)
+    matched.add_column("dataset")
+    matched.add_column("appears as (chat: name)", overflow="fold")
+    for pid, p in result["people"].items():
+        names = "; ".join(f"{c}: {n}" for c, n in p["names"].items())
+        matched.add_row(pid.split(":")[-1], DATASET_NAMES.get(p["dataset"], p["dataset"]), names)
+    out.print(matched)
+    out.print(result["matching"])
+    rows = [(pid.split(":")[-1], [cell(p["abs_diff"][m]) for m in METRIC_NAMES]) for pid, p in result["people"].items()]
+    rows.append(("mean (same person)", [cell(result["mean_abs_diff"][m]) for m in METRIC_NAMES]))
+    rows.append(("between persons", [cell(result["between_person_abs_diff"][m]) for m in METRIC_NAMES]))
+    rows.append(("same / between", [cell(result["within_over_between"][m]) for m in METRIC_NAMES]))
+    headers = [m.replace("_", " ") for m in METRIC_NAMES]
+    title = f"persona consistency: mean |difference| between a person's chats ({result['backend']})"
+    print_wide_table(title, "person", headers, rows)
+    out.print(
+        f"between persons: the same |difference| over {result['between_person_pairs']} pairs of chats of two "
+        "different people of one dataset; same / between < 1 means more consistent with oneself than with others."
+    )
 
 
 @app.command("compare")

@@ -153,6 +153,46 @@ def cell(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _fold(header: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(line for word in header.split(" ") for line in textwrap.wrap(word, width) or [""])
+
+
+def print_wide_table(title: str, key: str, headers: list[str], rows: list[tuple[str, list[str]]]) -> None:
+    """A table with one row per item (chat, run, person) and many value columns, fitted to the terminal: headers
+    fold, and columns that do not fit go to a further table (the key column repeated), so no number is cut."""
+    from rich import box
+    from rich.table import Table
+
+    def width(i: int) -> int:
+        cells = [line for _, values in rows for line in str(values[i]).splitlines()] or ["-"]
+        words = [len(w) for w in headers[i].split(" ")]
+        return max(max(len(c) for c in cells), min(max(words), 10), 4)
+
+    def build(columns: list[int]) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column(key, no_wrap=True)
+        for i in columns:
+            w = width(i)
+            table.add_column(_fold(headers[i], w), justify="right", no_wrap=True, min_width=w)
+        for name, values in rows:
+            table.add_row(name, *(str(values[i]) for i in columns))
+        return table
+
+    def fits(table: Table) -> bool:
+        return out.measure(table, options=out.options.update_width(100_000)).maximum <= out.width
+
+    out.print(title, soft_wrap=False)
+    shown: list[int] = []
+    for i in range(len(headers)):
+        if shown and not fits(build([*shown, i])):
+            out.print(build(shown))
+            shown = []
+        shown.append(i)
+    out.print(build(shown))
+
+
 def print_plan(plan: dict, unit: str, as_json: bool) -> None:
     """What a --dry-run would send: requests, prompt tokens, estimated cost; the judge's apart."""
     if as_json:

@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, print_json
+from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, print_json, print_wide_table
 
 app = typer.Typer()
 
@@ -61,34 +61,6 @@ def _short(v: float) -> str:
     return f"{v:.3f}".replace("0.", ".", 1)
 
 
-CELL = 9  # "0.423" over ".401-.446"
-
-
-def _header(category: str) -> str:
-    """A category name folded into lines of at most CELL characters ("3 open-domain" -> "3\nopen-doma\nin")."""
-    import textwrap
-
-    return "\n".join(line for word in category.split(" ", 1) for line in textwrap.wrap(word, CELL))
-
-
-def _numeric_tables(title: str, first: str, categories: list[str], rows: list[tuple[str, list[str]]]) -> None:
-    """One table, or several side by side in sequence when the categories do not fit the terminal's width:
-    numbers are never cut or folded."""
-    fit = max(1, (out.width - 8) // (CELL + 2))
-    tables = -(-len(categories) // fit)
-    per_table = -(-len(categories) // tables)  # balanced: 7 columns at 80 wide are 4 + 3, not 6 + 1
-    out.print(title, soft_wrap=False)
-    for start in range(0, len(categories), per_table):
-        shown = range(start, min(len(categories), start + per_table))
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        table.add_column(first, no_wrap=True, min_width=5)
-        for i in shown:
-            table.add_column(_header(categories[i]), justify="right", no_wrap=True, min_width=CELL)
-        for name, cells in rows:
-            table.add_row(name, *(cells[i] for i in shown))
-        out.print(table)
-
-
 def print_leaderboard(board: dict) -> None:
     from realtalk_cli.report.tables import p_value, questions_note, usage_cell
 
@@ -104,7 +76,7 @@ def print_leaderboard(board: dict) -> None:
     cats = board["categories"]
     for metric, name in board["metrics"].items():
         rows = [(r["id"], [_two_lines(r["scores"][metric].get(c)) for c in cats]) for r in board["runs"]]
-        _numeric_tables(f"{name}: mean and 95% interval", "run", cats, rows)
+        print_wide_table(f"{name}: mean and 95% interval", "run", cats, rows)
     for metric, name in board["metrics"].items():
         if not board["comparisons"]:
             break
@@ -119,5 +91,5 @@ def print_leaderboard(board: dict) -> None:
                 mark = "" if d["significant"] else " ns"
                 cells.append(f"{d['mean']:+.3f}\np {p_value(d['p'])}{mark}")
             rows.append((f"{comp['b']} - {comp['a']}\nn={comp['common']}", cells))
-        _numeric_tables(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", cats, rows)
+        print_wide_table(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", cats, rows)
     out.print(questions_note(board), soft_wrap=False)

@@ -20,6 +20,9 @@ CATEGORY_NAMES: dict[str, dict[int, str]] = {
     "locomo": {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"},
 }
 
+# As the papers write them, for tables and plots.
+DATASET_NAMES: dict[str, str] = {"realtalk": "REALTALK", "locomo": "LoCoMo"}
+
 _DATE_FORMATS = (
     "%d.%m.%Y, %H:%M:%S",  # REALTALK: 29.12.2023, 22:42:04
     "%d.%m.%Y, %H:%M",
