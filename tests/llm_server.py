@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .llm_batches import FakeBatches
+
 API_KEY = "sk-test-secret-123"
 
 
@@ -70,6 +72,27 @@ def default_reply(request: dict) -> str:
     return "I don't know"
 
 
+def completion_body(fake: FakeLLM, body: dict) -> dict:
+    """A chat completion for a request body: the reply, and usage counted in words (prefix cache included)."""
+    text = fake.reply(body)
+    words = fake.prompt_words(body)
+    cached_tokens = fake.cached_tokens(words)
+    fake.remember(words)
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": len(words),
+            "completion_tokens": len(text.split()),
+            "total_tokens": len(words) + len(text.split()),
+            "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        },
+    }
+
+
 @dataclass
 class FakeLLM:
     models: tuple[str, ...] = ("gpt-4o-mini", "judge-model")
@@ -84,6 +107,11 @@ class FakeLLM:
     record: bool = True  # keep every request body in `requests` (a long benchmark turns it off)
     prefix_cache: bool = False
     cached_prefixes: set[bytes] = field(default_factory=set)
+    batches: FakeBatches = field(default=None)  # the files and batches endpoints (tests/llm_batches.py)
+
+    def __post_init__(self) -> None:
+        if self.batches is None:
+            self.batches = FakeBatches(lambda body: completion_body(self, body), self.models)
 
     def prompt_words(self, body: dict) -> list[str]:
         return [w for m in body["messages"] for w in _text(m["content"]).split()]
@@ -174,15 +202,25 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/v1/models":
                 self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
+            elif self.path.startswith(("/v1/files/", "/v1/batches/")):
+                status, answer = fake.batches.get(self.path)
+                if isinstance(answer, bytes):
+                    self._send_raw(answer, "application/octet-stream")
+                else:
+                    self._send(status, answer)
             else:
                 self._send(404, {"error": {"message": "not found"}})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
-            body = json.loads(self.rfile.read(length) or b"{}")
+            raw = self.rfile.read(length)
             if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                 self._send(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
                 return
+            if self.path.rstrip("/") in ("/v1/files", "/v1/batches") or self.path.endswith("/cancel"):
+                self._send(*fake.batches.post(self.path, self.headers.get("Content-Type", ""), raw))
+                return
+            body = json.loads(raw or b"{}")
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, {"error": {"message": "not found"}})
                 return
@@ -224,29 +262,7 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
             if fault in SLOW_REPLIES:
                 self._misbehave(fault)
                 return
-            text = fake.reply(body)
-            words = fake.prompt_words(body)
-            prompt_tokens = len(words)
-            cached_tokens = fake.cached_tokens(words)
-            fake.remember(words)
-            self._send(
-                200,
-                {
-                    "id": "chatcmpl-test",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body["model"],
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                    ],
-                    "usage": {
-                        "prompt_tokens": prompt_tokens,
-                        "completion_tokens": len(text.split()),
-                        "total_tokens": prompt_tokens + len(text.split()),
-                        "prompt_tokens_details": {"cached_tokens": cached_tokens},
-                    },
-                },
-            )
+            self._send(200, completion_body(fake, body))
 
     server = _Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from realtalk_cli import __version__
-from realtalk_cli.cli import analyze, data, probe, report, simulate
+from realtalk_cli.cli import analyze, batch, data, probe, report, simulate
 from realtalk_cli.cli.common import debug, out
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ for group in (data, report):
 app.add_typer(probe.app, name="probe")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(analyze.app, name="analyze")
+app.add_typer(batch.app, name="batch")
 
 
 def main() -> None:

@@ -33,6 +33,14 @@ ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Environmen
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")]
 MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
+Batch = Annotated[
+    bool,
+    typer.Option(
+        "--batch",
+        help="Send the requests as batch jobs (/v1/batches, about half price, within a day): submit and return; "
+        "run the same command again to collect.",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 Force = Annotated[
     bool, typer.Option("--force", help="Overwrite existing outputs; a run folder holding another run starts afresh.")

@@ -12,6 +12,7 @@ from realtalk_cli.cli.common import (
     ApiKeyEnv,
     AsJson,
     BaseUrl,
+    Batch,
     DefaultGroup,
     DryRun,
     Force,
@@ -90,6 +91,7 @@ def probe(
     force: Force = False,
     price_in: PriceIn = None,
     price_out: PriceOut = None,
+    batch: Batch = False,
 ) -> None:
     """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
 
@@ -102,6 +104,11 @@ def probe(
 
     Exit codes: 0 complete, 1 under --fail-under, 2 bad input (nothing run), 3 incomplete (questions failed
     after retries, or stopped by --max-cost); report.json says `"complete": false` and why.
+
+    With `--batch` the requests go to the provider as batch jobs (about half price, done within a day): the
+    command submits and returns (exit 3) with the batch id saved in the run folder; running it again, or
+    `realtalk batch status RUN`, collects the answers, submits the judge batch, and writes the reports.
+    Example: `realtalk probe ../shared/realtalk --model gpt-4o-mini --judge-model gpt-4o --out runs/b --batch`
 
     Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
     """
@@ -132,7 +139,10 @@ def probe(
     files, opts, fail_under = probe_settings(config, given)
 
     if dry_run:
-        print_plan(run_probe(files, opts, dry_run=True), "question", as_json)
+        print_plan(run_probe(files, opts, dry_run=True, batch=batch), "question", as_json)
+        return
+    if batch:
+        finish_batch_run(files, opts, as_json, fail_under, html)
         return
     with progress("probe", as_json) as show:
         report = run_probe(files, opts, progress=show)
@@ -221,6 +231,21 @@ def _print_question(item: dict) -> None:
         else:
             why = "dangling id: no such message" if item["chat_file_found"] else "chat file not found"
             out.print(f"  {escape(e['id'])}{hit} ({why})")
+
+
+def finish_batch_run(files: list[Path], opts, as_json: bool, fail_under: float | None, html: bool) -> None:
+    """One step of a batch run: the report when complete, else what is pending and exit 3."""
+    from realtalk_cli.tasks.probe_batch import run_probe_batch
+
+    report, pending = run_probe_batch(files, opts)
+    if report is None:
+        if as_json:
+            print_json({"complete": False, "pending": pending})
+        else:
+            err.print(pending, soft_wrap=True)
+        raise typer.Exit(3)
+    _write_html(opts.out, html, as_json, files)
+    _finish_probe(report, opts.out, as_json, fail_under)
 
 
 def _write_html(run_dir: Path, wanted: bool, quiet: bool, chats: list[Path] | None = None) -> None:

@@ -160,19 +160,37 @@ class LLMClient:
         """One chat completion; a parameter given as None is left out of the request (the provider's default)."""
         params = {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format}
         params = {k: v for k, v in params.items() if v is not None}
-        key = ""  # hashing a long prompt costs; only when there is a cache
-        if self.cache is not None:
-            key = cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            c = Completion(hit.text, Usage(hit.prompt_tokens, hit.completion_tokens, cached=True))
-            self.totals.add(c)
-            return c
+        if (hit := self.cached(messages, params)) is not None:
+            self.totals.add(hit)
+            return hit
         async with self.limiter.slot(self.priority):
             c = await self._call(messages, params)
-        if c.error is None and self.cache is not None:
-            self.cache.put(key, CachedResponse(c.text, c.usage.prompt_tokens, c.usage.completion_tokens))
+        self.remember(messages, params, c)
         self.totals.add(c)
         return c
+
+    def _cache_key(self, messages: list[dict], params: dict) -> str:
+        return cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
+
+    def cached(self, messages: list[dict], params: dict) -> Completion | None:
+        """The response cache's answer to this request, if any (nothing sent, nothing billed)."""
+        if self.cache is None or (hit := self.cache.get(self._cache_key(messages, params))) is None:
+            return None
+        return Completion(hit.text, Usage(hit.prompt_tokens, hit.completion_tokens, cached=True))
+
+    def remember(self, messages: list[dict], params: dict, c: Completion) -> None:
+        """Put a good answer in the response cache (an error never goes in)."""
+        if c.error is None and self.cache is not None:
+            entry = CachedResponse(c.text, c.usage.prompt_tokens, c.usage.completion_tokens)
+            self.cache.put(self._cache_key(messages, params), entry)
+
+    def batch_sdk(self):
+        """A synchronous SDK client on the same endpoint and key, for the files and batches endpoints."""
+        from openai import OpenAI
+
+        if self._sdk is None:
+            raise RealtalkError(f"{self.endpoint.label}: batch jobs need an API endpoint, not an offline model")
+        return OpenAI(api_key=self._api_key, base_url=self.endpoint.base_url, max_retries=2, timeout=self._timeout_s)
 
     async def _call(self, messages: list[dict], params: dict) -> Completion:
         if self.endpoint.offline:

@@ -140,7 +140,8 @@ def estimate_cached_tokens(items: list[Item], model: str) -> list[int]:
     return estimates
 
 
-def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None) -> dict:
+def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None, batch: bool = False) -> dict:
+    """A live run (`batch` only prices a dry run at batch rates; tasks/probe_batch.py runs batch jobs)."""
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
     paper = opts.compat is not None
@@ -172,6 +173,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             "question",
             ANSWER_MAX_TOKENS,
             cached_tokens=estimate_cached_tokens(todo, endpoint.model),
+            batch=batch,
         )
         if judge_endpoint:
             stale = [r for r in rows if needs_judging(r, judge_endpoint.label, judge_hash)]

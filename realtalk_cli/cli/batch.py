@@ -1,0 +1,35 @@
+"""`batch status RUN`: advance a run started with `--batch` (poll, collect, submit the next stage, report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from realtalk_cli.cli.common import AsJson, handles_errors
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Batch jobs of runs started with `--batch`.\n\nExample: `realtalk batch status runs/b`",
+)
+
+
+@app.command("status")
+@handles_errors
+def batch_status(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder of a `probe --batch` run.", show_default=False)],
+    as_json: AsJson = False,
+) -> None:
+    """Poll the run's batch; when it has ended, collect it, submit the next stage or write the reports.
+
+    The same as running the original `realtalk probe ... --batch` command again. Exit 0 when the run is
+    complete, 3 while a batch is still running.
+
+    Example: `realtalk batch status runs/b`
+    """
+    from realtalk_cli.cli.probe import finish_batch_run
+    from realtalk_cli.tasks.probe_batch import saved_run
+
+    files, opts = saved_run(run_dir)
+    finish_batch_run(files, opts, as_json, None, False)

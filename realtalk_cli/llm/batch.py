@@ -1,0 +1,212 @@
+"""Batch jobs: requests sent as one OpenAI-compatible batch (/v1/files + /v1/batches) instead of one by one.
+
+The provider runs a batch on its own fleet within a day, at about half price. A run submits and returns
+at once, the job saved in the run folder (`batch.json`, and the request file `batch-<stage>-<n>.jsonl`);
+the next invocation polls it and, once it has ended, downloads its output and error files. Every result
+line is checked like a live reply (`parse_reply`): a malformed one is an error for that item. A cache
+hit never goes into a batch, and batch answers go into the response cache. An item the batch did not
+answer (failed, expired, cancelled) comes back as an error, to be sent again by the next invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import orjson
+
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import write_atomic
+from realtalk_cli.llm.client import BadReply, Completion, LLMClient, Usage, parse_reply
+from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
+
+ENDED = ("completed", "failed", "expired", "cancelled")
+EXPIRED = "not answered by the batch"  # the start of the error of an item a batch ended without
+
+
+class BatchFolder:
+    """The batch jobs of one run folder: what was submitted, in which stage, and whether it was collected."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.path = run_dir / "batch.json"
+        self.state: dict = {"jobs": []}
+        if self.path.exists():
+            try:
+                self.state = json.loads(self.path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise RealtalkError(f"{self.path}: not valid JSON (a batch job record)") from None
+            if not isinstance(self.state, dict) or not isinstance(self.state.get("jobs"), list):
+                raise RealtalkError(f"{self.path}: not a batch job record (no `jobs` list)")
+
+    @property
+    def jobs(self) -> list[dict]:
+        return self.state["jobs"]
+
+    def open_job(self, stage: str) -> dict | None:
+        """The job of this stage submitted and not yet collected."""
+        return next((j for j in self.jobs if j.get("stage") == stage and not j.get("collected")), None)
+
+    def save(self) -> None:
+        write_atomic(self.path, json.dumps(self.state, indent=2))
+
+
+def split_cached(
+    client: LLMClient, requests: list[tuple[str, list[dict]]], params: dict
+) -> tuple[dict[str, Completion], list[tuple[str, list[dict]]]]:
+    """(answers from the response cache, requests still to send)."""
+    hits, rest = {}, []
+    for custom_id, messages in requests:
+        if (hit := client.cached(messages, params)) is not None:
+            hits[custom_id] = hit
+        else:
+            rest.append((custom_id, messages))
+    return hits, rest
+
+
+def _api_error(client: LLMClient, action: str, e: Exception) -> RealtalkError:
+    status = getattr(e, "status_code", None)
+    detail = f"HTTP {status}" if status else type(e).__name__
+    hint = " (does this endpoint offer batch jobs?)" if status in (404, 405, 501) else ""
+    return RealtalkError(f"{client.endpoint.label}: {action} failed: {detail}{hint}: {client._redact(str(e))[:200]}")
+
+
+def submit(
+    client: LLMClient, folder: BatchFolder, stage: str, requests: list[tuple[str, list[dict]]], params: dict
+) -> dict:
+    """Write the requests as a JSONL batch file, upload it, create the batch; the job is saved in the folder."""
+    import openai
+
+    number = sum(1 for j in folder.jobs if j.get("stage") == stage) + 1
+    input_path = folder.run_dir / f"batch-{stage}-{number}.jsonl"
+    lines = [
+        {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": client.endpoint.model, "messages": messages, **params},
+        }
+        for custom_id, messages in requests
+    ]
+    data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    write_atomic(input_path, data)
+    sdk = client.batch_sdk()
+    try:
+        uploaded = sdk.files.create(file=(input_path.name, data), purpose="batch")
+        batch = sdk.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={"realtalk_stage": stage},
+        )
+    except openai.APIError as e:
+        raise _api_error(client, f"submitting the {stage} batch", e) from None
+    finally:
+        sdk.close()
+    job = {
+        "id": batch.id,
+        "stage": stage,
+        "model": client.endpoint.label,
+        "input_file": input_path.name,
+        "input_file_id": uploaded.id,
+        "requests": len(lines),
+        "params": params,
+        "status": batch.status,
+        "submitted_at": round(time.time(), 3),
+        "collected": False,
+    }
+    folder.jobs.append(job)
+    folder.save()
+    return job
+
+
+def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
+    """The batch's status now (saved with its request counts)."""
+    import openai
+
+    sdk = client.batch_sdk()
+    try:
+        batch = sdk.batches.retrieve(job["id"])
+    except openai.APIError as e:
+        raise _api_error(client, f"asking for batch {job['id']}", e) from None
+    finally:
+        sdk.close()
+    job["status"] = str(batch.status)
+    job["output_file_id"] = batch.output_file_id
+    job["error_file_id"] = batch.error_file_id
+    counts = batch.request_counts
+    if counts is not None:
+        job["counts"] = {"total": counts.total, "completed": counts.completed, "failed": counts.failed}
+    folder.save()
+    return job["status"]
+
+
+def collect(client: LLMClient, folder: BatchFolder, job: dict) -> dict[str, Completion]:
+    """Every request of an ended batch, answered or with its error; answers go into the response cache."""
+    import openai
+
+    submitted = _submitted(folder, job)
+    sdk = client.batch_sdk()
+    lines: list[bytes] = []
+    try:
+        for key in ("output_file_id", "error_file_id"):
+            if job.get(key):
+                lines += sdk.files.content(job[key]).read().splitlines()
+    except openai.APIError as e:
+        raise _api_error(client, f"downloading the results of batch {job['id']}", e) from None
+    finally:
+        sdk.close()
+    results: dict[str, Completion] = {}
+    for line in lines:
+        try:
+            record = orjson.loads(line)
+            custom_id = record["custom_id"]
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            continue  # a line that names no request answers none
+        if custom_id in submitted and custom_id not in results:
+            results[custom_id] = _result(client, record, job, submitted[custom_id])
+    for custom_id, messages in submitted.items():
+        if custom_id not in results:
+            results[custom_id] = Completion("", Usage(), f"{EXPIRED} (batch {job['id']} {job['status']})")
+        else:
+            client.remember(messages, job["params"], results[custom_id])
+    job["collected"] = True
+    folder.save()
+    return results
+
+
+def _submitted(folder: BatchFolder, job: dict) -> dict[str, list[dict]]:
+    path = folder.run_dir / job["input_file"]
+    try:
+        return {r["custom_id"]: r["body"]["messages"] for r in map(orjson.loads, path.read_bytes().splitlines())}
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        raise RealtalkError(f"{path}: the request file of batch {job['id']} is missing or damaged") from None
+
+
+def _result(client: LLMClient, record: dict, job: dict, messages: list[dict]) -> Completion:
+    response, error = record.get("response"), record.get("error")
+    if isinstance(error, dict) and error:
+        code = error.get("code") or "error"
+        if code == "batch_expired":
+            return Completion("", Usage(), f"{EXPIRED} (batch {job['id']}: expired)")
+        return Completion("", Usage(), f"batch item {code}: {client._redact(str(error.get('message', '')))[:200]}")
+    if not isinstance(response, dict):
+        return Completion("", Usage(), "bad reply: batch line without a response")
+    status, body = response.get("status_code"), response.get("body")
+    if status != 200:
+        message = body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
+        return Completion("", Usage(), f"HTTP {status}: {client._redact(str(message))[:200]}")
+    try:
+        reply = parse_reply(orjson.dumps(body))
+    except BadReply as e:
+        return Completion("", Usage(), f"bad reply: {client._redact(str(e))}")
+    usage = Usage(reply.prompt_tokens or 0, reply.completion_tokens or 0, reply.cached_tokens)
+    if reply.prompt_tokens is None:  # no usage in the reply: counted here, flagged as estimated
+        usage.prompt_tokens, _ = count_message_tokens(messages, client.endpoint.model)
+        usage.completion_tokens, _ = count_tokens(reply.text, client.endpoint.model)
+        usage.estimated = True
+    usage.cost_usd = client.prices.cost(
+        client.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, batch=True
+    )
+    return Completion(reply.text, usage)

@@ -1,0 +1,219 @@
+"""`probe --batch`: the same run as `probe`, its requests sent as batch jobs (llm/batch.py).
+
+Each invocation does what can be done now and returns: collect an ended answer batch (its rows go to
+predictions.jsonl), collect an ended judge batch (its verdicts go on those rows), then submit what is
+left: the answers first, the judge requests in a second batch once the answers are in. Cache hits are
+answered at once and never sent. When nothing is left the usual reports are written. Items a batch
+failed or let expire are sent again by the next invocation, as failed requests of a live run are.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.fileio import read_jsonl, run_folder, write_jsonl
+from realtalk_cli.llm import batch
+from realtalk_cli.llm.cache import open_cache
+from realtalk_cli.llm.client import Completion, LLMClient
+from realtalk_cli.llm.providers import resolve_model
+from realtalk_cli.llm.tokens import count_message_tokens
+from realtalk_cli.tasks.probe import (
+    ANSWER_MAX_TOKENS,
+    PROBE_FILES,
+    ProbeOptions,
+    _probe_completeness,
+    _row_key,
+    prediction_row,
+    probe_identity,
+    probe_manifest,
+)
+from realtalk_cli.tasks.probe_judge import (
+    JUDGE_MAX_TOKENS,
+    judge_messages,
+    judge_prompt_hash,
+    needs_judging,
+    parse_judge_score,
+    record_verdict,
+)
+from realtalk_cli.tasks.probe_prompts import Templates, build_items
+from realtalk_cli.tasks.probe_report import build_report, report_markdown
+from realtalk_cli.tasks.runs import final_rows, load_prices, write_reports
+
+ANSWER_PARAMS = {"temperature": 0.0, "max_tokens": ANSWER_MAX_TOKENS}  # as a live run sends (same cache keys)
+JUDGE_PARAMS = {"temperature": 0.0, "max_tokens": JUDGE_MAX_TOKENS}
+BATCH_FILES = [*PROBE_FILES, "batch.json"]
+
+
+def custom_id(chat: str, qa_index: int) -> str:
+    return f"{chat}#{qa_index}"
+
+
+def _row_id(row: dict) -> str:
+    return custom_id(row["chat"], row["qa_index"])
+
+
+def saved_run(run_dir: Path) -> tuple[list[Path], ProbeOptions]:
+    """The chats and options a batch run was started with (for `realtalk batch status RUN`)."""
+    folder = batch.BatchFolder(run_dir)
+    run = folder.state.get("run")
+    if not folder.path.exists() or not isinstance(run, dict):
+        raise RealtalkError(f"{run_dir}: no batch run here (no {folder.path.name})")
+    options = {**run["options"], "out": run_dir, "force": False}
+    return [Path(p) for p in run["chats"]], ProbeOptions(**options)
+
+
+def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None, str]:
+    """(the report, '') when nothing is left to submit; (None, what is pending) while a batch runs."""
+    if opts.compat:
+        raise RealtalkError(f"--batch with --compat {opts.compat}: the paper's protocol runs live only")
+    endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
+    if endpoint.offline:
+        raise RealtalkError(f"--batch needs an API endpoint; {endpoint.label} answers at once without one")
+    judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
+    templates = Templates.load()
+    items = {custom_id(it.chat.name, it.qa_index): it for it in build_items(files, opts, templates, endpoint.model)}
+    called = [endpoint, *([judge_endpoint] if judge_endpoint else [])]
+    prices = load_prices(called, opts.max_cost, opts.price_in, opts.price_out)
+    identity = probe_identity(opts, endpoint, files, templates)
+    with run_folder(opts.out, identity, BATCH_FILES, opts.force):
+        folder = batch.BatchFolder(opts.out)
+        options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
+        folder.state["run"] = {"task": "probe", "chats": [str(p) for p in files], "options": options}
+        folder.save()
+        cache = open_cache(opts.use_cache)
+        client = LLMClient(endpoint, cache=cache, prices=prices, timeout_s=opts.timeout)
+        judge = (
+            LLMClient(judge_endpoint, cache=cache, prices=prices, timeout_s=opts.timeout) if judge_endpoint else None
+        )
+        try:
+            return _advance(folder, opts, files, items, templates, client, judge)
+        finally:
+            if cache is not None:
+                cache.close()
+
+
+def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict | None, str]:
+    started = time.perf_counter()
+    pred_path = opts.out / "predictions.jsonl"
+    rows = {_row_id(r): r for r in final_rows(read_jsonl(pred_path), _row_key)}
+    judge_hash = judge_prompt_hash(templates, False)
+    failed_now: set[str] = set()  # failed in a batch collected now: sent again by the next invocation, not this one
+
+    def answered(results: dict[str, Completion], batch_id: str | None) -> None:
+        for cid, c in results.items():
+            old = rows.get(cid)
+            if cid not in items or (c.error is not None and old is not None and old.get("error") is None):
+                continue  # a failure never replaces an answer
+            row = prediction_row(items[cid], c, client.endpoint.label)
+            if batch_id:
+                row["batch_id"] = batch_id
+            if c.error is not None:
+                failed_now.add(cid)
+            rows[cid] = row
+        write_jsonl(pred_path, list(rows.values()))
+
+    def judged(results: dict[str, Completion], batch_id: str | None) -> None:
+        for cid, c in results.items():
+            row = rows.get(cid)
+            if row is None or row.get("error") is not None:
+                continue
+            if (c.error or "").startswith(batch.EXPIRED):
+                failed_now.add(cid)  # never judged: asked again next time
+                continue
+            score = parse_judge_score(c.text) if c.error is None else None
+            record_verdict(row, score, c, c.usage.cost_usd, judge, judge_hash)
+            if c.error is not None or score is None:
+                failed_now.add(cid)
+            if batch_id:
+                row["judge_batch_id"] = batch_id
+        write_jsonl(pred_path, list(rows.values()))
+
+    for stage, owner, take in (("answer", client, answered), ("judge", judge, judged)):
+        job = folder.open_job(stage)
+        if job is None or owner is None:
+            continue
+        status = batch.poll(owner, folder, job)
+        if status not in batch.ENDED:
+            return None, _pending(job)
+        take(batch.collect(owner, folder, job), job["id"])
+
+    stopped = False
+    todo = [
+        (cid, it.messages)
+        for cid, it in items.items()
+        if cid not in failed_now and (cid not in rows or rows[cid].get("error") is not None)
+    ]
+    if todo:
+        hits, rest = batch.split_cached(client, todo, ANSWER_PARAMS)
+        answered(hits, None)
+        rest, stopped = _within_budget(client, rest, ANSWER_MAX_TOKENS, opts.max_cost, _spent(rows))
+        if rest:
+            return None, _submitted(batch.submit(client, folder, "answer", rest, ANSWER_PARAMS))
+    if judge is not None and not stopped:
+        wanted = [
+            r
+            for cid, r in rows.items()
+            if cid in items and cid not in failed_now and needs_judging(r, judge.endpoint.label, judge_hash)
+        ]
+        requests = [(_row_id(r), judge_messages(templates.judge, r)) for r in wanted]
+        hits, rest = batch.split_cached(judge, requests, JUDGE_PARAMS)
+        judged(hits, None)
+        rest, stopped = _within_budget(judge, rest, JUDGE_MAX_TOKENS, opts.max_cost, _spent(rows))
+        if rest:
+            return None, _submitted(batch.submit(judge, folder, "judge", rest, JUDGE_PARAMS))
+
+    final = list(rows.values())
+    report = build_report(final, probe_manifest(opts, client.endpoint.label, files, templates.hashes()))
+    report["manifest"]["batches"] = [{k: j.get(k) for k in ("id", "stage", "status", "requests")} for j in folder.jobs]
+    report.update(_probe_completeness(final, list(items.values()), judge and judge.endpoint, judge_hash, stopped))
+    report["run"] = {
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "requests": sum(j.get("requests", 0) for j in folder.jobs if j.get("stage") == "answer"),
+        "judge_requests": sum(j.get("requests", 0) for j in folder.jobs if j.get("stage") == "judge"),
+        "cached": sum(bool(r.get("cached")) for r in final),
+        "cached_tokens": sum(r.get("cached_tokens", 0) for r in final),
+        "retries": 0,
+        "errors": sum(r.get("error") is not None for r in final),
+        "judge_errors": sum(r.get("judge_error") is not None for r in final),
+        "stopped_for_max_cost": stopped,
+        "dropped_sessions": max((it.dropped_sessions for it in items.values()), default=0),
+        "batch": True,
+    }
+    write_reports(opts.out, report, report_markdown(report))
+    return report, ""
+
+
+def _spent(rows: dict[str, dict]) -> float:
+    return sum(r.get("cost_usd", 0.0) + (r.get("judge_cost_usd") or 0.0) for r in rows.values())
+
+
+def _within_budget(
+    client: LLMClient, requests: list, max_tokens: int, max_cost: float | None, spent: float
+) -> tuple[list, bool]:
+    """The requests that fit under --max-cost at batch prices, each counted at its full `max_tokens` reply."""
+    if max_cost is None:
+        return requests, False
+    kept, total = [], spent
+    for request in requests:
+        prompt_tokens, _ = count_message_tokens(request[1], client.endpoint.model)
+        total += client.prices.cost(client.endpoint.model, prompt_tokens, max_tokens, batch=True)
+        if total > max_cost:
+            return kept, True
+        kept.append(request)
+    return kept, False
+
+
+def _pending(job: dict) -> str:
+    counts = job.get("counts") or {}
+    done = f", {counts.get('completed', 0)}/{counts.get('total', job['requests'])} done" if counts else ""
+    return f"{job['stage']} batch {job['id']} is {job['status']}{done}; run the same command again to collect it"
+
+
+def _submitted(job: dict) -> str:
+    return (
+        f"submitted {job['stage']} batch {job['id']} ({job['requests']} requests); "
+        "run the same command again (or `realtalk batch status RUN`) to collect it"
+    )
