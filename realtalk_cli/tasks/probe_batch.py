@@ -103,6 +103,8 @@ def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict
     failed_now: set[str] = set()  # failed in a batch collected now: sent again by the next invocation, not this one
 
     def answered(results: dict[str, Completion], batch_id: str | None) -> None:
+        if not results:
+            return
         for cid, c in results.items():
             old = rows.get(cid)
             if cid not in items or (c.error is not None and old is not None and old.get("error") is None):
@@ -116,6 +118,8 @@ def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict
         write_jsonl(pred_path, list(rows.values()))
 
     def judged(results: dict[str, Completion], batch_id: str | None) -> None:
+        if not results:
+            return
         for cid, c in results.items():
             row = rows.get(cid)
             if row is None or row.get("error") is not None:
