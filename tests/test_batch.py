@@ -176,10 +176,8 @@ def test_batch_refuses_what_it_cannot_do(tmp_path: Path):
         assert other.exit_code == 2 and "context" in other.output and "Traceback" not in other.output
         none = runner.invoke(app, ["batch", "status", str(tmp_path / "nothing")])
         assert none.exit_code == 2 and "no batch run here" in none.output
+        (run / "batch.json").write_text("{not json")
+        broken = runner.invoke(app, model_run_args("probe", url, run, "--batch"))
+        assert broken.exit_code == 2 and "batch.json: not valid JSON" in broken.output
     bad = runner.invoke(app, model_run_args("probe", "http://127.0.0.1:9/v1", tmp_path / "x", "--batch"))
     assert bad.exit_code == 2 and "Traceback" not in bad.output
-    with serve_llm(FakeLLM()) as url:
-        (tmp_path / "broken").mkdir()
-        (tmp_path / "broken" / "batch.json").write_text("{not json")
-        broken = runner.invoke(app, model_run_args("probe", url, tmp_path / "broken", "--batch"))
-    assert broken.exit_code == 2 and "batch.json: not valid JSON" in broken.output
