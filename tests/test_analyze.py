@@ -224,12 +224,22 @@ def test_compare_realtalk_with_locomo_writes_plots_and_report(tmp_path: Path):
     result = run("analyze", "compare", SHARED / "realtalk", SHARED / "locomo", "--out", tmp_path, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["datasets"] == ["realtalk", "locomo"]
+    assert summary["datasets"] == ["realtalk", "locomo"] and summary["names"] == ["REALTALK", "LoCoMo"]
     assert summary["stats"]["realtalk"]["messages"] == 6698 and summary["stats"]["locomo"]["qa 5 adversarial"] == 446
     report = (tmp_path / "report.md").read_text()
     for name in ("metrics.png", "session_lengths.png", "gaps.png"):
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        png = (tmp_path / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        at = png.index(b"pHYs") + 4  # pixels per metre: 200 dpi = 7874
+        assert int.from_bytes(png[at : at + 4], "big") == 7874
         assert f"]({name})" in report
+    assert report.startswith("# REALTALK vs LoCoMo") and report.count("*Figure ") == 3
+    assert "Labels from the `lexicon` backend" in report and "log axis" in report
+    svg = run(
+        "analyze", "compare", SHARED / "realtalk", SHARED / "locomo", "--out", tmp_path / "svg", "--format", "svg"
+    )
+    assert svg.exit_code == 0 and (tmp_path / "svg" / "gaps.svg").read_text().lstrip().startswith("<?xml")
+    assert "](gaps.svg)" in (tmp_path / "svg" / "report.md").read_text()
 
 
 def test_consistency_without_a_run_is_one_line(tmp_path: Path):

@@ -8,11 +8,12 @@ import statistics
 from pathlib import Path
 
 from realtalk_cli.analysis.ei import METRIC_NAMES, run_ei
+from realtalk_cli.analysis.plots import FORMATS, dataset_name, make_plots, speaker_values
 from realtalk_cli.analysis.stats import chat_stats, total_stats
 from realtalk_cli.data.formats import chat_paths, load_chat, read_json
 from realtalk_cli.data.model import person_key
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_jsonl, write_atomic
+from realtalk_cli.fileio import write_atomic
 
 MATCHING = (
     "A person is a dataset plus a first name, case-insensitive (REALTALK: 'Fahim Khan' in one chat = 'fahim' in "
@@ -87,10 +88,6 @@ def load_metrics(run_dir: Path) -> dict:
     return read_json(path)
 
 
-def speaker_values(metrics: dict, metric: str) -> list[float]:
-    return [v[metric] for c in metrics["chats"].values() for v in c["speakers"].values() if v[metric] is not None]
-
-
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "n/a"
@@ -108,7 +105,10 @@ def compare(
     per: str = "message",
     progress=None,
     hf_models: dict[str, str] | None = None,
+    fmt: str = "png",
 ) -> dict:
+    if fmt not in FORMATS:
+        raise RealtalkError(f"--format {fmt!r}: choose {', '.join(FORMATS)}")
     for directory in (a_dir, b_dir):  # both checked before any work is done
         if not directory.is_dir():
             raise RealtalkError(f"{directory}: not a directory of chats")
@@ -122,95 +122,32 @@ def compare(
         stats = [chat_stats(c) for c in chats]
         metrics = run_ei(chats, out / f"ei-{label}", backend, model, per, progress=progress, hf_models=hf_models)
         sides.append({"label": label, "chats": chats, "stats": stats, "total": total_stats(stats), "metrics": metrics})
-    plots = _plots(sides, out)
+    figures = make_plots(sides, out, fmt)
     summary = {
         "datasets": [s["label"] for s in sides],
+        "names": [dataset_name(s) for s in sides],
         "backend": sides[0]["metrics"]["backend"],
         "stats": {s["label"]: s["total"].row() for s in sides},
         "metrics": {s["label"]: {m: _mean_std(speaker_values(s["metrics"], m)) for m in METRIC_NAMES} for s in sides},
-        "plots": plots,
+        "plots": {k: f.file for k, f in figures.items()},
+        "captions": {k: f.caption for k, f in figures.items()},
     }
     write_atomic(out / "compare.json", json.dumps(summary, indent=2, ensure_ascii=False))
     write_atomic(out / "report.md", _report(summary))
     return summary
 
 
-def _plots(sides: list[dict], out: Path) -> dict[str, str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RealtalkError("plots need matplotlib: pip install 'realtalk-cli[analysis]'") from None
-    plots: dict[str, str] = {}
-    labels = [s["label"] for s in sides]
-
-    available = [m for m in METRIC_NAMES if any(speaker_values(s["metrics"], m) for s in sides)]
-    if available:
-        cols = 4
-        rows = (len(available) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-        for ax, metric in zip(axes.flat, available, strict=False):
-            ax.boxplot([speaker_values(s["metrics"], metric) or [float("nan")] for s in sides], tick_labels=labels)
-            ax.set_title(metric, fontsize=9)
-        for ax in list(axes.flat)[len(available) :]:
-            ax.axis("off")
-        fig.suptitle("EI metrics per speaker")
-        fig.tight_layout()
-        plots["metrics"] = _save(fig, out / "metrics.png", plt)
-
-    intimacy = {}
-    for s in sides:
-        by_position: dict[int, list[float]] = {}
-        for r in read_jsonl(out / f"ei-{s['label']}" / "annotations.jsonl"):
-            if r.get("intimacy") is not None:
-                by_position.setdefault(r["session"], []).append(r["intimacy"])
-        if by_position:
-            intimacy[s["label"]] = [statistics.mean(by_position[k]) for k in sorted(by_position)]
-    if intimacy:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for label, series in intimacy.items():
-            ax.plot(range(1, len(series) + 1), series, marker="o", label=label)
-        ax.set_xlabel("session")
-        ax.set_ylabel("mean intimacy (0-1)")
-        ax.legend()
-        plots["intimacy"] = _save(fig, out / "intimacy.png", plt)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist([s["total"].session_lengths for s in sides], bins=20, label=labels)
-    ax.set_xlabel("messages per session")
-    ax.set_ylabel("sessions")
-    ax.legend()
-    plots["session_lengths"] = _save(fig, out / "session_lengths.png", plt)
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist([[max(g, 0.0) for g in s["total"].gaps_hours] for s in sides], bins=20, label=labels)
-    ax.set_xlabel("hours between sessions")
-    ax.set_ylabel("gaps")
-    ax.legend()
-    plots["gaps"] = _save(fig, out / "gaps.png", plt)
-    return plots
-
-
-def _save(fig, path: Path, plt) -> str:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path.name
-
-
 def _report(summary: dict) -> str:
     a, b = summary["datasets"]
+    name_a, name_b = summary["names"]
     lines = [
-        f"# {a} vs {b}",
+        f"# {name_a} vs {name_b}",
         "",
         f"EI labels by: `{summary['backend']}`",
         "",
         "## Statistics",
         "",
-        f"| | {a} | {b} |",
+        f"| | {name_a} | {name_b} |",
         "|---|---:|---:|",
     ]
     keys = [k for k in summary["stats"][a] if k not in ("chat", "dataset")]
@@ -223,12 +160,13 @@ def _report(summary: dict) -> str:
         "",
         "## EI metrics (mean ± std over speakers)",
         "",
-        f"| metric | {a} | {b} |",
+        f"| metric | {name_a} | {name_b} |",
         "|---|---:|---:|",
     ]
     for m in METRIC_NAMES:
         lines.append(f"| {m} | {summary['metrics'][a][m]} | {summary['metrics'][b][m]} |")
     lines.append("")
-    for name, file in summary["plots"].items():
-        lines += [f"## {name.replace('_', ' ')}", "", f"![{name}]({file})", ""]
+    for n, (name, file) in enumerate(summary["plots"].items(), start=1):
+        caption = summary["captions"][name]
+        lines += [f"## {name.replace('_', ' ')}", "", f"![{caption}]({file})", "", f"*Figure {n}.* {caption}", ""]
     return "\n".join(lines)

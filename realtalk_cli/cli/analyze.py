@@ -162,6 +162,7 @@ def analyze_compare(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --backend llm.")] = None,
     per: Annotated[str, typer.Option("--per", help="llm: one call per message or per session.")] = "message",
     hf_model: HfModels = None,
+    fmt: Annotated[str, typer.Option("--format", help="Plot files: png (200 dpi), svg or pdf.")] = "png",
     as_json: AsJson = False,
 ) -> None:
     """Two datasets side by side: statistics, EI metrics, plots, and a report.md that embeds them.
@@ -174,14 +175,14 @@ def analyze_compare(
     hf_models = parse_hf_models(hf_model)
     with progress("compare", as_json) as show:
         summary = compare(
-            a_dir, b_dir, out_dir, backend, model, per, progress=lambda a: show(a, None), hf_models=hf_models
+            a_dir, b_dir, out_dir, backend, model, per, progress=lambda a: show(a, None), hf_models=hf_models, fmt=fmt
         )
     if as_json:
         print_json(summary)
         return
     a, b = summary["datasets"]
-    table = Table(title=f"{a} vs {b} (EI: {summary['backend']})")
-    for column in ("metric", a, b):
+    table = Table(title=f"{' vs '.join(summary['names'])} (EI: {summary['backend']})")
+    for column in ("metric", *summary["names"]):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for m, value in summary["metrics"][a].items():
         table.add_row(m, value, summary["metrics"][b][m])
