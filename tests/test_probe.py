@@ -123,28 +123,18 @@ def test_probe_unknown_model_is_one_line_exit_2(tmp_path: Path):
     assert "Traceback" not in result.output
 
 
-def test_probe_offline_retrieval_reports_recall(tmp_path: Path):
-    result = runner.invoke(
-        app,
-        [
-            "probe",
-            str(SAMPLE_JSON),
-            "--model",
-            "offline:bm25",
-            "--out",
-            str(tmp_path / "r"),
-            "--context",
-            "retrieval",
-            "--top-k",
-            "5",
-            "--json",
-        ],
-    )
+def test_probe_offline_retrieval_reports_recall_within_the_token_budget(tmp_path: Path, llm_env):
+    out_dir = tmp_path / "r"
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(out_dir), "--context", "bm25"]
+    result = runner.invoke(app, [*args, "--context-tokens", "120", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert 0.0 <= report["overall"]["overall"]["recall_at_k"] <= 1.0
-    rows = [json.loads(x) for x in (tmp_path / "r" / "predictions.jsonl").read_text().splitlines()]
-    assert all(len(r["retrieved"]) == 5 for r in rows)
+    assert 0.0 <= report["overall"]["overall"]["recall"] <= 1.0
+    assert report["overall"]["overall"]["recall"] == report["overall"]["overall"]["recall_at_k"]
+    assert report["memory"]["spec"] == "bm25"
+    rows = [json.loads(x) for x in (out_dir / "predictions.jsonl").read_text().splitlines()]
+    assert all(0 < r["context_tokens"] <= 120 and r["retrieved"] for r in rows)
+    assert "| evidence recall | context tokens |" in (out_dir / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -54,10 +54,40 @@ def probe(
     model: Model = None,
     out_dir: OutDir = None,
     judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
-    context: Annotated[str | None, typer.Option("--context", help="full (default), retrieval or events.")] = None,
-    top_k: Annotated[
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="full (default), events, or a retriever: bm25, dense, hybrid, retrieval (hybrid when the "
+            "embedder is installed, else bm25).",
+        ),
+    ] = None,
+    context_tokens: Annotated[
         int | None,
-        typer.Option("--top-k", min=1, help="Messages retrieved with --context retrieval.", show_default="10"),
+        typer.Option(
+            "--context-tokens",
+            min=1,
+            help="Retriever/memory budget in prompt tokens per question.",
+            show_default="2700",
+        ),
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Retrievers: at most this many windows.")] = None,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            "--memory",
+            help="A memory system choosing the context: module:Name, path/to/file.py:Name, or a built-in "
+            "(bm25, dense, hybrid, observations, session-summaries, llm-summaries).",
+        ),
+    ] = None,
+    memory_option: Annotated[
+        list[str] | None, typer.Option("--memory-option", help="key=value passed to the memory (repeatable).")
+    ] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--embedder", help="Dense retrieval model: local directory or cached name.", show_default="minilm"
+        ),
     ] = None,
     concurrency: Annotated[
         int | None, concurrency_option(", answer and judge requests counted together", default="8")
@@ -111,7 +141,12 @@ def probe(
     Example: `realtalk probe ../shared/realtalk --model gpt-4o-mini --judge-model gpt-4o --out runs/b --batch`
 
     Example: `realtalk probe data/sample/Chat_S_Ana_Ben.json --model offline:bm25 --out runs/bm25`
+
+    Example: `realtalk probe ../shared/locomo --model gpt-4o-mini --context hybrid --context-tokens 2700 --out runs/h`
+
+    Example: `realtalk probe CHATS --model M --memory my_memory.py:MyMemory --memory-option k=5 --out runs/mine`
     """
+    from realtalk_cli.tasks.memory import parse_options
     from realtalk_cli.tasks.probe import probe_settings, run_probe
 
     given = {
@@ -121,6 +156,10 @@ def probe(
         "judge_model": judge_model,
         "context": context,
         "top_k": top_k,
+        "context_tokens": context_tokens,
+        "memory": memory,
+        "memory_options": parse_options(memory_option) if memory_option else None,
+        "embedder": embedder,
         "concurrency": concurrency,
         "limit": limit,
         "skip_adversarial": skip_adversarial,
@@ -267,17 +306,22 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe_report import OVERALL_LABELS, category_label
+    from realtalk_cli.tasks.probe_report import OVERALL_LABELS, category_label, memory_lines
 
+    recall = "recall" in report["overall"]["overall"]
     table = Table(title=f"probe: {report['manifest']['model']}")
-    for column in ("category", "count", "F1", "F1 dates normalised", "judge"):
+    columns = ("category", "count", "F1", "F1 dates normalised", "judge")
+    for column in (*columns, *(("evidence recall", "context tokens") if recall else ())):
         table.add_column(column, justify="left" if column == "category" else "right")
 
     def fmt(v) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     def cells(s: dict) -> list[str]:
-        return [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), fmt(s["judge"])]
+        row = [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), fmt(s["judge"])]
+        if recall:
+            row += [fmt(s.get("recall")), "-" if s.get("context_tokens") is None else f"{s['context_tokens']:.0f}"]
+        return row
 
     summary = report["overall"]
     for cat, s in summary["categories"].items():
@@ -288,6 +332,10 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     out.print(table)
     if summary.get("evidence_dangling"):
         out.print(f"{summary['evidence_dangling']} evidence ids point to no message (left out of recall)")
+    if report.get("memory"):
+        budget = report["manifest"].get("parameters", {}).get("context_tokens")
+        for line in memory_lines(report["memory"], budget):
+            out.print(line.removeprefix("- "), soft_wrap=True, markup=False)
     run = report.get("run") or {}
     if not run:
         return

@@ -248,11 +248,7 @@ def _read_locomo(obj: dict, path: Path) -> Chat:
         }
         obs_obj = s.opt(observations, f"{key}_observation", dict, "observation", {})
         obs = {
-            who: [
-                (str(item[0]), str(item[1]) if len(item) > 1 else "")
-                for item in items
-                if isinstance(item, list) and item
-            ]
+            who: [(str(item[0]), _observation_source(item[1:])) for item in items if isinstance(item, list) and item]
             for who, items in obs_obj.items()
             if isinstance(items, list)
         }
@@ -268,6 +264,13 @@ def _read_locomo(obj: dict, path: Path) -> Chat:
         )
     qa = [_locomo_qa(s, q, f"qa[{i}]") for i, q in enumerate(s.opt(obj, "qa", list, "", []))]
     return Chat(path.stem, "locomo", speaker_a, speaker_b, sessions, qa)
+
+
+def _observation_source(rest: list) -> str:
+    """The message id(s) an observation cites: a string, or a list of them joined by '; '."""
+    if not rest:
+        return ""
+    return "; ".join(map(str, rest[0])) if isinstance(rest[0], list) else str(rest[0])
 
 
 def _locomo_message(s: _Shape, row: Any, where: str, session: int) -> Message:

@@ -6,22 +6,24 @@ as they finish) -> scores -> report.json / report.md. A re-run skips questions a
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from realtalk_cli.data.evidence import evidence_recall, resolve_evidence
+from realtalk_cli.data.evidence import resolve_evidence
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, read_jsonl, read_toml, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
-from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks import paper_protocol
+from realtalk_cli.tasks.memory import RETRIEVER_CONTEXTS, MemoryRunner, memory_choice
 from realtalk_cli.tasks.probe_judge import (
     JUDGE_MAX_TOKENS,
     PAPER_ANSWER,
@@ -42,11 +44,13 @@ from realtalk_cli.tasks.runs import (
     load_prices,
     manifest,
     run_identity,
+    text_hash,
     write_reports,
 )
 from realtalk_cli.tasks.scoring import answer_f1, date_normalised_f1
 
 ANSWER_MAX_TOKENS = 32  # as the paper's script: answers are short phrases
+MEMORY_MAX_TOKENS = 400  # a memory's own requests while ingesting (e.g. session summaries)
 
 
 @dataclass
@@ -55,7 +59,11 @@ class ProbeOptions:
     out: Path
     judge_model: str | None = None
     context: ContextMode = "full"
-    top_k: int = 10
+    context_tokens: int = 2700  # budget of a retrieved or memory context, in prompt tokens
+    top_k: int | None = None  # retrievers: at most this many windows
+    memory: str | None = None  # --memory SPEC: a built-in name, module:Name or path/to/file.py:Name
+    memory_options: dict[str, str] = field(default_factory=dict)
+    embedder: str | None = None  # dense retrieval model: a local directory or a cached name
     concurrency: int = 8
     limit: int | None = None
     skip_adversarial: bool = False
@@ -109,11 +117,20 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
     for required in ("model", "out"):
         if not settings.get(required):
             raise RealtalkError(f"--{required} is required (or `{required} = ...` in --config)")
-    if settings.get("context", "full") not in ("full", "retrieval", "events"):
-        raise RealtalkError(f"--context {settings['context']!r}: choose full, retrieval or events")
+    contexts = ("full", "events", *RETRIEVER_CONTEXTS)
+    if settings.get("context", "full") not in contexts:
+        raise RealtalkError(f"--context {settings['context']!r}: choose {', '.join(contexts)}")
     settings["compat"] = paper_protocol.compat_mode(settings.get("compat"))
-    if settings["compat"] and settings.get("context", "full") != "full":
-        raise RealtalkError(f"--compat {settings['compat']} builds the paper's whole-chat context; drop --context")
+    if settings["compat"] and (settings.get("context", "full") != "full" or settings.get("memory")):
+        raise RealtalkError(
+            f"--compat {settings['compat']} builds the paper's whole-chat context; drop --context/--memory"
+        )
+    if settings.get("memory") and settings.get("context", "full") != "full":
+        raise RealtalkError("--memory replaces --context: give one of them")
+    if settings.get("memory"):
+        settings["context"] = "memory"
+    if isinstance(settings.get("context_tokens"), int) and settings["context_tokens"] < 1:
+        raise RealtalkError(f"--context-tokens {settings['context_tokens']}: expected at least 1")
     return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
 
 
@@ -149,13 +166,14 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         judge_endpoint = endpoint  # the paper's script grades with the answering model
     templates = Templates.load()
     judge_hash = judge_prompt_hash(templates, paper)
-    if paper:
-        items = paper_protocol.build_items(files, opts.compat, opts.limit)
-    else:
-        items = build_items(files, opts, templates, endpoint.model)
     called = [endpoint, *([judge_endpoint] if judge_endpoint else [])]
     prices = load_prices(called, opts.max_cost, opts.price_in, opts.price_out)
-    identity = probe_identity(opts, endpoint, files, templates)
+    memories = None if paper else memory_runner(opts, endpoint, prices, dry_run)
+    identity = probe_identity(opts, endpoint, files, templates, memories)
+    if paper:
+        items = paper_protocol.build_items(files, opts.compat, opts.limit)
+    elif dry_run or memories is None:
+        items = build_items(files, opts, templates, endpoint.model, memories)
     pred_path = opts.out / "predictions.jsonl"
     request = PAPER_ANSWER if paper else {"max_tokens": ANSWER_MAX_TOKENS}
 
@@ -184,6 +202,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         return plan
 
     with run_folder(opts.out, identity, PROBE_FILES, opts.force):
+        if memories is not None:  # ingestion may write to the run folder: only once the folder is ours
+            items = build_items(files, opts, templates, endpoint.model, memories)
         rows = final_rows(read_jsonl(pred_path), _row_key)
         write_jsonl(pred_path, rows)  # one row per question from here on
         done = {_row_key(r) for r in rows if r.get("error") is None}
@@ -215,7 +235,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
 
         def over_budget() -> bool:
             judged = spent["judge"] + (judge.totals.cost_usd if judge else 0.0)
-            return opts.max_cost is not None and client.totals.cost_usd + judged >= opts.max_cost
+            ingested = memories.llm_totals.cost_usd if memories else 0.0
+            return opts.max_cost is not None and client.totals.cost_usd + judged + ingested >= opts.max_cost
 
         started = time.perf_counter()
         with open(pred_path, "ab") as sink:
@@ -265,6 +286,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             "stopped_for_max_cost": stopped_for_cost,
             "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
         }
+        if memories is not None:
+            report["memory"] = memories.summary()
         if report["run"]["dropped_sessions"]:
             report["warnings"] = [
                 f"context cut to fit --max-context-tokens {opts.max_context_tokens}: up to "
@@ -272,6 +295,41 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             ]
         write_reports(opts.out, report, report_markdown(report))
     return report
+
+
+def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_run: bool) -> MemoryRunner | None:
+    """The run's retriever or memory; a memory that writes with an LLM uses the answering model's endpoint."""
+    choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
+    if choice is None:
+        return None
+
+    def count(text: str) -> int:
+        return count_tokens(text, endpoint.model)[0]
+
+    if dry_run:
+        return MemoryRunner(choice, count)
+    key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
+    runner = MemoryRunner(choice, count, opts.out / "memory" / key)
+
+    def complete(requests: list[list[dict]]) -> list[str | None]:
+        client = LLMClient(
+            endpoint,
+            concurrency=opts.concurrency,
+            cache=open_cache(opts.use_cache),
+            prices=prices,
+            timeout_s=opts.timeout,
+        )
+        replies: list[str | None] = [None] * len(requests)
+
+        def done(i: int, c: Completion) -> None:
+            replies[i] = c.text if c.error is None else None
+
+        run_jobs(client, list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
+        runner.add_llm_usage(client.totals)
+        return replies
+
+    runner.complete = complete
+    return runner
 
 
 def _probe_completeness(rows, items, judge_endpoint, judge_hash, stopped_for_cost) -> dict:
@@ -377,9 +435,10 @@ def prediction_row(item: Item, c: Completion, model: str, raw: bool = False) -> 
     }
     if c.error is None:
         score_row(row)
-    if item.retrieved:
+    if item.retrieved is not None:
         row["retrieved"] = item.retrieved
-        row["recall_at_k"] = evidence_recall(evidence.resolved, item.retrieved)
+        row["recall"] = row["recall_at_k"] = item.recall
+        row["context_tokens"] = item.context_tokens
     return row
 
 
@@ -393,15 +452,21 @@ def _row_key(row: dict) -> tuple[str, int]:
     return _key(row["chat"], row["qa_index"])
 
 
-def probe_identity(opts: ProbeOptions, endpoint, files: list[Path], templates: Templates) -> dict:
-    """The judge is not part of it: a judge added or changed later judges the rows lacking its score."""
+def probe_identity(
+    opts: ProbeOptions, endpoint, files: list[Path], templates: Templates, memories: MemoryRunner | None = None
+) -> dict:
+    """The judge is not part of it: a judge added or changed later judges the rows lacking its score.
+    A memory is: its resolved spec, options and version (`--context retrieval` may resolve to bm25 or hybrid)."""
     if opts.compat:
         prompts = {k: v for k, v in paper_protocol.prompt_hashes().items() if k != "paper:judge"}
         sampling = dict(PAPER_ANSWER)
     else:
         prompts = {k: v for k, v in templates.hashes().items() if k != "probe_judge.txt"}
         sampling = {"temperature": 0.0, "max_tokens": ANSWER_MAX_TOKENS}
-    return run_identity(opts, endpoint, files, prompts, sampling)
+    identity = run_identity(opts, endpoint, files, prompts, sampling)
+    if memories is not None:
+        identity["memory"] = memories.identity
+    return identity
 
 
 def probe_manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:

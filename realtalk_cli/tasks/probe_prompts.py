@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from realtalk_cli.data.evidence import evidence_recall, resolve_evidence
 from realtalk_cli.data.formats import chat_paths, load_chat
-from realtalk_cli.data.model import Chat, Message, QAItem
+from realtalk_cli.data.model import Chat, QAItem
 from realtalk_cli.llm.tokens import count_tokens
-from realtalk_cli.tasks.retrieval import BM25
+from realtalk_cli.tasks.memory import MemoryRunner, memory_choice
+from realtalk_cli.tasks.render import render_message, session_header
 from realtalk_cli.tasks.runs import fill, prompt_text, text_hash
 
 if TYPE_CHECKING:
     from realtalk_cli.tasks.probe import ProbeOptions
 
-ContextMode = Literal["full", "retrieval", "events"]
+ContextMode = Literal["full", "events", "retrieval", "bm25", "dense", "hybrid", "memory"]
 
 
 @dataclass
@@ -27,7 +29,9 @@ class Item:
     qa: QAItem
     template: str
     values: dict[str, str]  # the context string is shared by a chat's items, never copied
-    retrieved: list[str] = field(default_factory=list)
+    retrieved: list[str] | None = None  # message ids shown or claimed, when a retriever or memory chose the context
+    recall: float | None = None  # evidence recall of `retrieved`; None when unavailable
+    context_tokens: int | None = None
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
 
@@ -49,7 +53,7 @@ class Item:
     @property
     def shares_context(self) -> bool:
         """Whether the chat's other questions send the same context (full and events do; retrieval does not)."""
-        return not self.retrieved and bool(self.values.get("context"))
+        return self.retrieved is None and bool(self.values.get("context"))
 
     def prefix(self) -> str:
         """The prompt up to the question: what a provider's prompt cache can serve for the chat's other questions."""
@@ -65,14 +69,6 @@ TEMPORAL_HINT = (
 NOT_MENTIONED = "Not mentioned in the conversation"
 
 
-def render_message(m: Message) -> str:
-    """One turn as the LoCoMo/REALTALK evaluation scripts write it."""
-    line = f'{m.speaker} said, "{m.clean_text}"'
-    if m.blip_caption and (m.img_file or m.img_url):
-        line += f"\n[shares {m.blip_caption}]"
-    return line
-
-
 def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
     s = next(s for s in chat.sessions if s.number == number)
     if mode == "events":
@@ -83,7 +79,7 @@ def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
             if e.sub_event
         ]
         return f"DATE: {s.date_time}\nEVENTS:\n" + "\n".join(lines)
-    return f"DATE: {s.date_time}\nCONVERSATION:\n" + "\n".join(render_message(m) for m in s.messages)
+    return session_header(s.date_time) + "\n".join(render_message(m) for m in s.messages)
 
 
 def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int]) -> str:
@@ -102,14 +98,6 @@ def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int) -> tupl
         dropped += 1
         text = render_sessions(chat, mode, numbers)
     return text, dropped
-
-
-def retrieval_context(chat: Chat, question: str, k: int, index: BM25) -> tuple[str, list[str]]:
-    messages = list(chat.messages())
-    top = sorted(index.top(question, k))  # chronological order
-    dates = {s.number: s.date_time for s in chat.sessions}
-    lines = [f"{dates[messages[i].session]}: {render_message(messages[i])}" for i in top]
-    return "\n".join(lines), [messages[i].dia_id for i in top]
 
 
 def adversarial_options(qa: QAItem) -> dict[str, str]:
@@ -148,26 +136,32 @@ class Templates:
         }
 
 
-def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, model_name: str) -> list[Item]:
+def build_items(
+    files: list[Path], opts: ProbeOptions, templates: Templates, model_name: str, memories: MemoryRunner | None = None
+) -> list[Item]:
+    """One prompt per question. `memories` runs the retriever or memory (one without an LLM is made when omitted)."""
     items: list[Item] = []
+    choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
+    if choice is not None and memories is None:
+        memories = MemoryRunner(choice, lambda text: count_tokens(text, model_name)[0])
     for path in chat_paths(files):
         chat = load_chat(path)
         full_context, dropped = ("", 0)
-        if opts.context in ("full", "events"):
+        if choice is None:
             full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
-        index = None
-        if opts.context == "retrieval":
-            index = BM25([m.clean_text + " " + (m.blip_caption or "") for m in chat.messages()])
+        ask = memories.open(chat) if memories is not None else None
+        index = chat.message_index()
         for i, qa in enumerate(chat.qa):
             adversarial = chat.dataset == "locomo" and qa.category == 5
             if adversarial and opts.skip_adversarial:
                 continue
-            retrieved: list[str] = []
-            context = full_context
-            if index is not None:
-                context, retrieved = retrieval_context(chat, qa.question, opts.top_k, index)
+            context, retrieved, recall, context_tokens, options = full_context, None, None, None, None
+            if ask is not None:
+                recalled = ask(qa.question, opts.context_tokens)
+                context, retrieved, context_tokens = recalled.context, recalled.ids, recalled.tokens
+                if recalled.claims:
+                    recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
             values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
-            options = None
             if adversarial:
                 options = adversarial_options(qa)
                 template = templates.adversarial
@@ -175,7 +169,7 @@ def build_items(files: list[Path], opts: ProbeOptions, templates: Templates, mod
             else:
                 template = templates.answer
                 values["question"] = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
-            items.append(Item(chat, path, i, qa, template, values, retrieved, dropped, options))
+            items.append(Item(chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped, options))
             if opts.limit is not None and len(items) >= opts.limit:
                 return items
     return items

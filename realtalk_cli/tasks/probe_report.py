@@ -37,6 +37,11 @@ def _stats(rows: list[dict], judge: str | None) -> dict:
     }
     if any("recall_at_k" in r for r in rows):
         out["recall_at_k"] = _mean([r.get("recall_at_k") for r in rows])
+    if any("recall" in r for r in rows):
+        # evidence recall over the questions whose evidence resolves and whose context claims message ids
+        out["recall"] = _mean([r.get("recall") for r in rows])
+        out["recall_count"] = sum(r.get("recall") is not None for r in rows)
+        out["context_tokens"] = _mean([r.get("context_tokens") for r in rows])
     return out
 
 
@@ -101,21 +106,36 @@ def report_markdown(report: dict) -> str:
         *_protocol_lines(m.get("protocol")),
         f"- prompts: {m.get('prompts')}",
         "",
-        "| chat | category | count | F1 | F1 (dates normalised) | judge |",
-        "|---|---|---:|---:|---:|---:|",
+    ]
+    memory = report.get("memory")
+    if memory:
+        lines[-1:-1] = memory_lines(memory, m.get("parameters", {}).get("context_tokens"))
+    recall = "recall" in report["overall"]["overall"]
+    lines += [
+        "| chat | category | count | F1 | F1 (dates normalised) | judge |"
+        + (" evidence recall | context tokens |" if recall else ""),
+        "|---|---|---:|---:|---:|---:|" + ("---:|---:|" if recall else ""),
     ]
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 
+    def recall_cells(st: dict) -> str:
+        if not recall:
+            return ""
+        tokens = "-" if st.get("context_tokens") is None else f"{st['context_tokens']:.0f}"
+        return f" {fmt(st.get('recall'))} | {tokens} |"
+
     for name, summary in [("all", report["overall"]), *report["chats"].items()]:
         for category, st in summary["categories"].items():
             cells = (st["count"], fmt(st["f1"]), fmt(st.get("f1_date_normalised")), fmt(st["judge"]))
-            lines.append(f"| {name} | {category_label(category, st)} | " + " | ".join(map(str, cells)) + " |")
+            lines.append(
+                f"| {name} | {category_label(category, st)} | " + " | ".join(map(str, cells)) + f" |{recall_cells(st)}"
+            )
         for key, label in OVERALL_LABELS.items():
             o = summary[key]
             cells = (o["count"], fmt(o["f1"]), fmt(o.get("f1_date_normalised")), fmt(o["judge"]))
-            lines.append(f"| **{name}** | **{label}** | " + " | ".join(map(str, cells)) + " |")
+            lines.append(f"| **{name}** | **{label}** | " + " | ".join(map(str, cells)) + f" |{recall_cells(o)}")
     o = report["overall"]
     lines += [
         "",
@@ -138,3 +158,26 @@ def report_markdown(report: dict) -> str:
     if report["failed_questions"]:
         lines.append(f"{report['failed_questions']} questions failed; running the same command again retries them.")
     return "\n".join(lines) + "\n"
+
+
+def memory_lines(memory: dict, budget: int | None) -> list[str]:
+    """What chose the context, and what ingesting cost, as report.md and the terminal show it."""
+    options = ", ".join(f"{k}={v}" for k, v in memory["options"].items())
+    llm = memory["ingest_llm"]
+    lines = [
+        f"- memory: `{memory['spec']}`" + (f" ({options})" if options else "") + f", version {memory['version']}; "
+        f"budget {budget} context tokens per question",
+        f"- ingestion: {memory['ingest_total_s']} s"
+        + (
+            f"; its own LLM requests: {llm['requests']} ({llm['prompt_tokens']} prompt + "
+            f"{llm['completion_tokens']} completion tokens, ${llm['cost_usd']:.4f}), not counted as answering"
+            if llm["requests"]
+            else ""
+        ),
+    ]
+    if memory.get("note"):
+        lines.append(f"- note: {memory['note']}")
+    if memory.get("unknown_ids"):
+        lines.append(f"- the memory returned {memory['unknown_ids']} ids that name no message (left out)")
+    lines.append("- evidence recall: share of a question's resolvable evidence messages shown (or claimed by passages)")
+    return lines

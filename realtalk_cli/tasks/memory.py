@@ -1,0 +1,349 @@
+"""Pluggable memory: what goes into the prompt for each question, within a token budget.
+
+A memory is built once per chat, reads the whole chat once (`ingest`), then answers each question
+with message ids and/or passages, best first (`recall`). realtalk keeps items in that order while they
+fit the budget, shows the chosen messages in time order under their session's date, and computes
+evidence recall from the ids shown or claimed. The built-in retrievers and memories
+(`tasks/memories.py`) use the same protocol as a user's plug-in loaded with `--memory SPEC`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from realtalk_cli.data.model import Chat
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.llm.client import Totals
+from realtalk_cli.tasks.render import render_message, session_header
+
+
+@dataclass
+class Passage:
+    """Free text for the prompt (a summary, an extracted fact), with the message ids and date it came from."""
+
+    text: str
+    ids: list[str] = field(default_factory=list)
+    date: str | None = None
+
+
+@dataclass
+class MemoryTools:
+    """What realtalk lends a memory while it ingests a chat."""
+
+    store: Path | None
+    """A folder for this chat under the run folder, kept between runs (None in a dry run): save slow work here."""
+    count_tokens: Callable[[str], int]
+    """Tokens of a text for the answering model, as the budget counts them."""
+    complete: Callable[[list[list[dict]]], list[str | None]] | None = None
+    """Realtalk's LLM client: chat requests in, reply texts out (None for a failed request). Concurrent,
+    cached, and its tokens and cost are reported as ingestion, apart from answering. None in a dry run."""
+
+
+@runtime_checkable
+class Memory(Protocol):
+    """A memory system under test. Optional attribute `version` (a string) goes into the run's identity."""
+
+    def ingest(self, chat: Chat, tools: MemoryTools) -> None:
+        """Read the whole chat (all sessions, with their dates) once, before any question."""
+        ...
+
+    def recall(self, question: str, budget: int) -> list[str | Passage]:
+        """What to show for `question`, best first: message ids (`dia_id`) and/or passages.
+
+        `budget` is the context's size in prompt tokens; realtalk keeps items in order while they fit.
+        """
+        ...
+
+
+# --- loading a memory ----------------------------------------------------------------------------
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """`key=value` strings (from --memory-option) as a dict."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RealtalkError(f"--memory-option {pair!r}: expected key=value")
+        options[key.strip()] = value
+    return options
+
+
+def load_factory(spec: str) -> Callable[..., Memory]:
+    """The class (or function) a SPEC names: a built-in name, `module:Name` or `path/to/file.py:Name`."""
+    from realtalk_cli.tasks.memories import BUILTIN
+
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name:
+        known = ", ".join(sorted(BUILTIN))
+        raise RealtalkError(f"--memory {spec!r}: expected module:Name, path/to/file.py:Name or one of {known}")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise RealtalkError(f"--memory {spec}: {path}: no such file")
+        module_name = "realtalk_memory_" + re.sub(r"\W", "_", str(path.resolve()))
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+        try:
+            loader.loader.exec_module(module)
+        except Exception as e:
+            raise RealtalkError(f"--memory {spec}: {path} failed to import: {type(e).__name__}: {e}") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as e:
+            raise RealtalkError(f"--memory {spec}: cannot import {target}: {type(e).__name__}: {e}") from None
+    factory = getattr(module, name, None)
+    if factory is None or not callable(factory):
+        raise RealtalkError(f"--memory {spec}: {target} has no class or function {name!r}")
+    if inspect.isclass(factory) and not all(callable(getattr(factory, m, None)) for m in ("ingest", "recall")):
+        raise RealtalkError(f"--memory {spec}: {name} lacks an ingest(chat, tools) or recall(question, budget) method")
+    return factory
+
+
+def build_memory(spec: str, options: dict[str, str]) -> Memory:
+    factory = load_factory(spec)
+    try:
+        memory = factory(**options)
+    except TypeError as e:
+        raise RealtalkError(f"--memory {spec}: options {sorted(options)} not accepted: {e}") from None
+    if not isinstance(memory, Memory):
+        raise RealtalkError(f"--memory {spec}: the object built has no ingest(chat, tools) or recall(question, budget)")
+    return memory
+
+
+def memory_identity(spec: str, options: dict[str, str]) -> dict:
+    """What names a memory in a run's identity: its spec, options and version (the class's `version`)."""
+    factory = load_factory(spec)
+    version = getattr(getattr(factory, "func", factory), "version", None)  # BUILTIN holds partials
+    return {"spec": spec, "options": dict(sorted(options.items())), "version": str(version) if version else None}
+
+
+# --- packing what a memory recalls into the prompt ------------------------------------------------------
+
+
+@dataclass
+class Recalled:
+    context: str
+    ids: list[str]  # message ids shown, then ids claimed by passages
+    tokens: int
+    claims: bool  # whether any id backs the context, so that recall can be computed
+    unknown_ids: int = 0  # strings that named no message
+    over_budget: int = 0  # items left out because they did not fit
+
+
+class Packer:
+    """Fits recalled items into a token budget for one chat; per-line token counts are computed once."""
+
+    def __init__(self, chat: Chat, count: Callable[[str], int]):
+        self.chat = chat
+        self.count = count
+        self.messages = list(chat.messages())
+        self.position = {}
+        for i, m in enumerate(self.messages):
+            self.position.setdefault(m.dia_id.strip(), i)
+        self.dates = {s.number: s.date_time for s in chat.sessions}
+        self._line_cost: dict[int, int] = {}
+        self._header_cost = {n: count(session_header(d)) for n, d in self.dates.items()}
+
+    def line_cost(self, i: int) -> int:
+        if i not in self._line_cost:
+            self._line_cost[i] = self.count(render_message(self.messages[i])) + 1
+        return self._line_cost[i]
+
+    def pack(self, items: list[str | Passage], budget: int) -> Recalled:
+        chosen: list[int | Passage] = []
+        positions: set[int] = set()
+        used = unknown = skipped = 0
+        for item in items:
+            if isinstance(item, Passage):
+                cost = self.count(render_passage(item)) + 1
+                if used + cost > budget:
+                    skipped += 1
+                    continue
+                chosen.append(item)
+                used += cost
+                continue
+            i = self.position.get(str(item).strip())
+            if i is None:
+                unknown += 1
+                continue
+            if i in positions:
+                continue
+            cost = self.line_cost(i) + self._span_change(positions, i) * self._header_cost[self.messages[i].session]
+            if used + cost > budget:
+                skipped += 1
+                continue
+            chosen.append(i)
+            positions.add(i)
+            used += cost
+        context = self.render(chosen)
+        tokens = self.count(context) if context else 0
+        while tokens > budget and chosen:  # the running sum is an estimate; the rendered text decides
+            last = chosen.pop()
+            if isinstance(last, int):
+                positions.discard(last)
+            skipped += 1
+            context = self.render(chosen)
+            tokens = self.count(context) if context else 0
+        ids = [self.messages[i].dia_id for i in sorted(positions)]
+        claimed = [i for p in chosen if isinstance(p, Passage) for i in p.ids if i not in ids]
+        claims = bool(positions) or bool(claimed)
+        return Recalled(context, ids + list(dict.fromkeys(claimed)), tokens, claims, unknown, skipped)
+
+    def _span_change(self, positions: set[int], i: int) -> int:
+        """+1 when message i opens a new span (another DATE header), -1 when it joins two spans."""
+        session = self.messages[i].session
+        left = i - 1 in positions and self.messages[i - 1].session == session
+        right = i + 1 in positions and self.messages[i + 1].session == session
+        return 1 - left - right
+
+    def render(self, chosen: list[int | Passage]) -> str:
+        """Messages in time order, a DATE header per run of consecutive messages; then passages as given."""
+        blocks = []
+        span: list[int] = []
+        for i in sorted(p for p in chosen if isinstance(p, int)):
+            if span and (i != span[-1] + 1 or self.messages[i].session != self.messages[span[-1]].session):
+                blocks.append(self._render_span(span))
+                span = []
+            span.append(i)
+        if span:
+            blocks.append(self._render_span(span))
+        passages = [render_passage(p) for p in chosen if isinstance(p, Passage)]
+        if passages:
+            blocks.append("MEMORY:\n" + "\n".join(passages))
+        return "\n\n".join(blocks)
+
+    def _render_span(self, span: list[int]) -> str:
+        date = self.dates.get(self.messages[span[0]].session, "")
+        return session_header(date) + "\n".join(render_message(self.messages[i]) for i in span)
+
+
+def render_passage(p: Passage) -> str:
+    return f"- ({p.date}) {p.text}" if p.date else f"- {p.text}"
+
+
+# --- choosing and running the memory of a probe run ---------------------------------------------------
+
+RETRIEVER_CONTEXTS = ("retrieval", "bm25", "dense", "hybrid")
+
+
+@dataclass
+class MemoryChoice:
+    spec: str
+    options: dict[str, str]
+    note: str | None = None  # e.g. why `retrieval` fell back to bm25
+
+
+def memory_choice(
+    context: str, memory: str | None, memory_options: dict[str, str], top_k: int | None, embedder: str | None
+) -> MemoryChoice | None:
+    """The memory a probe run uses: `--memory SPEC`, or the retriever `--context` names; None for full/events."""
+    from realtalk_cli.tasks.embeddings import embedder_available
+
+    if memory:
+        return MemoryChoice(memory, dict(memory_options))
+    if context not in RETRIEVER_CONTEXTS:
+        return None
+    spec, note = context, None
+    if context == "retrieval":
+        why_not = embedder_available() if embedder is None else None
+        spec = "hybrid" if why_not is None else "bm25"
+        if why_not:
+            note = f"retrieval used bm25 alone: the dense embedder is unavailable ({why_not})"
+    options = {"top_k": str(top_k)} if top_k else {}
+    if embedder and spec != "bm25":
+        options["embedder"] = embedder
+    return MemoryChoice(spec, options, note)
+
+
+class MemoryRunner:
+    """Builds the chosen memory for each chat, ingests it once (timed) and packs its answers into the budget."""
+
+    def __init__(
+        self,
+        choice: MemoryChoice,
+        count: Callable[[str], int],
+        store_root: Path | None = None,
+        complete: Callable[[list[list[dict]]], list[str | None]] | None = None,
+    ):
+        self.choice = choice
+        self.identity = memory_identity(choice.spec, choice.options)
+        self.count = count
+        self.store_root = store_root
+        self.complete = complete
+        self.ingest_s: dict[str, float] = {}
+        self.unknown_ids = 0
+        self.over_budget = 0
+        self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
+
+    def add_llm_usage(self, totals: Totals) -> None:
+        for f in fields(Totals):
+            setattr(self.llm_totals, f.name, getattr(self.llm_totals, f.name) + getattr(totals, f.name))
+
+    def summary(self) -> dict:
+        """The report's `memory` section: identity, ingestion time and LLM usage, what did not fit."""
+        t = self.llm_totals
+        return {
+            **self.identity,
+            "note": self.choice.note,
+            "ingest_s": self.ingest_s,
+            "ingest_total_s": round(sum(self.ingest_s.values()), 3),
+            "ingest_llm": {
+                "requests": t.requests,
+                "cached": t.cached,
+                "errors": t.errors,
+                "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens,
+                "cost_usd": round(t.cost_usd, 6),
+            },
+            "unknown_ids": self.unknown_ids,
+            "items_over_budget": self.over_budget,
+        }
+
+    def open(self, chat: Chat) -> Callable[[str, int], Recalled]:
+        import time
+
+        memory = build_memory(self.choice.spec, self.choice.options)
+        store = None
+        if self.store_root is not None:
+            store = self.store_root / re.sub(r"[^\w.-]", "_", chat.name)
+            store.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        self._guard(chat, "ingest", lambda: memory.ingest(chat, MemoryTools(store, self.count, self.complete)))
+        self.ingest_s[chat.name] = round(time.perf_counter() - started, 3)
+        packer = Packer(chat, self.count)
+
+        def ask(question: str, budget: int) -> Recalled:
+            items = self._guard(chat, "recall", lambda: memory.recall(question, budget))
+            if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, Passage)) for i in items):
+                raise RealtalkError(
+                    f"--memory {self.choice.spec}: recall() must return a list of message ids (str) and Passage objects"
+                )
+            recalled = packer.pack(list(items), budget)
+            self.unknown_ids += recalled.unknown_ids
+            self.over_budget += recalled.over_budget
+            return recalled
+
+        return ask
+
+    def _guard(self, chat: Chat, step: str, call: Callable):
+        try:
+            return call()
+        except RealtalkError:
+            raise
+        except Exception as e:  # a plug-in's bug: one line naming the memory and the chat
+            raise RealtalkError(
+                f"--memory {self.choice.spec}: {step} failed on {chat.name}: {type(e).__name__}: {e}"
+            ) from None
