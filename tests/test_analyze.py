@@ -287,3 +287,26 @@ def test_stats_over_two_datasets_has_a_subtotal_per_dataset_beside_the_pooled_to
     assert rows[4]["messages"] == rows[0]["messages"] + rows[1]["messages"]
     table = run("analyze", "stats", SAMPLE_JSON, locomo, env={"COLUMNS": "80"}).output
     assert max(len(line) for line in table.splitlines()) <= 80 and "LoCoMo" in table
+
+
+def test_ei_llm_backend_takes_probes_endpoint_key_dry_run_and_cost_options(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("TEST_LLM_KEY", API_KEY)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    fake = FakeLLM(reply=_llm_reply)
+    with serve_llm(fake) as url:
+        args = ["analyze", "ei", SAMPLE_JSON, "--backend", "llm", "--model", "gpt-4o-mini"]
+        args += ["--base-url", url, "--api-key-env", "TEST_LLM_KEY"]
+        plan = run(*args, "--out", tmp_path / "plan", "--dry-run", "--json")
+        assert plan.exit_code == 0, plan.output
+        assert json.loads(plan.output)["requests"] == 26 and fake.requests == []
+        assert not (tmp_path / "plan").exists()
+        # gpt-4o-mini is priced, so a tiny limit stops after the first replies; a rerun goes on from there
+        capped = run(*args, "--out", tmp_path / "ei", "--max-cost", "0.000001", "--json")
+        assert capped.exit_code == 0, capped.output
+        assert json.loads(capped.output)["usage"]["stopped_for_max_cost"] is True
+        assert 0 < len(fake.requests) < 26
+        full = run(*args, "--out", tmp_path / "ei", "--json")
+    assert json.loads(full.output)["usage"]["stopped_for_max_cost"] is False
+    assert len((tmp_path / "ei" / "annotations.jsonl").read_text().splitlines()) == 26
+    lexicon = run("analyze", "ei", SAMPLE_JSON, "--out", tmp_path / "lex", "--dry-run")
+    assert lexicon.exit_code == 2 and "use it with --backend llm" in lexicon.output

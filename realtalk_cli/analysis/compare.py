@@ -106,7 +106,10 @@ def compare(
     progress=None,
     hf_models: dict[str, str] | None = None,
     fmt: str = "png",
+    llm: dict | None = None,
 ) -> dict:
+    """`llm`: base_url, api_key_env, max_cost, dry_run for the llm backend (dry run: the plan per dataset)."""
+    llm = llm or {}
     if fmt not in FORMATS:
         raise RealtalkError(f"--format {fmt!r}: choose {', '.join(FORMATS)}")
     for directory in (a_dir, b_dir):  # both checked before any work is done
@@ -114,13 +117,21 @@ def compare(
             raise RealtalkError(f"{directory}: not a directory of chats")
     if a_dir.resolve().name == b_dir.resolve().name:
         raise RealtalkError(f"{a_dir} and {b_dir} have the same folder name; give them different names")
+    if llm.get("dry_run"):
+        return {
+            d.resolve().name: run_ei(
+                [load_chat(p) for p in chat_paths([d])], out / f"ei-{d.resolve().name}", backend, model, per, **llm
+            )
+            for d in (a_dir, b_dir)
+        }
     out.mkdir(parents=True, exist_ok=True)
     sides = []
     for directory in (a_dir, b_dir):
         chats = [load_chat(p) for p in chat_paths([directory])]
         label = directory.resolve().name
         stats = [chat_stats(c) for c in chats]
-        metrics = run_ei(chats, out / f"ei-{label}", backend, model, per, progress=progress, hf_models=hf_models)
+        ei_out = out / f"ei-{label}"
+        metrics = run_ei(chats, ei_out, backend, model, per, progress=progress, hf_models=hf_models, **llm)
         sides.append({"label": label, "chats": chats, "stats": stats, "total": total_stats(stats), "metrics": metrics})
     figures = make_plots(sides, out, fmt)
     summary = {

@@ -24,7 +24,7 @@ import orjson
 from realtalk_cli.analysis.ei_annotation import BACKENDS, Annotation
 from realtalk_cli.analysis.ei_hf import HFLabeler, label_hf
 from realtalk_cli.analysis.ei_lexicon import label_lexicon
-from realtalk_cli.analysis.ei_llm import label_llm
+from realtalk_cli.analysis.ei_llm import label_llm, llm_requests
 from realtalk_cli.analysis.metrics import (
     alignment,
     entropy_bits,
@@ -108,25 +108,44 @@ def run_ei(
     progress=None,
     use_cache: bool = True,
     hf_models: dict[str, str] | None = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    max_cost: float | None = None,
+    dry_run: bool = False,
 ) -> dict:
+    """Label every message (resuming annotations.jsonl in `out`) and compute the metrics per speaker.
+
+    With `dry_run` (llm backend) nothing is called or written: the plan of requests, tokens and cost is returned.
+    """
     if backend not in BACKENDS:
         raise RealtalkError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
     if backend == "llm" and not model:
         raise RealtalkError("--backend llm needs --model")
     if per not in ("message", "session"):
         raise RealtalkError(f"--per {per!r}: choose message or session")
-    out.mkdir(parents=True, exist_ok=True)
+    if dry_run and backend != "llm":
+        raise RealtalkError("--dry-run counts LLM requests: use it with --backend llm")
+    if max_cost is not None and backend != "llm":
+        raise RealtalkError("--max-cost limits LLM spending: use it with --backend llm")
     path = out / "annotations.jsonl"
     existing = read_jsonl(path)
     done = {(r["chat"], r["index"]) for r in existing}
     client = totals = None
+    stopped = False
     if backend == "llm":
         from realtalk_cli.llm.cache import open_cache
-        from realtalk_cli.llm.client import LLMClient
+        from realtalk_cli.llm.client import LLMClient, dry_run_plan
         from realtalk_cli.llm.providers import Prices, resolve_model
 
+        endpoint = resolve_model(model, base_url, api_key_env)
+        if dry_run:
+            pending = [(c, {i for i in range(sum(1 for _ in c.messages())) if (c.name, i) not in done}) for c in chats]
+            calls, max_tokens = llm_requests(pending, per)
+            requests = [[{"role": "user", "content": p}] for _, _, p in calls]
+            return dry_run_plan(endpoint, Prices.load(), requests, len(done), "request", max_tokens)
         cache = open_cache(use_cache)
-        client = LLMClient(resolve_model(model), concurrency=concurrency, cache=cache, prices=Prices.load())
+        client = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load())
+    out.mkdir(parents=True, exist_ok=True)
     hf_labeler = HFLabeler(hf_models) if backend == "hf" else None
     with open(path, "ab") as f:
 
@@ -142,7 +161,7 @@ def run_ei(
             if todo:
                 pending.append((chat, todo))
         if backend == "llm":
-            label_llm(pending, client, per, sink)
+            stopped = label_llm(pending, client, per, sink, max_cost)
         for chat, todo in pending if backend != "llm" else []:
             labelled = label_lexicon(chat, todo) if backend == "lexicon" else label_hf(chat, todo, hf_labeler)
             for a in labelled:
@@ -170,6 +189,7 @@ def run_ei(
             "prompt_tokens": totals.prompt_tokens,
             "completion_tokens": totals.completion_tokens,
             "cost_usd": round(totals.cost_usd, 6),
+            "stopped_for_max_cost": stopped,
         }
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
     return metrics

@@ -115,13 +115,22 @@ def llm_jobs(chat: Chat, todo: set[int], per: str) -> list[tuple[list[tuple[int,
     return jobs
 
 
-def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink) -> None:
-    """Label every pending message with one call per message or per session; write each as it arrives."""
-    from realtalk_cli.llm.client import run_jobs
-
+def llm_requests(pending: list[tuple[Chat, set[int]]], per: str) -> tuple[list[tuple], int]:
+    """Every call the llm backend makes for the pending messages, and the reply budget per call."""
     calls = []
     for chat, todo in pending:
         calls.extend((chat, members, prompt) for members, prompt in llm_jobs(chat, todo, per))
+    longest = max((len(members) for _, members, _ in calls), default=1)
+    max_tokens = 150 if per == "message" else 50 + 60 * longest  # room for one JSON object per message
+    return calls, max_tokens
+
+
+def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, max_cost: float | None = None) -> bool:
+    """Label every pending message with one call per message or per session; write each as it arrives.
+    Returns True when the run stopped at `max_cost` (USD)."""
+    from realtalk_cli.llm.client import StopRun, run_jobs
+
+    calls, max_tokens = llm_requests(pending, per)
 
     def done(tag: tuple[Chat, list[tuple[int, Message]]], completion) -> None:
         chat, members = tag
@@ -135,8 +144,8 @@ def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink) -> N
             if completion.error is not None:
                 continue  # not written: the next run asks again
             sink(annotate(chat, i, m, f"llm:{client.endpoint.label}", _labels_dict(by_index.get(i, {}))))
+        if max_cost is not None and client.totals.cost_usd >= max_cost:
+            raise StopRun()
 
-    longest = max((len(members) for _, members, _ in calls), default=1)
-    max_tokens = 150 if per == "message" else 50 + 60 * longest  # room for one JSON object per message
     jobs = [((chat, members), [{"role": "user", "content": p}]) for chat, members, p in calls]
-    run_jobs(client, jobs, done, max_tokens=max_tokens)
+    return run_jobs(client, jobs, done, max_tokens=max_tokens)

@@ -9,13 +9,18 @@ import typer
 from rich.table import Table
 
 from realtalk_cli.cli.common import (
+    ApiKeyEnv,
     AsJson,
+    BaseUrl,
+    DryRun,
     HfModels,
+    MaxCost,
     cell,
     concurrency_option,
     handles_errors,
     out,
     print_json,
+    print_plan,
     print_wide_table,
     progress,
 )
@@ -75,6 +80,10 @@ def analyze_ei(
     per: Annotated[str, typer.Option("--per", help="llm: one call per message or per session.")] = "message",
     concurrency: Annotated[int, concurrency_option(" (llm backend)")] = 8,
     hf_model: HfModels = None,
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
+    dry_run: DryRun = False,
+    max_cost: MaxCost = None,
     as_json: AsJson = False,
 ) -> None:
     """The paper's emotional-intelligence metrics per speaker; resumable per-message annotations.
@@ -87,10 +96,12 @@ def analyze_ei(
 
     chats = [load_chat(p) for p in chat_paths(files)]
     hf_models = parse_hf_models(hf_model)
+    llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost}
+    if dry_run:
+        print_plan(run_ei(chats, out_dir, backend, model, per, **llm, dry_run=True), "request", as_json)
+        return
     with progress("ei", as_json) as show:
-        metrics = run_ei(
-            chats, out_dir, backend, model, per, concurrency, progress=lambda a: show(a, None), hf_models=hf_models
-        )
+        metrics = run_ei(chats, out_dir, backend, model, per, concurrency, progress=show, hf_models=hf_models, **llm)
     if as_json:
         print_json(metrics)
         return
@@ -163,6 +174,10 @@ def analyze_compare(
     per: Annotated[str, typer.Option("--per", help="llm: one call per message or per session.")] = "message",
     hf_model: HfModels = None,
     fmt: Annotated[str, typer.Option("--format", help="Plot files: png (200 dpi), svg or pdf.")] = "png",
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
+    dry_run: DryRun = False,
+    max_cost: MaxCost = None,
     as_json: AsJson = False,
 ) -> None:
     """Two datasets side by side: statistics, EI metrics, plots, and a report.md that embeds them.
@@ -173,9 +188,16 @@ def analyze_compare(
     from realtalk_cli.analysis.ei_hf import parse_hf_models
 
     hf_models = parse_hf_models(hf_model)
+    llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "dry_run": dry_run}
+    if dry_run:
+        for label, plan in compare(a_dir, b_dir, out_dir, backend, model, per, llm=llm).items():
+            if not as_json:
+                out.print(f"{label}:")
+            print_plan(plan, "request", as_json)
+        return
     with progress("compare", as_json) as show:
         summary = compare(
-            a_dir, b_dir, out_dir, backend, model, per, progress=lambda a: show(a, None), hf_models=hf_models, fmt=fmt
+            a_dir, b_dir, out_dir, backend, model, per, progress=show, hf_models=hf_models, fmt=fmt, llm=llm
         )
     if as_json:
         print_json(summary)
