@@ -77,6 +77,11 @@ SHARED = ROOT.parent / "shared" / "realtalk"
 REPLY = "I don't know"
 
 
+def reply(body: dict) -> str:
+    """The answer for answer requests, a verdict for the judge's."""
+    return '{"score": 0}' if body.get("model") == "judge-model" else REPLY
+
+
 def timed(cmd: list[str], env: dict) -> tuple[float, int, int]:
     """(wall seconds, peak RSS in MB, exit code) of a child process."""
     start = time.perf_counter()
@@ -175,7 +180,7 @@ def synthetic_chats(target: Path, questions: int) -> int:
 
 
 def memory(env: dict, tmp: Path, questions: int) -> None:
-    fake = FakeLLM(reply=lambda body: REPLY, record=False)
+    fake = FakeLLM(reply=reply, record=False)
     synth = tmp / "synthetic"
     n = synthetic_chats(synth, questions)
     out = tmp / "memory-run"
@@ -258,7 +263,7 @@ def main() -> None:
     if wanted("startup"):
         startup(env, tmp, max(args.repeat, 3))
     if wanted("speed"):
-        with serve_llm(FakeLLM(latency_s=args.latency, reply=lambda body: REPLY, record=False)) as url:
+        with serve_llm(FakeLLM(latency_s=args.latency, reply=reply, record=False)) as url:
             speed(env, url, tmp, args.latency, args.repeat)
     if wanted("memory") and not args.skip_memory:
         memory(env, tmp, args.memory_questions)

@@ -239,6 +239,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             return opts.max_cost is not None and client.totals.cost_usd + judged + ingested >= opts.max_cost
 
         started = time.perf_counter()
+        new_rows: list[dict] = []
         with open(pred_path, "ab") as sink:
 
             async def finish(item: Item, c: Completion) -> None:
@@ -247,6 +248,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
                     await judge_row(judge, row, templates.judge, paper)
                 sink.write(orjson.dumps(row) + b"\n")
                 sink.flush()
+                new_rows.append(row)
                 if progress:
                     progress(row, client.totals)
                 if over_budget():
@@ -256,9 +258,13 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             if progress and hasattr(progress, "start"):
                 progress.start(len(todo), len(items) - len(todo), "answered")
             stopped_for_cost = run_jobs(client, jobs, finish, also_close=[judge], group_of=_context_group, **request)
-        rows = final_rows(read_jsonl(pred_path), _row_key)
+        rows = final_rows(rows + new_rows, _row_key)  # the file is read once per run
         judge_totals = [judge.totals] if judge else []
-        if judge_endpoint and not stopped_for_cost:
+        if (
+            judge_endpoint
+            and not stopped_for_cost
+            and any(needs_judging(r, judge_endpoint.label, judge_hash) for r in rows)
+        ):
             # answered earlier (or judged by another judge, or the verdict failed): judge them now
             spent["judge"] += judge.totals.cost_usd
             judge = new_judge(alone=True)
