@@ -30,7 +30,9 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("REALTALK_CACHE_DIR", str(base / "cache"))
-        return offline_run(base / "full"), offline_run(base / "retrieval", "--context", "retrieval", "--top-k", "3")
+        return offline_run(base / "full"), offline_run(
+            base / "retrieval", "--context", "retrieval", "--context-tokens", "500"
+        )
 
 
 def rows(run: Path) -> list[dict]:
@@ -50,7 +52,7 @@ def test_report_over_two_offline_runs_writes_every_file_and_fits_80_columns(two_
         assert overall["mean"] == pytest.approx(sum(f1) / len(f1))
         assert overall["n"] == 6 and overall["low"] <= overall["mean"] <= overall["high"]
         assert entry["path"] == str(run)
-    assert board["runs"][1]["context"] == "retrieval k=3"
+    assert board["runs"][1]["context"] == "retrieval 500 tokens"
     assert board["questions"] == {"union": 6, "common": 6, "same_set": True}
     assert board["comparisons"][0]["common"] == 6
     table = list(csv.DictReader((tmp_path / "rep" / "leaderboard.csv").open()))
@@ -58,7 +60,7 @@ def test_report_over_two_offline_runs_writes_every_file_and_fits_80_columns(two_
         board["runs"][0]["scores"]["f1"]["overall"]["mean"]
     )
     tex = (tmp_path / "rep" / "leaderboard.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and "offline:bm25 (retrieval k=3)" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and "offline:bm25 (retrieval 500 tokens)" in tex
     md = (tmp_path / "rep" / "leaderboard.md").read_text()
     assert "| A | `offline:bm25` | full |" in md and "Paired comparisons" in md
 

@@ -176,7 +176,7 @@ def print_wide_table(title: str, key: str, headers: list[str], rows: list[tuple[
     def width(i: int) -> int:
         cells = [line for _, values in rows for line in str(values[i]).splitlines()] or ["-"]
         words = [len(w) for w in headers[i].split(" ")]
-        return max(max(len(c) for c in cells), min(max(words), 10), 4)
+        return max(max(len(c) for c in cells), min(max(words), 12), 4)
 
     def build(columns: list[int]) -> Table:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)

@@ -14,7 +14,12 @@ import orjson
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
 
-PROBE_METRICS = {"f1": "F1", "f1_date_normalised": "date-normalised F1", "judge_score": "judge"}
+PROBE_METRICS = {
+    "f1": "F1",
+    "f1_date_normalised": "date-normalised F1",
+    "judge_score": "judge",
+    "recall": "evidence recall",  # share of evidence messages the retriever or memory put in the prompt
+}
 SIMULATE_METRICS = {
     "rouge_l": "ROUGE-L",
     "bertscore": "BERTScore",
@@ -87,15 +92,22 @@ class Run:
         if self.kind == "simulate":
             return f"{p.get('targets', 'messages')}, {p.get('sessions', '?')} sessions"
         context = str(p.get("context") or "full")
-        if context == "retrieval" and p.get("top_k"):
+        if context == "memory":
+            return context
+        if context != "full" and context != "events" and p.get("context_tokens"):
+            context += f" {p['context_tokens']} tokens"
+        elif context == "retrieval" and p.get("top_k"):
             context += f" k={p['top_k']}"
         return f"{context} ({p['compat']})" if p.get("compat") else context
 
     @property
     def memory(self) -> str | None:
-        spec = self.manifest.get("memory") or self.parameters.get("memory")
+        """The memory plug-in with its options (`hybrid k=20`), from report.json's memory section or the flags."""
+        spec = self.summary.get("memory") or self.manifest.get("memory") or self.parameters.get("memory")
         if isinstance(spec, dict):
-            return str(spec.get("name") or spec.get("spec") or orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode())
+            name = str(spec.get("spec") or spec.get("name") or "?")
+            options = spec.get("options") if isinstance(spec.get("options"), dict) else {}
+            return " ".join([name, *(f"{k}={v}" for k, v in sorted(options.items()))])
         return str(spec) if spec else None
 
     @property
@@ -104,7 +116,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        parts = [self.model, self.context]
+        parts = [self.model] + ([] if self.memory and self.context == "memory" else [self.context])
         if self.memory:
             parts.append(f"memory {self.memory}")
         if self.judge:
