@@ -196,3 +196,29 @@ def test_probe_show_prints_selected_questions_with_their_evidence(two_runs):
     assert bad.exit_code == 2 and "no such category" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(app, ["probe", "show", run, "--chat", "Chat_X"])
     assert bad.exit_code == 2 and "Chat_S_Ana_Ben" in bad.output
+
+
+def test_report_over_simulate_runs_compares_them_target_by_target(tmp_path, llm_env):
+    from .conftest import model_run_args
+    from .llm_server import FakeLLM, serve_llm
+
+    runs = []
+    for name, reply in (("echo", "see you at the vet tomorrow"), ("short", "ok")):
+        with serve_llm(FakeLLM(reply=lambda body, reply=reply: reply)) as url:
+            args = model_run_args("simulate", url, tmp_path / name, "--no-bertscore", "--limit", "8")
+            result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        runs.append(tmp_path / name)
+    result = runner.invoke(app, ["report", *map(str, runs), "-o", str(tmp_path / "rep")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    board = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert board["kind"] == "simulate" and "rouge_l" in board["metrics"] and "bertscore" not in board["metrics"]
+    assert board["questions"]["common"] == 8 and board["comparisons"][0]["common"] == 8
+    rouge = [r["rouge_l"] for r in rows(runs[0])]
+    assert board["runs"][0]["scores"]["rouge_l"]["overall"]["mean"] == pytest.approx(sum(rouge) / len(rouge))
+    assert (tmp_path / "rep" / "report.html").exists()
+    mixed = runner.invoke(
+        app, ["report", str(runs[0]), str(offline_run(tmp_path / "probe")), "-o", str(tmp_path / "x")]
+    )
+    assert mixed.exit_code == 2 and "report them separately" in mixed.output

@@ -312,7 +312,10 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     table = Table(title=f"probe: {report['manifest']['model']}")
     columns = ("category", "count", "F1", "F1 dates normalised", "judge")
     for column in (*columns, *(("evidence recall", "context tokens") if recall else ())):
-        table.add_column(column, justify="left" if column == "category" else "right")
+        if column == "category":
+            table.add_column(column, overflow="fold")  # long names fold, never cut
+        else:
+            table.add_column(column, justify="right", no_wrap=column in ("count", "F1", "judge"))
 
     def fmt(v) -> str:
         return "-" if v is None else f"{v:.3f}"

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from realtalk_cli.cli.common import (
     ApiKeyEnv,
@@ -27,6 +26,7 @@ from realtalk_cli.cli.common import (
     out,
     print_json,
     print_plan,
+    print_wide_table,
     progress,
 )
 from realtalk_cli.errors import RealtalkError
@@ -142,16 +142,11 @@ def simulate_export_sft(
 def _print_simulate_report(report: dict, run_dir: Path) -> None:
     from realtalk_cli.tasks.simulate import SCORES
 
-    table = Table(title=f"simulate: {report['manifest']['model']}")
-    table.add_column("speaker")
-    table.add_column("targets", justify="right")
-    for s in SCORES:
-        table.add_column(s.replace("_agreement", " agr.").replace("_", " "), justify="right")
-    for person, p in report["speakers"].items():
-        table.add_row(person, str(p["targets"]), *(cell(p[s]) for s in SCORES))
-    table.add_row("mean", "", *(cell(report["overall"][s]["mean"]) for s in SCORES), style="bold")
-    table.add_row("std", "", *(cell(report["overall"][s]["std"]) for s in SCORES))
-    out.print(table)
+    headers = ["targets", *(s.replace("_agreement", " agr.").replace("_", " ") for s in SCORES)]
+    rows = [(person, [str(p["targets"]), *(cell(p[s]) for s in SCORES)]) for person, p in report["speakers"].items()]
+    rows.append(("mean", ["", *(cell(report["overall"][s]["mean"]) for s in SCORES)]))
+    rows.append(("std", ["", *(cell(report["overall"][s]["std"]) for s in SCORES)]))
+    print_wide_table(f"simulate: {report['manifest']['model']} (one row per speaker)", "speaker", headers, rows)
     run = report["run"]
     out.print(
         f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "

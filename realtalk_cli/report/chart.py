@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -21,20 +22,30 @@ def bar_chart_svg(board: dict, metric: str, width: int = 760, height: int = 300)
     group_w = plot_w / max(1, len(cats))
     bar_w = group_w * 0.8 / max(1, len(runs))
 
+    # Scores are 0-1; a few (|empathy diff|) can exceed 1: the axis then grows to the next whole number.
+    values = [
+        v
+        for run in runs
+        for s in run["scores"][metric].values()
+        for v in (s.get("mean"), s.get("high"))
+        if isinstance(v, (int, float))
+    ]
+    y_max = max(1.0, float(math.ceil(max(values, default=1.0))))
+
     def y(v: float) -> float:
-        return top + plot_h * (1 - max(0.0, min(1.0, v)))
+        return top + plot_h * (1 - max(0.0, min(y_max, v)) / y_max)
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{html.escape(name)} per category">',
         f'<text x="{width / 2}" y="16" text-anchor="middle" class="title">{html.escape(name)} by category</text>',
     ]
-    for tick in (0, 0.25, 0.5, 0.75, 1.0):
+    for tick in (y_max * f for f in (0, 0.25, 0.5, 0.75, 1.0)):
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" class="grid"/>')
         out.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
     out.append(
-        f'<text transform="translate(12 {top + plot_h / 2}) rotate(-90)" text-anchor="middle">{html.escape(name)} '
-        "(0-1)</text>"
+        f'<text transform="translate(12 {top + plot_h / 2}) rotate(-90)" text-anchor="middle">{html.escape(name)}'
+        "</text>"
     )
     for ci_, cat in enumerate(cats):
         x0 = left + ci_ * group_w + group_w * 0.1

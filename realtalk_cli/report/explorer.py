@@ -80,7 +80,7 @@ def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
             if m is not None and i not in known:
                 known[i] = [m.speaker, m.date_time, m.clean_text]
 
-    for run in runs:
+    for run in runs if board["kind"] == "probe" else []:  # simulate runs: leaderboard and chart only
         for row in run.rows:
             key = run.key(row)
             q = questions.get(key)

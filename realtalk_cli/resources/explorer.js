@@ -225,5 +225,6 @@
     `${board.questions.common} of ${board.questions.union} items answered by every run.`;
   renderLeaderboard();
   renderRuns();
-  renderQuestions();
+  if (board.kind === "probe") renderQuestions();
+  else $("explorer").hidden = true;
 })();
