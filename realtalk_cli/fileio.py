@@ -142,6 +142,7 @@ def run_folder(run_dir: Path, identity: dict | None, owned: list[str], force: bo
     The lock is an flock on run.lock (released by the kernel when the process dies, even by kill -9);
     the file holds the PID of the holder, for the message another process gets.
     """
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         handle = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 (held for the whole block)
@@ -165,6 +166,12 @@ def run_folder(run_dir: Path, identity: dict | None, owned: list[str], force: bo
                 check_run_identity(run_dir, identity, owned, force)
                 write_atomic(run_dir / RUN_FILE, orjson.dumps({"identity": identity}, option=orjson.OPT_INDENT_2))
             yield run_dir
+        except BaseException:
+            # a run that failed before writing anything of its own leaves no folder behind
+            if created and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE, RUN_FILE, *owned}:
+                if all((run_dir / n).stat().st_size == 0 for n in owned if (run_dir / n).exists()):
+                    shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         finally:
             handle.seek(0)
             handle.truncate()

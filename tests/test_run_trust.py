@@ -293,3 +293,117 @@ def test_each_bad_reply_kind_is_an_item_error_through_the_cli(tmp_path: Path, fa
         assert rows_of(tmp_path / "run")[0]["error"].startswith("bad reply")
         fake.faults.clear()
         assert probe(url, tmp_path / "run", "--concurrency", "1", "--limit", "1").exit_code == 0
+
+
+# --- simulate and analyze ei: the same guarantees ---------------------------------------------------
+
+
+def sim(url: str, out: Path, *extra: str):
+    return runner.invoke(app, model_run_args("simulate", url, out, "--no-bertscore", "--limit", "3", *extra))
+
+
+def test_simulate_run_folder_identity(tmp_path: Path):
+    out = tmp_path / "sim"
+    fake = FakeLLM(reply=lambda body: "Sounds good!")
+    with serve_llm(fake) as url:
+        assert sim(url, out).exit_code == 0
+        asked = len(fake.requests)
+        assert sim(url, out, "--limit", "5").exit_code == 0  # a growing limit resumes
+        assert len(fake.requests) == asked + 2
+        other = sim(url, out, "--targets", "turns")
+        assert other.exit_code == 2 and "targets" in other.output and "--force" in other.output
+        no_traceback(other)
+        other_model = runner.invoke(
+            app,
+            [
+                "simulate",
+                str(model_run_args("simulate", url, out)[1]),
+                "--model",
+                "offline:bm25",
+                "--out",
+                str(out),
+                "--no-bertscore",
+                "--limit",
+                "3",
+            ],
+        )
+        assert other_model.exit_code == 2 and "model" in other_model.output
+        forced = sim(url, out, "--targets", "turns", "--force")
+        assert forced.exit_code == 0, forced.output
+        assert len(rows_of(out)) == 3
+
+
+def test_simulate_unreadable_ei_labels_are_retried_not_stored(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    labels = {"reply": "I'd say it is positive, mostly."}
+
+    def reply(body: dict) -> str:
+        if "Label the message marked >>>" in body["messages"][-1]["content"]:
+            return labels["reply"]
+        return "Sounds good!"
+
+    fake = FakeLLM(reply=reply)
+    out = tmp_path / "sim"
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        args = ("--ei-backend", "llm", "--ei-model", "gpt-4o-mini", "--no-cache")
+        first = sim(url, out, *args)
+        no_traceback(first)
+        assert first.exit_code == 3, first.output
+        assert all("labels" not in r for r in rows_of(out))
+        assert report_of(out)["incomplete"]["unscored"] == 3
+        labels["reply"] = '{"sentiment": "positive", "emotion": "joy", "reflective": false, "grounding": true}'
+        second = sim(url, out, *args)
+        assert second.exit_code == 0, second.output
+        assert all(r["labels"]["prediction"]["sentiment"] == "positive" for r in rows_of(out))
+
+
+def ei(out: Path, *extra):
+    return runner.invoke(app, ["analyze", "ei", str(model_run_args("probe", "", out)[1]), "--out", str(out), *extra])
+
+
+def test_analyze_ei_folder_identity_and_unreadable_labels(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    out = tmp_path / "ei"
+    assert ei(out).exit_code == 0
+    before = (out / "metrics.json").read_bytes()
+    labels = {"reply": "no idea"}
+    fake = FakeLLM(reply=lambda body: labels["reply"])
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        llm = (
+            ("--backend", "llm", "--model", "gpt-4o-mini", "--no-cache")
+            if False
+            else ("--backend", "llm", "--model", "gpt-4o-mini")
+        )
+        other = ei(out, *llm)
+        assert other.exit_code == 2 and "backend" in other.output and fake.requests == []
+        assert (out / "metrics.json").read_bytes() == before
+        fresh = tmp_path / "ei-llm"
+        first = ei(fresh, *llm, "--per", "session")
+        no_traceback(first)
+        assert first.exit_code == 3
+        assert not (fresh / "annotations.jsonl").read_text().strip()  # nothing stored for unreadable replies
+        assert json.loads((fresh / "metrics.json").read_text())["incomplete"]["failed"] == 26
+        labels["reply"] = json.dumps([{"i": i, "sentiment": "neutral", "emotion": "joy"} for i in range(26)])
+        second = ei(fresh, *llm, "--per", "session")
+        assert second.exit_code == 0, second.output
+        assert len((fresh / "annotations.jsonl").read_text().splitlines()) == 26
+        forced = ei(out, *llm, "--per", "session", "--force")
+        assert forced.exit_code == 0
+
+
+def test_bad_replies_in_analyze_ei_and_simulate_are_item_errors(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    fake = FakeLLM(reply=lambda body: "Sounds good!", faults=["html", "html", "content_null", "content_null"])
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        result = sim(url, tmp_path / "sim", "--concurrency", "1")
+        no_traceback(result)
+        assert result.exit_code == 3 and report_of(tmp_path / "sim")["incomplete"]["failed"] == 2
+        fake.faults.extend(["json_list", "json_list"])
+        labelled = ei(
+            tmp_path / "ei", "--backend", "llm", "--model", "gpt-4o-mini", "--per", "session", "--concurrency", "1"
+        )
+        no_traceback(labelled)
+        assert labelled.exit_code == 3

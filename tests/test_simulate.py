@@ -87,7 +87,8 @@ def test_simulate_end_to_end_with_bertscore_and_resume(tmp_path: Path, llm_env):
             "6",
             "--json",
         )
-        assert first.exit_code == 0, first.output
+        assert first.exit_code == 3, first.output  # one target failed after retries: incomplete
+        assert json.loads(first.stdout)["incomplete"]["failed"] == 1
         rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
         assert len(rows) == 13 and sum(r["error"] is not None for r in rows) == 1
         second = simulate(
@@ -105,9 +106,10 @@ def test_simulate_end_to_end_with_bertscore_and_resume(tmp_path: Path, llm_env):
     assert second.exit_code == 0, second.output
     report = json.loads(second.output)
     assert report["targets"] == 13 and list(report["speakers"]) == ["ben"]
+    assert report["complete"] is True and report["failed_targets"] == 0
     rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     ok = [r for r in rows if r["error"] is None]
-    assert len(ok) == 13 and all(0.0 < r["bertscore"] <= 1.0 for r in ok)
+    assert len(ok) == 13 == len(rows) and all(0.0 < r["bertscore"] <= 1.0 for r in ok)
     identical = next(r for r in ok if r["reference"] == "Thanks to both of you!")
     assert identical["rouge_l"] == 0.0 and identical["labels"]["prediction"]["sentiment"] == "positive"
     # the system prompt is the paper's, with the speaker's name
@@ -164,6 +166,18 @@ def test_export_sft_writes_chat_format(tmp_path: Path):
     assert lines[0]["messages"][2]["content"] == load_chat(SAMPLE_JSON).sessions[0].messages[3].clean_text
     bad = runner.invoke(app, ["simulate", "export-sft", str(SAMPLE_JSON), "--speaker", "Zed", "-o", str(out)])
     assert bad.exit_code == 2 and "no speaker 'Zed' (speakers: Ana, Ben)" in bad.output
+    before = out.read_bytes()
+    again = runner.invoke(app, ["simulate", "export-sft", str(SAMPLE_JSON), "--speaker", "ana", "-o", str(out)])
+    assert again.exit_code == 2 and "pass --force" in again.output and out.read_bytes() == before
+    forced = runner.invoke(
+        app, ["simulate", "export-sft", str(SAMPLE_JSON), "--speaker", "ben", "-o", str(out), "--force"]
+    )
+    assert forced.exit_code == 0 and out.read_bytes() != before
+    chat = tmp_path / "chat.json"
+    chat.write_bytes(SAMPLE_JSON.read_bytes())
+    own = runner.invoke(app, ["simulate", "export-sft", str(chat), "--speaker", "ana", "-o", str(chat), "--force"])
+    assert own.exit_code == 2 and "that is the input chat" in own.output
+    assert chat.read_bytes() == SAMPLE_JSON.read_bytes()
 
 
 def test_simulate_with_llm_ei_labels_gives_intimacy_and_empathy_differences(tmp_path: Path, llm_env, monkeypatch):

@@ -16,6 +16,7 @@ run can be resumed; `metrics.json` is rewritten at the end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import orjson
 from realtalk_cli.analysis.ei_annotation import BACKENDS, Annotation
 from realtalk_cli.analysis.ei_hf import HFLabeler, label_hf
 from realtalk_cli.analysis.ei_lexicon import label_lexicon
-from realtalk_cli.analysis.ei_llm import label_llm, llm_requests
+from realtalk_cli.analysis.ei_llm import LABEL_SPEC, label_llm, llm_requests
 from realtalk_cli.analysis.metrics import (
     alignment,
     entropy_bits,
@@ -37,7 +38,7 @@ from realtalk_cli.analysis.metrics import (
 )
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_jsonl, write_atomic
+from realtalk_cli.fileio import check_run_identity, read_jsonl, run_folder, write_atomic
 
 # --- aggregation -------------------------------------------------------------------------------
 
@@ -112,9 +113,13 @@ def run_ei(
     api_key_env: str | None = None,
     max_cost: float | None = None,
     dry_run: bool = False,
+    timeout: float = 120.0,
+    force: bool = False,
 ) -> dict:
     """Label every message (resuming annotations.jsonl in `out`) and compute the metrics per speaker.
 
+    `out` holds one labelling (same backend, model, prompt and chats); another exits 2 unless `force`.
+    A reply without readable labels is not written: the next run asks again.
     With `dry_run` (llm backend) nothing is called or written: the plan of requests, tokens and cost is returned.
     """
     if backend not in BACKENDS:
@@ -130,23 +135,58 @@ def run_ei(
     path = out / "annotations.jsonl"
     existing = read_jsonl(path)
     done = {(r["chat"], r["index"]) for r in existing}
-    client = totals = None
-    stopped = False
+    client = endpoint = None
     if backend == "llm":
         from realtalk_cli.llm.cache import open_cache
         from realtalk_cli.llm.client import LLMClient, dry_run_plan
         from realtalk_cli.llm.providers import Prices, resolve_model
 
         endpoint = resolve_model(model, base_url, api_key_env)
+        prices = Prices.load()
+        if max_cost is not None and not endpoint.offline and not prices.known(endpoint.model):
+            raise RealtalkError(f"no price for {endpoint.label}; add it to prices.toml")
         if dry_run:
+            if out.is_dir():
+                check_run_identity(out, ei_identity(chats, backend, endpoint, per, hf_models), EI_FILES)
             pending = [(c, {i for i in range(sum(1 for _ in c.messages())) if (c.name, i) not in done}) for c in chats]
             calls, max_tokens = llm_requests(pending, per)
             requests = [[{"role": "user", "content": p}] for _, _, p in calls]
             return dry_run_plan(endpoint, Prices.load(), requests, len(done), "request", max_tokens)
-        cache = open_cache(use_cache)
-        client = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load())
-    out.mkdir(parents=True, exist_ok=True)
+        client = LLMClient(
+            endpoint, concurrency=concurrency, cache=open_cache(use_cache), prices=prices, timeout_s=timeout
+        )
     hf_labeler = HFLabeler(hf_models) if backend == "hf" else None
+    with run_folder(out, ei_identity(chats, backend, endpoint, per, hf_models), EI_FILES, force):
+        return _label_and_measure(chats, out, backend, per, client, hf_labeler, progress, max_cost)
+
+
+EI_FILES = ["annotations.jsonl", "metrics.json"]
+
+
+def ei_identity(chats: list[Chat], backend: str, endpoint, per: str, hf_models: dict | None) -> dict:
+    """What changes the labels: backend, model and endpoint, prompt, hf models, and the chats' messages."""
+    llm = endpoint is not None
+    return {
+        "backend": backend,
+        "model": endpoint.label if llm else None,
+        "endpoint": (endpoint.base_url or None) if llm else None,
+        "per": per if llm else None,
+        "prompt": hashlib.sha256(LABEL_SPEC.encode()).hexdigest()[:12] if llm else None,
+        "hf_models": hf_models or None,
+        "chats": {c.name: _chat_hash(c) for c in chats},
+    }
+
+
+def _chat_hash(chat: Chat) -> str:
+    text = "".join(f"{m.speaker}\t{m.clean_text}\n" for m in chat.messages())
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progress, max_cost) -> dict:
+    path = out / "annotations.jsonl"
+    done = {(r["chat"], r["index"]) for r in read_jsonl(path)}
+    totals = None
+    stopped = False
     with open(path, "ab") as f:
 
         def sink(a: Annotation) -> None:
@@ -191,5 +231,11 @@ def run_ei(
             "cost_usd": round(totals.cost_usd, 6),
             "stopped_for_max_cost": stopped,
         }
+    wanted = sum(sum(1 for _ in c.messages()) for c in chats)
+    failed = wanted - len({(r["chat"], r["index"]) for r in rows if r["chat"] in metrics["chats"]})
+    reasons = [f"{failed} messages without labels (failed or unreadable replies)"] if failed else []
+    reasons += ["stopped at --max-cost"] if stopped else []
+    metrics["complete"] = not reasons
+    metrics["incomplete"] = {"reason": "; ".join(reasons), "failed": failed} if reasons else None
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
     return metrics

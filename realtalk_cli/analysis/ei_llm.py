@@ -75,6 +75,19 @@ def _loads_lenient(text: str):
         return None
 
 
+def reply_has_labels(text: str) -> bool:
+    """Whether a labelling reply holds a readable label at all (else it is a bad reply, never cached)."""
+    parsed = _loads_lenient(text)
+    if isinstance(parsed, list):
+        return any(isinstance(x, dict) and readable(_labels_dict(x)) for x in parsed)
+    return isinstance(parsed, dict) and readable(_labels_dict(parsed))
+
+
+def readable(labels: dict) -> bool:
+    """At least one label came through: a reply of prose or wrong keys labels nothing."""
+    return any(labels.get(k) is not None for k in ("sentiment", "emotion", "reflective", "grounding"))
+
+
 def _labels_dict(labels: dict) -> dict:
     """An LLM's JSON labels, checked: anything off the allowed values becomes None."""
     sentiment = str(labels.get("sentiment", "")).lower()
@@ -141,11 +154,12 @@ def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, max_
         elif isinstance(parsed, dict):
             by_index = {members[0][0]: parsed}
         for i, m in members:
-            if completion.error is not None:
+            labels = _labels_dict(by_index.get(i, {}))
+            if completion.error is not None or not readable(labels):
                 continue  # not written: the next run asks again
-            sink(annotate(chat, i, m, f"llm:{client.endpoint.label}", _labels_dict(by_index.get(i, {}))))
+            sink(annotate(chat, i, m, f"llm:{client.endpoint.label}", labels))
         if max_cost is not None and client.totals.cost_usd >= max_cost:
             raise StopRun()
 
     jobs = [((chat, members), [{"role": "user", "content": p}]) for chat, members, p in calls]
-    return run_jobs(client, jobs, done, max_tokens=max_tokens)
+    return run_jobs(client, jobs, done, max_tokens=max_tokens, accept=reply_has_labels)

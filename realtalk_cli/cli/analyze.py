@@ -13,10 +13,13 @@ from realtalk_cli.cli.common import (
     AsJson,
     BaseUrl,
     DryRun,
+    Force,
     HfModels,
     MaxCost,
+    Timeout,
     cell,
     concurrency_option,
+    finish_run,
     handles_errors,
     out,
     print_json,
@@ -85,8 +88,14 @@ def analyze_ei(
     dry_run: DryRun = False,
     max_cost: MaxCost = None,
     as_json: AsJson = False,
+    timeout: Timeout = None,
+    force: Force = False,
 ) -> None:
     """The paper's emotional-intelligence metrics per speaker; resumable per-message annotations.
+
+    --out holds one labelling: the same command resumes it; another backend, model or chat set exits 2
+    naming what differs (a new --out, or --force to start afresh). Exit 3 when messages are left without
+    labels (failed or unreadable replies, or --max-cost); the next run asks for exactly those.
 
     Example: `realtalk analyze ei ../shared/realtalk --out runs/ei-realtalk`
     """
@@ -96,7 +105,8 @@ def analyze_ei(
 
     chats = [load_chat(p) for p in chat_paths(files)]
     hf_models = parse_hf_models(hf_model)
-    llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost}
+    llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "force": force}
+    llm["timeout"] = timeout or 120.0
     if dry_run:
         print_plan(run_ei(chats, out_dir, backend, model, per, **llm, dry_run=True), "request", as_json)
         return
@@ -104,6 +114,7 @@ def analyze_ei(
         metrics = run_ei(chats, out_dir, backend, model, per, concurrency, progress=show, hf_models=hf_models, **llm)
     if as_json:
         print_json(metrics)
+        finish_run(metrics, None, None, "")
         return
     columns = ("messages", *METRIC_NAMES)
     rows = [
@@ -116,6 +127,7 @@ def analyze_ei(
     if metrics["unavailable"]:
         out.print(f"unavailable with this backend: {', '.join(metrics['unavailable'])} (use --backend llm or hf)")
     out.print(f"written to {out_dir / 'metrics.json'}")
+    finish_run(metrics, None, None, "")
 
 
 @app.command("consistency")

@@ -13,15 +13,20 @@ from realtalk_cli.cli.common import (
     BaseUrl,
     DefaultGroup,
     DryRun,
+    Force,
     HfModels,
+    Limit,
     MaxCost,
     Model,
     NoCache,
     OutDir,
+    PriceIn,
+    PriceOut,
+    Timeout,
     cell,
     concurrency_option,
-    err,
     fail_under_option,
+    finish_run,
     handles_errors,
     out,
     print_json,
@@ -39,7 +44,7 @@ app = typer.Typer(
     "Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`",
 )
 Speaker = Annotated[str | None, typer.Option("--speaker", help="Only this participant (default: both).")]
-Sessions = Annotated[int, typer.Option("--sessions", help="Sessions of history in the prompt.")]
+Sessions = Annotated[int, typer.Option("--sessions", min=1, help="Sessions of history in the prompt.")]
 Targets = Annotated[str, typer.Option("--targets", help="messages, or turns (merged messages).")]
 
 
@@ -52,7 +57,7 @@ def simulate(
     speaker: Speaker = None,
     sessions: Sessions = 3,
     targets: Targets = "messages",
-    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N targets.")] = None,
+    limit: Limit = None,
     concurrency: Annotated[int, concurrency_option()] = 8,
     dry_run: DryRun = False,
     max_cost: MaxCost = None,
@@ -70,12 +75,20 @@ def simulate(
     api_key_env: ApiKeyEnv = None,
     no_cache: NoCache = False,
     as_json: AsJson = False,
+    timeout: Timeout = None,
+    force: Force = False,
+    price_in: PriceIn = None,
+    price_out: PriceOut = None,
 ) -> None:
     """Persona simulation: a model continues each chat as one participant; scored against the real message.
 
     Scores per target, per speaker, then mean ± std over speakers: ROUGE-L, BERTScore F1, agreement on
     EI labels (reflective, grounding, sentiment, emotion) and |intimacy|, |empathy| differences.
     `realtalk simulate CHAT...` and `realtalk simulate run CHAT...` are the same command.
+
+    A run folder holds one run: the same command resumes it; other settings into the same --out exit 2
+    naming what differs (a new --out, or --force to start it afresh). Exit codes: 0 complete, 1 under
+    --fail-under, 2 bad input, 3 incomplete (targets failed or unlabelled after retries, or --max-cost).
 
     Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`
     """
@@ -102,6 +115,10 @@ def simulate(
         ei_backend=ei_backend,
         ei_model=ei_model,
         hf_models=parse_hf_models(hf_model),
+        timeout=timeout or 120.0,
+        force=force,
+        price_in=price_in,
+        price_out=price_out,
     )
     if dry_run:
         print_plan(run_simulate(chats, opts, dry_run=True), "target", as_json)
@@ -112,10 +129,7 @@ def simulate(
         print_json(report)
     else:
         _print_simulate_report(report, out_dir)
-    rouge = report["overall"]["rouge_l"]["mean"]
-    if fail_under is not None and (rouge is None or rouge < fail_under):
-        err.print(f"mean ROUGE-L {rouge} is under --fail-under {fail_under}")
-        raise typer.Exit(1)
+    finish_run(report, report["overall"]["rouge_l"]["mean"], fail_under, "mean ROUGE-L")
 
 
 @app.command("export-sft")
@@ -126,6 +140,7 @@ def simulate_export_sft(
     output: Annotated[Path, typer.Option("--out", "-o", "--output", help="The training file (JSONL).")],
     sessions: Sessions = 3,
     targets: Targets = "messages",
+    force: Force = False,
 ) -> None:
     """Write one person's messages in a chat as chat fine-tuning examples (history, then their reply).
 
@@ -135,7 +150,7 @@ def simulate_export_sft(
     """
     from realtalk_cli.tasks.simulate import export_sft
 
-    n = export_sft(chat, speaker, output, sessions, targets)
+    n = export_sft(chat, speaker, output, sessions, targets, force)
     out.print(f"wrote {n} training examples to {output}")
 
 
@@ -153,5 +168,5 @@ def _print_simulate_report(report: dict, run_dir: Path) -> None:
         f"{run['wall_time_s']} s, ${run['cost_usd']:.4f}; written to {run_dir}",
         soft_wrap=True,
     )
-    if report["failed_targets"]:
-        out.print(f"{report['failed_targets']} targets failed; run the same command again to retry them")
+    if run.get("stopped_for_max_cost"):
+        out.print("stopped at --max-cost; run again with a higher limit to continue")

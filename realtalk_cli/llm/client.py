@@ -156,15 +156,19 @@ class LLMClient:
         temperature: float | None = 0.0,
         max_tokens: int | None = 256,
         response_format: dict | None = None,
+        accept: Callable[[str], bool] | None = None,
     ) -> Completion:
-        """One chat completion; a parameter given as None is left out of the request (the provider's default)."""
+        """One chat completion; a parameter given as None is left out of the request (the provider's default).
+
+        `accept` is the caller's check of the text (a judge's verdict holds a score, labels parse): a reply it
+        rejects is a bad reply like any other (asked once more, never cached, an error in the end)."""
         params = {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format}
         params = {k: v for k, v in params.items() if v is not None}
-        if (hit := self.cached(messages, params)) is not None:
+        if (hit := self.cached(messages, params)) is not None and (accept is None or accept(hit.text)):
             self.totals.add(hit)
             return hit
         async with self.limiter.slot(self.priority):
-            c = await self._call(messages, params)
+            c = await self._call(messages, params, accept)
         self.remember(messages, params, c)
         self.totals.add(c)
         return c
@@ -192,7 +196,9 @@ class LLMClient:
             raise RealtalkError(f"{self.endpoint.label}: batch jobs need an API endpoint, not an offline model")
         return OpenAI(api_key=self._api_key, base_url=self.endpoint.base_url, max_retries=2, timeout=self._timeout_s)
 
-    async def _call(self, messages: list[dict], params: dict) -> Completion:
+    async def _call(
+        self, messages: list[dict], params: dict, accept: Callable[[str], bool] | None = None
+    ) -> Completion:
         if self.endpoint.offline:
             return Completion(LOCAL_MODELS[self.endpoint.model](messages), Usage())
         import openai
@@ -206,6 +212,8 @@ class LLMClient:
                 async with asyncio.timeout(self._timeout_s):
                     raw = await self._post(messages, params)
                 reply = parse_reply(raw)
+                if accept is not None and not accept(reply.text):
+                    raise BadReply(f"no usable answer in the reply ({reply.text[:60]!r})")
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 raise FatalModelError(
                     f"{self.endpoint.label}: the endpoint refused the API key ({e.status_code})"

@@ -205,7 +205,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         if memories is not None:  # ingestion may write to the run folder: only once the folder is ours
             items = build_items(files, opts, templates, endpoint.model, memories)
         rows = final_rows(read_jsonl(pred_path), _row_key)
-        write_jsonl(pred_path, rows)  # one row per question from here on
+        if rows:
+            write_jsonl(pred_path, rows)  # one row per question from here on
         done = {_row_key(r) for r in rows if r.get("error") is None}
         todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
         cache = open_cache(opts.use_cache)

@@ -18,6 +18,14 @@ PAPER_ANSWER = {"temperature": None, "max_tokens": None}
 PAPER_JUDGE = {**PAPER_ANSWER, "response_format": {"type": "json_object"}}
 
 
+def has_score(text: str) -> bool:
+    return parse_judge_score(text) is not None
+
+
+# A verdict without a readable score is a bad reply: asked once more, never cached, a judge_error in the end.
+JUDGE_REQUEST = {"max_tokens": JUDGE_MAX_TOKENS, "accept": has_score}
+
+
 def parse_judge_score(text: str) -> float | None:
     """A score in [0, 1] from the judge's reply, tolerating code fences, trailing commas and prose."""
     match = re.search(r"\{.*\}", text, re.S)
@@ -74,7 +82,7 @@ async def judge_row(judge: LLMClient, row: dict, template: str, paper: bool, fir
     """Grade one answered row: our judge prompt, or the paper's (JSON mode, re-asked on invalid JSON)."""
     prompt = text_hash(template) if not paper else paper_protocol.prompt_hashes()["paper:judge"]
     if not paper:
-        c = first or await judge.complete(judge_messages(template, row), max_tokens=JUDGE_MAX_TOKENS)
+        c = first or await judge.complete(judge_messages(template, row), **JUDGE_REQUEST)
         score = parse_judge_score(c.text) if c.error is None else None
         record_verdict(row, score, c, c.usage.cost_usd, judge, prompt)
         return
@@ -113,5 +121,5 @@ def judge_rows(rows, judge, template, paper, progress, over_budget, everything: 
         if over_budget():
             raise StopRun()
 
-    request = PAPER_JUDGE if paper else {"max_tokens": JUDGE_MAX_TOKENS}
+    request = PAPER_JUDGE if paper else JUDGE_REQUEST
     return run_jobs(judge, jobs, judged, **request) if jobs else False

@@ -18,15 +18,26 @@ import orjson
 from realtalk_cli.analysis.ei_annotation import BACKENDS
 from realtalk_cli.analysis.ei_hf import HFLabeler
 from realtalk_cli.analysis.ei_lexicon import lexicon_labels
-from realtalk_cli.analysis.ei_llm import labels_from_reply, text_prompt
+from realtalk_cli.analysis.ei_llm import labels_from_reply, readable, reply_has_labels, text_prompt
 from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.data.model import Chat, Message, person_key
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_jsonl, write_jsonl
+from realtalk_cli.fileio import check_run_identity, read_jsonl, refuse_overwrite, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
-from realtalk_cli.llm.providers import Prices, resolve_model
-from realtalk_cli.tasks.runs import fill, manifest, prompt_text, text_hash, write_reports
+from realtalk_cli.llm.providers import resolve_model
+from realtalk_cli.tasks.runs import (
+    completeness,
+    fill,
+    final_rows,
+    load_prices,
+    manifest,
+    prompt_text,
+    run_identity,
+    status_lines,
+    text_hash,
+    write_reports,
+)
 from realtalk_cli.tasks.scoring import rouge_l
 
 REPLY_MAX_TOKENS = 200
@@ -53,6 +64,13 @@ class SimulateOptions:
     ei_backend: str = "lexicon"
     ei_model: str | None = None
     hf_models: dict[str, str] | None = None
+    timeout: float = 120.0
+    force: bool = False
+    price_in: float | None = None
+    price_out: float | None = None
+
+
+SIMULATE_FILES = ["predictions.jsonl", "report.json", "report.md"]
 
 
 @dataclass
@@ -139,11 +157,16 @@ def agreement(reference: dict, prediction: dict) -> dict:
 # --- SFT export --------------------------------------------------------------------------------
 
 
-def export_sft(chat_file: Path, speaker: str, output: Path, window: int = 3, mode: str = "messages") -> int:
+def export_sft(
+    chat_file: Path, speaker: str, output: Path, window: int = 3, mode: str = "messages", force: bool = False
+) -> int:
     """The person's chat as chat fine-tuning examples: the same prompt simulate sends, the real reply."""
+    if output.exists() and output.resolve() == chat_file.resolve():
+        raise RealtalkError(f"-o {output}: that is the input chat; write the training file elsewhere")
     chat = load_chat(chat_file)
     if not any(matches_speaker(s, speaker) for s in chat.speakers):
         raise RealtalkError(f"{chat_file}: no speaker {speaker!r} (speakers: {', '.join(chat.speakers)})")
+    refuse_overwrite(output, force)
     template = prompt_text("simulate_system.txt")
     lines = [
         {"messages": [*prompt_messages(t, template), {"role": "assistant", "content": t.reference}]}
@@ -180,25 +203,46 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
     if opts.ei_backend == "llm" and not opts.ei_model:
         raise RealtalkError("--ei-backend llm needs --ei-model")
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
+    ei_endpoint = resolve_model(opts.ei_model) if opts.ei_backend == "llm" else None
     system_template = prompt_text("simulate_system.txt")
     targets = build_targets(files, opts)
     pred_path = opts.out / "predictions.jsonl"
-    done = {_key(r) for r in read_jsonl(pred_path) if r.get("error") is None}
-    todo = [t for t in targets if _key(t) not in done]
-    prices = Prices.load()
+    prices = load_prices(
+        [endpoint, *([ei_endpoint] if ei_endpoint else [])], opts.max_cost, opts.price_in, opts.price_out
+    )
+    identity = run_identity(
+        opts,
+        endpoint,
+        files,
+        {"simulate_system.txt": text_hash(system_template)},
+        {"temperature": 0.0, "max_tokens": REPLY_MAX_TOKENS},
+    )
     if dry_run:
+        if opts.out.is_dir():
+            check_run_identity(opts.out, identity, SIMULATE_FILES)
+        done = {_key(r) for r in read_jsonl(pred_path) if r.get("error") is None}
+        todo = [t for t in targets if _key(t) not in done]
         requests = [prompt_messages(t, system_template) for t in todo]
         return dry_run_plan(endpoint, prices, requests, len(targets) - len(todo), "target", REPLY_MAX_TOKENS)
-
     scorer = None
     if opts.bertscore:  # load before spending money: a missing model should stop the run now
         from realtalk_cli.analysis.bertscore import BertScorer
 
         scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
     hf_labeler = HFLabeler(opts.hf_models) if opts.ei_backend == "hf" else None
-    opts.out.mkdir(parents=True, exist_ok=True)
+    with run_folder(opts.out, identity, SIMULATE_FILES, opts.force):
+        return _run(files, opts, endpoint, system_template, targets, prices, scorer, hf_labeler, progress)
+
+
+def _run(files, opts: SimulateOptions, endpoint, system_template, targets, prices, scorer, hf_labeler, progress):
+    pred_path = opts.out / "predictions.jsonl"
+    rows = final_rows(read_jsonl(pred_path), _key)
+    if rows:
+        write_jsonl(pred_path, rows)  # one row per target from here on
+    done = {_key(r) for r in rows if r.get("error") is None}
+    todo = [t for t in targets if _key(t) not in done]
     cache = open_cache(opts.use_cache)
-    client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices)
+    client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices, timeout_s=opts.timeout)
     started = time.perf_counter()
 
     with open(pred_path, "ab") as sink:
@@ -215,12 +259,19 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
         if progress and hasattr(progress, "start"):
             progress.start(len(todo), len(targets) - len(todo), "simulated")
         stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
-    rows = read_jsonl(pred_path)
-    ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
+    rows = final_rows(read_jsonl(pred_path), _key)
+    ei_usage = None
+    if not stopped_for_cost:
+        ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
     if scorer is not None:
         add_bertscore(rows, scorer)
     write_jsonl(pred_path, rows)
     report = build_report(rows, simulate_manifest(opts, endpoint.label, files, system_template, scorer))
+    by_key = {_key(r): r for r in rows}
+    wanted = [by_key.get(_key(t)) for t in targets]
+    failed = sum(1 for r in wanted if r is not None and r.get("error") is not None)
+    unlabelled = sum(1 for r in wanted if r is not None and r.get("error") is None and "labels" not in r)
+    report.update(completeness(failed, wanted.count(None), stopped_for_cost, unlabelled, "targets"))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": client.totals.requests,
@@ -283,7 +334,7 @@ def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labele
         labels, usage = _llm_labels(pending, targets, opts, prices)
     for r, (reference, prediction) in zip(pending, labels, strict=True):
         if reference is None or prediction is None:
-            continue  # a labelling call failed: the next run asks again
+            continue  # a labelling call failed or its reply held no labels: the next run asks again
         r["labels"] = {"reference": reference, "prediction": prediction}
         r.update(agreement(reference, prediction))
     return usage
@@ -291,7 +342,9 @@ def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labele
 
 def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) -> tuple[list, dict]:
     cache = open_cache(opts.use_cache)
-    client = LLMClient(resolve_model(opts.ei_model), concurrency=opts.concurrency, cache=cache, prices=prices)
+    client = LLMClient(
+        resolve_model(opts.ei_model), concurrency=opts.concurrency, cache=cache, prices=prices, timeout_s=opts.timeout
+    )
     jobs = []
     for n, r in enumerate(rows):
         target = targets.get(_key(r))
@@ -303,9 +356,11 @@ def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) 
     def done(tag, completion) -> None:
         n, side = tag
         if completion.error is None:
-            results[n][side] = labels_from_reply(completion.text)
+            labels = labels_from_reply(completion.text)
+            # a reply without a single readable label is an error for that row, not a row of null labels
+            results[n][side] = labels if readable(labels) else None
 
-    run_jobs(client, jobs, done, max_tokens=150)
+    run_jobs(client, jobs, done, max_tokens=150, accept=reply_has_labels)
     t = client.totals
     usage = {
         "model": client.endpoint.label,
@@ -378,6 +433,7 @@ def report_markdown(report: dict) -> str:
     lines = [
         "# realtalk simulate report",
         "",
+        *(f"> **{line}**\n" for line in status_lines(report)),
         f"- model: `{m['model']}`; EI labels: `{m['ei_backend']}`",
         f"- BERTScore: `{m['bertscore_model'] or 'not computed'}`",
         f"- targets: {report['targets']} ({report['failed_targets']} failed); prompts: {m['prompts']}",
