@@ -302,8 +302,8 @@ def test_ei_llm_backend_takes_probes_endpoint_key_dry_run_and_cost_options(tmp_p
         assert not (tmp_path / "plan").exists()
         # gpt-4o-mini is priced, so a tiny limit stops after the first replies; a rerun goes on from there
         capped = run(*args, "--out", tmp_path / "ei", "--max-cost", "0.000001", "--json")
-        assert capped.exit_code == 0, capped.output
-        assert json.loads(capped.output)["usage"]["stopped_for_max_cost"] is True
+        assert capped.exit_code == 3, capped.output  # stopped at --max-cost: incomplete
+        assert json.loads(capped.stdout)["usage"]["stopped_for_max_cost"] is True
         assert 0 < len(fake.requests) < 26
         full = run(*args, "--out", tmp_path / "ei", "--json")
     assert json.loads(full.output)["usage"]["stopped_for_max_cost"] is False
