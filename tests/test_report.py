@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from realtalk_cli.cli import app
 from realtalk_cli.report.stats import bootstrap_ci, paired_difference
 
-from .conftest import SAMPLE_JSON
+from .conftest import LOCOMO_JSON, SAMPLE_JSON, needs_shared
 
 runner = CliRunner()
 OUTPUTS = ["leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.json", "report.html"]
@@ -222,3 +222,16 @@ def test_report_over_simulate_runs_compares_them_target_by_target(tmp_path, llm_
         app, ["report", str(runs[0]), str(offline_run(tmp_path / "probe")), "-o", str(tmp_path / "x")]
     )
     assert mixed.exit_code == 2 and "report them separately" in mixed.output
+
+
+@needs_shared
+def test_locomo_evidence_is_dated_by_its_session(tmp_path, monkeypatch):
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    chat = LOCOMO_JSON[0]
+    result = runner.invoke(
+        app, ["probe", str(chat), "--model", "offline:bm25", "-o", str(tmp_path / "run"), "--limit", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    items = json.loads(runner.invoke(app, ["probe", "show", str(tmp_path / "run"), "--json"]).output)
+    dates = [e["date"] for i in items for e in i["evidence"] if e["found"]]
+    assert dates and all(d.startswith("session ") and " on " in d for d in dates)  # "session 1, 1:56 pm on 8 May, 2023"

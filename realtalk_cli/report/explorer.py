@@ -78,7 +78,7 @@ def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
         for i in ids:
             m = index.get(i)
             if m is not None and i not in known:
-                known[i] = [m.speaker, m.date_time, m.clean_text]
+                known[i] = [m.speaker, message_date(chat, m), m.clean_text]
 
     for run in runs if board["kind"] == "probe" else []:  # simulate runs: leaderboard and chart only
         for row in run.rows:
@@ -114,6 +114,14 @@ def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
         "messages": messages,
         "chats_found": sorted(chats),
     }
+
+
+def message_date(chat: Chat, m) -> str:
+    """The message's own time (REALTALK), else its session's date (LoCoMo dates sessions, not messages)."""
+    if m.date_time:
+        return m.date_time
+    session = next((s for s in chat.sessions if s.number == m.session), None)
+    return f"session {m.session}, {session.date_time}" if session is not None else f"session {m.session}"
 
 
 _RUN_FIELDS = ("id", "label", "model", "context", "memory", "judge", "path")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.report.explorer import evidence_ids, find_chats
+from realtalk_cli.report.explorer import evidence_ids, find_chats, message_date
 from realtalk_cli.report.leaderboard import category_of
 from realtalk_cli.report.runs import load_run
 
@@ -53,7 +53,7 @@ def show_questions(
             m = index.get(i) if index is not None else None
             entry = {"id": i, "found": m is not None}
             if m is not None:
-                entry.update(speaker=m.speaker, date=m.date_time, text=m.clean_text)
+                entry.update(speaker=m.speaker, date=message_date(chats[r["chat"]], m), text=m.clean_text)
             if retrieved is not None:
                 entry["retrieved"] = i in retrieved
             evidence.append(entry)
