@@ -132,6 +132,13 @@ def test_bad_run_directories_are_one_line_and_exit_2(tmp_path, setup, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--resamples", "-5"), ("--resamples", "1000000000")])
+def test_absurd_seeds_and_resample_counts_are_usage_errors(two_runs, tmp_path, flag, value):
+    result = runner.invoke(app, ["report", str(two_runs[0]), "-o", str(tmp_path / "o"), flag, value])
+    assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_existing_outputs_need_force_and_run_directories_are_never_written(two_runs, tmp_path):
     run = tmp_path / "torn"
     run.mkdir()

@@ -60,6 +60,7 @@ def page_file(tmp_path_factory) -> tuple[Path, list[list[dict]]]:
     rows[0].pop("evidence_ids", None)  # as a run from before the evidence parser wrote them
     rows[0].pop("evidence_dangling", None)
     rows[0]["question"] = "A question with a dangling evidence id?"
+    rows[0]["prediction"] = "</script><b>not bold</b> @@DATA@@"  # text from a run is shown, never run or parsed
     (dangling / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (dangling / "report.json").write_text((runs[0] / "report.json").read_text())
     result = runner.invoke(app, ["report", *map(str, runs), str(dangling), "-o", str(base / "rep")])
@@ -135,6 +136,8 @@ def test_known_question_shows_its_evidence_in_full_and_flags_dangling_ids(browse
     assert evidence.locator(".hit, .miss").count() == 1  # retrieval's hit or miss for run B
     dangling = page.locator("article", has_text="A question with a dangling evidence id?")
     assert "dangling id" in dangling.locator('li[data-dia-id="D99:1"]').text_content()
+    assert "</script><b>not bold</b> @@DATA@@" in dangling.locator("td.pred").first.text_content()
+    assert dangling.locator("b", has_text="not bold").count() == 0
 
 
 def test_leaderboard_sorts_by_a_clicked_column(browser_page):

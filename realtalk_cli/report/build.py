@@ -12,6 +12,7 @@ from realtalk_cli.report.explorer import explorer_data, find_chats, render_html
 from realtalk_cli.report.leaderboard import build_leaderboard
 from realtalk_cli.report.runs import Run, load_runs
 
+MAX_RESAMPLES = 100_000  # beyond this the interval's own noise is far below its width; time grows linearly
 OUTPUTS = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.json", "report.html")
 
 
@@ -42,8 +43,10 @@ def make_report(
     chat_files: list[Path] | None = None,
     force: bool = False,
 ) -> dict:
-    if resamples < 0:
-        raise RealtalkError(f"--resamples {resamples}: must be 0 or more")
+    if not 0 <= resamples <= MAX_RESAMPLES:
+        raise RealtalkError(f"--resamples {resamples}: expected 0 (no intervals) to {MAX_RESAMPLES}")
+    if seed < 0:
+        raise RealtalkError(f"--seed {seed}: expected 0 or more")
     if not run_dirs:
         raise RealtalkError("no run directories given")
     check_writable(out, OUTPUTS, force)
