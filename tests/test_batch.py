@@ -181,3 +181,22 @@ def test_batch_refuses_what_it_cannot_do(tmp_path: Path):
         assert broken.exit_code == 2 and "batch.json: not valid JSON" in broken.output
     bad = runner.invoke(app, model_run_args("probe", "http://127.0.0.1:9/v1", tmp_path / "x", "--batch"))
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_simulate_batch_end_to_end(tmp_path: Path):
+    fake = FakeLLM(reply=lambda body: "sounds good, see you then")
+    run = tmp_path / "sim"
+    args = model_run_args("simulate", "URL", run, "--no-bertscore", "--limit", "4", "--json", "--batch")
+    with serve_llm(fake) as url:
+        args[args.index("URL")] = url
+        first = runner.invoke(app, args)
+        assert first.exit_code == 3 and "submitted reply batch batch_1 (4 requests)" in output_json(first)["pending"]
+        for _ in range(5):
+            result = runner.invoke(app, ["batch", "status", str(run), "--json"])
+            assert "Traceback" not in result.output, result.output
+            if "pending" not in output_json(result):
+                break
+    assert result.exit_code == 0, result.output
+    report = output_json(result)
+    assert report["complete"] and fake.requests == [] and fake.batches.created == ["batch_1"]
+    assert len(rows(run)) == 4 and all(r["prediction"] == "sounds good, see you then" for r in rows(run))

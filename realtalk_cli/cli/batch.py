@@ -18,7 +18,9 @@ app = typer.Typer(
 @app.command("status")
 @handles_errors
 def batch_status(
-    run_dir: Annotated[Path, typer.Argument(help="The run folder of a `probe --batch` run.", show_default=False)],
+    run_dir: Annotated[
+        Path, typer.Argument(help="The run folder of a `probe --batch` or `simulate --batch` run.", show_default=False)
+    ],
     as_json: AsJson = False,
 ) -> None:
     """Poll the run's batch; when it has ended, collect it, submit the next stage or write the reports.
@@ -28,8 +30,15 @@ def batch_status(
 
     Example: `realtalk batch status runs/b`
     """
-    from realtalk_cli.cli.probe import finish_batch_run
     from realtalk_cli.tasks.probe_batch import saved_run
 
-    files, opts = saved_run(run_dir)
-    finish_batch_run(files, opts, as_json, None, False)
+    task, files, opts = saved_run(run_dir)
+    if task == "simulate":
+        from realtalk_cli.cli.simulate import finish_simulate
+        from realtalk_cli.tasks.simulate import run_simulate
+
+        finish_simulate(run_simulate(files, opts, batch=True), run_dir, as_json, None)
+    else:
+        from realtalk_cli.cli.probe import finish_batch_run
+
+        finish_batch_run(files, opts, as_json, None, False)

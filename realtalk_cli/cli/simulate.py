@@ -11,6 +11,7 @@ from realtalk_cli.cli.common import (
     ApiKeyEnv,
     AsJson,
     BaseUrl,
+    Batch,
     DefaultGroup,
     DryRun,
     Force,
@@ -25,6 +26,7 @@ from realtalk_cli.cli.common import (
     Timeout,
     cell,
     concurrency_option,
+    err,
     fail_under_option,
     finish_run,
     handles_errors,
@@ -75,6 +77,7 @@ def simulate(
     api_key_env: ApiKeyEnv = None,
     no_cache: NoCache = False,
     as_json: AsJson = False,
+    batch: Batch = False,
     timeout: Timeout = None,
     force: Force = False,
     price_in: PriceIn = None,
@@ -89,6 +92,10 @@ def simulate(
     A run folder holds one run: the same command resumes it; other settings into the same --out exit 2
     naming what differs (a new --out, or --force to start it afresh). Exit codes: 0 complete, 1 under
     --fail-under, 2 bad input, 3 incomplete (targets failed or unlabelled after retries, or --max-cost).
+
+    With `--batch` the replies go as a batch job (half price, within a day): submit, exit 3, and run the same
+    command again (or `realtalk batch status RUN`) to collect them and score; EI labels by an LLM are asked
+    live once the replies are in.
 
     Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`
     """
@@ -121,10 +128,21 @@ def simulate(
         price_out=price_out,
     )
     if dry_run:
-        print_plan(run_simulate(chats, opts, dry_run=True), "target", as_json)
+        print_plan(run_simulate(chats, opts, dry_run=True, batch=batch), "target", as_json)
         return
     with progress("simulate", as_json) as show:
-        report = run_simulate(chats, opts, progress=show)
+        report = run_simulate(chats, opts, progress=show, batch=batch)
+    finish_simulate(report, out_dir, as_json, fail_under)
+
+
+def finish_simulate(report: dict, out_dir: Path, as_json: bool, fail_under: float | None) -> None:
+    """The report and the exit code; while a batch runs, what is pending and exit 3."""
+    if "pending" in report:
+        if as_json:
+            print_json(report)
+        else:
+            err.print(report["pending"], soft_wrap=True)
+        raise typer.Exit(3)
     if as_json:
         print_json(report)
     else:

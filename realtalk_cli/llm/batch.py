@@ -210,3 +210,59 @@ def _result(client: LLMClient, record: dict, job: dict, messages: list[dict]) ->
         client.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, batch=True
     )
     return Completion(reply.text, usage)
+
+
+def step(
+    client: LLMClient,
+    folder: BatchFolder,
+    stage: str,
+    requests: list[tuple[str, list[dict]]],
+    params: dict,
+    max_cost: float | None = None,
+    spent: float = 0.0,
+) -> tuple[dict[str, Completion], str | None]:
+    """One invocation's share of a one-stage batch run: (results to record now, what is pending or None).
+
+    An ended job of this stage is collected (its failed items are left to the next invocation); a running
+    one is reported pending; otherwise cache hits come back at once and the rest is submitted.
+    """
+    job = folder.open_job(stage)
+    if job is not None:
+        status = poll(client, folder, job)
+        if status not in ENDED:
+            return {}, pending_message(job)
+        return collect(client, folder, job), None
+    hits, rest = split_cached(client, requests, params)
+    rest, _ = within_budget(client, rest, params.get("max_tokens") or 0, max_cost, spent)
+    if not rest:
+        return hits, None
+    return hits, submitted_message(submit(client, folder, stage, rest, params))
+
+
+def pending_message(job: dict) -> str:
+    counts = job.get("counts") or {}
+    done = f", {counts.get('completed', 0)}/{counts.get('total', job['requests'])} done" if counts else ""
+    return f"{job['stage']} batch {job['id']} is {job['status']}{done}; run the same command again to collect it"
+
+
+def submitted_message(job: dict) -> str:
+    return (
+        f"submitted {job['stage']} batch {job['id']} ({job['requests']} requests); "
+        "run the same command again (or `realtalk batch status RUN`) to collect it"
+    )
+
+
+def within_budget(
+    client: LLMClient, requests: list, max_tokens: int, max_cost: float | None, spent: float
+) -> tuple[list, bool]:
+    """The requests that fit under --max-cost at batch prices, each counted at its full `max_tokens` reply."""
+    if max_cost is None:
+        return requests, False
+    kept, total = [], spent
+    for request in requests:
+        prompt_tokens, _ = count_message_tokens(request[1], client.endpoint.model)
+        total += client.prices.cost(client.endpoint.model, prompt_tokens, max_tokens, batch=True)
+        if total > max_cost:
+            return kept, True
+        kept.append(request)
+    return kept, False

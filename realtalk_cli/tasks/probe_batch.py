@@ -19,7 +19,6 @@ from realtalk_cli.llm import batch
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient
 from realtalk_cli.llm.providers import resolve_model
-from realtalk_cli.llm.tokens import count_message_tokens
 from realtalk_cli.tasks.probe import (
     ANSWER_MAX_TOKENS,
     PROBE_FILES,
@@ -55,14 +54,18 @@ def _row_id(row: dict) -> str:
     return custom_id(row["chat"], row["qa_index"])
 
 
-def saved_run(run_dir: Path) -> tuple[list[Path], ProbeOptions]:
-    """The chats and options a batch run was started with (for `realtalk batch status RUN`)."""
+def saved_run(run_dir: Path) -> tuple[str, list[Path], object]:
+    """(task, chats, options) a batch run was started with (for `realtalk batch status RUN`)."""
     folder = batch.BatchFolder(run_dir)
     run = folder.state.get("run")
-    if not folder.path.exists() or not isinstance(run, dict):
+    if not folder.path.exists() or not isinstance(run, dict) or not isinstance(run.get("options"), dict):
         raise RealtalkError(f"{run_dir}: no batch run here (no {folder.path.name})")
     options = {**run["options"], "out": run_dir, "force": False}
-    return [Path(p) for p in run["chats"]], ProbeOptions(**options)
+    if run.get("task") == "simulate":
+        from realtalk_cli.tasks.simulate import SimulateOptions
+
+        return "simulate", [Path(p) for p in run["chats"]], SimulateOptions(**options)
+    return "probe", [Path(p) for p in run["chats"]], ProbeOptions(**options)
 
 
 def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None, str]:
@@ -141,7 +144,7 @@ def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict
             continue
         status = batch.poll(owner, folder, job)
         if status not in batch.ENDED:
-            return None, _pending(job)
+            return None, batch.pending_message(job)
         take(batch.collect(owner, folder, job), job["id"])
 
     stopped = False
@@ -153,9 +156,9 @@ def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict
     if todo:
         hits, rest = batch.split_cached(client, todo, ANSWER_PARAMS)
         answered(hits, None)
-        rest, stopped = _within_budget(client, rest, ANSWER_MAX_TOKENS, opts.max_cost, _spent(rows))
+        rest, stopped = batch.within_budget(client, rest, ANSWER_MAX_TOKENS, opts.max_cost, _spent(rows))
         if rest:
-            return None, _submitted(batch.submit(client, folder, "answer", rest, ANSWER_PARAMS))
+            return None, batch.submitted_message(batch.submit(client, folder, "answer", rest, ANSWER_PARAMS))
     if judge is not None and not stopped:
         wanted = [
             r
@@ -165,9 +168,9 @@ def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict
         requests = [(_row_id(r), judge_messages(templates.judge, r)) for r in wanted]
         hits, rest = batch.split_cached(judge, requests, JUDGE_PARAMS)
         judged(hits, None)
-        rest, stopped = _within_budget(judge, rest, JUDGE_MAX_TOKENS, opts.max_cost, _spent(rows))
+        rest, stopped = batch.within_budget(judge, rest, JUDGE_MAX_TOKENS, opts.max_cost, _spent(rows))
         if rest:
-            return None, _submitted(batch.submit(judge, folder, "judge", rest, JUDGE_PARAMS))
+            return None, batch.submitted_message(batch.submit(judge, folder, "judge", rest, JUDGE_PARAMS))
 
     final = list(rows.values())
     report = build_report(final, probe_manifest(opts, client.endpoint.label, files, templates.hashes()))
@@ -192,32 +195,3 @@ def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict
 
 def _spent(rows: dict[str, dict]) -> float:
     return sum(r.get("cost_usd", 0.0) + (r.get("judge_cost_usd") or 0.0) for r in rows.values())
-
-
-def _within_budget(
-    client: LLMClient, requests: list, max_tokens: int, max_cost: float | None, spent: float
-) -> tuple[list, bool]:
-    """The requests that fit under --max-cost at batch prices, each counted at its full `max_tokens` reply."""
-    if max_cost is None:
-        return requests, False
-    kept, total = [], spent
-    for request in requests:
-        prompt_tokens, _ = count_message_tokens(request[1], client.endpoint.model)
-        total += client.prices.cost(client.endpoint.model, prompt_tokens, max_tokens, batch=True)
-        if total > max_cost:
-            return kept, True
-        kept.append(request)
-    return kept, False
-
-
-def _pending(job: dict) -> str:
-    counts = job.get("counts") or {}
-    done = f", {counts.get('completed', 0)}/{counts.get('total', job['requests'])} done" if counts else ""
-    return f"{job['stage']} batch {job['id']} is {job['status']}{done}; run the same command again to collect it"
-
-
-def _submitted(job: dict) -> str:
-    return (
-        f"submitted {job['stage']} batch {job['id']} ({job['requests']} requests); "
-        "run the same command again (or `realtalk batch status RUN`) to collect it"
-    )

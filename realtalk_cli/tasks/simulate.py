@@ -197,7 +197,11 @@ def build_targets(files: list[Path], opts: SimulateOptions) -> list[Target]:
     return targets
 
 
-def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False, progress=None) -> dict:
+def run_simulate(
+    files: list[Path], opts: SimulateOptions, dry_run: bool = False, progress=None, batch: bool = False
+) -> dict:
+    """A run; with `batch` its replies go as a batch job (llm/batch.py) and, while the batch runs, the result
+    is `{"pending": message}`. EI labels by an LLM are asked live once the replies are in."""
     if opts.ei_backend not in BACKENDS:
         raise RealtalkError(f"--ei-backend {opts.ei_backend!r}: choose {', '.join(BACKENDS)}")
     if opts.ei_backend == "llm" and not opts.ei_model:
@@ -223,18 +227,20 @@ def run_simulate(files: list[Path], opts: SimulateOptions, dry_run: bool = False
         done = {_key(r) for r in read_jsonl(pred_path) if r.get("error") is None}
         todo = [t for t in targets if _key(t) not in done]
         requests = [prompt_messages(t, system_template) for t in todo]
-        return dry_run_plan(endpoint, prices, requests, len(targets) - len(todo), "target", REPLY_MAX_TOKENS)
+        return dry_run_plan(
+            endpoint, prices, requests, len(targets) - len(todo), "target", REPLY_MAX_TOKENS, batch=batch
+        )
     scorer = None
     if opts.bertscore:  # load before spending money: a missing model should stop the run now
         from realtalk_cli.analysis.bertscore import BertScorer
 
         scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
     hf_labeler = HFLabeler(opts.hf_models) if opts.ei_backend == "hf" else None
-    with run_folder(opts.out, identity, SIMULATE_FILES, opts.force):
-        return _run(files, opts, endpoint, system_template, targets, prices, scorer, hf_labeler, progress)
+    with run_folder(opts.out, identity, [*SIMULATE_FILES, "batch.json"], opts.force):
+        return _run(files, opts, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch)
 
 
-def _run(files, opts: SimulateOptions, endpoint, system_template, targets, prices, scorer, hf_labeler, progress):
+def _run(files, opts: SimulateOptions, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch):
     pred_path = opts.out / "predictions.jsonl"
     rows = final_rows(read_jsonl(pred_path), _key)
     if rows:
@@ -255,10 +261,18 @@ def _run(files, opts: SimulateOptions, endpoint, system_template, targets, price
             if opts.max_cost is not None and client.totals.cost_usd >= opts.max_cost:
                 raise StopRun()
 
-        jobs = [(t, prompt_messages(t, system_template)) for t in todo]
-        if progress and hasattr(progress, "start"):
-            progress.start(len(todo), len(targets) - len(todo), "simulated")
-        stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
+        if batch:
+            pending = _batch_step(files, opts, client, system_template, todo, finish)
+            if pending:
+                if cache is not None:
+                    cache.close()
+                return {"complete": False, "pending": pending}
+            stopped_for_cost = False
+        else:
+            jobs = [(t, prompt_messages(t, system_template)) for t in todo]
+            if progress and hasattr(progress, "start"):
+                progress.start(len(todo), len(targets) - len(todo), "simulated")
+            stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
     rows = final_rows(read_jsonl(pred_path), _key)
     ei_usage = None
     if not stopped_for_cost:
@@ -286,6 +300,27 @@ def _run(files, opts: SimulateOptions, endpoint, system_template, targets, price
     }
     write_reports(opts.out, report, report_markdown(report))
     return report
+
+
+def _batch_step(files, opts: SimulateOptions, client: LLMClient, system_template: str, todo, finish) -> str | None:
+    """The replies as a batch job: record what came back (or from the cache); what is pending, if anything."""
+    from dataclasses import asdict
+
+    from realtalk_cli.llm import batch
+
+    folder = batch.BatchFolder(opts.out)
+    options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
+    folder.state["run"] = {"task": "simulate", "chats": [str(p) for p in files], "options": options}
+    folder.save()
+    by_id = {"#".join(map(str, _key(t))): t for t in todo}
+    requests = [(cid, prompt_messages(t, system_template)) for cid, t in by_id.items()]
+    params = {"temperature": 0.0, "max_tokens": REPLY_MAX_TOKENS}  # as a live run sends: the same cache keys
+    spent = sum(r.get("cost_usd", 0.0) for r in read_jsonl(opts.out / "predictions.jsonl"))
+    results, pending = batch.step(client, folder, "reply", requests, params, opts.max_cost, spent)
+    for cid, c in results.items():
+        if cid in by_id:
+            finish(by_id[cid], c)
+    return pending
 
 
 def prediction_row(target: Target, c: Completion, model: str) -> dict:
