@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from realtalk_cli.cli import app
 from realtalk_cli.data import rawsheet
 from realtalk_cli.data.convert import captions_from, convert_file, parse_events
 from realtalk_cli.data.formats import dumps_realtalk, load_chat, realtalk_dict
@@ -19,6 +22,7 @@ from .conftest import REALTALK_RAW, SAMPLE_JSON, SAMPLE_XLSX, SHARED, ids, needs
 
 # One QA row at the very end of Chat_9's sheet was added after its JSON was published.
 QA_ADDED_LATER = {"Chat_9_Fahim_Akib": 1}
+runner = CliRunner()
 
 
 def _published(sheet: Path) -> Path:
@@ -198,3 +202,110 @@ def test_message_before_any_session_names_the_row(tmp_path: Path):
     wb.save(path)
     with pytest.raises(RealtalkError, match=r"order.xlsx: row 2: message D1:1 before any 'Session' header row"):
         convert_file(path)
+
+
+# --- rows and pictures that must not be lost or written astray (crafted sheets) ---------------------
+
+
+def _rewrite(path: Path, name: str, change) -> None:
+    """Replace one part of an xlsx by change(old_text)."""
+    with zipfile.ZipFile(path) as z:
+        parts = {i.filename: z.read(i.filename) for i in z.infolist()}
+    parts[name] = change(parts[name].decode()).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for part, data in parts.items():
+            z.writestr(part, data)
+
+
+def _two_session_chat() -> Chat:
+    s1 = Session(
+        1,
+        "01.03.2024, 10:00:00",
+        [
+            Message("D1:1", "Ana", "Session 2 of the course starts Monday", "01.03.2024, 10:00:00"),
+            Message("D1:2", "Ben", "ok", "01.03.2024, 10:01:00"),
+        ],
+    )
+    s2 = Session(2, "02.03.2024, 10:00:00", [Message("D2:1", "Ana", "hi", "02.03.2024, 10:00:00")])
+    return Chat("Chat_T_Ana_Ben", "realtalk", "Ana", "Ben", [s1, s2], [])
+
+
+def test_a_message_starting_with_session_stays_a_message(tmp_path: Path):
+    path = tmp_path / "Chat_T_Ana_Ben.xlsx"
+    write_raw_sheet(_two_session_chat(), path)
+    chat, _ = convert_file(path)
+    assert [len(s.messages) for s in chat.sessions] == [2, 1]
+    assert chat.sessions[0].messages[0].clean_text == "Session 2 of the course starts Monday"
+
+
+def test_a_stale_dimension_drops_no_row(tmp_path: Path):
+    path = tmp_path / "Chat_T_Ana_Ben.xlsx"
+    write_raw_sheet(_two_session_chat(), path)
+    _rewrite(path, "xl/worksheets/sheet1.xml", lambda x: re.sub(r'<dimension ref="[^"]*"', '<dimension ref="A1:K3"', x))
+    chat, _ = convert_file(path)
+    assert sum(len(s.messages) for s in chat.sessions) == 3
+
+
+def test_a_dia_id_with_stray_spaces_is_trimmed_not_dropped(tmp_path: Path):
+    path = tmp_path / "Chat_T_Ana_Ben.xlsx"
+    chat = _two_session_chat()
+    chat.sessions[0].messages[1].dia_id = " D1:2  "
+    write_raw_sheet(chat, path)
+    back, _ = convert_file(path)
+    assert [m.dia_id for m in back.messages()] == ["D1:1", "D1:2", "D2:1"]
+
+
+def _sheet_with_picture(tmp_path: Path, name: str = "PHOTO-2024-03-01-10-00-30") -> Path:
+    chat = _two_session_chat()
+    chat.sessions[0].messages[0].img_file = [f"{name}_opt.jpg", f"{name}.jpg"]
+    path = tmp_path / "Chat_T_Ana_Ben.xlsx"
+    write_raw_sheet(chat, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "descr", ["../../PHOTO-2024-03-01-10-00-30", "/tmp/PHOTO-2024-03-01-10-00-30", "..\\..\\PHOTO-2024-03-01-10-00-30"]
+)
+def test_picture_names_from_the_sheet_never_write_outside_images_dir(tmp_path: Path, descr: str):
+    path = _sheet_with_picture(tmp_path)
+    _rewrite(
+        path,
+        "xl/drawings/drawing1.xml",
+        lambda x: x.replace('descr="PHOTO-2024-03-01-10-00-30_opt.jpg"', f'descr="{descr}_opt.jpg"'),
+    )
+    images = tmp_path / "deep" / "images"
+    result = runner.invoke(app, ["convert", str(path), "-o", str(tmp_path / "out.json"), "--images-dir", str(images)])
+    assert result.exit_code == 0, result.output
+    written = [p for p in tmp_path.rglob("*.jpg")]
+    assert written == [images / "Chat_T_Ana_Ben" / "PHOTO-2024-03-01-10-00-30_opt.jpg"]
+    assert "not a plain file name" in result.output
+
+
+@pytest.mark.parametrize(
+    "part,old,new,message",
+    [
+        (
+            "xl/drawings/_rels/drawing1.xml.rels",
+            'Target="../media/image1.jpg"',
+            'Target="../../../../etc/passwd"',
+            "not in the archive",
+        ),
+        ("xl/drawings/drawing1.xml", "<xdr:row>", "<xdr:row>x", "not a number"),
+        ("xl/drawings/drawing1.xml", "PHOTO-2024-03-01-10-00-30", "PHOTO-2024-13-45-10-00-30", "impossible date"),
+    ],
+)
+def test_bad_drawing_xml_is_one_line_naming_the_sheet_and_folder_mode_converts_the_rest(
+    tmp_path: Path, part: str, old: str, new: str, message: str
+):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    bad = _sheet_with_picture(raw)
+    _rewrite(bad, part, lambda x: x.replace(old, new, 1))
+    write_raw_sheet(_two_session_chat(), raw / "Chat_U_Ana_Ben.xlsx")
+    one = runner.invoke(app, ["convert", str(bad), "-o", str(tmp_path / "one.json")])
+    assert one.exit_code == 2 and message in one.output and str(bad) in one.output
+    assert "Traceback" not in one.output
+    folder = runner.invoke(app, ["convert", str(raw), "-o", str(tmp_path / "out")])
+    assert folder.exit_code == 2 and message in folder.output
+    assert (tmp_path / "out" / "Chat_U_Ana_Ben.json").exists()
+    assert not (tmp_path / "out" / "Chat_T_Ana_Ben.json").exists()

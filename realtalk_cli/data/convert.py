@@ -18,6 +18,9 @@ from realtalk_cli.data.rawsheet import Picture, RawSheet, Row, read_raw_sheet
 from realtalk_cli.errors import RealtalkError
 
 _DIA_ID = re.compile(r"^D\d+:\d+$")
+# A header row's whole shape: `Session N` or `Session N.M` in B, no message id in A or C, a date in D.
+_SESSION_LABEL = re.compile(r"^Session\s+\d+(\.\d+)?$")
+_HEADER_DATE = re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}")
 _URL = re.compile(r"https?://\S+")
 ATTACH_WINDOW = timedelta(seconds=60)
 DATE_FORMAT = "%d.%m.%Y, %H:%M:%S"
@@ -57,7 +60,10 @@ def convert_sheet(sheet: RawSheet, captions: Captions | None = None) -> tuple[Ch
 
     for row in rows[1:]:
         a, b = row.get("A"), row.get("B")
-        if isinstance(b, str) and b.startswith("Session"):
+        if _is_session_header(row):
+            date = row.get("D")
+            if not (isinstance(date, datetime) or (isinstance(date, str) and _HEADER_DATE.match(date.strip()))):
+                report.warnings.append(f"row {row.number}: session header {b.strip()!r} without a date in D")
             sessions.append(Session(number=len(sessions) + 1, date_time=""))
             kept.append([])
             header_dates.append(row.get("D"))
@@ -67,8 +73,8 @@ def convert_sheet(sheet: RawSheet, captions: Captions | None = None) -> tuple[Ch
             sessions[-1].events = {"agent_a": parse_events(row.get("B")), "agent_b": parse_events(row.get("D"))}
             continue
         for id_cell, text_column, speaker in (("A", "B", speaker_1), ("C", "D", speaker_2)):
-            dia_id = row.get(id_cell)
-            if isinstance(dia_id, str) and _DIA_ID.match(dia_id):
+            dia_id = _dia_id(row.get(id_cell))
+            if dia_id:
                 _need_session(sessions, sheet, row, f"message {dia_id}")
                 text = row.get(text_column)
                 if text is None:
@@ -101,6 +107,22 @@ def convert_sheet(sheet: RawSheet, captions: Captions | None = None) -> tuple[Ch
     report.qa = len(chat.qa)
     report.warnings.extend(_dangling_evidence(chat))
     return chat, report
+
+
+def _dia_id(value: Any) -> str | None:
+    """A message id (`D3:12`), with stray spaces trimmed; None for anything else."""
+    if isinstance(value, str) and _DIA_ID.match(value.strip()):
+        return value.strip()
+    return None
+
+
+def _is_session_header(row: Row) -> bool:
+    """`Session 3` / `Session 3.1` alone in B of a row that is not a message: a message whose text starts with
+    "Session" is a message (its id is in A or C)."""
+    b = row.get("B")
+    if not isinstance(b, str) or not _SESSION_LABEL.match(b.strip()):
+        return False
+    return _dia_id(row.get("A")) is None and _dia_id(row.get("C")) is None
 
 
 def _need_session(sessions: list[Session], sheet: RawSheet, row: Row, what: str) -> None:
@@ -185,6 +207,11 @@ def picture_file_name(picture: Picture) -> str:
 def _attach_pictures(sheet: RawSheet, kept: list[list[_Kept]], report: ConvertReport) -> None:
     report.pictures = len(sheet.pictures)
     for picture in sheet.pictures:
+        if picture.renamed_from is not None:
+            report.warnings.append(
+                f"row {picture.row}: picture name {picture.renamed_from!r} is not a plain file name; "
+                f"named '{picture.name}'"
+            )
         if picture.name is None:
             report.pictures_unnamed += 1
             report.warnings.append(

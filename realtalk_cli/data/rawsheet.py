@@ -45,9 +45,10 @@ class Row:
 class Picture:
     row: int  # Excel row of the anchor's top-left cell, 1-based
     column: int  # 0-based
-    name: str | None  # WhatsApp file name without "_opt.jpg", None when pasted by hand
+    name: str | None  # WhatsApp file name without "_opt.jpg", None when pasted by hand; always a plain name
     time: datetime | None  # from the file name
     media: str  # path inside the zip, e.g. xl/media/image3.jpg
+    renamed_from: str | None = None  # the sheet's name when it was not a plain file name (e.g. "../x")
 
 
 @dataclass
@@ -97,6 +98,8 @@ def read_raw_sheet(path: Path) -> RawSheet:
         raise RealtalkError(f"{path}: cannot open as xlsx ({type(e).__name__}: {e})") from None
     try:
         ws = wb.worksheets[0]
+        # read-only mode trusts the sheet's declared <dimension>; a stale one would silently drop rows
+        ws.reset_dimensions()
         rows = []
         for number, values in enumerate(ws.iter_rows(max_col=len(COLUMNS), values_only=True), start=1):
             cells = {COLUMNS[i]: v for i, v in enumerate(values) if v is not None and v != ""}
@@ -136,33 +139,60 @@ def _read_pictures(path: Path) -> list[Picture]:
         try:
             if rels_name in names:
                 for rel in ElementTree.fromstring(z.read(rels_name)).findall("rel:Relationship", _NS):
-                    targets[rel.get("Id", "")] = _resolve("xl/drawings", rel.get("Target", ""))
+                    if not rel.get("Type", "").endswith("/image"):
+                        continue  # hyperlinks and the like: nothing is read from them
+                    target = _resolve("xl/drawings", rel.get("Target", ""))
+                    if target is None or target not in names:
+                        raise RealtalkError(
+                            f"{path}: drawing relationship {rel.get('Id')!r} points to {rel.get('Target')!r}, "
+                            "which is not in the archive"
+                        )
+                    targets[rel.get("Id", "")] = target
             root = ElementTree.fromstring(z.read(drawing))
         except ElementTree.ParseError as e:
             raise RealtalkError(f"{path}: corrupt drawing XML in the xlsx ({e})") from None
     pictures = []
-    for anchor in list(root):
+    for n, anchor in enumerate(list(root), start=1):
         pic = anchor.find("xdr:pic", _NS)
         start = anchor.find("xdr:from", _NS)
         if pic is None or start is None:
             continue
-        row = int(start.findtext("xdr:row", "0", _NS)) + 1
-        column = int(start.findtext("xdr:col", "0", _NS))
+        try:
+            row = int(start.findtext("xdr:row", "0", _NS)) + 1
+            column = int(start.findtext("xdr:col", "0", _NS))
+        except ValueError:
+            raise RealtalkError(f"{path}: drawing anchor {n}: row or column is not a number") from None
         props = pic.find("xdr:nvPicPr/xdr:cNvPr", _NS)
         blip = pic.find("xdr:blipFill/a:blip", _NS)
         embed = blip.get(f"{{{_NS['r']}}}embed", "") if blip is not None else ""
         descr = (props.get("descr") or "") if props is not None else ""
         match = _PHOTO_TIME.search(descr)
         name = re.sub(r"(_opt)?\.jpe?g$", "", descr) if match else None
-        time = datetime.strptime(match.group(1), "%Y-%m-%d-%H-%M-%S") if match else None
-        pictures.append(Picture(row, column, name, time, targets.get(embed, "")))
+        try:
+            time = datetime.strptime(match.group(1), "%Y-%m-%d-%H-%M-%S") if match else None
+        except ValueError:
+            raise RealtalkError(f"{path}: drawing anchor {n}: picture {descr!r} names an impossible date") from None
+        safe = plain_file_name(name) if name is not None else None
+        renamed = name if safe != name else None
+        pictures.append(Picture(row, column, safe, time, targets.get(embed, ""), renamed))
     return pictures
 
 
-def _resolve(base: str, target: str) -> str:
+def plain_file_name(name: str) -> str:
+    """A picture name from the sheet as a plain file name: no folders, no leading dot, nothing odd."""
+    base = re.sub(r"[^\w.-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+    return base or "picture"
+
+
+def _resolve(base: str, target: str) -> str | None:
+    """A relationship target inside the archive; None when it climbs out of it or is absolute."""
+    if target.startswith("/") or "://" in target:
+        return target.lstrip("/") if target.startswith("/xl/") else None
     parts = base.split("/")
     for piece in target.split("/"):
         if piece == "..":
+            if not parts:
+                return None
             parts.pop()
         elif piece and piece != ".":
             parts.append(piece)
