@@ -407,3 +407,70 @@ def test_bad_replies_in_analyze_ei_and_simulate_are_item_errors(tmp_path: Path, 
         )
         no_traceback(labelled)
         assert labelled.exit_code == 3
+
+
+# --- files that are not what they claim: one line, exit 2 ------------------------------------------
+
+
+@pytest.mark.parametrize("row", ['{"chat": "Chat_S_Ana_Ben", "qa_index": "0"}', "[1, 2]", '{"chat": 5}'])
+def test_a_malformed_predictions_row_is_one_line(tmp_path: Path, row: str):
+    out = tmp_path / "run"
+    args = ["probe", str(model_run_args("probe", "", out)[1]), "--model", "offline:bm25", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    with open(out / "predictions.jsonl", "a") as f:
+        f.write(row + "\n")
+    for result in (runner.invoke(app, args), runner.invoke(app, ["probe", "rescore", str(out)])):
+        assert result.exit_code == 2 and "predictions.jsonl: row 7" in " ".join(result.output.split())
+        no_traceback(result)
+
+
+def test_validate_rejects_non_string_img_file_and_repeated_dia_ids(tmp_path: Path):
+    from .conftest import SAMPLE_JSON
+
+    bad = json.loads(SAMPLE_JSON.read_text())
+    bad["session_1"][0]["img_file"] = [1, None]
+    (tmp_path / "img.json").write_text(json.dumps(bad))
+    dup = json.loads(SAMPLE_JSON.read_text())
+    dup["session_1"][1]["dia_id"] = dup["session_1"][0]["dia_id"]
+    (tmp_path / "dup.json").write_text(json.dumps(dup))
+    img = runner.invoke(app, ["validate", str(tmp_path / "img.json")])
+    assert img.exit_code == 1 and "img_file: expected a list of strings" in img.output
+    stats = runner.invoke(app, ["analyze", "stats", str(tmp_path / "img.json")])
+    assert stats.exit_code == 2 and "img_file" in stats.output
+    no_traceback(stats)
+    repeated = runner.invoke(app, ["validate", str(tmp_path / "dup.json")])
+    assert repeated.exit_code == 1 and "error D1:1: dia_id appears 2 times" in " ".join(repeated.output.split())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, '{"chats": {"a": {"speakers": 5}}}', "[1]", '{"chats": {"a": {"speakers": {"Ana": {"empathy": "x"}}}}}'],
+)
+def test_analyze_consistency_on_a_chat_file_or_malformed_metrics_is_one_line(tmp_path: Path, content):
+    from .conftest import SAMPLE_JSON
+
+    path = SAMPLE_JSON if content is None else tmp_path / "metrics.json"
+    if content is not None:
+        path.write_text(content)
+    result = runner.invoke(app, ["analyze", "consistency", str(path)])
+    assert (
+        result.exit_code == 2
+        and str(path) in " ".join(result.output.split()).replace(" ", "")
+        or (result.exit_code == 2 and "metrics" in result.output)
+    )
+    no_traceback(result)
+
+
+def test_analyze_compare_and_ei_refuse_to_overwrite_without_force(tmp_path: Path):
+    from .conftest import SAMPLE
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    for d in (a, b):
+        d.mkdir()
+        (d / "Chat_S_Ana_Ben.json").write_bytes((SAMPLE / "Chat_S_Ana_Ben.json").read_bytes())
+    out = tmp_path / "cmp"
+    assert runner.invoke(app, ["analyze", "compare", str(a), str(b), "--out", str(out)]).exit_code == 0
+    before = (out / "report.md").read_bytes()
+    again = runner.invoke(app, ["analyze", "compare", str(a), str(b), "--out", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output and (out / "report.md").read_bytes() == before
+    assert runner.invoke(app, ["analyze", "compare", str(a), str(b), "--out", str(out), "--force"]).exit_code == 0

@@ -85,7 +85,26 @@ def load_metrics(run_dir: Path) -> dict:
     path = run_dir / "metrics.json" if run_dir.is_dir() else run_dir
     if not path.exists():
         raise RealtalkError(f"{path}: no such file (run `realtalk analyze ei ... --out {run_dir}` first)")
-    return read_json(path)
+    metrics = read_json(path)
+    _check_metrics(metrics, path)
+    return metrics
+
+
+def _check_metrics(metrics, path: Path) -> None:
+    """The shape `analyze ei` writes; a chat file or a hand-edited metrics.json is one line, not a traceback."""
+    hint = "expected the metrics.json of `realtalk analyze ei`"
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("chats"), dict):
+        raise RealtalkError(f"{path}: no 'chats' object; {hint}")
+    for chat, entry in metrics["chats"].items():
+        speakers = entry.get("speakers") if isinstance(entry, dict) else None
+        if not isinstance(speakers, dict):
+            raise RealtalkError(f"{path}: chats.{chat}: no 'speakers' object; {hint}")
+        for speaker, values in speakers.items():
+            if not isinstance(values, dict):
+                raise RealtalkError(f"{path}: chats.{chat}.speakers.{speaker}: expected an object of metrics")
+            for name, value in values.items():
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise RealtalkError(f"{path}: chats.{chat}.speakers.{speaker}.{name}: {value!r} is not a number")
 
 
 def _mean_std(values: list[float]) -> str:
@@ -117,6 +136,10 @@ def compare(
             raise RealtalkError(f"{directory}: not a directory of chats")
     if a_dir.resolve().name == b_dir.resolve().name:
         raise RealtalkError(f"{a_dir} and {b_dir} have the same folder name; give them different names")
+    if out.exists() and not out.is_dir():
+        raise RealtalkError(f"--out {out}: a file is in the way; the comparison needs a folder")
+    if not llm.get("dry_run") and not llm.get("force") and (out / "report.md").exists():
+        raise RealtalkError(f"{out}: holds a comparison already; pass --force to overwrite it, or another --out")
     if llm.get("dry_run"):
         return {
             d.resolve().name: run_ei(

@@ -191,8 +191,11 @@ def analyze_compare(
     dry_run: DryRun = False,
     max_cost: MaxCost = None,
     as_json: AsJson = False,
+    force: Force = False,
 ) -> None:
     """Two datasets side by side: statistics, EI metrics, plots, and a report.md that embeds them.
+
+    An --out that holds a comparison is not overwritten without --force.
 
     Example: `realtalk analyze compare ../shared/realtalk ../shared/locomo --out runs/compare`
     """
@@ -200,7 +203,7 @@ def analyze_compare(
     from realtalk_cli.analysis.ei_hf import parse_hf_models
 
     hf_models = parse_hf_models(hf_model)
-    llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "dry_run": dry_run}
+    llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "dry_run": dry_run, "force": force}
     if dry_run:
         for label, plan in compare(a_dir, b_dir, out_dir, backend, model, per, llm=llm).items():
             if not as_json:

@@ -41,6 +41,13 @@ class _Shape:
             return default
         return self.get(obj, key, kind, where)
 
+    def strings(self, obj: dict, key: str, where: str) -> list[str]:
+        """An optional list of strings (file names, URLs): `[1, null]` is an error, not a list of names."""
+        values = self.opt(obj, key, list, where, [])
+        if not all(isinstance(v, str) for v in values):
+            raise self.fail(f"{where}.{key}", f"expected a list of strings, found {values!r}"[:200])
+        return values
+
 
 def _kind(kind: type | tuple[type, ...]) -> str:
     names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
@@ -148,8 +155,8 @@ def _realtalk_message(s: _Shape, row: Any, where: str, session: int) -> Message:
         speaker=s.get(row, "speaker", str, where),
         clean_text=s.get(row, "clean_text", str, where),
         date_time=s.opt(row, "date_time", str, where, ""),
-        img_file=s.opt(row, "img_file", list, where, []),
-        img_url=s.opt(row, "img_url", list, where, []),
+        img_file=s.strings(row, "img_file", where),
+        img_url=s.strings(row, "img_url", where),
         blip_caption=s.opt(row, "blip_caption", str, where, None),
         session=session,
     )

@@ -92,7 +92,7 @@ def _check_chat(chat: Chat, report: ValidationReport) -> None:
     dia_counts = Counter(m.dia_id for m in chat.messages())
     for dia_id, count in dia_counts.items():
         if count > 1:
-            report.add("warning", dia_id, f"dia_id appears {count} times; evidence to it is ambiguous")
+            report.add("error", dia_id, f"dia_id appears {count} times in the chat; evidence to it is ambiguous")
     previous_time = None
     uncaptioned: list[str] = []
     for session in chat.sessions:

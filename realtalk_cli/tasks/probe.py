@@ -16,7 +16,7 @@ import orjson
 from realtalk_cli.data.evidence import resolve_evidence
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, read_jsonl, read_toml, run_folder, write_jsonl
+from realtalk_cli.fileio import check_run_identity, read_toml, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
@@ -43,6 +43,7 @@ from realtalk_cli.tasks.runs import (
     final_rows,
     load_prices,
     manifest,
+    read_predictions,
     run_identity,
     text_hash,
     write_reports,
@@ -80,6 +81,7 @@ class ProbeOptions:
 
 
 PROBE_FILES = ["predictions.jsonl", "report.json", "report.md"]
+PROBE_FIELDS = {"qa_index": int, "question": str, "prediction": str, "category": int, "dataset": str}
 
 
 # --- predictions file --------------------------------------------------------------------------
@@ -180,7 +182,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     if dry_run:
         if opts.out.is_dir():
             check_run_identity(opts.out, identity, PROBE_FILES)
-        rows = final_rows(read_jsonl(pred_path), _row_key)
+        rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), _row_key)
         done = {_row_key(r) for r in rows if r.get("error") is None}
         todo = [it for it in items if _key(it.chat.name, it.qa_index) not in done]
         plan = dry_run_plan(
@@ -204,7 +206,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     with run_folder(opts.out, identity, PROBE_FILES, opts.force):
         if memories is not None:  # ingestion may write to the run folder: only once the folder is ours
             items = build_items(files, opts, templates, endpoint.model, memories)
-        rows = final_rows(read_jsonl(pred_path), _row_key)
+        rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), _row_key)
         if rows:
             write_jsonl(pred_path, rows)  # one row per question from here on
         done = {_row_key(r) for r in rows if r.get("error") is None}
@@ -378,7 +380,7 @@ def rescore(
         endpoint = resolve_model(judge_model, base_url, api_key_env)
         judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load(), timeout_s=timeout)
     with run_folder(run_dir, None, PROBE_FILES):
-        rows = final_rows(read_jsonl(pred_path), _row_key)
+        rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), _row_key)
         answered = [r for r in rows if r.get("error") is None]
         for r in answered:
             score_row(r)

@@ -115,6 +115,27 @@ def run_identity(options: Any, endpoint: Endpoint, files: list[Path], prompts: d
     }
 
 
+PREDICTION_FIELDS = {"chat": str, "model": str}
+
+
+def read_predictions(path: Path, fields: dict[str, type]) -> list[dict]:
+    """predictions.jsonl, every row checked for the fields a run relies on: a hand-edited or foreign row is
+    one line naming the row, not a crash halfway through a report."""
+    from realtalk_cli.fileio import read_jsonl
+
+    rows = read_jsonl(path)
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise RealtalkError(f"{path}: row {n}: expected an object, found {type(row).__name__}")
+        for name, kind in {**PREDICTION_FIELDS, **fields}.items():
+            value = row.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise RealtalkError(f"{path}: row {n}: field {name!r} is {value!r}, expected {kind.__name__}")
+        if not isinstance(row.get("error"), (str, type(None))):
+            raise RealtalkError(f"{path}: row {n}: field 'error' is {row.get('error')!r}")
+    return rows
+
+
 def final_rows(rows: list[dict], key) -> list[dict]:
     """One row per item from an appended predictions file: the latest success, else the latest failure."""
     best: dict = {}

@@ -22,7 +22,7 @@ from realtalk_cli.analysis.ei_llm import labels_from_reply, readable, reply_has_
 from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.data.model import Chat, Message, person_key
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, read_jsonl, refuse_overwrite, run_folder, write_jsonl
+from realtalk_cli.fileio import check_run_identity, refuse_overwrite, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import resolve_model
@@ -33,6 +33,7 @@ from realtalk_cli.tasks.runs import (
     load_prices,
     manifest,
     prompt_text,
+    read_predictions,
     run_identity,
     status_lines,
     text_hash,
@@ -71,6 +72,7 @@ class SimulateOptions:
 
 
 SIMULATE_FILES = ["predictions.jsonl", "report.json", "report.md"]
+SIMULATE_FIELDS = {"position": int, "speaker": str, "reference": str, "prediction": str}
 
 
 @dataclass
@@ -224,7 +226,7 @@ def run_simulate(
     if dry_run:
         if opts.out.is_dir():
             check_run_identity(opts.out, identity, SIMULATE_FILES)
-        done = {_key(r) for r in read_jsonl(pred_path) if r.get("error") is None}
+        done = {_key(r) for r in read_predictions(pred_path, SIMULATE_FIELDS) if r.get("error") is None}
         todo = [t for t in targets if _key(t) not in done]
         requests = [prompt_messages(t, system_template) for t in todo]
         return dry_run_plan(
@@ -242,7 +244,7 @@ def run_simulate(
 
 def _run(files, opts: SimulateOptions, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch):
     pred_path = opts.out / "predictions.jsonl"
-    rows = final_rows(read_jsonl(pred_path), _key)
+    rows = final_rows(read_predictions(pred_path, SIMULATE_FIELDS), _key)
     if rows:
         write_jsonl(pred_path, rows)  # one row per target from here on
     done = {_key(r) for r in rows if r.get("error") is None}
@@ -273,7 +275,7 @@ def _run(files, opts: SimulateOptions, endpoint, system_template, targets, price
             if progress and hasattr(progress, "start"):
                 progress.start(len(todo), len(targets) - len(todo), "simulated")
             stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
-    rows = final_rows(read_jsonl(pred_path), _key)
+    rows = final_rows(read_predictions(pred_path, SIMULATE_FIELDS), _key)
     ei_usage = None
     if not stopped_for_cost:
         ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
