@@ -149,7 +149,7 @@ def test_prompts_are_the_same_text_whichever_way_they_are_filled():
 
 
 def test_a_run_reads_its_predictions_once(tmp_path: Path, monkeypatch):
-    import realtalk_cli.tasks.probe as probe_module
+    import realtalk_cli.tasks.runs as probe_module  # predictions are read through runs.read_predictions
 
     reads = []
     real = probe_module.read_jsonl

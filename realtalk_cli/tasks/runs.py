@@ -17,7 +17,7 @@ from typing import Any
 from realtalk_cli import __version__
 from realtalk_cli.data.formats import chat_paths
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import write_atomic
+from realtalk_cli.fileio import read_jsonl, write_atomic
 from realtalk_cli.llm.providers import Endpoint, Prices, config_dir
 
 # Options that change how a run goes, never what it answers: they may differ between a run and its resume.
@@ -121,8 +121,6 @@ PREDICTION_FIELDS = {"chat": str, "model": str}
 def read_predictions(path: Path, fields: dict[str, type]) -> list[dict]:
     """predictions.jsonl, every row checked for the fields a run relies on: a hand-edited or foreign row is
     one line naming the row, not a crash halfway through a report."""
-    from realtalk_cli.fileio import read_jsonl
-
     rows = read_jsonl(path)
     for n, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
