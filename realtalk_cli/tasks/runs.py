@@ -173,7 +173,8 @@ def status_lines(report: dict) -> list[str]:
     """What a reader must see before any number: an incomplete run, a context cut to fit."""
     lines = []
     if not report.get("complete", True):
-        lines.append(f"INCOMPLETE RUN: {report['incomplete']['reason']}; run the same command again to finish it.")
+        reason = (report.get("incomplete") or {}).get("reason") or "not finished"
+        lines.append(f"INCOMPLETE RUN: {reason}; run the same command again to finish it.")
     lines += report.get("warnings", [])
     return lines
 

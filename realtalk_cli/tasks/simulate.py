@@ -317,7 +317,7 @@ def _batch_step(files, opts: SimulateOptions, client: LLMClient, system_template
     by_id = {"#".join(map(str, _key(t))): t for t in todo}
     requests = [(cid, prompt_messages(t, system_template)) for cid, t in by_id.items()]
     params = {"temperature": 0.0, "max_tokens": REPLY_MAX_TOKENS}  # as a live run sends: the same cache keys
-    spent = sum(r.get("cost_usd", 0.0) for r in read_jsonl(opts.out / "predictions.jsonl"))
+    spent = sum(r.get("cost_usd", 0.0) for r in read_predictions(opts.out / "predictions.jsonl", SIMULATE_FIELDS))
     results, pending = batch.step(client, folder, "reply", requests, params, opts.max_cost, spent)
     for cid, c in results.items():
         if cid in by_id:
