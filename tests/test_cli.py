@@ -45,6 +45,7 @@ def test_every_command_has_help_with_an_example(command: str):
     assert run(*command.split(), "-h").output == result.output
     # Flags show no Python types or <bool> placeholders; sub-commands have their own usage line.
     assert "<bool>" not in result.output and "<int>" not in result.output and "list[" not in result.output
+    assert "[default: (" not in result.output and "(default" not in result.output  # defaults shown one way
     assert f"Usage: root {command}" in result.output
 
 

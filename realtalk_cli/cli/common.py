@@ -47,7 +47,9 @@ Force = Annotated[
 ]
 Timeout = Annotated[
     float | None,
-    typer.Option("--timeout", min=0.1, help="Seconds allowed for a whole request (reply included) [120]."),
+    typer.Option(
+        "--timeout", min=0.1, help="Seconds allowed for a whole request (reply included).", show_default="120"
+    ),
 ]
 PriceIn = Annotated[float | None, typer.Option("--price-in", min=0, help="USD per million prompt tokens.")]
 PriceOut = Annotated[float | None, typer.Option("--price-out", min=0, help="USD per million completion tokens.")]
@@ -98,6 +100,15 @@ def _argument_usage(self: TyperArgument) -> str:
     return name if self.required else f"[{name}]"
 
 
+def _default_text(obj, *, ctx, show_default_is_str: bool, default_value) -> str:
+    # Defaults stated for None-valued options (filled from --config) read like the others: [default: 8].
+    if show_default_is_str:
+        return str(obj.show_default)
+    return _typer_default_text(obj, ctx=ctx, show_default_is_str=False, default_value=default_value)
+
+
+_typer_default_text = typer.core._get_default_string
+typer.core._get_default_string = _default_text
 TyperOption.display_type_rich = _option_value_name
 TyperArgument.display_type_rich = lambda self, ctx: None
 TyperArgument.display_name_raw = property(_argument_name)

@@ -133,9 +133,9 @@ def validate(
 @handles_errors
 def download(
     chats: Annotated[
-        list[str] | None, typer.Argument(help="Chats to fetch, e.g. Chat_1 or Chat_1_Emi_Elise (default: all).")
+        list[str] | None, typer.Argument(help="Chats to fetch, e.g. Chat_1 or Chat_1_Emi_Elise.", show_default="all")
     ] = None,
-    to: Annotated[Path, typer.Option("--to", help="Destination directory.")] = Path("data/realtalk"),
+    to: Annotated[Path, typer.Option("--out", "-o", "--to", help="Destination directory.")] = Path("data/realtalk"),
     raw: Annotated[bool, typer.Option("--raw", help="Also fetch the raw xlsx sheets (under raw/).")] = False,
     base_url: Annotated[str | None, typer.Option("--base-url", help="Where the files live.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace local files whose sha256 differs.")] = False,

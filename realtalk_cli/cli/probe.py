@@ -58,8 +58,9 @@ def probe(
         str | None,
         typer.Option(
             "--context",
-            help="full (default), events, or a retriever: bm25, dense, hybrid, retrieval (hybrid when the "
+            help="full, events, or a retriever: bm25, dense, hybrid, retrieval (hybrid when the "
             "embedder is installed, else bm25).",
+            show_default="full",
         ),
     ] = None,
     context_tokens: Annotated[

@@ -45,7 +45,9 @@ app = typer.Typer(
     "`simulate export-sft` writes a person's chat as fine-tuning data.\n\n"
     "Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`",
 )
-Speaker = Annotated[str | None, typer.Option("--speaker", help="Only this participant (default: both).")]
+Speaker = Annotated[
+    str | None, typer.Option("--speaker", help="Only this participant.", show_default="both participants")
+]
 Sessions = Annotated[int, typer.Option("--sessions", min=1, help="Sessions of history in the prompt.")]
 Targets = Annotated[str, typer.Option("--targets", help="messages, or turns (merged messages).")]
 
