@@ -200,3 +200,33 @@ def test_simulate_batch_end_to_end(tmp_path: Path):
     report = output_json(result)
     assert report["complete"] and fake.requests == [] and fake.batches.created == ["batch_1"]
     assert len(rows(run)) == 4 and all(r["prediction"] == "sounds good, see you then" for r in rows(run))
+
+
+def test_analyze_ei_llm_batch_end_to_end(tmp_path: Path, monkeypatch):
+    from .test_analyze import _llm_reply
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    fake = FakeLLM(reply=_llm_reply)
+    fake.batches.item_faults = {"Chat_S_Ana_Ben#0": "malformed"}  # the first session's call: no labels back
+    args = ["analyze", "ei", str(SAMPLE_JSON), "--out", str(tmp_path / "ei"), "--backend", "llm"]
+    args += ["--model", "gpt-4o-mini", "--per", "session", "--json", "--batch"]
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        codes = []
+        for _ in range(12):
+            result = runner.invoke(app, args)
+            assert "Traceback" not in result.output, result.output
+            codes.append(result.exit_code)
+            metrics = output_json(result)
+            if "pending" not in metrics:
+                if fake.batches.item_faults:  # the run ended without the first session's labels: ask again
+                    assert result.exit_code == 3 and not metrics["complete"]
+                    fake.batches.item_faults = {}
+                    continue
+                break
+    assert result.exit_code == 0 and metrics["complete"], codes
+    assert fake.requests == [] and len(fake.batches.created) == 2  # the failed session went in a second batch
+    resent = (tmp_path / "ei" / "batch-label-2.jsonl").read_text().splitlines()
+    assert [json.loads(line)["custom_id"] for line in resent] == ["Chat_S_Ana_Ben#0"]
+    ben = metrics["chats"]["Chat_S_Ana_Ben"]["speakers"]["Ben"]
+    assert ben["empathy"] == 2.0 and ben["grounding_frequency"] == 1.0

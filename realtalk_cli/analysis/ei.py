@@ -25,7 +25,7 @@ import orjson
 from realtalk_cli.analysis.ei_annotation import BACKENDS, Annotation
 from realtalk_cli.analysis.ei_hf import HFLabeler, label_hf
 from realtalk_cli.analysis.ei_lexicon import label_lexicon
-from realtalk_cli.analysis.ei_llm import LABEL_SPEC, label_llm, llm_requests
+from realtalk_cli.analysis.ei_llm import LABEL_SPEC, label_llm, label_llm_batch, llm_requests
 from realtalk_cli.analysis.metrics import (
     alignment,
     entropy_bits,
@@ -115,13 +115,17 @@ def run_ei(
     dry_run: bool = False,
     timeout: float = 120.0,
     force: bool = False,
+    batch: bool = False,
 ) -> dict:
     """Label every message (resuming annotations.jsonl in `out`) and compute the metrics per speaker.
 
     `out` holds one labelling (same backend, model, prompt and chats); another exits 2 unless `force`.
     A reply without readable labels is not written: the next run asks again.
     With `dry_run` (llm backend) nothing is called or written: the plan of requests, tokens and cost is returned.
+    With `batch` (llm backend) the calls go as a batch job; while it runs the result is `{"pending": message}`.
     """
+    if batch and backend != "llm":
+        raise RealtalkError("--batch sends LLM requests as a batch job: use it with --backend llm")
     if backend not in BACKENDS:
         raise RealtalkError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
     if backend == "llm" and not model:
@@ -151,13 +155,13 @@ def run_ei(
             pending = [(c, {i for i in range(sum(1 for _ in c.messages())) if (c.name, i) not in done}) for c in chats]
             calls, max_tokens = llm_requests(pending, per)
             requests = [[{"role": "user", "content": p}] for _, _, p in calls]
-            return dry_run_plan(endpoint, Prices.load(), requests, len(done), "request", max_tokens)
+            return dry_run_plan(endpoint, Prices.load(), requests, len(done), "request", max_tokens, batch=batch)
         client = LLMClient(
             endpoint, concurrency=concurrency, cache=open_cache(use_cache), prices=prices, timeout_s=timeout
         )
     hf_labeler = HFLabeler(hf_models) if backend == "hf" else None
     with run_folder(out, ei_identity(chats, backend, endpoint, per, hf_models), EI_FILES, force):
-        return _label_and_measure(chats, out, backend, per, client, hf_labeler, progress, max_cost)
+        return _label_and_measure(chats, out, backend, per, client, hf_labeler, progress, max_cost, batch)
 
 
 EI_FILES = ["annotations.jsonl", "metrics.json"]
@@ -182,7 +186,7 @@ def _chat_hash(chat: Chat) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progress, max_cost) -> dict:
+def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progress, max_cost, batch=False) -> dict:
     path = out / "annotations.jsonl"
     done = {(r["chat"], r["index"]) for r in read_jsonl(path)}
     totals = None
@@ -200,7 +204,15 @@ def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progr
             todo = {i for i in range(sum(1 for _ in chat.messages())) if (chat.name, i) not in done}
             if todo:
                 pending.append((chat, todo))
-        if backend == "llm":
+        if backend == "llm" and batch:
+            from realtalk_cli.llm.batch import BatchFolder
+
+            waiting = label_llm_batch(pending, client, per, sink, BatchFolder(out), max_cost)
+            if client.cache is not None:
+                client.cache.close()  # writes what the batch answered
+            if waiting:
+                return {"complete": False, "pending": waiting}
+        elif backend == "llm":
             stopped = label_llm(pending, client, per, sink, max_cost)
         for chat, todo in pending if backend != "llm" else []:
             labelled = label_lexicon(chat, todo) if backend == "lexicon" else label_hf(chat, todo, hf_labeler)

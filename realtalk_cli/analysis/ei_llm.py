@@ -138,6 +138,37 @@ def llm_requests(pending: list[tuple[Chat, set[int]]], per: str) -> tuple[list[t
     return calls, max_tokens
 
 
+def _record(tag: tuple[Chat, list[tuple[int, Message]]], completion, per: str, source: str, sink) -> None:
+    """Write the labels a reply holds for its messages; a message without readable labels is not written."""
+    chat, members = tag
+    parsed = _loads_lenient(completion.text) if completion.error is None else None
+    by_index: dict[int, dict] = {}
+    if per == "session" and isinstance(parsed, list):
+        by_index = {int(x["i"]): x for x in parsed if isinstance(x, dict) and str(x.get("i", "")).isdigit()}
+    elif isinstance(parsed, dict):
+        by_index = {members[0][0]: parsed}
+    for i, m in members:
+        labels = _labels_dict(by_index.get(i, {}))
+        if completion.error is not None or not readable(labels):
+            continue  # not written: the next run asks again
+        sink(annotate(chat, i, m, source, labels))
+
+
+def label_llm_batch(pending: list[tuple[Chat, set[int]]], client, per: str, sink, folder, max_cost=None) -> str | None:
+    """The labelling calls as a batch job (llm/batch.py): record what came back; what is pending, if anything."""
+    from realtalk_cli.llm import batch
+
+    calls, max_tokens = llm_requests(pending, per)
+    tags = {f"{chat.name}#{members[0][0]}": (chat, members) for chat, members, _ in calls}
+    requests = [(f"{chat.name}#{members[0][0]}", [{"role": "user", "content": p}]) for chat, members, p in calls]
+    params = {"temperature": 0.0, "max_tokens": max_tokens}  # as a live run sends: the same cache keys
+    results, pending_message = batch.step(client, folder, "label", requests, params, max_cost, accept=reply_has_labels)
+    for custom_id, completion in results.items():
+        if custom_id in tags:
+            _record(tags[custom_id], completion, per, f"llm:{client.endpoint.label}", sink)
+    return pending_message
+
+
 def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, max_cost: float | None = None) -> bool:
     """Label every pending message with one call per message or per session; write each as it arrives.
     Returns True when the run stopped at `max_cost` (USD)."""
@@ -146,18 +177,7 @@ def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, max_
     calls, max_tokens = llm_requests(pending, per)
 
     def done(tag: tuple[Chat, list[tuple[int, Message]]], completion) -> None:
-        chat, members = tag
-        parsed = _loads_lenient(completion.text) if completion.error is None else None
-        by_index: dict[int, dict] = {}
-        if per == "session" and isinstance(parsed, list):
-            by_index = {int(x["i"]): x for x in parsed if isinstance(x, dict) and str(x.get("i", "")).isdigit()}
-        elif isinstance(parsed, dict):
-            by_index = {members[0][0]: parsed}
-        for i, m in members:
-            labels = _labels_dict(by_index.get(i, {}))
-            if completion.error is not None or not readable(labels):
-                continue  # not written: the next run asks again
-            sink(annotate(chat, i, m, f"llm:{client.endpoint.label}", labels))
+        _record(tag, completion, per, f"llm:{client.endpoint.label}", sink)
         if max_cost is not None and client.totals.cost_usd >= max_cost:
             raise StopRun()
 

@@ -12,6 +12,7 @@ from realtalk_cli.cli.common import (
     ApiKeyEnv,
     AsJson,
     BaseUrl,
+    Batch,
     DryRun,
     Force,
     HfModels,
@@ -19,6 +20,7 @@ from realtalk_cli.cli.common import (
     Timeout,
     cell,
     concurrency_option,
+    err,
     finish_run,
     handles_errors,
     out,
@@ -90,12 +92,16 @@ def analyze_ei(
     as_json: AsJson = False,
     timeout: Timeout = None,
     force: Force = False,
+    batch: Batch = False,
 ) -> None:
     """The paper's emotional-intelligence metrics per speaker; resumable per-message annotations.
 
     --out holds one labelling: the same command resumes it; another backend, model or chat set exits 2
     naming what differs (a new --out, or --force to start afresh). Exit 3 when messages are left without
     labels (failed or unreadable replies, or --max-cost); the next run asks for exactly those.
+
+    With `--backend llm --batch` the labelling calls go as a batch job (half price, within a day): submit,
+    exit 3, and run the same command again to collect the labels and compute the metrics.
 
     Example: `realtalk analyze ei ../shared/realtalk --out runs/ei-realtalk`
     """
@@ -107,11 +113,18 @@ def analyze_ei(
     hf_models = parse_hf_models(hf_model)
     llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "force": force}
     llm["timeout"] = timeout or 120.0
+    llm["batch"] = batch
     if dry_run:
         print_plan(run_ei(chats, out_dir, backend, model, per, **llm, dry_run=True), "request", as_json)
         return
     with progress("ei", as_json) as show:
         metrics = run_ei(chats, out_dir, backend, model, per, concurrency, progress=show, hf_models=hf_models, **llm)
+    if "pending" in metrics:
+        if as_json:
+            print_json(metrics)
+        else:
+            err.print(metrics["pending"], soft_wrap=True)
+        raise typer.Exit(3)
     if as_json:
         print_json(metrics)
         finish_run(metrics, None, None, "")

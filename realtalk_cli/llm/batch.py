@@ -142,8 +142,10 @@ def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
     return job["status"]
 
 
-def collect(client: LLMClient, folder: BatchFolder, job: dict) -> dict[str, Completion]:
-    """Every request of an ended batch, answered or with its error; answers go into the response cache."""
+def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> dict[str, Completion]:
+    """Every request of an ended batch, answered or with its error; answers go into the response cache.
+
+    `accept(text)` False makes a reply the caller cannot read a bad reply (an error, never cached)."""
     import openai
 
     submitted = _submitted(folder, job)
@@ -167,10 +169,13 @@ def collect(client: LLMClient, folder: BatchFolder, job: dict) -> dict[str, Comp
         if custom_id in submitted and custom_id not in results:
             results[custom_id] = _result(client, record, job, submitted[custom_id])
     for custom_id, messages in submitted.items():
-        if custom_id not in results:
+        c = results.get(custom_id)
+        if c is None:
             results[custom_id] = Completion("", Usage(), f"{EXPIRED} (batch {job['id']} {job['status']})")
+        elif c.error is None and accept is not None and not accept(c.text):
+            results[custom_id] = Completion("", c.usage, f"bad reply: unreadable for the caller: {c.text[:80]!r}")
         else:
-            client.remember(messages, job["params"], results[custom_id])
+            client.remember(messages, job["params"], c)
     job["collected"] = True
     folder.save()
     return results
@@ -220,6 +225,7 @@ def step(
     params: dict,
     max_cost: float | None = None,
     spent: float = 0.0,
+    accept=None,
 ) -> tuple[dict[str, Completion], str | None]:
     """One invocation's share of a one-stage batch run: (results to record now, what is pending or None).
 
@@ -231,7 +237,7 @@ def step(
         status = poll(client, folder, job)
         if status not in ENDED:
             return {}, pending_message(job)
-        return collect(client, folder, job), None
+        return collect(client, folder, job, accept), None
     hits, rest = split_cached(client, requests, params)
     rest, _ = within_budget(client, rest, params.get("max_tokens") or 0, max_cost, spent)
     if not rest:

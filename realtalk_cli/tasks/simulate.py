@@ -265,9 +265,9 @@ def _run(files, opts: SimulateOptions, endpoint, system_template, targets, price
 
         if batch:
             pending = _batch_step(files, opts, client, system_template, todo, finish)
+            if cache is not None:
+                cache.close()  # writes what the batch answered
             if pending:
-                if cache is not None:
-                    cache.close()
                 return {"complete": False, "pending": pending}
             stopped_for_cost = False
         else:
