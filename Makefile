@@ -43,6 +43,7 @@ bench: install
 	$(PY) bench/analyze.py
 	$(PY) bench/simulate.py
 	$(PY) bench/report.py
+	$(PY) bench/retrieval.py
 
 lint: install
 	$(VENV)/bin/ruff check realtalk_cli tests bench data

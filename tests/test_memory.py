@@ -138,3 +138,18 @@ def test_llm_summary_memory_counts_its_requests_apart_and_caches_them(tmp_path: 
         again = runner.invoke(app, args)
         assert again.exit_code == 0, again.output
         assert json.loads(again.output)["memory"]["ingest_llm"]["requests"] == 0  # summaries read from the run folder
+
+
+def test_the_readme_example_memory_runs_from_a_file_path(tmp_path: Path, llm_env):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```python\n# my_memory.py", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my_memory.py"
+    path.write_text("# my_memory.py" + block)
+    result = offline_probe(tmp_path, "--memory", f"{path}:KeywordMemory", "--memory-option", "min_length=5")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["memory"]["version"] == "1" and report["memory"]["options"] == {"min_length": "5"}
+    rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert any(r["recall"] for r in rows)
+    assert all((r["recall"] is None) == (not r["retrieved"]) for r in rows)  # the note alone claims no id
+    assert all(0 < r["context_tokens"] <= 2700 for r in rows)

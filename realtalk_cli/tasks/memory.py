@@ -97,12 +97,12 @@ def load_factory(spec: str) -> Callable[..., Memory]:
         sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
         try:
             loader.loader.exec_module(module)
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise RealtalkError(f"--memory {spec}: {path} failed to import: {type(e).__name__}: {e}") from None
     else:
         try:
             module = importlib.import_module(target)
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise RealtalkError(f"--memory {spec}: cannot import {target}: {type(e).__name__}: {e}") from None
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
@@ -143,8 +143,15 @@ class Recalled:
     over_budget: int = 0  # items left out because they did not fit
 
 
+GAP = "..."  # between messages of one session that are not next to each other
+
+
 class Packer:
-    """Fits recalled items into a token budget for one chat; per-line token counts are computed once."""
+    """Fits recalled items into a token budget for one chat; per-line token counts are computed once.
+
+    Messages are shown in time order, one DATE header per session, with a `...` line where messages
+    of the session were left out between two shown ones. Passages follow, in the memory's order.
+    """
 
     def __init__(self, chat: Chat, count: Callable[[str], int]):
         self.chat = chat
@@ -155,7 +162,8 @@ class Packer:
             self.position.setdefault(m.dia_id.strip(), i)
         self.dates = {s.number: s.date_time for s in chat.sessions}
         self._line_cost: dict[int, int] = {}
-        self._header_cost = {n: count(session_header(d)) for n, d in self.dates.items()}
+        self._header_cost = {n: count(session_header(d)) + 2 for n, d in self.dates.items()}
+        self._gap_cost = count(GAP) + 1
 
     def line_cost(self, i: int) -> int:
         if i not in self._line_cost:
@@ -165,6 +173,7 @@ class Packer:
     def pack(self, items: list[str | Passage], budget: int) -> Recalled:
         chosen: list[int | Passage] = []
         positions: set[int] = set()
+        per_session: dict[int, int] = {}
         used = unknown = skipped = 0
         for item in items:
             if isinstance(item, Passage):
@@ -181,12 +190,17 @@ class Packer:
                 continue
             if i in positions:
                 continue
-            cost = self.line_cost(i) + self._span_change(positions, i) * self._header_cost[self.messages[i].session]
+            session = self.messages[i].session
+            if per_session.get(session):
+                cost = self.line_cost(i) + self._span_change(positions, i) * self._gap_cost
+            else:
+                cost = self.line_cost(i) + self._header_cost[session]
             if used + cost > budget:
                 skipped += 1
                 continue
             chosen.append(i)
             positions.add(i)
+            per_session[session] = per_session.get(session, 0) + 1
             used += cost
         context = self.render(chosen)
         tokens = self.count(context) if context else 0
@@ -203,31 +217,33 @@ class Packer:
         return Recalled(context, ids + list(dict.fromkeys(claimed)), tokens, claims, unknown, skipped)
 
     def _span_change(self, positions: set[int], i: int) -> int:
-        """+1 when message i opens a new span (another DATE header), -1 when it joins two spans."""
+        """In a session already shown: +1 gap line when message i stands alone, -1 when it closes a gap."""
         session = self.messages[i].session
         left = i - 1 in positions and self.messages[i - 1].session == session
         right = i + 1 in positions and self.messages[i + 1].session == session
         return 1 - left - right
 
     def render(self, chosen: list[int | Passage]) -> str:
-        """Messages in time order, a DATE header per run of consecutive messages; then passages as given."""
+        """Messages in time order under their session's DATE; then passages as given."""
         blocks = []
-        span: list[int] = []
+        lines: list[str] = []
+        previous: int | None = None
         for i in sorted(p for p in chosen if isinstance(p, int)):
-            if span and (i != span[-1] + 1 or self.messages[i].session != self.messages[span[-1]].session):
-                blocks.append(self._render_span(span))
-                span = []
-            span.append(i)
-        if span:
-            blocks.append(self._render_span(span))
+            session = self.messages[i].session
+            if previous is None or self.messages[previous].session != session:
+                if lines:
+                    blocks.append("\n".join(lines))
+                lines = [session_header(self.dates.get(session, "")).rstrip("\n")]
+            elif i != previous + 1:
+                lines.append(GAP)
+            lines.append(render_message(self.messages[i]))
+            previous = i
+        if lines:
+            blocks.append("\n".join(lines))
         passages = [render_passage(p) for p in chosen if isinstance(p, Passage)]
         if passages:
             blocks.append("MEMORY:\n" + "\n".join(passages))
         return "\n\n".join(blocks)
-
-    def _render_span(self, span: list[int]) -> str:
-        date = self.dates.get(self.messages[span[0]].session, "")
-        return session_header(date) + "\n".join(render_message(self.messages[i]) for i in span)
 
 
 def render_passage(p: Passage) -> str:
@@ -343,7 +359,7 @@ class MemoryRunner:
             return call()
         except RealtalkError:
             raise
-        except Exception as e:  # a plug-in's bug: one line naming the memory and the chat
+        except (Exception, SystemExit) as e:  # a plug-in's bug: one line naming the memory and the chat
             raise RealtalkError(
                 f"--memory {self.choice.spec}: {step} failed on {chat.name}: {type(e).__name__}: {e}"
             ) from None

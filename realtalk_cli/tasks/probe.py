@@ -131,6 +131,8 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
         raise RealtalkError("--memory replaces --context: give one of them")
     if settings.get("memory"):
         settings["context"] = "memory"
+    elif settings.get("memory_options"):
+        raise RealtalkError("--memory-option is passed to a --memory; give one")
     if isinstance(settings.get("context_tokens"), int) and settings["context_tokens"] < 1:
         raise RealtalkError(f"--context-tokens {settings['context_tokens']}: expected at least 1")
     return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under

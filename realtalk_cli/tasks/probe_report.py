@@ -165,8 +165,8 @@ def memory_lines(memory: dict, budget: int | None) -> list[str]:
     options = ", ".join(f"{k}={v}" for k, v in memory["options"].items())
     llm = memory["ingest_llm"]
     lines = [
-        f"- memory: `{memory['spec']}`" + (f" ({options})" if options else "") + f", version {memory['version']}; "
-        f"budget {budget} context tokens per question",
+        f"- memory: `{memory['spec']}`" + (f" ({options})" if options else "") + ", version "
+        f"{memory['version'] or 'not given'}; budget {budget} context tokens per question",
         f"- ingestion: {memory['ingest_total_s']} s"
         + (
             f"; its own LLM requests: {llm['requests']} ({llm['prompt_tokens']} prompt + "

@@ -112,7 +112,8 @@ class BM25Retriever:
     name = "bm25"
 
     def __init__(self, texts: list[str]):
-        self.index = BM25(texts, k1=1.2, b=0.75, analyzer=stemmed_words)
+        # k1 0.9, b 0.4 (Anserini's defaults) beat 1.2/0.75 slightly on the shared chats' windows
+        self.index = BM25(texts, k1=0.9, b=0.4, analyzer=stemmed_words)
 
     def rank(self, question: str) -> list[int]:
         scores = self.index.scores(question)

@@ -1,0 +1,136 @@
+"""Retrievers: windows, stemming, dates named in questions, fusion, the dense embedder and its cache."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from realtalk_cli.cli import app
+from realtalk_cli.data.formats import load_chat
+from realtalk_cli.tasks import retrieval as R
+
+from .conftest import LOCOMO_JSON, SAMPLE_JSON, needs_shared
+
+runner = CliRunner()
+
+
+def test_windows_are_cut_at_session_borders():
+    chat = load_chat(SAMPLE_JSON)
+    messages = list(chat.messages())
+    wins = R.windows(messages)
+    assert len(wins) == len(messages)
+    for w in wins:
+        assert {messages[j].session for j in range(w.start, w.end)} == {w.session}
+        assert w.start <= w.center < w.end and w.end - w.start <= 5
+    first_of_session_2 = next(i for i, m in enumerate(messages) if m.session == chat.sessions[1].number)
+    assert wins[first_of_session_2].start == first_of_session_2
+
+
+def test_stemming_and_speaker_names_reach_the_index():
+    assert R.stemmed_words("Visited visiting visits") == ["visit", "visit", "visit"]
+    chat = load_chat(SAMPLE_JSON)
+    messages = list(chat.messages())
+    texts = R.window_texts(messages, R.windows(messages))
+    assert all(f"{messages[i].speaker}: " in t for i, t in enumerate(texts))
+
+
+@pytest.mark.parametrize(
+    "question,first,last",
+    [
+        ("What kind of pasta did Kate make on 29 Dec 2023?", datetime(2023, 12, 29), datetime(2023, 12, 30)),
+        ("What happened on December 30, 2023?", datetime(2023, 12, 30), datetime(2023, 12, 31)),
+        ("Which hobby did Sam take up in May 2023?", datetime(2023, 5, 1), datetime(2023, 6, 1)),
+        ("What did Ana do on 29.02.2024?", datetime(2024, 2, 29), datetime(2024, 3, 1)),
+    ],
+)
+def test_dates_named_in_questions(question, first, last):
+    assert R.question_dates(question) == [(first, last)]
+
+
+def test_no_date_and_impossible_dates_name_nothing():
+    assert R.question_dates("When did Kate start skiing?") == []
+    assert R.question_dates("What happened on 31 February 2023?") == []
+
+
+def test_windows_near_the_named_date_come_first():
+    wins = [R.Window(i, i, i + 1, session) for i, session in enumerate([1, 2, 3])]
+    times = {1: datetime(2023, 5, 1), 2: datetime(2023, 5, 20), 3: datetime(2023, 5, 22)}
+    near = R.near_date(times, R.question_dates("What did she do on 19 May 2023?"))
+    assert near == {2, 3}
+    assert R.date_ranked([0, 2, 1], wins, near) == [2, 1, 0]
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    assert R.fuse([[1, 2, 3], [3, 2, 1], [2, 9]])[0] == 2
+
+
+def test_dense_embeddings_are_cached_on_disk_and_reused(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    from realtalk_cli.tasks.embeddings import Embedder, load_embedder
+
+    embedder = load_embedder(None)
+    texts = ["Ana: I took up pottery", "Ben: the Porto half marathon is in May", "Ana: Miso is a good boy"]
+    first = embedder.encode_cached(texts)
+    assert first.shape == (3, 384) and np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-4)
+    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1
+
+    def never(self, texts, batch_size=64):
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(Embedder, "encode", never)
+    assert np.array_equal(embedder.encode_cached(texts), first)
+
+
+def test_dense_ranks_the_paraphrase_first(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    from realtalk_cli.tasks.embeddings import DenseRetriever, load_embedder
+
+    texts = ["Ben: I signed up for a half marathon", "Ana: my new puppy chewed the sofa", "Ben: pizza tonight?"]
+    assert DenseRetriever(load_embedder(None), texts).rank("Which running race did Ben enter?")[0] == 0
+
+
+def test_an_embedder_that_cannot_load_is_one_line_exit_2(tmp_path: Path, llm_env):
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--context", "dense", "--embedder", str(tmp_path / "no-model")])
+    assert result.exit_code == 2
+    assert f"--embedder {tmp_path / 'no-model'}: cannot load the model" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r" / "predictions.jsonl").exists()
+
+
+def test_retrieval_falls_back_to_bm25_with_a_note_when_no_embedder(tmp_path: Path, llm_env, monkeypatch):
+    import realtalk_cli.tasks.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "embedder_available", lambda: "torch not installed")
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "r"), "--json"]
+    result = runner.invoke(app, [*args, "--context", "retrieval"])
+    assert result.exit_code == 0, result.output
+    memory = json.loads(result.output)["memory"]
+    assert memory["spec"] == "bm25" and "torch not installed" in memory["note"]
+    assert "note: retrieval used bm25 alone" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_changed_memory_options_do_not_resume_another_run(tmp_path: Path, llm_env):
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "r"), "--context", "bm25"]
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, [*args, "--context-tokens", "500"])
+    assert again.exit_code == 2 and "context_tokens" in again.output
+    both = runner.invoke(app, [*args[:-2], "--memory", "bm25", "--context", "hybrid"])
+    assert both.exit_code == 2 and "--memory replaces --context" in both.output
+
+
+@needs_shared
+def test_locomo_observations_memory_claims_the_messages_it_came_from(tmp_path: Path, llm_env):
+    chat = LOCOMO_JSON[0]
+    args = ["probe", str(chat), "--model", "offline:bm25", "--out", str(tmp_path / "r"), "--json", "--limit", "20"]
+    result = runner.invoke(app, [*args, "--memory", "observations", "--context-tokens", "600"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (tmp_path / "r" / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["context_tokens"] <= 600 for r in rows)
+    assert sum(r["recall"] is not None for r in rows) >= 15
+    assert json.loads(result.output)["overall"]["overall"]["recall"] > 0.2
