@@ -404,6 +404,8 @@ def rescore(
         if judge is not None:
             report["run"]["rescore_judge_requests"] = judge.totals.requests
         report["warnings"] = old_report.get("warnings", [])
+        if old_report.get("memory"):
+            report["memory"] = old_report["memory"]
         write_reports(run_dir, report, report_markdown(report))
     return report
 
