@@ -116,6 +116,11 @@ def test_filters_change_what_is_shown(browser_page, page_file):
     page.select_option("#f-right", "B")
     expected = sum(a["f1"] < 0.5 <= b["f1"] for a, b in zip(full, retrieval, strict=True))
     assert shown(page) == expected
+    page.select_option("#f-right", "")
+    assert shown(page) == sum(a["f1"] < 0.5 for a in full) > 0
+    page.select_option("#f-by", "judge")  # these runs have no judge scores: nothing is right or wrong by it
+    assert shown(page) == 0
+    page.select_option("#f-by", "f1")
     page.select_option("#f-wrong", "")
     page.select_option("#f-right", "")
     page.fill("#f-text", "vet")

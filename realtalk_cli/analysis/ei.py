@@ -204,6 +204,8 @@ def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progr
             todo = {i for i in range(sum(1 for _ in chat.messages())) if (chat.name, i) not in done}
             if todo:
                 pending.append((chat, todo))
+        if progress and hasattr(progress, "start"):
+            progress.start(sum(len(todo) for _, todo in pending), len(done), "labelled")
         if backend == "llm" and batch:
             from realtalk_cli.llm.batch import BatchFolder
 

@@ -142,9 +142,10 @@
       if (!ids.some((id) => q.runs[id] && q.runs[id].f1 !== null && q.runs[id].f1 < below)) return false;
     }
     const wrong = $("f-wrong").value, right = $("f-right").value;
-    const t = number("f-threshold") ?? 0.5;
-    if (wrong && !(q.runs[wrong] && q.runs[wrong].f1 !== null && q.runs[wrong].f1 < t)) return false;
-    if (right && !(q.runs[right] && q.runs[right].f1 !== null && q.runs[right].f1 >= t)) return false;
+    const t = number("f-threshold") ?? 0.5, by = $("f-by").value;  // right: F1 or judge score >= t
+    const score = (id) => (q.runs[id] && q.runs[id][by] !== null && q.runs[id][by] !== undefined ? q.runs[id][by] : null);
+    if (wrong && !(score(wrong) !== null && score(wrong) < t)) return false;
+    if (right && !(score(right) !== null && score(right) >= t)) return false;
     const text = $("f-text").value.trim().toLowerCase();
     if (text) {
       const hay = [q.question, q.gold || "", ...Object.values(q.runs).map((a) => a.prediction || "")].join("\n").toLowerCase();
