@@ -230,3 +230,18 @@ def test_analyze_ei_llm_batch_end_to_end(tmp_path: Path, monkeypatch):
     assert [json.loads(line)["custom_id"] for line in resent] == ["Chat_S_Ana_Ben#0"]
     ben = metrics["chats"]["Chat_S_Ana_Ben"]["speakers"]["Ben"]
     assert ben["empathy"] == 2.0 and ben["grounding_frequency"] == 1.0
+
+
+def test_batch_probe_with_an_llm_memory_ingests_live_once_and_reports_it(tmp_path: Path):
+    fake = FakeLLM(reply=lambda body: "Ana took up pottery.")
+    run = tmp_path / "run"
+    with serve_llm(fake) as url:
+        codes, last = until_done(url, run, "--memory", "llm-summaries")
+    live = [r for r in fake.requests if "Summarise this conversation" in r["messages"][0]["content"]]
+    assert len(live) == 3  # one per session, written once, then read from the run folder on every poll
+    report = output_json(last)
+    assert report["memory"]["spec"] == "llm-summaries" and report["run"]["batch"]
+    assert all(
+        "pottery" in json.loads(line)["body"]["messages"][0]["content"]
+        for line in (run / "batch-answer-1.jsonl").read_text().splitlines()
+    )

@@ -25,6 +25,7 @@ from realtalk_cli.tasks.probe import (
     ProbeOptions,
     _probe_completeness,
     _row_key,
+    memory_runner,
     prediction_row,
     probe_identity,
     probe_manifest,
@@ -77,11 +78,13 @@ def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None,
         raise RealtalkError(f"--batch needs an API endpoint; {endpoint.label} answers at once without one")
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
     templates = Templates.load()
-    items = {custom_id(it.chat.name, it.qa_index): it for it in build_items(files, opts, templates, endpoint.model)}
     called = [endpoint, *([judge_endpoint] if judge_endpoint else [])]
     prices = load_prices(called, opts.max_cost, opts.price_in, opts.price_out)
-    identity = probe_identity(opts, endpoint, files, templates)
+    memories = memory_runner(opts, endpoint, prices, dry_run=False)
+    identity = probe_identity(opts, endpoint, files, templates, memories)
     with run_folder(opts.out, identity, BATCH_FILES, opts.force):
+        built = build_items(files, opts, templates, endpoint.model, memories)  # a memory may write to the folder
+        items = {custom_id(it.chat.name, it.qa_index): it for it in built}
         folder = batch.BatchFolder(opts.out)
         options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
         folder.state["run"] = {"task": "probe", "chats": [str(p) for p in files], "options": options}
@@ -92,13 +95,13 @@ def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None,
             LLMClient(judge_endpoint, cache=cache, prices=prices, timeout_s=opts.timeout) if judge_endpoint else None
         )
         try:
-            return _advance(folder, opts, files, items, templates, client, judge)
+            return _advance(folder, opts, files, items, templates, client, judge, memories)
         finally:
             if cache is not None:
                 cache.close()
 
 
-def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict | None, str]:
+def _advance(folder, opts, files, items, templates, client, judge, memories=None) -> tuple[dict | None, str]:
     started = time.perf_counter()
     pred_path = opts.out / "predictions.jsonl"
     rows = {_row_id(r): r for r in final_rows(read_jsonl(pred_path), _row_key)}
@@ -189,6 +192,8 @@ def _advance(folder, opts, files, items, templates, client, judge) -> tuple[dict
         "dropped_sessions": max((it.dropped_sessions for it in items.values()), default=0),
         "batch": True,
     }
+    if memories is not None:
+        report["memory"] = memories.summary()
     write_reports(opts.out, report, report_markdown(report))
     return report, ""
 
