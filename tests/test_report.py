@@ -149,6 +149,8 @@ def test_existing_outputs_need_force_and_run_directories_are_never_written(two_r
     again = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
     assert again.exit_code == 2 and "already exists (use --force" in again.output
     assert runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out"), "--force"]).exit_code == 0
+    into_run = runner.invoke(app, ["report", str(two_runs[0]), "-o", str(two_runs[0]), "--force"])
+    assert into_run.exit_code == 2 and "would be replaced" in into_run.output
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_mean():

@@ -49,6 +49,9 @@ def make_report(
         raise RealtalkError(f"--seed {seed}: expected 0 or more")
     if not run_dirs:
         raise RealtalkError("no run directories given")
+    inside = [d for d in run_dirs if d.exists() and out.exists() and d.resolve() == out.resolve()]
+    if inside:
+        raise RealtalkError(f"-o {out} is the run directory {inside[0]}: its report.json would be replaced")
     check_writable(out, OUTPUTS, force)
     runs = load_runs(run_dirs)
     board = build_leaderboard(runs, resamples, seed, common_only)

@@ -28,7 +28,8 @@ def evidence_ids(row: dict) -> list[str]:
     if isinstance(row.get("evidence_ids"), list):
         return [str(i) for i in [*row["evidence_ids"], *(row.get("evidence_dangling") or [])]]
     raw = row.get("evidence")
-    parsed = parse_evidence([str(v) for v in raw] if isinstance(raw, list) else [])
+    raw = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    parsed = parse_evidence([str(v) for v in raw])
     return parsed.ids + parsed.unparsed
 
 
