@@ -176,6 +176,11 @@ def test_batch_refuses_what_it_cannot_do(tmp_path: Path):
         assert other.exit_code == 2 and "context" in other.output and "Traceback" not in other.output
         none = runner.invoke(app, ["batch", "status", str(tmp_path / "nothing")])
         assert none.exit_code == 2 and "no batch run here" in none.output
+        record = json.loads((run / "batch.json").read_text())
+        del record["jobs"][0]["id"]
+        (run / "batch.json").write_text(json.dumps(record))
+        broken = runner.invoke(app, model_run_args("probe", url, run, "--batch"))
+        assert broken.exit_code == 2 and "job 1 lacks its id" in broken.output and "Traceback" not in broken.output
         (run / "batch.json").write_text("{not json")
         broken = runner.invoke(app, model_run_args("probe", url, run, "--batch"))
         assert broken.exit_code == 2 and "batch.json: not valid JSON" in broken.output

@@ -39,6 +39,12 @@ class BatchFolder:
                 raise RealtalkError(f"{self.path}: not valid JSON (a batch job record)") from None
             if not isinstance(self.state, dict) or not isinstance(self.state.get("jobs"), list):
                 raise RealtalkError(f"{self.path}: not a batch job record (no `jobs` list)")
+            for n, job in enumerate(self.state["jobs"], start=1):
+                fields = ("id", "stage", "input_file", "status")
+                if not isinstance(job, dict) or not all(isinstance(job.get(k), str) for k in fields):
+                    raise RealtalkError(f"{self.path}: job {n} lacks its id, stage, input_file or status")
+                if not isinstance(job.get("params"), dict) or not isinstance(job.get("requests"), int):
+                    raise RealtalkError(f"{self.path}: job {n} lacks its params or request count")
 
     @property
     def jobs(self) -> list[dict]:
