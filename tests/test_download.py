@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
@@ -93,3 +95,22 @@ def test_existing_file_with_other_content_is_kept_unless_forced(tmp_path: Path):
     assert result.exit_code == 2
     assert "exists with a different sha256 (use --force to replace it)" in result.output
     assert (tmp_path / f"{CHAT1}.json").read_text() == "mine"
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "misbehave,message",
+    [
+        ("trickle", "not complete within --timeout 1 s"),
+        ("short", "closed after"),
+        ("endless", "more than the 209715200 bytes allowed|not complete within --timeout 1 s"),
+    ],
+)
+def test_a_file_has_a_total_deadline_and_its_size_and_leaves_no_part(tmp_path: Path, misbehave: str, message: str):
+    with serve_files(SHARED / "realtalk", misbehave=misbehave) as url:
+        started = time.monotonic()
+        result = run(CHAT1, "--to", tmp_path, "--base-url", url, "--timeout", "1")
+    assert time.monotonic() - started < 40
+    assert result.exit_code == 2 and any(m in result.output for m in message.split("|")), result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a .part

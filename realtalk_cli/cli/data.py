@@ -139,6 +139,7 @@ def download(
     raw: Annotated[bool, typer.Option("--raw", help="Also fetch the raw xlsx sheets (under raw/).")] = False,
     base_url: Annotated[str | None, typer.Option("--base-url", help="Where the files live.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace local files whose sha256 differs.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds allowed for each whole file.")] = 600.0,
 ) -> None:
     """Fetch the published REALTALK files over HTTPS, verified against the sha256 sums in this package.
 
@@ -156,7 +157,7 @@ def download(
         c = colors[r.status]
         out.print(f"[{c}]{r.status:>10}[/{c}] {r.path}" + (f": {r.detail}" if r.detail else ""), soft_wrap=True)
 
-    results = fetch(to, files, base_url or DEFAULT_BASE_URL, force, on_file=show)
+    results = fetch(to, files, base_url or DEFAULT_BASE_URL, force, on_file=show, deadline_s=timeout)
     failed = [r for r in results if r.status == "failed"]
     out.print(f"{len(results) - len(failed)} of {len(results)} files in {to}")
     if failed:

@@ -1,13 +1,17 @@
 """Fetching the published REALTALK files, verified against sha256 sums kept in the package.
 
 Each file is downloaded to `<name>.part` (resumed with an HTTP Range request when a part exists),
-checked, then renamed into place; a file already present with the right hash is skipped.
+checked, then renamed into place; a file already present with the right hash is skipped. Every file has
+a total deadline (not only a gap between bytes) and a size: the one the server announces, at most
+MAX_FILE_BYTES; a transfer that breaks either, or ends short, or fails its hash leaves no `.part` behind.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -20,6 +24,12 @@ from realtalk_cli.errors import RealtalkError
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/danny911kr/REALTALK/main/data/"
 CHUNK = 1 << 16
 TIMEOUT_S = 30
+DEADLINE_S = 600.0
+MAX_FILE_BYTES = 200 * 1024 * 1024  # the published files are a few MB; the largest raw sheet is under 50 MB
+
+
+class _Broken(Exception):
+    """This attempt's bytes cannot be trusted: the part file goes."""
 
 
 @dataclass
@@ -68,17 +78,46 @@ def download(
     base_url: str = DEFAULT_BASE_URL,
     force: bool = False,
     on_file: Callable[[FileResult], None] | None = None,
+    deadline_s: float = DEADLINE_S,
 ) -> list[FileResult]:
     results = []
     for rel, digest in files.items():
-        result = _fetch_one(dest, rel, digest, base_url.rstrip("/") + "/", force)
+        result = _fetch_one(dest, rel, digest, base_url.rstrip("/") + "/", force, deadline_s)
         results.append(result)
         if on_file:
             on_file(result)
     return results
 
 
-def _fetch_one(dest: Path, rel: str, digest: str, base_url: str, force: bool) -> FileResult:
+def _stream(response, part: Path, resumed: bool, start: int, deadline: float, deadline_s: float) -> None:
+    """Append the body to `part`, checking the announced size and the deadline as the bytes arrive."""
+    expected = _announced_size(response, start)
+    if expected is not None and expected > MAX_FILE_BYTES:
+        raise _Broken(f"announces {expected} bytes, more than any published file ({MAX_FILE_BYTES})")
+    limit = expected if expected is not None else MAX_FILE_BYTES
+    size = start
+    with open(part, "ab" if resumed else "wb") as out:
+        while chunk := response.read1(CHUNK):  # whatever has arrived: a trickle must not block the deadline
+            size += len(chunk)
+            if size > limit:
+                raise _Broken(f"sends more than the {limit} bytes {'announced' if expected else 'allowed'}")
+            if time.monotonic() > deadline:
+                raise _Broken(f"not complete within --timeout {deadline_s:g} s")
+            out.write(chunk)
+    if expected is not None and size < expected:
+        raise _Broken(f"the connection closed after {size} of {expected} bytes")
+
+
+def _announced_size(response, start: int) -> int | None:
+    """The whole file's size: Content-Range's total on a resumed transfer, else start + Content-Length."""
+    total = (response.headers.get("Content-Range") or "").rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    length = response.headers.get("Content-Length") or ""
+    return start + int(length) if length.isdigit() else None
+
+
+def _fetch_one(dest: Path, rel: str, digest: str, base_url: str, force: bool, deadline_s: float) -> FileResult:
     target = dest / rel
     if target.exists():
         if sha256_of(target) == digest:
@@ -91,11 +130,17 @@ def _fetch_one(dest: Path, rel: str, digest: str, base_url: str, force: bool) ->
     request = urllib.request.Request(base_url + rel, headers={"User-Agent": "realtalk-cli"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
+    url = base_url + rel
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=min(TIMEOUT_S, deadline_s)) as response:
             resumed = offset > 0 and response.status == 206
-            with open(part, "ab" if resumed else "wb") as out:
-                out.writelines(iter(lambda: response.read(CHUNK), b""))
+            _stream(response, part, resumed, offset if resumed else 0, time.monotonic() + deadline_s, deadline_s)
+    except _Broken as e:
+        part.unlink(missing_ok=True)
+        return FileResult(rel, "failed", f"{url}: {e}")
+    except http.client.IncompleteRead as e:
+        part.unlink(missing_ok=True)
+        return FileResult(rel, "failed", f"{url}: the connection closed after {len(e.partial)} more bytes")
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:  # the part is already complete
             resumed = True
