@@ -474,3 +474,51 @@ def test_analyze_compare_and_ei_refuse_to_overwrite_without_force(tmp_path: Path
     again = runner.invoke(app, ["analyze", "compare", str(a), str(b), "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.output and (out / "report.md").read_bytes() == before
     assert runner.invoke(app, ["analyze", "compare", str(a), str(b), "--out", str(out), "--force"]).exit_code == 0
+
+
+def test_a_corrupt_cache_warns_and_the_run_goes_on_without_it(tmp_path: Path, monkeypatch):
+    cache = tmp_path / "broken-cache"
+    cache.mkdir()
+    (cache / "responses.sqlite").write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(cache))
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        result = probe(url, tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "warning: response cache" in result.output and "running without the cache" in result.output
+    assert len(fake.requests) == 6 and report_of(tmp_path / "run")["complete"]
+
+
+def test_a_full_disk_is_one_line_exit_2(tmp_path: Path, monkeypatch):
+    import errno
+
+    import realtalk_cli.fileio as fileio
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(fileio, "write_atomic", full)
+    monkeypatch.setattr("realtalk_cli.tasks.runs.write_atomic", full)
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["probe", str(model_run_args("probe", "", out)[1]), "--model", "offline:bm25", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "No space left on device" in result.output
+    no_traceback(result)
+
+
+def test_a_negative_price_in_prices_toml_is_refused(tmp_path: Path, monkeypatch):
+    from realtalk_cli.llm.providers import config_dir
+
+    conf = tmp_path / "conf"
+    (conf / "prompts").mkdir(parents=True)
+    for p in (config_dir() / "prompts").iterdir():
+        (conf / "prompts" / p.name).write_bytes(p.read_bytes())
+    (conf / "providers.toml").write_bytes((config_dir() / "providers.toml").read_bytes())
+    (conf / "prices.toml").write_text('[models."gpt-4o-mini"]\ninput = -5.0\noutput = 0.6\n')
+    monkeypatch.setenv("REALTALK_CONFIG_DIR", str(conf))
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        result = probe(url, tmp_path / "run")
+    assert result.exit_code == 2 and "input = -5.0 is not a price" in " ".join(result.output.split())
+    assert fake.requests == []

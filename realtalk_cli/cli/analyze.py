@@ -205,6 +205,7 @@ def analyze_compare(
     max_cost: MaxCost = None,
     as_json: AsJson = False,
     force: Force = False,
+    timeout: Timeout = None,
 ) -> None:
     """Two datasets side by side: statistics, EI metrics, plots, and a report.md that embeds them.
 
@@ -217,6 +218,7 @@ def analyze_compare(
 
     hf_models = parse_hf_models(hf_model)
     llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "dry_run": dry_run, "force": force}
+    llm["timeout"] = timeout or 120.0
     if dry_run:
         for label, plan in compare(a_dir, b_dir, out_dir, backend, model, per, llm=llm).items():
             if not as_json:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from realtalk_cli.cli.common import (
     AsJson,
+    Timeout,
     err,
     handles_errors,
     out,
@@ -40,6 +41,7 @@ def convert(
         str | None, typer.Option("--caption-model", help="A vision model (provider:model) that writes the captions.")
     ] = None,
     as_json: AsJson = False,
+    timeout: Timeout = None,
 ) -> None:
     """Convert a raw REALTALK export (xlsx) into the REALTALK JSON.
 
@@ -51,7 +53,7 @@ def convert(
     if caption_model is not None:
         from realtalk_cli.tasks.captions import ModelCaptioner
 
-        captioner = ModelCaptioner(caption_model)
+        captioner = ModelCaptioner(caption_model, timeout or 120.0)
     reports, failures = convert_many(source, output, force, images_dir, captions_from, captioner)
     if as_json:
         print_json({"files": [asdict(r) for r in reports], "failed": failures})

@@ -77,7 +77,16 @@ class Prices:
 
     @classmethod
     def load(cls) -> Prices:
-        return cls(_load_toml("prices.toml").get("models", {}))
+        path = config_dir() / "prices.toml"
+        table = _load_toml("prices.toml").get("models", {})
+        for model, p in table.items() if isinstance(table, dict) else [("models", table)]:
+            fields = p.items() if isinstance(p, dict) else [("price", p)]
+            for name, value in fields:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 10_000:
+                    raise RealtalkError(
+                        f"{path}: models.{model}.{name} = {value!r} is not a price in USD per 1M tokens"
+                    )
+        return cls(table)
 
     def price(self, model: str) -> dict[str, float] | None:
         """By exact name, else without a vendor prefix (`openai/gpt-4o-mini` through OpenRouter)."""

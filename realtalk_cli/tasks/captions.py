@@ -16,13 +16,14 @@ CAPTION_PROMPT = "Describe this photo in one short sentence, the way an image-ca
 class ModelCaptioner:
     """A `Captioner` backed by a model; built before any sheet is read, so a missing key fails first."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, timeout: float = 120.0):
         self.endpoint = resolve_model(model)
+        self.timeout = timeout
         self.label = self.endpoint.label
         LLMClient(self.endpoint)  # fails now, not after the first sheet, on a missing key or URL
 
     def caption(self, requests: list[tuple[Message, bytes]]) -> int:
-        client = LLMClient(self.endpoint, cache=open_cache())
+        client = LLMClient(self.endpoint, cache=open_cache(), timeout_s=self.timeout)
         jobs = []
         for message, image in requests:
             data = base64.b64encode(image).decode()
