@@ -11,6 +11,7 @@ from realtalk_cli.analysis.metrics import (
     frequency,
     linear_slope,
     quadratic_curvature,
+    quadratic_linear_coefficient,
     stability,
 )
 
@@ -49,7 +50,9 @@ def test_curve_fits_hand_computed_and_degenerate():
     assert linear_slope([2, 2, 2]) == 0.0  # constant series
     assert linear_slope([4]) is None  # one point
     assert exponential_rate([1, math.e, math.e**2]) == pytest.approx(1.0)
-    assert exponential_rate([1, 0, 2]) is None  # log undefined
+    assert exponential_rate([0.5, 0.0, 2.0]) is not None  # least squares on y, as the paper: zeros allowed
+    assert exponential_rate([0.3]) is None
+    assert quadratic_linear_coefficient([0, 1, 4, 9]) == pytest.approx(-2.0)  # (x - 1)^2 with x = 1..4
     assert quadratic_curvature([0, 1, 4, 9]) == pytest.approx(1.0)  # y = x^2
     assert quadratic_curvature([1, 3, 5, 7]) == pytest.approx(0.0, abs=1e-9)
     assert quadratic_curvature([1, 2]) is None

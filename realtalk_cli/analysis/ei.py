@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import orjson
 
 from realtalk_cli.analysis.ei_annotation import BACKENDS, Annotation
-from realtalk_cli.analysis.ei_hf import HFLabeler, label_hf
-from realtalk_cli.analysis.ei_lexicon import label_lexicon
-from realtalk_cli.analysis.ei_llm import LABEL_SPEC, label_llm, label_llm_batch, llm_requests
+from realtalk_cli.analysis.ei_hf import HF_EMOTIONS, HFLabeler, label_hf
+from realtalk_cli.analysis.ei_lexicon import NRC_EMOTIONS, label_lexicon
+from realtalk_cli.analysis.ei_llm import LABEL_SPEC, LLM_EMOTIONS, label_llm, label_llm_batch, llm_requests
+from realtalk_cli.analysis.ei_paper import DEFAULT_MODEL as PAPER_DEFAULT_MODEL
+from realtalk_cli.analysis.ei_paper import PAPER_EMOTIONS, PaperClassifiers, label_paper
+from realtalk_cli.analysis.ei_paper import prompt_hashes as paper_prompt_hashes
 from realtalk_cli.analysis.metrics import (
     alignment,
     entropy_bits,
@@ -34,6 +38,7 @@ from realtalk_cli.analysis.metrics import (
     linear_slope,
     mean,
     quadratic_curvature,
+    quadratic_linear_coefficient,
     stability,
 )
 from realtalk_cli.data.model import Chat
@@ -64,6 +69,7 @@ def speaker_metrics(rows: list[dict], speaker: str) -> dict:
         "intimacy_slope": linear_slope(intimacy_series),
         "intimacy_exp_rate": exponential_rate(intimacy_series),
         "intimacy_curvature": quadratic_curvature(intimacy_series),
+        "intimacy_linear_coefficient": quadratic_linear_coefficient(intimacy_series),
         "sentiment_stability": stability(
             [[r["sentiment"] for r in by_session[s] if r["speaker"] == speaker] for s in sessions]
         ),
@@ -89,6 +95,7 @@ METRIC_NAMES = (
     "intimacy_slope",
     "intimacy_exp_rate",
     "intimacy_curvature",
+    "intimacy_linear_coefficient",
     "sentiment_stability",
     "emotion_consistency",
     "sentiment_alignment",
@@ -97,6 +104,29 @@ METRIC_NAMES = (
 
 
 # --- the run -----------------------------------------------------------------------------------
+
+EI_BACKENDS = (*BACKENDS, "paper")
+EMOTION_LABELS = {
+    "lexicon": (*NRC_EMOTIONS, "neutral"),
+    "llm": LLM_EMOTIONS,
+    "hf": HF_EMOTIONS,
+    "paper": PAPER_EMOTIONS,
+}
+
+
+def emotion_label_note(backend: str) -> dict:
+    """Which emotion labels a backend gives, the entropy they allow, and the warning every report carries."""
+    labels = EMOTION_LABELS[backend]
+    top = math.log2(len(labels))
+    return {
+        "emotion_labels": list(labels),
+        "emotion_entropy_max_bits": round(top, 2),
+        "warning": (
+            f"labels by the {backend} backend: {len(labels)} emotion labels, entropy at most {top:.2f} bits "
+            f"(the paper's 11 labels: {math.log2(11):.2f}); label-based metrics are comparable only between "
+            "runs of the same backend"
+        ),
+    }
 
 
 def run_ei(
@@ -116,6 +146,7 @@ def run_ei(
     timeout: float = 120.0,
     force: bool = False,
     batch: bool = False,
+    unit: str = "messages",
 ) -> dict:
     """Label every message (resuming annotations.jsonl in `out`) and compute the metrics per speaker.
 
@@ -126,8 +157,8 @@ def run_ei(
     """
     if batch and backend != "llm":
         raise RealtalkError("--batch sends LLM requests as a batch job: use it with --backend llm")
-    if backend not in BACKENDS:
-        raise RealtalkError(f"--backend {backend!r}: choose {', '.join(BACKENDS)}")
+    if backend not in EI_BACKENDS:
+        raise RealtalkError(f"--backend {backend!r}: choose {', '.join(EI_BACKENDS)}")
     if backend == "llm" and not model:
         raise RealtalkError("--backend llm needs --model")
     if per not in ("message", "session"):
@@ -136,22 +167,27 @@ def run_ei(
         raise RealtalkError("--dry-run counts LLM requests: use it with --backend llm")
     if max_cost is not None and backend != "llm":
         raise RealtalkError("--max-cost limits LLM spending: use it with --backend llm")
+    if unit not in ("messages", "turns"):
+        raise RealtalkError(f"--unit {unit!r}: choose messages or turns")
+    if unit == "turns":
+        chats = [chat.merged_turns() for chat in chats]
     path = out / "annotations.jsonl"
     existing = read_jsonl(path)
     done = {(r["chat"], r["index"]) for r in existing}
-    client = endpoint = None
-    if backend == "llm":
+    client = endpoint = empathy_client = None
+    paper_classifiers = PaperClassifiers(hf_models) if backend == "paper" else None  # first: fails fast offline
+    if backend in ("llm", "paper"):
         from realtalk_cli.llm.cache import open_cache
         from realtalk_cli.llm.client import LLMClient, dry_run_plan
         from realtalk_cli.llm.providers import Prices, resolve_model
 
-        endpoint = resolve_model(model, base_url, api_key_env)
+        endpoint = resolve_model(model or PAPER_DEFAULT_MODEL, base_url, api_key_env)
         prices = Prices.load()
         if max_cost is not None and not endpoint.offline and not prices.known(endpoint.model):
             raise RealtalkError(f"no price for {endpoint.label}; add it to prices.toml")
         if dry_run:
             if out.is_dir():
-                check_run_identity(out, ei_identity(chats, backend, endpoint, per, hf_models), EI_FILES)
+                check_run_identity(out, ei_identity(chats, backend, endpoint, per, hf_models, unit), EI_FILES)
             pending = [(c, {i for i in range(sum(1 for _ in c.messages())) if (c.name, i) not in done}) for c in chats]
             calls, max_tokens = llm_requests(pending, per)
             requests = [[{"role": "user", "content": p}] for _, _, p in calls]
@@ -159,26 +195,36 @@ def run_ei(
         client = LLMClient(
             endpoint, concurrency=concurrency, cache=open_cache(use_cache), prices=prices, timeout_s=timeout
         )
-    hf_labeler = HFLabeler(hf_models) if backend == "hf" else None
-    with run_folder(out, ei_identity(chats, backend, endpoint, per, hf_models), EI_FILES, force):
-        return _label_and_measure(chats, out, backend, per, client, hf_labeler, progress, max_cost, batch)
+        if backend == "paper":  # empathy is re-asked on invalid JSON: a cached reply would only repeat itself
+            empathy_client = LLMClient(endpoint, concurrency=concurrency, prices=prices, timeout_s=timeout)
+    labellers = {"hf": HFLabeler(hf_models) if backend == "hf" else None, "paper": paper_classifiers}
+    with run_folder(out, ei_identity(chats, backend, endpoint, per, hf_models, unit), EI_FILES, force):
+        return _label_and_measure(
+            chats, out, backend, per, unit, (client, empathy_client), labellers, progress, max_cost, batch
+        )
 
 
 EI_FILES = ["annotations.jsonl", "metrics.json"]
 
 
-def ei_identity(chats: list[Chat], backend: str, endpoint, per: str, hf_models: dict | None) -> dict:
-    """What changes the labels: backend, model and endpoint, prompt, hf models, and the chats' messages."""
+def ei_identity(
+    chats: list[Chat], backend: str, endpoint, per: str, hf_models: dict | None, unit: str = "messages"
+) -> dict:
+    """What changes the labels: backend, model and endpoint, prompt, hf models, unit, and the chats' messages."""
     llm = endpoint is not None
-    return {
+    prompt = hashlib.sha256(LABEL_SPEC.encode()).hexdigest()[:12] if backend == "llm" else None
+    identity = {
         "backend": backend,
         "model": endpoint.label if llm else None,
         "endpoint": (endpoint.base_url or None) if llm else None,
-        "per": per if llm else None,
-        "prompt": hashlib.sha256(LABEL_SPEC.encode()).hexdigest()[:12] if llm else None,
+        "per": per if backend == "llm" else None,
+        "prompt": paper_prompt_hashes() if backend == "paper" else prompt,
         "hf_models": hf_models or None,
         "chats": {c.name: _chat_hash(c) for c in chats},
     }
+    if unit != "messages":  # absent for messages, so that earlier runs keep their identity
+        identity["unit"] = unit
+    return identity
 
 
 def _chat_hash(chat: Chat) -> str:
@@ -186,7 +232,11 @@ def _chat_hash(chat: Chat) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progress, max_cost, batch=False) -> dict:
+def _label_and_measure(
+    chats, out: Path, backend, per, unit, clients, labellers, progress, max_cost, batch=False
+) -> dict:
+    client, empathy_client = clients
+    hf_labeler = labellers["hf"]
     path = out / "annotations.jsonl"
     done = {(r["chat"], r["index"]) for r in read_jsonl(path)}
     totals = None
@@ -194,6 +244,7 @@ def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progr
     with open(path, "ab") as f:
 
         def sink(a: Annotation) -> None:
+            a.unit = unit
             f.write(orjson.dumps(a.__dict__) + b"\n")
             f.flush()
             if progress:
@@ -216,20 +267,36 @@ def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progr
                 return {"complete": False, "pending": waiting}
         elif backend == "llm":
             stopped = label_llm(pending, client, per, sink, max_cost)
-        for chat, todo in pending if backend != "llm" else []:
+        elif backend == "paper":
+            label_paper(pending, labellers["paper"], client, empathy_client, sink)
+        for chat, todo in pending if backend in ("lexicon", "hf") else []:
             labelled = label_lexicon(chat, todo) if backend == "lexicon" else label_hf(chat, todo, hf_labeler)
             for a in labelled:
                 sink(a)
     if client is not None:
         totals = client.totals
     rows = read_jsonl(path)
+    label = backend
+    if backend == "llm":
+        label = f"llm:{client.endpoint.label} per {per}"
+    elif backend == "paper":
+        label = f"paper (llm labels: {client.endpoint.label})"
     metrics = {
-        "backend": backend if backend != "llm" else f"llm:{client.endpoint.label} per {per}",
+        "backend": label,
+        "unit": unit,
+        **emotion_label_note(backend),
         "unavailable": ["empathy", "intimacy"] if backend == "lexicon" else ["empathy"] if backend == "hf" else [],
         "chats": {},
     }
     if hf_labeler is not None:
         metrics["hf_models"] = hf_labeler.models
+    if labellers["paper"] is not None:
+        metrics["hf_models"] = labellers["paper"].models
+        metrics["paper"] = {
+            "prompts": paper_prompt_hashes(),
+            "intimacy_scale": "raw regressor output (function_to_apply='none'); the paper's is not determinable",
+            "classifier_fallbacks": sum(r.get("fallbacks", 0) for r in rows),
+        }
     for chat in chats:
         chat_rows = [r for r in rows if r["chat"] == chat.name]
         metrics["chats"][chat.name] = {
@@ -237,12 +304,13 @@ def _label_and_measure(chats, out: Path, backend, per, client, hf_labeler, progr
             "speakers": {sp: speaker_metrics(chat_rows, sp) for sp in chat.speakers},
         }
     if totals is not None:
+        both = [totals, *([empathy_client.totals] if empathy_client is not None else [])]
         metrics["usage"] = {
-            "requests": totals.requests,
-            "cached": totals.cached,
-            "prompt_tokens": totals.prompt_tokens,
-            "completion_tokens": totals.completion_tokens,
-            "cost_usd": round(totals.cost_usd, 6),
+            "requests": sum(t.requests for t in both),
+            "cached": sum(t.cached for t in both),
+            "prompt_tokens": sum(t.prompt_tokens for t in both),
+            "completion_tokens": sum(t.completion_tokens for t in both),
+            "cost_usd": round(sum(t.cost_usd for t in both), 6),
             "stopped_for_max_cost": stopped,
         }
     wanted = sum(sum(1 for _ in c.messages()) for c in chats)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from realtalk_cli.data.model import Chat, Message
 
-BACKENDS = ("lexicon", "llm", "hf")
+BACKENDS = ("lexicon", "llm", "hf")  # per-message labellers shared with simulate; analyze ei adds "paper"
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Annotation:
     empathy: float | None = None  # sum of emotional reaction, interpretation, exploration (0-2 each)
     intimacy: float | None = None  # 0 (not intimate) .. 1 (very intimate)
     backend: str = ""
+    unit: str = "messages"  # or "turns": consecutive messages of one speaker merged
+    fallbacks: int = 0  # paper backend: classifiers that failed on the message and gave the paper's default
 
 
 LABEL_KEYS = ("sentiment", "emotion", "reflective", "grounding", "empathy", "intimacy")

@@ -9,6 +9,7 @@ from realtalk_cli.analysis.ei_lexicon import is_grounding, is_reflective
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
 
+HF_EMOTIONS = ("anger", "joy", "optimism", "sadness")  # cardiffnlp/twitter-roberta-base-emotion
 HF_MODELS = {
     "sentiment": "cardiffnlp/twitter-roberta-base-sentiment-latest",
     "emotion": "cardiffnlp/twitter-roberta-base-emotion",
@@ -16,7 +17,7 @@ HF_MODELS = {
 }
 
 
-def _hf_pipeline(task: str, model: str):
+def _hf_pipeline(task: str, model: str, backend: str = "hf", truncation: bool = True):
     try:
         from transformers import pipeline
 
@@ -24,13 +25,13 @@ def _hf_pipeline(task: str, model: str):
 
         quiet_transformers()
     except ImportError:
-        raise RealtalkError("the hf backend needs transformers: pip install transformers torch") from None
+        raise RealtalkError(f"the {backend} backend needs transformers: pip install transformers torch") from None
     try:
-        return pipeline(task, model=model, truncation=True)
+        return pipeline(task, model=model, truncation=truncation)
     except Exception as e:  # offline, missing files, gated model: transformers raises many types
         raise RealtalkError(
-            f"the hf backend cannot load model {model!r} ({type(e).__name__}); "
-            "it needs the model hub or a local copy in the Hugging Face cache"
+            f"the {backend} backend cannot load model {model!r} ({type(e).__name__}); "
+            "it needs the model hub or a local copy in the Hugging Face cache (--hf-model KIND=PATH)"
         ) from None
 
 

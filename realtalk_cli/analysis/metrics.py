@@ -9,6 +9,8 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from realtalk_cli.errors import RealtalkError
+
 
 def entropy_bits(labels: Sequence[str]) -> float | None:
     """Shannon entropy of the label distribution, in bits."""
@@ -70,18 +72,37 @@ def linear_slope(ys: Sequence[float]) -> float | None:
 
 
 def exponential_rate(ys: Sequence[float]) -> float | None:
-    """Growth rate r of y = a * exp(r x), fitted on log y; undefined when any y <= 0."""
-    if len(ys) < 2 or any(y <= 0 for y in ys):
+    """Growth rate b of y = a * exp(b x), x = 1..k, fitted as the paper does (`social_skills.py`).
+
+    scipy's `curve_fit` with its defaults (start a = b = 1, Levenberg-Marquardt) and maxfev=10000: least
+    squares on y itself, not on log y, so zeros are allowed. None when the fit fails (the paper's run aborts).
+    """
+    if len(ys) < 2:
         return None
-    return linear_slope([math.log(y) for y in ys])
+    import warnings
+
+    import numpy as np
+
+    try:
+        from scipy.optimize import OptimizeWarning, curve_fit
+    except ImportError:
+        raise RealtalkError("the intimacy growth fit needs scipy: pip install 'realtalk-cli[analysis]'") from None
+    xs = np.arange(1, len(ys) + 1, dtype=float)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (_, rate), _ = curve_fit(lambda x, a, b: a * np.exp(b * x), xs, np.asarray(ys, float), maxfev=10000)
+    except (RuntimeError, ValueError):
+        return None
+    return float(rate) if math.isfinite(rate) else None
 
 
-def quadratic_curvature(ys: Sequence[float]) -> float | None:
-    """The coefficient a of the least-squares fit y = a x^2 + b x + c (x = 0, 1, 2, ...)."""
+def quadratic_fit(ys: Sequence[float]) -> tuple[float, float] | None:
+    """(a, b) of the least-squares fit y = a x^2 + b x + c with x = 1..k, as the paper numbers sessions."""
     n = len(ys)
     if n < 3:
         return None
-    xs = range(n)
+    xs = range(1, n + 1)
     s = [sum(x**k for x in xs) for k in range(5)]  # sums of x^0 .. x^4
     t = [sum(y * x**k for x, y in zip(xs, ys, strict=True)) for k in range(3)]
     # Normal equations for (c, b, a), solved by Cramer's rule.
@@ -90,7 +111,20 @@ def quadratic_curvature(ys: Sequence[float]) -> float | None:
     if abs(det) < 1e-12:
         return None
     m_a = [row[:2] + [t[i]] for i, row in enumerate(m)]
-    return _det3(m_a) / det
+    m_b = [[row[0], t[i], row[2]] for i, row in enumerate(m)]
+    return _det3(m_a) / det, _det3(m_b) / det
+
+
+def quadratic_curvature(ys: Sequence[float]) -> float | None:
+    """The coefficient a of the quadratic fit (the paper's `curvature`)."""
+    fit = quadratic_fit(ys)
+    return fit[0] if fit else None
+
+
+def quadratic_linear_coefficient(ys: Sequence[float]) -> float | None:
+    """The coefficient b of the quadratic fit (the paper's `linear_coefficient`, with x = 1..k)."""
+    fit = quadratic_fit(ys)
+    return fit[1] if fit else None
 
 
 def _det3(m: list[list[float]]) -> float:

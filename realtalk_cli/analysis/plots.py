@@ -99,12 +99,15 @@ def make_plots(sides: list[dict], out: Path, fmt: str = "png") -> dict[str, Figu
             ax.set_ylabel(UNITS.get(metric, "value"), fontsize=8)
         for ax in list(axes.flat)[len(available) :]:
             ax.axis("off")
-        fig.suptitle(f"EI metrics per speaker: {' vs '.join(names)} (labels: {backend})")
+        top = sides[0]["metrics"].get("emotion_entropy_max_bits")
+        fig.suptitle(
+            f"EI metrics per speaker: {' vs '.join(names)} (labels: {backend}; emotion entropy at most {top} bits)"
+        )
         fig.tight_layout()
         figures["metrics"] = Figure(
             _save(fig, out, "metrics", fmt, plt),
             f"EI metrics per speaker (one point per speaker and chat; box: quartiles). Labels from the "
-            f"`{backend}` backend.",
+            f"`{backend}` backend; {sides[0]['metrics'].get('warning', '')}.",
         )
 
     intimacy = _intimacy_by_session(sides, out)

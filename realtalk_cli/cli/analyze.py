@@ -80,9 +80,21 @@ def analyze_stats(
 def analyze_ei(
     files: Annotated[list[Path], typer.Argument(help="Chat files or directories.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for annotations.jsonl and metrics.json.")],
-    backend: Annotated[str, typer.Option("--backend", help="lexicon (offline), llm or hf.")] = "lexicon",
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --backend llm.")] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="lexicon (offline), llm, hf, or paper: the paper's labellers (its cardiffnlp models and its "
+            "reflective/grounding/empathy prompts through --model, default gpt-4o-mini).",
+        ),
+    ] = "lexicon",
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model for --backend llm, or paper [gpt-4o-mini].")
+    ] = None,
     per: Annotated[str, typer.Option("--per", help="llm: one call per message or per session.")] = "message",
+    unit: Annotated[
+        str, typer.Option("--unit", help="Label messages (as the paper) or turns (a speaker's consecutive messages).")
+    ] = "messages",
     concurrency: Annotated[int, concurrency_option(" (llm backend)")] = 8,
     hf_model: HfModels = None,
     base_url: BaseUrl = None,
@@ -103,7 +115,8 @@ def analyze_ei(
     With `--backend llm --batch` the labelling calls go as a batch job (half price, within a day): submit,
     exit 3, and run the same command again to collect the labels and compute the metrics.
 
-    Example: `realtalk analyze ei ../shared/realtalk --out runs/ei-realtalk`
+    Example: `realtalk analyze ei ../shared/realtalk --out runs/ei-realtalk`;
+    the paper's labellers: `realtalk analyze ei ../shared/realtalk --out runs/ei-paper --backend paper`
     """
     from realtalk_cli.analysis.ei import METRIC_NAMES, run_ei
     from realtalk_cli.analysis.ei_hf import parse_hf_models
@@ -115,10 +128,12 @@ def analyze_ei(
     llm["timeout"] = timeout or 120.0
     llm["batch"] = batch
     if dry_run:
-        print_plan(run_ei(chats, out_dir, backend, model, per, **llm, dry_run=True), "request", as_json)
+        print_plan(run_ei(chats, out_dir, backend, model, per, **llm, dry_run=True, unit=unit), "request", as_json)
         return
     with progress("ei", as_json) as show:
-        metrics = run_ei(chats, out_dir, backend, model, per, concurrency, progress=show, hf_models=hf_models, **llm)
+        metrics = run_ei(
+            chats, out_dir, backend, model, per, concurrency, progress=show, hf_models=hf_models, unit=unit, **llm
+        )
     if "pending" in metrics:
         if as_json:
             print_json(metrics)
@@ -137,6 +152,7 @@ def analyze_ei(
     ]
     headers = [m.replace("_", " ") for m in columns]
     print_wide_table(f"EI metrics per speaker and chat ({metrics['backend']})", "speaker, chat", headers, rows)
+    out.print(f"note: {metrics['warning']}")
     if metrics["unavailable"]:
         out.print(f"unavailable with this backend: {', '.join(metrics['unavailable'])} (use --backend llm or hf)")
     out.print(f"written to {out_dir / 'metrics.json'}")
@@ -239,4 +255,5 @@ def analyze_compare(
     for m, value in summary["metrics"][a].items():
         table.add_row(m, value, summary["metrics"][b][m])
     out.print(table)
+    out.print(f"note: {summary['warning']}")
     out.print(f"report: {out_dir / 'report.md'} (plots: {', '.join(summary['plots'].values())})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -154,6 +154,17 @@ class Chat:
 
     def resolve(self, evidence_id: str) -> Message | None:
         return self.message_index().get(evidence_id.strip())
+
+    def merged_turns(self) -> Chat:
+        """The same chat with each turn as one message (texts joined by newlines, the first message's id)."""
+        sessions = []
+        for session in self.sessions:
+            merged = []
+            for turn in Chat(self.name, self.dataset, self.speaker_1, self.speaker_2, [session]).turns():
+                first = turn.messages[0]
+                merged.append(replace(first, clean_text=turn.text))
+            sessions.append(replace(session, messages=merged))
+        return replace(self, sessions=sessions)
 
     def turns(self) -> list[Turn]:
         turns: list[Turn] = []
