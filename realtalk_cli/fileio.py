@@ -126,6 +126,8 @@ def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: b
         return False
     if recorded is None:
         what = f"holds {leftovers[0]} from a run without a recorded identity"
+    elif not recorded:
+        what = f"has an unreadable {RUN_FILE}"
     else:
         differ = identity_diff(recorded, identity)
         shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
