@@ -200,7 +200,10 @@ class LLMClient:
         self, messages: list[dict], params: dict, accept: Callable[[str], bool] | None = None
     ) -> Completion:
         if self.endpoint.offline:
-            return Completion(LOCAL_MODELS[self.endpoint.model](messages), Usage())
+            text = LOCAL_MODELS[self.endpoint.model](messages)
+            if accept is not None and not accept(text):
+                return Completion("", Usage(), f"bad reply: no usable answer in the reply ({text[:60]!r})")
+            return Completion(text, Usage())
         import openai
 
         usage = Usage()
