@@ -143,3 +143,33 @@ def test_server_error_text_is_stored_without_the_key(key):
         c = complete(make_client(url))
     assert c.error.startswith("HTTP 400") and "[redacted]" in c.error
     assert API_KEY not in c.error and "Bearer sk" not in c.error
+
+
+def test_a_cache_that_fails_mid_run_warns_and_the_run_goes_on(tmp_path: Path, key, capsys):
+    import sqlite3
+
+    class ReadOnly:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT"):
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            return self.db.execute(sql, *args)
+
+        def executemany(self, sql, *args):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+
+        def close(self):
+            self.db.close()
+
+    fake = FakeLLM(reply=lambda body: "Paris")
+    with serve_llm(fake) as url:
+        client = make_client(url, tmp_path)
+        client.cache._db = ReadOnly(client.cache._db)
+        first = complete(client)
+        client.cache.close()  # the writer thread has tried to store the reply by now
+        second = complete(make_client(url, tmp_path))
+    assert first.text == "Paris" and first.error is None
+    assert "response cache" in capsys.readouterr().err and client.cache._db is None
+    assert not second.usage.cached and len(fake.requests) == 2
