@@ -34,6 +34,8 @@ class FakeBatches:
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)  # batch ids in the order they were created
+    mangle_output: Callable[[bytes], bytes] | None = None  # rewrites an output file as it is made
+    file_status: int | None = None  # every file download answers with this HTTP error
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _file(self, content: bytes, purpose: str, name: str) -> dict:
@@ -68,7 +70,7 @@ class FakeBatches:
         if body.get("endpoint") != "/v1/chat/completions":
             return 400, {"error": {"message": "endpoint must be /v1/chat/completions"}}
         with self.lock:
-            batch_id = f"batch_{len(self.batches) + 1}"
+            batch_id = f"batch_{len(self.created) + 1}"
             lines = self.files[body["input_file_id"]].decode().splitlines()
             self.batches[batch_id] = {
                 "id": batch_id,
@@ -90,6 +92,8 @@ class FakeBatches:
 
     def get(self, path: str) -> tuple[int, dict | bytes]:
         parts = path.strip("/").split("/")  # v1 files ID content | v1 batches ID
+        if parts[1] == "files" and self.file_status is not None:
+            return self.file_status, {"error": {"message": "file trouble"}}
         if parts[1] == "files" and len(parts) == 4 and parts[3] == "content" and parts[2] in self.files:
             return 200, self.files[parts[2]]
         if parts[1] == "batches" and len(parts) == 3 and parts[2] in self.batches:
@@ -140,7 +144,8 @@ class FakeBatches:
                     }
                 )
         if outputs:
-            batch["output_file_id"] = self._file(_jsonl(outputs), "batch_output", "output.jsonl")["id"]
+            content = self.mangle_output(_jsonl(outputs)) if self.mangle_output else _jsonl(outputs)
+            batch["output_file_id"] = self._file(content, "batch_output", "output.jsonl")["id"]
         if errors:
             batch["error_file_id"] = self._file(_jsonl(errors), "batch_output", "errors.jsonl")["id"]
         batch["request_counts"].update(completed=len(outputs), failed=len(errors))

@@ -21,7 +21,7 @@ from realtalk_cli.fileio import write_atomic
 from realtalk_cli.llm.client import BadReply, Completion, LLMClient, Usage, parse_reply
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
-ENDED = ("completed", "failed", "expired", "cancelled")
+ENDED = ("completed", "failed", "expired", "cancelled", "not found")  # not found: the provider no longer has it
 EXPIRED = "not answered by the batch"  # the start of the error of an item a batch ended without
 
 
@@ -134,6 +134,10 @@ def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
     sdk = client.batch_sdk()
     try:
         batch = sdk.batches.retrieve(job["id"])
+    except openai.NotFoundError:  # deleted on the provider's side: its requests are sent again
+        job["status"] = "not found"
+        folder.save()
+        return job["status"]
     except openai.APIError as e:
         raise _api_error(client, f"asking for batch {job['id']}", e) from None
     finally:
@@ -159,8 +163,11 @@ def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> d
     lines: list[bytes] = []
     try:
         for key in ("output_file_id", "error_file_id"):
-            if job.get(key):
-                lines += sdk.files.content(job[key]).read().splitlines()
+            try:
+                if job.get(key):
+                    lines += sdk.files.content(job[key]).read().splitlines()
+            except openai.NotFoundError:  # past the provider's retention: its requests are sent again
+                continue
     except openai.APIError as e:
         raise _api_error(client, f"downloading the results of batch {job['id']}", e) from None
     finally:
@@ -172,7 +179,7 @@ def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> d
             custom_id = record["custom_id"]
         except (orjson.JSONDecodeError, TypeError, KeyError):
             continue  # a line that names no request answers none
-        if custom_id in submitted and custom_id not in results:
+        if isinstance(custom_id, str) and custom_id in submitted and custom_id not in results:
             results[custom_id] = _result(client, record, job, submitted[custom_id])
     for custom_id, messages in submitted.items():
         c = results.get(custom_id)
@@ -206,7 +213,8 @@ def _result(client: LLMClient, record: dict, job: dict, messages: list[dict]) ->
         return Completion("", Usage(), "bad reply: batch line without a response")
     status, body = response.get("status_code"), response.get("body")
     if status != 200:
-        message = body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message", "") if isinstance(error, dict) else error or ""
         return Completion("", Usage(), f"HTTP {status}: {client._redact(str(message))[:200]}")
     try:
         reply = parse_reply(orjson.dumps(body))
