@@ -132,6 +132,34 @@ def test_bad_run_directories_are_one_line_and_exit_2(tmp_path, setup, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("qa_index", "zz", "'qa_index' must be an integer"),
+        ("chat", [1], "'chat' must be a string"),
+        ("f1", "0.5", "'f1' must be a number"),
+        ("f1", 1e308, "'f1' 1e+308 is outside 0..1"),
+        ("judge_score", 7, "'judge_score' 7 is outside 0..1"),
+        ("prompt_tokens", 10**30, "'prompt_tokens' must be a non-negative number"),
+        ("cost_usd", "x", "'cost_usd' must be a non-negative number"),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "show"])
+def test_rows_with_wrong_types_or_impossible_numbers_are_one_line_and_exit_2(
+    two_runs, tmp_path, field, value, message, command
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    bad = rows(two_runs[0])
+    bad[1][field] = value
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in bad))
+    args = ["report", str(run), "-o", str(tmp_path / "out")] if command == "report" else ["probe", "show", str(run)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"row 2: {message}" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--resamples", "-5"), ("--resamples", "1000000000")])
 def test_absurd_seeds_and_resample_counts_are_usage_errors(two_runs, tmp_path, flag, value):
     result = runner.invoke(app, ["report", str(two_runs[0]), "-o", str(tmp_path / "o"), flag, value])

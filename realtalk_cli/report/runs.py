@@ -6,6 +6,7 @@ completeness, cached tokens) are used when present and shown as missing otherwis
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,9 @@ def load_run(path: Path) -> Run:
         missing = [k for k in required if k not in row]
         if missing:
             raise RealtalkError(f"{pred_path}: row {n}: missing '{missing[0]}' (not a {kind} predictions file?)")
+        problem = _row_problem(row, kind)
+        if problem:
+            raise RealtalkError(f"{pred_path}: row {n}: {problem}")
     # The last line for a question wins: a resumed run appends the retried answer after the failed one.
     latest: dict[tuple, dict] = {}
     run = Run(path, kind, manifest, summary, [], 0, rows)
@@ -180,6 +184,40 @@ def load_run(path: Path) -> Run:
     run.rows = [r for r in latest.values() if r.get("error") is None]
     run.failed = len(latest) - len(run.rows)
     return run
+
+
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "judge_cost_usd")
+_MAX_USAGE = 1e15  # tokens or dollars beyond this are a corrupt file, not a run
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _row_problem(row: dict, kind: str) -> str | None:
+    """Why a row cannot be reported (a wrong type or an impossible number), or None."""
+    if not isinstance(row["chat"], str):
+        return "'chat' must be a string"
+    index = "qa_index" if kind == "probe" else "position"
+    if not isinstance(row[index], int) or isinstance(row[index], bool):
+        return f"'{index}' must be an integer"
+    if kind == "probe" and not isinstance(row["question"], str):
+        return "'question' must be a string"
+    for name in PROBE_METRICS if kind == "probe" else SIMULATE_METRICS:
+        value = row.get(name)
+        if value is None or isinstance(value, bool):
+            continue
+        if not _is_number(value):
+            return f"'{name}' must be a number, got {value!r:.40}"
+        if kind == "probe" and not 0 <= value <= 1:
+            return f"'{name}' {value} is outside 0..1"
+        if abs(value) > _MAX_USAGE:
+            return f"'{name}' {value} is not a plausible score"
+    for name in _USAGE_FIELDS:
+        value = row.get(name)
+        if value is not None and not (_is_number(value) and 0 <= value <= _MAX_USAGE):
+            return f"'{name}' must be a non-negative number, got {value!r:.40}"
+    return None
 
 
 def _kind(rows: list[dict], summary: dict) -> str:
