@@ -272,3 +272,21 @@ def test_locomo_evidence_is_dated_by_its_session(tmp_path, monkeypatch):
     items = json.loads(runner.invoke(app, ["probe", "show", str(tmp_path / "run"), "--json"]).output)
     dates = [e["date"] for i in items for e in i["evidence"] if e["found"]]
     assert dates and all(d.startswith("session ") and " on " in d for d in dates)  # "session 1, 1:56 pm on 8 May, 2023"
+
+
+def test_a_run_with_only_categories_1_3_beside_one_with_more_gets_its_overall_1_3(two_runs, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    changed = rows(two_runs[0])
+    for r in changed:
+        r["question"] += " (other set)"  # no question in common with the first run
+    changed[0]["category"], changed[0]["category_name"] = 4, "single-hop"
+    (other / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in changed))
+    result = runner.invoke(app, ["report", str(two_runs[0]), str(other), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "out" / "report.json").read_text())
+    first = board["runs"][0]["scores"]["f1"]["overall (1-3)"]
+    assert first["n"] == len(rows(two_runs[0])) and first["mean"] is not None
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    nothing_in_common = [line for line in md.splitlines() if line.startswith("| B - A | 0 |")]
+    assert nothing_in_common and not any("n.s." in line for line in nothing_in_common)

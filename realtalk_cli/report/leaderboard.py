@@ -28,8 +28,10 @@ def _score(row: dict, metric: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _groups(run: Run, rows: list[dict]) -> dict[str, list[dict]]:
-    """Rows by category (probe) and overall; simulate runs have only the overall group."""
+def _groups(run: Run, rows: list[dict], split_1_3: bool | None = None) -> dict[str, list[dict]]:
+    """Rows by category (probe) and overall; simulate runs have only the overall group.
+
+    split_1_3: give the 'overall (1-3)' group (None: when these rows have other categories)."""
     groups: dict[str, list[dict]] = {}
     if run.kind == "probe":
         for row in sorted(rows, key=lambda r: (_category_number(r), category_of(r))):
@@ -38,10 +40,16 @@ def _groups(run: Run, rows: list[dict]) -> dict[str, list[dict]]:
         groups[OVERALL] = rows
         return groups
     pooled = [r for r in rows if in_overall(r)]
-    if any(r.get("category") not in (1, 2, 3) for r in pooled):
+    if split_1_3 is None:
+        split_1_3 = _has_other_categories(pooled)
+    if split_1_3:
         groups[OVERALL_1_3] = [r for r in pooled if r.get("category") in (1, 2, 3)]
     groups[OVERALL] = pooled
     return groups
+
+
+def _has_other_categories(rows: list[dict]) -> bool:
+    return any(r.get("category") not in (1, 2, 3) for r in rows if in_overall(r))
 
 
 def _category_number(row: dict) -> float:
@@ -59,10 +67,12 @@ def build_leaderboard(
     union = set.union(*keysets) if keysets else set()
     chosen = {id(run): [r for r in run.rows if not common_only or run.key(r) in common] for run in runs}
     metrics = [m for m in names if any(_score(r, m) is not None for run in runs for r in chosen[id(run)])]
+    # One set of columns for every run: a REALTALK run beside a LoCoMo run gets its 'overall (1-3)' too.
+    split_1_3 = any(_has_other_categories(chosen[id(run)]) for run in runs)
     categories: list[str] = []
     entries = []
     for run in runs:
-        groups = _groups(run, chosen[id(run)])
+        groups = _groups(run, chosen[id(run)], split_1_3)
         categories += [c for c in groups if c not in categories]
         scores = {
             m: {c: bootstrap_ci([_score(r, m) for r in rows], resamples, seed) for c, rows in groups.items()}
@@ -93,16 +103,18 @@ def build_leaderboard(
         "categories": categories,
         "questions": {"union": len(union), "common": len(common), "same_set": all(k == union for k in keysets)},
         "runs": entries,
-        "comparisons": [compare(a, b, metrics, resamples, seed, alpha) for a, b in combinations(runs, 2)],
+        "comparisons": [compare(a, b, metrics, resamples, seed, alpha, split_1_3) for a, b in combinations(runs, 2)],
     }
 
 
-def compare(a: Run, b: Run, metrics: list[str], resamples: int, seed: int, alpha: float) -> dict:
+def compare(
+    a: Run, b: Run, metrics: list[str], resamples: int, seed: int, alpha: float, split_1_3: bool | None = None
+) -> dict:
     """b - a on the questions both answered, per category and overall, per metric."""
     mine = {a.key(r): r for r in a.rows}
     pairs = {b.key(r): (mine[b.key(r)], r) for r in b.rows if b.key(r) in mine}
     by_key_b = [pair[1] for pair in pairs.values()]
-    groups = _groups(b, by_key_b)
+    groups = _groups(b, by_key_b, split_1_3)
     result: dict = {"a": a.id, "b": b.id, "common": len(pairs), "differences": {}}
     for m in metrics:
         per_category = {}

@@ -97,7 +97,7 @@ def markdown(board: dict) -> str:
         for comp in board["comparisons"]:
             for metric, per_category in comp["differences"].items():
                 for c, d in per_category.items():
-                    mark = "" if d["significant"] else "n.s."
+                    mark = "" if d["significant"] or d["p"] is None else "n.s."
                     lines.append(
                         f"| {comp['b']} - {comp['a']} | {comp['common']} | {board['metrics'][metric]} | {c} | "
                         f"{d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
