@@ -274,6 +274,16 @@ def test_locomo_evidence_is_dated_by_its_session(tmp_path, monkeypatch):
     assert dates and all(d.startswith("session ") and " on " in d for d in dates)  # "session 1, 1:56 pm on 8 May, 2023"
 
 
+def test_a_simulate_row_with_a_speaker_that_is_not_a_string_is_exit_2(tmp_path):
+    run = tmp_path / "sim"
+    run.mkdir()
+    row = {"chat": "c", "position": 1, "reference": "hi", "prediction": "yo", "rouge_l": 0.5, "speaker": ["A"]}
+    (run / "predictions.jsonl").write_text(json.dumps(row) + "\n")
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "row 1: 'speaker' must be a string" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_with_only_categories_1_3_beside_one_with_more_gets_its_overall_1_3(two_runs, tmp_path):
     other = tmp_path / "other"
     other.mkdir()

@@ -203,6 +203,8 @@ def _row_problem(row: dict, kind: str) -> str | None:
         return f"'{index}' must be an integer"
     if kind == "probe" and not isinstance(row["question"], str):
         return "'question' must be a string"
+    if kind == "simulate" and not isinstance(row.get("speaker"), (str, type(None))):
+        return "'speaker' must be a string"
     for name in PROBE_METRICS if kind == "probe" else SIMULATE_METRICS:
         value = row.get(name)
         if value is None or isinstance(value, bool):
