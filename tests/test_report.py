@@ -284,6 +284,12 @@ def test_a_simulate_row_with_a_speaker_that_is_not_a_string_is_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("number", ["99", "-1"])
+def test_probe_show_with_a_question_the_run_does_not_have_is_exit_2(two_runs, number):
+    result = runner.invoke(app, ["probe", "show", str(two_runs[0]), "--question", number])
+    assert result.exit_code == 2 and f"--question {number}: no such question" in result.output
+
+
 def test_a_run_with_only_categories_1_3_beside_one_with_more_gets_its_overall_1_3(two_runs, tmp_path):
     other = tmp_path / "other"
     other.mkdir()

@@ -40,6 +40,10 @@ def show_questions(
         if not rows and not any(_category_matches(r, category) for r in run.rows):
             raise RealtalkError(f"--category {category}: no such category in this run ({', '.join(known)})")
     if question is not None:
+        indexes = sorted({r["qa_index"] for r in rows})
+        if question not in indexes:
+            known = f"{indexes[0]}..{indexes[-1]}" if indexes else "none"
+            raise RealtalkError(f"--question {question}: no such question in this run (questions {known})")
         rows = [r for r in rows if r["qa_index"] == question]
     if wrong:
         rows = [r for r in rows if isinstance(r.get("f1"), (int, float)) and r["f1"] < threshold]
