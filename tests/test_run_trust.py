@@ -444,7 +444,13 @@ def test_validate_rejects_non_string_img_file_and_repeated_dia_ids(tmp_path: Pat
 
 @pytest.mark.parametrize(
     "content",
-    [None, '{"chats": {"a": {"speakers": 5}}}', "[1]", '{"chats": {"a": {"speakers": {"Ana": {"empathy": "x"}}}}}'],
+    [
+        None,
+        '{"chats": {"a": {"speakers": 5}}}',
+        "[1]",
+        '{"chats": {"a": {"speakers": {"Ana": {"empathy": "x"}}}}}',
+        '{"chats": {"a": {"speakers": {"Ana": {"empathy": 1e308}}}}}',  # overflowed to inf and a 300-digit cell
+    ],
 )
 def test_analyze_consistency_on_a_chat_file_or_malformed_metrics_is_one_line(tmp_path: Path, content):
     from .conftest import SAMPLE_JSON

@@ -90,6 +90,9 @@ def load_metrics(run_dir: Path) -> dict:
     return metrics
 
 
+MAX_METRIC = 1e9  # no EI metric or message count comes near this; beyond it the file is corrupt
+
+
 def _check_metrics(metrics, path: Path) -> None:
     """The shape `analyze ei` writes; a chat file or a hand-edited metrics.json is one line, not a traceback."""
     hint = "expected the metrics.json of `realtalk analyze ei`"
@@ -105,6 +108,8 @@ def _check_metrics(metrics, path: Path) -> None:
             for name, value in values.items():
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                     raise RealtalkError(f"{path}: chats.{chat}.speakers.{speaker}.{name}: {value!r} is not a number")
+                if value is not None and not abs(value) <= MAX_METRIC:
+                    raise RealtalkError(f"{path}: chats.{chat}.speakers.{speaker}.{name}: {value!r} is not plausible")
 
 
 def _mean_std(values: list[float]) -> str:
