@@ -91,6 +91,9 @@ class FakeBatches:
         return 200, self._public(self.batches[batch_id])
 
     def get(self, path: str) -> tuple[int, dict | bytes]:
+        if path.split("?")[0].rstrip("/") == "/v1/batches":  # the list, newest first, in one page
+            listed = [self._public(self.batches[b]) for b in reversed(self.created) if b in self.batches]
+            return 200, {"object": "list", "data": listed, "has_more": False}
         parts = path.strip("/").split("/")  # v1 files ID content | v1 batches ID
         if parts[1] == "files" and self.file_status is not None:
             return self.file_status, {"error": {"message": "file trouble"}}

@@ -202,7 +202,7 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/v1/models":
                 self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
-            elif self.path.startswith(("/v1/files/", "/v1/batches/")):
+            elif self.path.startswith(("/v1/files/", "/v1/batches")):
                 status, answer = fake.batches.get(self.path)
                 if isinstance(answer, bytes):
                     self._send_raw(answer, "application/octet-stream")

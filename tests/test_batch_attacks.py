@@ -99,3 +99,44 @@ def test_cached_tokens_in_a_batch_reply_never_credit(tmp_path: Path):
             prices.cost("gpt-4o-mini", r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"], batch=True)
         )
         print(r["qa_index"], r["cached_tokens"], r["prompt_tokens"], r["cost_usd"])
+
+
+def test_an_interrupt_between_creating_the_batch_and_saving_its_id_loses_nothing(tmp_path: Path, monkeypatch):
+    from openai.resources.batches import Batches
+
+    create = Batches.create
+
+    def create_then_interrupt(self, **kwargs):
+        create(self, **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C before the id came back
+
+    run = tmp_path / "run"
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        monkeypatch.setattr(Batches, "create", create_then_interrupt)
+        interrupted = runner.invoke(app, model_run_args("probe", url, run, "--batch"))
+        assert interrupted.exit_code == 130 and "Traceback" not in interrupted.output
+        monkeypatch.setattr(Batches, "create", create)
+        codes, last = until_done(url, run)
+    assert codes[-1] == 0 and fake.batches.created == ["batch_1"]  # found again, not submitted twice
+    assert {r["batch_id"] for r in rows(run)} == {"batch_1"}
+
+
+def test_a_refused_batch_leaves_no_job_behind(tmp_path: Path, monkeypatch):
+    fake = FakeLLM(reply=gold_reply)
+    post = fake.batches.post
+
+    def refuse(path, content_type, raw):
+        if path.rstrip("/") == "/v1/batches":
+            return 400, {"error": {"message": "quota exceeded"}}
+        return post(path, content_type, raw)
+
+    run = tmp_path / "run"
+    with serve_llm(fake) as url:
+        monkeypatch.setattr(fake.batches, "post", refuse)
+        refused = runner.invoke(app, model_run_args("probe", url, run, "--batch"))
+        assert refused.exit_code == 2 and "HTTP 400" in refused.output and "Traceback" not in refused.output
+        assert json.loads((run / "batch.json").read_text())["jobs"] == []
+        monkeypatch.setattr(fake.batches, "post", post)
+        codes, last = until_done(url, run)
+    assert codes[-1] == 0 and fake.batches.created == ["batch_1"]

@@ -10,6 +10,7 @@ answer (failed, expired, cancelled) comes back as an error, to be sent again by 
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -98,8 +99,21 @@ def submit(
     data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
     write_atomic(input_path, data)
     sdk = client.batch_sdk()
+    job = {
+        "id": "",  # until the batch is created: an interrupted run finds it by its input file (poll)
+        "stage": stage,
+        "model": client.endpoint.label,
+        "input_file": input_path.name,
+        "requests": len(lines),
+        "params": params,
+        "status": "creating",
+        "collected": False,
+    }
     try:
         uploaded = sdk.files.create(file=(input_path.name, data), purpose="batch")
+        job["input_file_id"] = uploaded.id
+        folder.jobs.append(job)
+        folder.save()
         batch = sdk.batches.create(
             input_file_id=uploaded.id,
             endpoint="/v1/chat/completions",
@@ -107,22 +121,13 @@ def submit(
             metadata={"realtalk_stage": stage},
         )
     except openai.APIError as e:
+        if job in folder.jobs and isinstance(e, openai.APIStatusError):  # refused: no batch was created
+            folder.jobs.remove(job)
+            folder.save()
         raise _api_error(client, f"submitting the {stage} batch", e) from None
     finally:
         sdk.close()
-    job = {
-        "id": batch.id,
-        "stage": stage,
-        "model": client.endpoint.label,
-        "input_file": input_path.name,
-        "input_file_id": uploaded.id,
-        "requests": len(lines),
-        "params": params,
-        "status": batch.status,
-        "submitted_at": round(time.time(), 3),
-        "collected": False,
-    }
-    folder.jobs.append(job)
+    job.update(id=batch.id, status=batch.status, submitted_at=round(time.time(), 3))
     folder.save()
     return job
 
@@ -133,8 +138,10 @@ def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
 
     sdk = client.batch_sdk()
     try:
-        batch = sdk.batches.retrieve(job["id"])
-    except openai.NotFoundError:  # deleted on the provider's side: its requests are sent again
+        batch = sdk.batches.retrieve(job["id"]) if job["id"] else _created_from(sdk, job)
+        if batch is None:
+            raise LookupError
+    except (openai.NotFoundError, LookupError):  # deleted on the provider's side: its requests are sent again
         job["status"] = "not found"
         folder.save()
         return job["status"]
@@ -150,6 +157,15 @@ def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
         job["counts"] = {"total": counts.total, "completed": counts.completed, "failed": counts.failed}
     folder.save()
     return job["status"]
+
+
+def _created_from(sdk, job: dict):
+    """The batch created from the job's input file by a run interrupted before it saved the id."""
+    for batch in itertools.islice(sdk.batches.list(limit=100), 1000):
+        if batch.input_file_id == job.get("input_file_id"):
+            job["id"] = batch.id
+            return batch
+    return None
 
 
 def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> dict[str, Completion]:
