@@ -16,12 +16,14 @@ import click
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from realtalk_cli.errors import RealtalkError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# emoji off: a file name or spec like `x.py:X:` must print as typed, not as an emoji
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
 debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 
 # --- shared option declarations ------------------------------------------------------------------
@@ -135,7 +137,8 @@ class DefaultGroup(TyperGroup):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    # The message is text (file names, a plug-in's error), never markup.
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 

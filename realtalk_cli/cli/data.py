@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from realtalk_cli.cli.common import (
@@ -60,7 +61,7 @@ def convert(
     else:
         _print_convert_reports(reports, captions_from is not None or caption_model is not None)
     for failure in failures:
-        err.print(f"[red]error:[/red] {failure}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(failure)}", soft_wrap=True)
     if failures:
         raise typer.Exit(2)
 
@@ -117,14 +118,15 @@ def validate(
         for r in reports:
             mark = "[red]FAIL[/red]" if r.errors else "[green]ok[/green]"
             out.print(
-                f"{mark} {r.file} ({r.layout}): {len(r.errors)} errors, {len(r.warnings)} warnings", soft_wrap=True
+                f"{mark} {escape(str(r.file))} ({r.layout}): {len(r.errors)} errors, {len(r.warnings)} warnings",
+                soft_wrap=True,
             )
             if not quiet:
                 for f in r.findings:
                     color = "red" if f.level == "error" else "yellow"
-                    out.print(f"  [{color}]{f.level}[/{color}] {f.where}: {f.message}", soft_wrap=True)
+                    out.print(f"  [{color}]{f.level}[/{color}] {escape(f.where)}: {escape(f.message)}", soft_wrap=True)
     for line in unreadable:
-        err.print(f"[red]error:[/red] {line}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
     if unreadable:
         raise typer.Exit(2)
     if any(r.errors for r in reports):
