@@ -118,6 +118,8 @@ def build_memory(spec: str, options: dict[str, str]) -> Memory:
         memory = factory(**options)
     except TypeError as e:
         raise RealtalkError(f"--memory {spec}: options {sorted(options)} not accepted: {e}") from None
+    except (Exception, SystemExit) as e:  # a plug-in's bug while building: one line, not a traceback
+        raise RealtalkError(f"--memory {spec}: building it failed: {type(e).__name__}: {e}") from None
     if not isinstance(memory, Memory):
         raise RealtalkError(f"--memory {spec}: the object built has no ingest(chat, tools) or recall(question, budget)")
     return memory
@@ -127,7 +129,14 @@ def memory_identity(spec: str, options: dict[str, str]) -> dict:
     """What names a memory in a run's identity: its spec, options and version (the class's `version`)."""
     factory = load_factory(spec)
     version = getattr(getattr(factory, "func", factory), "version", None)  # BUILTIN holds partials
-    return {"spec": spec, "options": dict(sorted(options.items())), "version": str(version) if version else None}
+    if version is not None and not isinstance(version, (str, int, float)):
+        # e.g. a property: its repr changes every run, so every resume would look like another memory
+        raise RealtalkError(f"--memory {spec}: `version` must be a plain string class attribute, not {version!r}")
+    return {
+        "spec": spec,
+        "options": dict(sorted(options.items())),
+        "version": None if version is None else str(version),
+    }
 
 
 # --- packing what a memory recalls into the prompt ------------------------------------------------------
@@ -212,7 +221,14 @@ class Packer:
             context = self.render(chosen)
             tokens = self.count(context) if context else 0
         ids = [self.messages[i].dia_id for i in sorted(positions)]
-        claimed = [i for p in chosen if isinstance(p, Passage) for i in p.ids if i not in ids]
+        claimed = []  # ids a passage claims count as a shown message's would; ids naming no message do not
+        for p in chosen:
+            for claim in p.ids if isinstance(p, Passage) else []:
+                i = self.position.get(claim.strip())
+                if i is None:
+                    unknown += 1
+                elif self.messages[i].dia_id not in ids:
+                    claimed.append(self.messages[i].dia_id)
         claims = bool(positions) or bool(claimed)
         return Recalled(context, ids + list(dict.fromkeys(claimed)), tokens, claims, unknown, skipped)
 
@@ -244,6 +260,17 @@ class Packer:
         if passages:
             blocks.append("MEMORY:\n" + "\n".join(passages))
         return "\n\n".join(blocks)
+
+
+def _wrong_field(p: Passage) -> str | None:
+    """What is wrong with a plug-in's Passage, if anything (said without printing a huge text)."""
+    if not isinstance(p.text, str):
+        return f"text is {type(p.text).__name__}"
+    if not isinstance(p.ids, (list, tuple)) or not all(isinstance(i, str) for i in p.ids):
+        return f"ids are {p.ids!r}"[:120]
+    if p.date is not None and not isinstance(p.date, str):
+        return f"date is {type(p.date).__name__}"
+    return None
 
 
 def render_passage(p: Passage) -> str:
@@ -347,6 +374,12 @@ class MemoryRunner:
                 raise RealtalkError(
                     f"--memory {self.choice.spec}: recall() must return a list of message ids (str) and Passage objects"
                 )
+            for p in items:
+                if isinstance(p, Passage) and (wrong := _wrong_field(p)):
+                    raise RealtalkError(
+                        f"--memory {self.choice.spec}: recall() returned a Passage whose {wrong}; a Passage needs"
+                        " text (str), ids (a list of str) and date (str or None)"
+                    )
             recalled = packer.pack(list(items), budget)
             self.unknown_ids += recalled.unknown_ids
             self.over_budget += recalled.over_budget
