@@ -48,6 +48,10 @@ class ClaimsPaddedIds(Base):
     def recall(self, question, budget):
         return [Passage("a fact", [" D1:6 ", "D1:9"])]
 
+class ClaimsNothingReal(Base):
+    def recall(self, question, budget):
+        return ["D99:1"]
+
 class PropertyVersion(Base):
     @property
     def version(self):
@@ -84,12 +88,12 @@ def test_a_passage_of_wrong_types_is_one_line_exit_2(tmp_path: Path, llm_env, sp
     assert f"mems.py:{spec}" in result.output and "Passage" in result.output
 
 
-def test_passage_claims_of_ids_that_name_no_message_are_unknown_not_recall_0(tmp_path: Path, llm_env):
+def test_passage_claims_of_ids_that_name_no_message_are_counted_unknown(tmp_path: Path, llm_env):
     result = probe(tmp_path, "ClaimsUnknownIds")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["memory"]["unknown_ids"] == 2 * len(rows(tmp_path))
-    assert all(r["recall"] is None and r["retrieved"] == [] for r in rows(tmp_path))
+    assert all(r["recall"] == 0.0 and r["retrieved"] == [] for r in rows(tmp_path))
 
 
 def test_passage_claims_are_matched_like_message_ids(tmp_path: Path, llm_env):
@@ -119,3 +123,37 @@ def test_error_lines_print_file_names_literally(tmp_path: Path, name):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert str(missing) in result.output.replace("\n", "")
+
+
+def test_a_retriever_whose_windows_do_not_fit_has_recall_0_not_unavailable(tmp_path: Path, llm_env):
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run"), "--json"]
+    result = runner.invoke(app, [*args, "--context", "bm25", "--context-tokens", "1"])
+    assert result.exit_code == 0, result.output
+    assert all(r["retrieved"] == [] and r["context_tokens"] == 0 for r in rows(tmp_path))
+    assert all(r["recall"] == 0.0 for r in rows(tmp_path))  # nothing shown: no evidence in the prompt
+
+
+def test_claims_of_ids_that_name_no_message_are_recall_0(tmp_path: Path, llm_env):
+    result = probe(tmp_path, "ClaimsNothingReal")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["memory"]["unknown_ids"] == len(rows(tmp_path))
+    assert all(r["recall"] == 0.0 and r["retrieved"] == [] for r in rows(tmp_path))
+
+
+def test_a_repeated_memory_option_is_one_line_exit_2(tmp_path: Path, llm_env):
+    path = tmp_path / "mems.py"
+    path.write_text(MEMORIES)
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--memory", f"{path}:Base", "--memory-option", "k=1", "--memory-option", "k=2"])
+    assert result.exit_code == 2, result.output
+    assert "k" in result.output and "twice" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag", ["--context-tokens", "--top-k", "--limit", "--max-context-tokens"])
+def test_an_absurdly_large_number_is_one_line_exit_2(tmp_path: Path, llm_env, flag):
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--context", "bm25", flag, "99999999999999999999"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "too large" in result.output
+    assert not (tmp_path / "run").exists()

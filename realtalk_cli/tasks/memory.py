@@ -73,6 +73,8 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise RealtalkError(f"--memory-option {pair!r}: expected key=value")
+        if key.strip() in options:
+            raise RealtalkError(f"--memory-option {key.strip()} given twice: give each key once")
         options[key.strip()] = value
     return options
 
@@ -147,7 +149,7 @@ class Recalled:
     context: str
     ids: list[str]  # message ids shown, then ids claimed by passages
     tokens: int
-    claims: bool  # whether any id backs the context, so that recall can be computed
+    claims: bool  # whether the memory gave any message id (shown or not), so that recall can be computed
     unknown_ids: int = 0  # strings that named no message
     over_budget: int = 0  # items left out because they did not fit
 
@@ -229,7 +231,9 @@ class Packer:
                     unknown += 1
                 elif self.messages[i].dia_id not in ids:
                     claimed.append(self.messages[i].dia_id)
-        claims = bool(positions) or bool(claimed)
+        # Recall is unavailable only when the memory claimed no id at all: ids it gave that did not fit,
+        # or that name no message, put no evidence in the prompt (recall 0), they are not "unknown".
+        claims = any(isinstance(item, str) or item.ids for item in items)
         return Recalled(context, ids + list(dict.fromkeys(claimed)), tokens, claims, unknown, skipped)
 
     def _span_change(self, positions: set[int], i: int) -> int:

@@ -85,6 +85,8 @@ def check_settings(settings: dict, options_class: type, source: str) -> None:
                 raise RealtalkError(f'{source}: chats must be a list of paths, e.g. chats = ["a.json"]')
         elif key in hints and not _accepts(hints[key], value):
             raise RealtalkError(f"{source}: {key} = {value!r} is not a {hints[key]}")
+        elif isinstance(value, int) and abs(value) >= 2**53:  # JSON (run.json, reports) cannot hold it exactly
+            raise RealtalkError(f"{source}: {key} = {value} is too large")
     for key in ("top_k", "concurrency", "limit", "max_context_tokens", "sessions"):
         if isinstance(settings.get(key), int) and settings[key] < 1:
             raise RealtalkError(f"{source}: {key} must be at least 1, not {settings[key]}")
