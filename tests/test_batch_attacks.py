@@ -140,3 +140,21 @@ def test_a_refused_batch_leaves_no_job_behind(tmp_path: Path, monkeypatch):
         monkeypatch.setattr(fake.batches, "post", post)
         codes, last = until_done(url, run)
     assert codes[-1] == 0 and fake.batches.created == ["batch_1"]
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        ({"task": "probe", "chats": ["c.json"], "options": {"model": "m", "bogus": 1}}, "do not fit this version"),
+        ({"task": "probe", "chats": ["c.json"], "options": {}}, "do not fit this version"),
+        ({"task": "simulate", "chats": [1], "options": {"model": "m"}}, "run.chats is not a list"),
+        ({"task": "probe", "chats": "c.json", "options": {"model": "m"}}, "run.chats is not a list"),
+        ({"task": "probe", "chats": ["c.json"], "options": {"model": 5}}, "run.options.model = 5"),
+        ({"task": "probe", "chats": ["c.json"], "options": {"model": "m", "concurrency": "x"}}, "concurrency"),
+    ],
+)
+def test_batch_status_on_a_damaged_run_record_is_one_line(tmp_path: Path, run: dict, message: str):
+    (tmp_path / "batch.json").write_text(json.dumps({"jobs": [], "run": run}))
+    result = runner.invoke(app, ["batch", "status", str(tmp_path)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert isinstance(result.exception, SystemExit)

@@ -10,7 +10,7 @@ failed or let expire are sent again by the next invocation, as failed requests o
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
@@ -62,11 +62,28 @@ def saved_run(run_dir: Path) -> tuple[str, list[Path], object]:
     if not folder.path.exists() or not isinstance(run, dict) or not isinstance(run.get("options"), dict):
         raise RealtalkError(f"{run_dir}: no batch run here (no {folder.path.name})")
     options = {**run["options"], "out": run_dir, "force": False}
-    if run.get("task") == "simulate":
-        from realtalk_cli.tasks.simulate import SimulateOptions
-
-        return "simulate", [Path(p) for p in run["chats"]], SimulateOptions(**options)
-    return "probe", [Path(p) for p in run["chats"]], ProbeOptions(**options)
+    chats = run.get("chats")
+    if not isinstance(chats, list) or not all(isinstance(p, str) for p in chats):
+        raise RealtalkError(f"{folder.path}: run.chats is not a list of chat paths")
+    task = "simulate" if run.get("task") == "simulate" else "probe"
+    if task == "simulate":
+        from realtalk_cli.tasks.simulate import SimulateOptions as Options
+    else:
+        Options = ProbeOptions
+    try:
+        opts = Options(**options)
+    except TypeError as e:  # an option renamed or dropped since, or a damaged record
+        raise RealtalkError(f"{folder.path}: run.options do not fit this version of realtalk ({e})") from None
+    for f in fields(Options):
+        value, default = options.get(f.name), f.default
+        expected = str if f.name == "model" else type(default) if default not in (MISSING, None) else None
+        if (
+            expected is not None
+            and value is not None
+            and not isinstance(value, (expected, int if expected is float else expected))
+        ):
+            raise RealtalkError(f"{folder.path}: run.options.{f.name} = {value!r} is not of type {expected.__name__}")
+    return task, [Path(p) for p in chats], opts
 
 
 def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None, str]:
