@@ -158,3 +158,21 @@ def test_batch_status_on_a_damaged_run_record_is_one_line(tmp_path: Path, run: d
     result = runner.invoke(app, ["batch", "status", str(tmp_path)])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert isinstance(result.exception, SystemExit)
+
+
+def test_a_judge_batch_is_credited_to_the_judge_that_was_asked(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    fake.models = (*fake.models, "other-judge")
+    run = tmp_path / "run"
+    with serve_llm(fake) as url:
+        for _ in range(4):  # answer batch submitted, polled, collected -> judge batch (judge-model) submitted
+            runner.invoke(app, model_run_args("probe", url, run, "--batch", "--judge-model", "judge-model"))
+        assert [j["stage"] for j in json.loads((run / "batch.json").read_text())["jobs"]] == ["answer", "judge"]
+        other = runner.invoke(app, model_run_args("probe", url, run, "--batch", "--judge-model", "other-judge"))
+        assert (
+            other.exit_code == 2
+            and "was sent to openai:judge-model" in other.output
+            and "Traceback" not in other.output
+        )
+        codes, last = until_done(url, run, "--judge-model", "judge-model")
+    assert codes[-1] == 0 and {r["judge_model"] for r in rows(run)} == {"openai:judge-model"}

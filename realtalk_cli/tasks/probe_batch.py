@@ -162,6 +162,11 @@ def _advance(folder, opts, files, items, templates, client, judge, memories=None
         job = folder.open_job(stage)
         if job is None or owner is None:
             continue
+        if job.get("model", owner.endpoint.label) != owner.endpoint.label:  # its verdicts are that model's
+            raise RealtalkError(
+                f"the pending {stage} batch {job['id'] or '(being created)'} was sent to {job['model']}, not "
+                f"{owner.endpoint.label}: run again with that {'judge ' if stage == 'judge' else ''}model to collect it"
+            )
         status = batch.poll(owner, folder, job)
         if status not in batch.ENDED:
             return None, batch.pending_message(job)
