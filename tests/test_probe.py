@@ -287,3 +287,19 @@ def test_fail_under_from_config_and_flag(tmp_path: Path):
     assert runner.invoke(app, ["probe", "--config", str(conf)]).exit_code == 0
     flagged = runner.invoke(app, ["probe", "--config", str(conf), "--fail-under", "0.99"])
     assert flagged.exit_code == 1 and "under --fail-under 0.99" in flagged.output
+
+
+@pytest.mark.parametrize(
+    "report", ["[1]", '{"manifest": 5}', '{"run": []}', '{"memory": 5}', '{"memory": {"spec": "x"}}']
+)
+def test_rescore_with_a_malformed_report_json_is_one_line_and_rewrites_nothing(tmp_path: Path, monkeypatch, report):
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(run)]
+    assert runner.invoke(app, args).exit_code == 0
+    (run / "report.json").write_text(report)
+    predictions = (run / "predictions.jsonl").read_bytes()
+    result = runner.invoke(app, ["probe", "rescore", str(run)])
+    assert result.exit_code == 2, result.output
+    assert "report.json" in result.output and "Traceback" not in result.output
+    assert (run / "predictions.jsonl").read_bytes() == predictions and (run / "report.json").read_text() == report

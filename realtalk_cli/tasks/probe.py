@@ -35,7 +35,7 @@ from realtalk_cli.tasks.probe_judge import (
     paper_judge_messages,
 )
 from realtalk_cli.tasks.probe_prompts import ContextMode, Item, Templates, build_items, pick_option
-from realtalk_cli.tasks.probe_report import build_report, report_markdown
+from realtalk_cli.tasks.probe_report import build_report, memory_lines, report_markdown
 from realtalk_cli.tasks.runs import (
     check_settings,
     command_line,
@@ -372,6 +372,7 @@ def rescore(
         raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
     report_path = run_dir / "report.json"
     old_report = read_json(report_path) if report_path.exists() else {}
+    _check_old_report(old_report, report_path)
     templates = Templates.load()
     protocol = old_report.get("manifest", {}).get("protocol")
     paper = protocol is not None  # a --compat paper run is judged with the paper's prompt again
@@ -408,6 +409,17 @@ def rescore(
             report["memory"] = old_report["memory"]
         write_reports(run_dir, report, report_markdown(report))
     return report
+
+
+def _check_old_report(report, path: Path) -> None:
+    """The parts of a run's report.json that rescore carries over; a hand-edited one is one line, not a traceback."""
+    if not isinstance(report, dict) or not all(isinstance(report.get(k, {}), dict) for k in ("manifest", "run")):
+        raise RealtalkError(f"{path}: expected the report.json object of a probe run")
+    if report.get("memory"):
+        try:
+            memory_lines(report["memory"], None)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise RealtalkError(f"{path}: the 'memory' section is malformed") from None
 
 
 def score_row(row: dict) -> None:
