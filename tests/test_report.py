@@ -306,3 +306,24 @@ def test_a_run_with_only_categories_1_3_beside_one_with_more_gets_its_overall_1_
     md = (tmp_path / "out" / "leaderboard.md").read_text()
     nothing_in_common = [line for line in md.splitlines() if line.startswith("| B - A | 0 |")]
     assert nothing_in_common and not any("n.s." in line for line in nothing_in_common)
+
+
+def test_rich_markup_in_run_text_and_paths_is_printed_literally(two_runs, tmp_path):
+    run = tmp_path / "markup"
+    run.mkdir()
+    changed = rows(two_runs[0])
+    changed[0]["prediction"] = "[/] [bold]BIG[/bold]"
+    changed[0]["question"] = "[/q] Q?"
+    changed[1]["category_name"] = "[/x]"
+    changed[2]["chat"] = "[/y]"
+    for r in changed:
+        r["model"] = "[/z]"
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in changed))
+    report = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
+    assert report.exit_code == 0, report.output
+    assert "[/z]" in report.output and "[/x]" in report.output
+    show = runner.invoke(app, ["probe", "show", str(run)])
+    assert show.exit_code == 0, show.output
+    assert "[/] [bold]BIG[/bold]" in show.output and "[/q] Q?" in show.output and "[/y]" in show.output
+    missing = runner.invoke(app, ["report", str(tmp_path / "[/w]"), "-o", str(tmp_path / "out2")])
+    assert missing.exit_code == 2 and "[/w]: no such run directory" in missing.output

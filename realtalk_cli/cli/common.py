@@ -21,9 +21,10 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from realtalk_cli.errors import RealtalkError
 
-# emoji off: a file name or spec like `x.py:X:` must print as typed, not as an emoji
-out = Console(highlight=False, emoji=False)
-err = Console(stderr=True, highlight=False, emoji=False)
+# markup and emoji off: run text, chat text, file names and specs print as typed ("[/x]" is no rich tag,
+# `x.py:X:` no emoji); the few styled lines pass markup=True and escape what they embed
+out = Console(highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 
 # --- shared option declarations ------------------------------------------------------------------

@@ -61,7 +61,7 @@ def convert(
     else:
         _print_convert_reports(reports, captions_from is not None or caption_model is not None)
     for failure in failures:
-        err.print(f"[red]error:[/red] {escape(failure)}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(failure))}", markup=True, soft_wrap=True)
     if failures:
         raise typer.Exit(2)
 
@@ -82,7 +82,7 @@ def _print_convert_reports(reports: list, with_captions: bool) -> None:
     out.print(table)
     for r in reports:
         for w in r.warnings:
-            out.print(f"[yellow]warning:[/yellow] {Path(r.source).name}: {w}", soft_wrap=True)
+            out.print(f"[yellow]warning:[/yellow] {escape(f'{Path(r.source).name}: {w}')}", markup=True, soft_wrap=True)
     if not with_captions:
         out.print(
             "note: no captions source given, so messages carry no 'blip_caption' "
@@ -118,15 +118,17 @@ def validate(
         for r in reports:
             mark = "[red]FAIL[/red]" if r.errors else "[green]ok[/green]"
             out.print(
-                f"{mark} {escape(str(r.file))} ({r.layout}): {len(r.errors)} errors, {len(r.warnings)} warnings",
+                f"{mark} {escape(f'{r.file} ({r.layout})')}: {len(r.errors)} errors, {len(r.warnings)} warnings",
+                markup=True,
                 soft_wrap=True,
             )
             if not quiet:
                 for f in r.findings:
                     color = "red" if f.level == "error" else "yellow"
-                    out.print(f"  [{color}]{f.level}[/{color}] {escape(f.where)}: {escape(f.message)}", soft_wrap=True)
+                    where = escape(f"{f.where}: {f.message}")
+                    out.print(f"  [{color}]{f.level}[/{color}] {where}", markup=True, soft_wrap=True)
     for line in unreadable:
-        err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(line)}", markup=True, soft_wrap=True)
     if unreadable:
         raise typer.Exit(2)
     if any(r.errors for r in reports):
@@ -159,7 +161,8 @@ def download(
 
     def show(r) -> None:
         c = colors[r.status]
-        out.print(f"[{c}]{r.status:>10}[/{c}] {r.path}" + (f": {r.detail}" if r.detail else ""), soft_wrap=True)
+        detail = escape(f"{r.path}" + (f": {r.detail}" if r.detail else ""))
+        out.print(f"[{c}]{r.status:>10}[/{c}] {detail}", markup=True, soft_wrap=True)
 
     results = fetch(to, files, base_url or DEFAULT_BASE_URL, force, on_file=show, deadline_s=timeout)
     failed = [r for r in results if r.status == "failed"]

@@ -257,9 +257,9 @@ def _print_question(item: dict) -> None:
         return "-" if v is None else f"{v:.2f}"
 
     out.rule(f"{item['chat']} · question {item['qa_index']} · {item['category']}", align="left")
-    out.print(f"[bold]Q:[/bold] {escape(item['question'])}")
-    out.print(f"[bold]gold:[/bold] {escape(str(item['gold']))}")
-    out.print(f"[bold]prediction:[/bold] {escape(str(item['prediction']))}")
+    out.print(f"[bold]Q:[/bold] {escape(item['question'])}", markup=True)
+    out.print(f"[bold]gold:[/bold] {escape(str(item['gold']))}", markup=True)
+    out.print(f"[bold]prediction:[/bold] {escape(str(item['prediction']))}", markup=True)
     out.print(
         f"F1 {score(item['f1'])} · date-normalised F1 {score(item['f1_date_normalised'])} · "
         f"judge {score(item['judge_score'])}"
@@ -267,10 +267,10 @@ def _print_question(item: dict) -> None:
     for e in item["evidence"]:
         hit = "" if "retrieved" not in e else escape(" [retrieved]" if e["retrieved"] else " [not retrieved]")
         if e["found"]:
-            out.print(f"  {e['id']}{hit} {escape(e['speaker'])}, {escape(e['date'])}: {escape(e['text'])}")
+            out.print(f"  {e['id']}{hit} {escape(e['speaker'])}, {escape(e['date'])}: {escape(e['text'])}", markup=True)
         else:
             why = "dangling id: no such message" if item["chat_file_found"] else "chat file not found"
-            out.print(f"  {escape(e['id'])}{hit} ({why})")
+            out.print(f"  {escape(e['id'])}{hit} ({why})", markup=True)
 
 
 def finish_batch_run(files: list[Path], opts, as_json: bool, fail_under: float | None, html: bool) -> None:
