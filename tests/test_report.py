@@ -312,7 +312,7 @@ def test_rich_markup_in_run_text_and_paths_is_printed_literally(two_runs, tmp_pa
     run = tmp_path / "markup"
     run.mkdir()
     changed = rows(two_runs[0])
-    changed[0]["prediction"] = "[/] [bold]BIG[/bold]"
+    changed[0]["prediction"] = "[/] [bold]BIG[/bold] :smile:"
     changed[0]["question"] = "[/q] Q?"
     changed[1]["category_name"] = "[/x]"
     changed[2]["chat"] = "[/y]"
@@ -324,6 +324,6 @@ def test_rich_markup_in_run_text_and_paths_is_printed_literally(two_runs, tmp_pa
     assert "[/z]" in report.output and "[/x]" in report.output
     show = runner.invoke(app, ["probe", "show", str(run)])
     assert show.exit_code == 0, show.output
-    assert "[/] [bold]BIG[/bold]" in show.output and "[/q] Q?" in show.output and "[/y]" in show.output
+    assert "[/] [bold]BIG[/bold] :smile:" in show.output and "[/q] Q?" in show.output and "[/y]" in show.output
     missing = runner.invoke(app, ["report", str(tmp_path / "[/w]"), "-o", str(tmp_path / "out2")])
     assert missing.exit_code == 2 and "[/w]: no such run directory" in missing.output
