@@ -134,3 +134,41 @@ def test_locomo_observations_memory_claims_the_messages_it_came_from(tmp_path: P
     assert all(r["context_tokens"] <= 600 for r in rows)
     assert sum(r["recall"] is not None for r in rows) >= 15
     assert json.loads(result.output)["overall"]["overall"]["recall"] > 0.2
+
+
+CORRUPT_CACHES = {
+    "torn": lambda path, good: path.write_bytes(path.read_bytes()[:100]),
+    "text": lambda path, good: path.write_text("garbage"),
+    "npz": lambda path, good: np.savez(open(path, "wb"), a=good),
+    "one_dimension": lambda path, good: np.save(open(path, "wb"), good[:, 0]),
+    "narrow": lambda path, good: np.save(open(path, "wb"), good[:, :10]),
+    "nan": lambda path, good: np.save(open(path, "wb"), np.full_like(good, np.nan)),
+    "zeros": lambda path, good: np.save(open(path, "wb"), np.zeros_like(good)),
+    "strings": lambda path, good: np.save(open(path, "wb"), np.array(["x"] * len(good))),
+    "float64": lambda path, good: np.save(open(path, "wb"), good.astype(np.float64)),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CORRUPT_CACHES))
+def test_a_damaged_embedding_cache_warns_and_is_computed_again(tmp_path: Path, monkeypatch, capsys, damage):
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    from realtalk_cli.tasks.embeddings import load_embedder
+
+    embedder = load_embedder(None)
+    texts = ["Ana: I took up pottery", "Ben: the Porto half marathon is in May"]
+    good = embedder.encode_cached(texts)
+    [path] = (tmp_path / "cache" / "embeddings").glob("*.npy")
+    CORRUPT_CACHES[damage](path, good)
+    assert np.allclose(embedder.encode_cached(texts), good, atol=1e-5)
+    assert "warning:" in capsys.readouterr().err
+    assert np.allclose(np.load(path), good, atol=1e-5)  # replaced by the right vectors
+
+
+def test_an_unusable_embedding_cache_dir_warns_and_runs_without(tmp_path: Path, monkeypatch, capsys):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    from realtalk_cli.tasks.embeddings import load_embedder
+
+    vectors = load_embedder(None).encode_cached(["Ana: I took up pottery"])
+    assert vectors.shape == (1, 384)
+    assert "warning:" in capsys.readouterr().err

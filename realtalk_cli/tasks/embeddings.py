@@ -8,9 +8,11 @@ sentence-transformers does for this model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -111,25 +113,51 @@ class Embedder:
         return rows
 
     def encode_cached(self, texts: list[str]):
-        """`encode`, read from the user's cache dir when this model has embedded these texts before."""
+        """`encode`, read from the user's cache dir when this model has embedded these texts before.
+
+        A cache file that is not what this model writes (torn, foreign, wrong shape, not unit vectors) is
+        computed again and replaced; a cache dir that cannot be written is warned about and run without."""
         import numpy as np
 
         key = hashlib.sha256("\x1e".join([self.identity, *texts]).encode("utf-8")).hexdigest()[:32]
         path = default_cache_path().parent / "embeddings" / f"{key}.npy"
         if path.exists():
-            try:
-                cached = np.load(path)
-                if cached.shape[0] == len(texts):
-                    return cached
-            except (OSError, ValueError):
-                pass  # a torn or foreign file: compute again and replace it
+            cached = self._read_cache(path, len(texts))
+            if cached is not None:
+                return cached
+            _warn(f"embedding cache {path} is damaged or foreign; computing the embeddings again")
         vectors = self.encode(texts)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, vectors)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.save(f, vectors)
+            os.replace(tmp, path)
+        except OSError as e:
+            _warn(f"embedding cache {path.parent} cannot be written ({e.strerror or e}); running without it")
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         return vectors
+
+    def _read_cache(self, path: Path, rows: int):
+        """The cached array when it is what `encode` returns for `rows` texts (unit float32 rows), else None."""
+        import numpy as np
+
+        try:
+            cached = np.load(path, allow_pickle=False)
+        except Exception:  # torn, not numpy, a folder: numpy raises many types
+            return None
+        if not isinstance(cached, np.ndarray):  # an .npz archive
+            cached.close()
+            return None
+        width = self.model.config.hidden_size
+        if cached.dtype != np.float32 or cached.shape != (rows, width) or not np.isfinite(cached).all():
+            return None
+        return cached if np.allclose(np.linalg.norm(cached, axis=1), 1.0, atol=1e-3) else None
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
 
 
 class DenseRetriever:
