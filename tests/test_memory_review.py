@@ -52,6 +52,12 @@ class ClaimsNothingReal(Base):
     def recall(self, question, budget):
         return ["D99:1"]
 
+class CountsIngests(Base):
+    def ingest(self, chat, tools):
+        super().ingest(chat, tools)
+        seen = tools.store / "ingested.txt"
+        seen.write_text(seen.read_text() + "x" if seen.exists() else "x")
+
 class PropertyVersion(Base):
     @property
     def version(self):
@@ -157,3 +163,14 @@ def test_an_absurdly_large_number_is_one_line_exit_2(tmp_path: Path, llm_env, fl
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "too large" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_force_into_a_folder_of_another_run_starts_the_memory_afresh(tmp_path: Path, llm_env):
+    """A memory's store (e.g. summaries written by another model) belongs to the run that --force replaces."""
+    assert probe(tmp_path, "CountsIngests").exit_code == 0
+    [store] = (tmp_path / "run" / "memory").glob("*/Chat_S_Ana_Ben")
+    path = tmp_path / "mems.py"
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run"), "--force"]
+    result = runner.invoke(app, [*args, "--memory", f"{path}:CountsIngests", "--context-tokens", "100"])
+    assert result.exit_code == 0, result.output
+    assert (store / "ingested.txt").read_text() == "x"

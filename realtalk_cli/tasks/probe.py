@@ -80,7 +80,7 @@ class ProbeOptions:
     price_out: float | None = None
 
 
-PROBE_FILES = ["predictions.jsonl", "report.json", "report.md"]
+PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory"]  # memory: the --memory stores
 PROBE_FIELDS = {"qa_index": int, "question": str, "prediction": str, "category": int, "dataset": str}
 
 
