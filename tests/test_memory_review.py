@@ -58,6 +58,14 @@ class CountsIngests(Base):
         seen = tools.store / "ingested.txt"
         seen.write_text(seen.read_text() + "x" if seen.exists() else "x")
 
+class SometimesIds(Base):
+    def recall(self, question, budget):
+        return ["D1:2"] if "Ben" in question else [Passage("a note")]
+
+class NeverIds(Base):
+    def recall(self, question, budget):
+        return [Passage("a note", [], "March 2024")]
+
 class PropertyVersion(Base):
     @property
     def version(self):
@@ -174,3 +182,24 @@ def test_force_into_a_folder_of_another_run_starts_the_memory_afresh(tmp_path: P
     result = runner.invoke(app, [*args, "--memory", f"{path}:CountsIngests", "--context-tokens", "100"])
     assert result.exit_code == 0, result.output
     assert (store / "ingested.txt").read_text() == "x"
+
+
+def test_a_question_an_id_memory_finds_nothing_for_has_recall_0(tmp_path: Path, llm_env):
+    """Left out as 'unavailable', such questions would raise the memory's mean recall (0.5 instead of 0.25 for
+    the README's example on the sample chat)."""
+    result = probe(tmp_path, "SometimesIds")
+    assert result.exit_code == 0, result.output
+    found = [r for r in rows(tmp_path) if r["retrieved"]]
+    empty = [r for r in rows(tmp_path) if not r["retrieved"]]
+    assert found and empty
+    assert all(r["recall"] == 0.0 for r in empty)
+    overall = json.loads(result.output)["overall"]["overall"]
+    assert overall["recall_count"] == len(rows(tmp_path))
+
+
+def test_a_memory_that_never_claims_an_id_has_recall_unavailable(tmp_path: Path, llm_env):
+    result = probe(tmp_path, "NeverIds")
+    assert result.exit_code == 0, result.output
+    assert all(r["recall"] is None for r in rows(tmp_path))
+    overall = json.loads(result.output)["overall"]["overall"]
+    assert overall["recall"] is None and overall["recall_count"] == 0

@@ -141,6 +141,7 @@ def build_items(
 ) -> list[Item]:
     """One prompt per question. `memories` runs the retriever or memory (one without an LLM is made when omitted)."""
     items: list[Item] = []
+    claims = False  # whether the memory gave any message id in this run
     choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
     if choice is not None and memories is None:
         memories = MemoryRunner(choice, lambda text: count_tokens(text, model_name)[0])
@@ -159,8 +160,8 @@ def build_items(
             if ask is not None:
                 recalled = ask(qa.question, opts.context_tokens)
                 context, retrieved, context_tokens = recalled.context, recalled.ids, recalled.tokens
-                if recalled.claims:
-                    recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
+                recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
+                claims = claims or recalled.claims
             values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
             if adversarial:
                 options = adversarial_options(qa)
@@ -171,5 +172,14 @@ def build_items(
                 values["question"] = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
             items.append(Item(chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped, options))
             if opts.limit is not None and len(items) >= opts.limit:
-                return items
+                return _recall_if_claimed(items, claims)
+    return _recall_if_claimed(items, claims)
+
+
+def _recall_if_claimed(items: list[Item], claims: bool) -> list[Item]:
+    """Recall is unavailable when the memory gave no message id for any question (passages alone, e.g. summaries).
+    A memory that gives ids has recall 0 where it gave none: left out, those questions would raise its mean."""
+    if not claims:
+        for item in items:
+            item.recall = None
     return items
