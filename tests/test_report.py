@@ -327,3 +327,14 @@ def test_rich_markup_in_run_text_and_paths_is_printed_literally(two_runs, tmp_pa
     assert "[/] [bold]BIG[/bold] :smile:" in show.output and "[/q] Q?" in show.output and "[/y]" in show.output
     missing = runner.invoke(app, ["report", str(tmp_path / "[/w]"), "-o", str(tmp_path / "out2")])
     assert missing.exit_code == 2 and "[/w]: no such run directory" in missing.output
+
+
+@pytest.mark.parametrize("wall", ['"abc"', "1e308", "-5", "[1]"])
+def test_a_run_report_with_a_wall_time_that_is_no_duration_shows_it_as_missing(two_runs, tmp_path, wall):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "predictions.jsonl").write_text((two_runs[0] / "predictions.jsonl").read_text())
+    (run / "report.json").write_text(f'{{"run": {{"wall_time_s": {wall}}}}}')
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["runs"][0]["wall_time_s"] is None

@@ -132,12 +132,13 @@ class Run:
     def usage(self) -> dict:
         rows = self.all_rows
         run = self.summary.get("run") if isinstance(self.summary.get("run"), dict) else {}
+        wall = run.get("wall_time_s")  # shown as '-' unless it is a duration
         cost = sum(_number(r.get("cost_usd")) + _number(r.get("judge_cost_usd")) for r in rows)
         usage = {
             "prompt_tokens": int(sum(_number(r.get("prompt_tokens")) for r in rows)),
             "completion_tokens": int(sum(_number(r.get("completion_tokens")) for r in rows)),
             "cost_usd": round(cost, 6),
-            "wall_time_s": run.get("wall_time_s"),
+            "wall_time_s": wall if _is_number(wall) and 0 <= wall <= _MAX_USAGE else None,
         }
         if any("cached_tokens" in r for r in rows):
             usage["cached_tokens"] = int(sum(_number(r.get("cached_tokens")) for r in rows))
