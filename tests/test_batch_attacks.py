@@ -98,7 +98,8 @@ def test_cached_tokens_in_a_batch_reply_never_credit(tmp_path: Path):
         assert r["cost_usd"] == pytest.approx(
             prices.cost("gpt-4o-mini", r["prompt_tokens"], r["completion_tokens"], r["cached_tokens"], batch=True)
         )
-        print(r["qa_index"], r["cached_tokens"], r["prompt_tokens"], r["cost_usd"])
+    flagged = {r["qa_index"]: r.get("cached_tokens_ignored") for r in rows(run)}
+    assert flagged == {0: 10**9, 1: -5, 2: "100", 3: 1.5, 4: True, 5: None}, flagged
 
 
 def test_an_interrupt_between_creating_the_batch_and_saving_its_id_loses_nothing(tmp_path: Path, monkeypatch):

@@ -237,6 +237,7 @@ def _result(client: LLMClient, record: dict, job: dict, messages: list[dict]) ->
     except BadReply as e:
         return Completion("", Usage(), f"bad reply: {client._redact(str(e))}")
     usage = Usage(reply.prompt_tokens or 0, reply.completion_tokens or 0, reply.cached_tokens)
+    usage.cached_tokens_ignored = reply.cached_tokens_ignored
     if reply.prompt_tokens is None:  # no usage in the reply: counted here, flagged as estimated
         usage.prompt_tokens, _ = count_message_tokens(messages, client.endpoint.model)
         usage.completion_tokens, _ = count_tokens(reply.text, client.endpoint.model)

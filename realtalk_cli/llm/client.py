@@ -42,6 +42,7 @@ class Usage:
     cached: bool = False  # answered from our response cache: nothing sent, nothing billed
     retries: int = 0
     estimated: bool = False  # token counts are estimates, not the API's
+    cached_tokens_ignored: object = None  # a cached-token count the reply gave that cannot be true (billed in full)
 
     def as_row(self) -> dict:
         """The fields every predictions line carries."""
@@ -53,7 +54,7 @@ class Usage:
             "latency_s": round(self.latency_s, 4),
             "retries": self.retries,
             "cached": self.cached,
-        }
+        } | ({"cached_tokens_ignored": self.cached_tokens_ignored} if self.cached_tokens_ignored is not None else {})
 
 
 @dataclass
@@ -252,7 +253,7 @@ class LLMClient:
                 usage.latency_s = time.perf_counter() - start
                 if reply.prompt_tokens is not None:
                     usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
-                    usage.cached_tokens = reply.cached_tokens
+                    usage.cached_tokens, usage.cached_tokens_ignored = reply.cached_tokens, reply.cached_tokens_ignored
                 else:
                     usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
                     usage.completion_tokens, _ = count_tokens(reply.text, self.endpoint.model)
@@ -306,6 +307,7 @@ class Reply:
     prompt_tokens: int | None  # None: the endpoint sent no usage
     completion_tokens: int | None
     cached_tokens: int = 0
+    cached_tokens_ignored: object = None  # the odd count given, flagged on the row
 
 
 def parse_reply(raw: bytes) -> Reply:
@@ -344,7 +346,15 @@ def parse_reply(raw: bytes) -> Reply:
         if type(n) is not int or not 0 <= n <= MAX_USAGE_TOKENS:
             raise BadReply(f"reply usage {name} is {n!r}, not a token count")
         counts.append(n)
-    return Reply(content, counts[0], counts[1], _cached_tokens(usage, counts[0]))
+    cached = _cached_tokens(usage, counts[0])
+    details = usage.get("prompt_tokens_details")
+    given = details.get("cached_tokens") if isinstance(details, dict) else None
+    if given is None or (type(given) is int and given == cached):
+        return Reply(content, counts[0], counts[1], cached)
+    # a count that cannot be true is billed in full (never a credit) and flagged on the row
+    return Reply(
+        content, counts[0], counts[1], cached, given if isinstance(given, (int, float, str)) else repr(given)[:80]
+    )
 
 
 def _cached_tokens(usage: dict, prompt_tokens: int) -> int:
