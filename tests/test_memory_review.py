@@ -203,3 +203,21 @@ def test_a_memory_that_never_claims_an_id_has_recall_unavailable(tmp_path: Path,
     assert all(r["recall"] is None for r in rows(tmp_path))
     overall = json.loads(result.output)["overall"]["overall"]
     assert overall["recall"] is None and overall["recall_count"] == 0
+
+
+@pytest.mark.parametrize("damage", ['{"1": ', '["a list"]', '{"1": 5}'])
+def test_damaged_saved_summaries_are_warned_about_and_written_again(tmp_path: Path, llm_env, damage):
+    from .conftest import model_run_args
+    from .llm_server import FakeLLM, serve_llm
+
+    fake = FakeLLM(reply=lambda body: "Ana took up pottery in March 2024.")
+    with serve_llm(fake) as url:
+        args = model_run_args("probe", url, tmp_path / "run", "--memory", "llm-summaries", "--json")
+        assert runner.invoke(app, args).exit_code == 0
+        [saved] = (tmp_path / "run" / "memory").glob("*/Chat_S_Ana_Ben/summaries.json")
+        saved.write_text(damage)
+        (tmp_path / "run" / "predictions.jsonl").unlink()
+        again = runner.invoke(app, args)
+        assert again.exit_code == 0, again.output
+        assert str(saved) in again.stderr and "warning" in again.stderr
+        assert "pottery" in json.loads(saved.read_text())["1"]

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from functools import partial
 
 from realtalk_cli.data.model import Chat
@@ -142,7 +143,7 @@ class LLMSummaryMemory(_PassageIndex):
         from realtalk_cli.tasks.render import render_message
 
         cache = tools.store / "summaries.json" if tools.store else None
-        saved = json.loads(cache.read_text()) if cache and cache.exists() else {}
+        saved = _saved_summaries(cache) if cache and cache.exists() else {}
         sessions = [s for s in chat.sessions if s.messages and str(s.number) not in saved]
         if sessions:
             if tools.complete is None:
@@ -166,6 +167,18 @@ class LLMSummaryMemory(_PassageIndex):
                 write_atomic(cache, json.dumps(saved, indent=1, ensure_ascii=False))
         dates = {s.number: s.date_time for s in chat.sessions}
         self.index([Passage(saved[k], [], dates.get(int(k))) for k in sorted(saved, key=int)])
+
+
+def _saved_summaries(path) -> dict[str, str]:
+    """The summaries saved by an earlier run; a damaged file is warned about and its summaries asked again."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(saved, dict) and all(k.isdigit() and isinstance(v, str) for k, v in saved.items()):
+            return saved
+    except (OSError, ValueError):
+        pass
+    sys.stderr.write(f"warning: {path} is damaged; its session summaries are written again\n")
+    return {}
 
 
 BUILTIN = {
