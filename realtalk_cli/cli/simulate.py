@@ -50,6 +50,15 @@ Speaker = Annotated[
 ]
 Sessions = Annotated[int, typer.Option("--sessions", min=1, help="Sessions of history in the prompt.")]
 Targets = Annotated[str, typer.Option("--targets", help="messages, or turns (merged messages).")]
+Split = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="all: every chat; paper: each person's held-out test chat, first 3 sessions (the paper's Table 8, "
+        'as far as known: Emi on Chat_1); or a TOML file of [test_chats] person = "Chat_N". '
+        "Example: --split paper",
+    ),
+]
 
 
 @app.command("run")
@@ -61,6 +70,7 @@ def simulate(
     speaker: Speaker = None,
     sessions: Sessions = 3,
     targets: Targets = "messages",
+    split: Split = "all",
     limit: Limit = None,
     concurrency: Annotated[int, concurrency_option()] = 8,
     dry_run: DryRun = False,
@@ -112,6 +122,7 @@ def simulate(
         speaker=speaker,
         sessions=sessions,
         targets=targets,
+        split=split,
         limit=limit,
         concurrency=concurrency,
         max_cost=max_cost,

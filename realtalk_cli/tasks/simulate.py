@@ -40,6 +40,7 @@ from realtalk_cli.tasks.runs import (
     write_reports,
 )
 from realtalk_cli.tasks.scoring import rouge_l
+from realtalk_cli.tasks.splits import load_split
 
 REPLY_MAX_TOKENS = 200
 EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
@@ -53,6 +54,7 @@ class SimulateOptions:
     speaker: str | None = None
     sessions: int = 3
     targets: str = "messages"  # or "turns"
+    split: str = "all"  # "paper" or a split file: which chat and sessions each person is tested on (splits.py)
     limit: int | None = None
     concurrency: int = 8
     max_cost: float | None = None
@@ -136,7 +138,8 @@ def transcript(chat: Chat, history: list[Message]) -> str:
 def prompt_messages(target: Target, system_template: str) -> list[dict]:
     return [
         {"role": "system", "content": fill(system_template, speaker=target.speaker)},
-        {"role": "user", "content": transcript(target.chat, target.history)},
+        # The paper's user turn ends with a cue naming the target speaker (PAPER_PROTOCOL.md §3).
+        {"role": "user", "content": transcript(target.chat, target.history) + f"\n{target.speaker}:"},
     ]
 
 
@@ -189,11 +192,16 @@ def _key(row_or_target) -> tuple[str, int]:
 
 def build_targets(files: list[Path], opts: SimulateOptions) -> list[Target]:
     targets: list[Target] = []
+    split = load_split(opts.split)
     for path in chat_paths(files):
         chat = load_chat(path)
         if opts.speaker and not any(matches_speaker(s, opts.speaker) for s in chat.speakers):
             raise RealtalkError(f"{path}: no speaker {opts.speaker!r} (speakers: {', '.join(chat.speakers)})")
-        targets.extend(select_targets(chat, opts.speaker, opts.targets, opts.sessions))
+        targets.extend(
+            t
+            for t in select_targets(chat, opts.speaker, opts.targets, opts.sessions)
+            if split.includes(chat, t.speaker) and split.includes_session(t.messages[0].session)
+        )
         if opts.limit is not None and len(targets) >= opts.limit:
             return targets[: opts.limit]
     return targets
@@ -458,11 +466,34 @@ def simulate_manifest(opts: SimulateOptions, model: str, files: list[Path], syst
         prompts={"simulate_system.txt": text_hash(system_template)},
         ei_backend=ei_backend,
         bertscore_model=scorer.label if scorer is not None else None,
+        split=split_summary(opts.split, files),
     )
+
+
+def split_summary(value: str, files: list[Path]) -> dict:
+    """The split a run used, with the people it gives no test chat (left out of the scores)."""
+    split = load_split(value)
+    chats = [load_chat(p) for p in chat_paths(files)] if split.name != "all" else []
+    return {
+        "name": split.name,
+        "test_chats": split.test_chats or None,
+        "sessions": split.sessions,
+        "left_out": split.undesignated(chats),
+    }
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _split_lines(split: dict | None) -> list[str]:
+    if not split or split["name"] == "all":
+        return []
+    chats = ", ".join(f"{p}: {c}" for p, c in (split["test_chats"] or {}).items())
+    lines = [f"- split: `{split['name']}` (test chats {chats}; first {split['sessions']} sessions)"]
+    if split["left_out"]:
+        lines.append(f"- left out, no test chat in this split: {', '.join(split['left_out'])}")
+    return lines
 
 
 def report_markdown(report: dict) -> str:
@@ -472,6 +503,7 @@ def report_markdown(report: dict) -> str:
         "",
         *(f"> **{line}**\n" for line in status_lines(report)),
         f"- model: `{m['model']}`; EI labels: `{m['ei_backend']}`",
+        *_split_lines(m.get("split")),
         f"- BERTScore: `{m['bertscore_model'] or 'not computed'}`",
         f"- targets: {report['targets']} ({report['failed_targets']} failed); prompts: {m['prompts']}",
         "",
