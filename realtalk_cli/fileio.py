@@ -170,8 +170,10 @@ def run_folder(run_dir: Path, identity: dict | None, owned: list[str], force: bo
             yield run_dir
         except BaseException:
             # a run that failed before writing anything of its own leaves no folder behind
-            if created and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE, RUN_FILE, *owned}:
-                if all((run_dir / n).stat().st_size == 0 for n in owned if (run_dir / n).exists()):
+            # (empty folders count as nothing: a memory plug-in makes its store's folders before it fails)
+            if created and {p.name for p in run_dir.iterdir() if p.is_file()} <= {LOCK_FILE, RUN_FILE, *owned}:
+                written = [p for p in run_dir.rglob("*") if p.is_file() and p.parent != run_dir]
+                if not written and all((run_dir / n).stat().st_size == 0 for n in owned if (run_dir / n).is_file()):
                     shutil.rmtree(run_dir, ignore_errors=True)
             raise
         finally:
