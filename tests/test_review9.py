@@ -44,3 +44,40 @@ def test_a_memory_that_fails_before_any_answer_leaves_no_folder(tmp_path: Path):
     assert failed.exit_code == 2 and "session_summary" in failed.output
     assert not out.exists()
     assert runner.invoke(app, args).exit_code == 0  # the folder is not claimed by the run that never ran
+
+
+def _label_or_reply(body: dict) -> str:
+    if "Label the message marked >>>" in body["messages"][-1]["content"]:
+        return '{"sentiment": "positive", "emotion": "joy", "reflective": false, "grounding": true}'
+    return "Sounds good!"
+
+
+def test_simulate_ei_model_uses_the_runs_endpoint_and_key(tmp_path: Path, monkeypatch):
+    """--ei-model goes to --base-url with --api-key-env, as probe's --judge-model does."""
+    from .conftest import model_run_args
+    from .llm_server import API_KEY, FakeLLM, serve_llm
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("TEST_LLM_KEY", API_KEY)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    fake = FakeLLM(reply=_label_or_reply)
+    with serve_llm(fake) as url:
+        extra = ("--no-bertscore", "--limit", "2", "--ei-backend", "llm", "--ei-model", "judge-model")
+        result = runner.invoke(app, model_run_args("simulate", url, tmp_path / "sim", *extra))
+    assert result.exit_code == 0, result.output
+    assert {b["model"] for b in fake.requests} == {"gpt-4o-mini", "judge-model"}
+
+
+def test_simulate_with_no_key_for_the_ei_model_stops_before_any_request(tmp_path: Path, monkeypatch):
+    from .llm_server import FakeLLM, serve_llm
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    fake = FakeLLM(reply=_label_or_reply)
+    out = tmp_path / "sim"
+    with serve_llm(fake) as url:
+        args = ["simulate", str(SAMPLE_JSON), "--model", "offline:not-mentioned", "--base-url", url, "--out", str(out)]
+        result = runner.invoke(app, [*args, "--no-bertscore", "--limit", "2", "--ei-backend", "llm", "--ei-model", "m"])
+    assert result.exit_code == 2 and "OPENAI_API_KEY" in result.output, result.output
+    assert fake.requests == [] and not out.exists()

@@ -138,13 +138,7 @@ class LLMClient:
     def _make_sdk(self):
         from openai import AsyncOpenAI
 
-        key = "not-needed"
-        if self.endpoint.api_key_env:
-            key = os.environ.get(self.endpoint.api_key_env, "")
-            if not key:
-                raise RealtalkError(
-                    f"{self.endpoint.label}: set the API key in the environment variable {self.endpoint.api_key_env}"
-                )
+        key = require_key(self.endpoint)
         if not self.endpoint.base_url:
             raise RealtalkError(f"{self.endpoint.label}: no base URL for provider {self.endpoint.provider!r}")
         self._api_key = key
@@ -362,6 +356,16 @@ def _cached_tokens(usage: dict, prompt_tokens: int) -> int:
     details = usage.get("prompt_tokens_details")
     n = details.get("cached_tokens") if isinstance(details, dict) else None
     return n if type(n) is int and 0 <= n <= prompt_tokens else 0
+
+
+def require_key(endpoint: Endpoint) -> str:
+    """The endpoint's API key from the environment ("not-needed" when it takes none); missing is exit 2."""
+    if not endpoint.api_key_env or endpoint.offline:
+        return "not-needed"
+    key = os.environ.get(endpoint.api_key_env, "")
+    if not key:
+        raise RealtalkError(f"{endpoint.label}: set the API key in the environment variable {endpoint.api_key_env}")
+    return key
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

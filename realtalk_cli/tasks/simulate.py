@@ -24,7 +24,7 @@ from realtalk_cli.data.model import Chat, Message, person_key
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, refuse_overwrite, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
+from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, require_key, run_jobs
 from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.tasks.runs import (
     completeness,
@@ -217,7 +217,7 @@ def run_simulate(
     if opts.ei_backend == "llm" and not opts.ei_model:
         raise RealtalkError("--ei-backend llm needs --ei-model")
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
-    ei_endpoint = resolve_model(opts.ei_model) if opts.ei_backend == "llm" else None
+    ei_endpoint = resolve_model(opts.ei_model, opts.base_url, opts.api_key_env) if opts.ei_backend == "llm" else None
     system_template = prompt_text("simulate_system.txt")
     targets = build_targets(files, opts)
     pred_path = opts.out / "predictions.jsonl"
@@ -246,6 +246,8 @@ def run_simulate(
 
         scorer = BertScorer(opts.bertscore_model, opts.bertscore_layers)
     hf_labeler = HFLabeler(opts.hf_models) if opts.ei_backend == "hf" else None
+    if ei_endpoint is not None:
+        require_key(ei_endpoint)  # labels are asked after the replies: a missing key must stop the run now
     with run_folder(opts.out, identity, [*SIMULATE_FILES, "batch.json"], opts.force):
         return _run(files, opts, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch)
 
@@ -388,7 +390,11 @@ def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labele
 def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) -> tuple[list, dict]:
     cache = open_cache(opts.use_cache)
     client = LLMClient(
-        resolve_model(opts.ei_model), concurrency=opts.concurrency, cache=cache, prices=prices, timeout_s=opts.timeout
+        resolve_model(opts.ei_model, opts.base_url, opts.api_key_env),
+        concurrency=opts.concurrency,
+        cache=cache,
+        prices=prices,
+        timeout_s=opts.timeout,
     )
     jobs = []
     for n, r in enumerate(rows):
@@ -458,7 +464,11 @@ def build_report(rows: list[dict], manifest: dict) -> dict:
 
 
 def simulate_manifest(opts: SimulateOptions, model: str, files: list[Path], system_template: str, scorer) -> dict:
-    ei_backend = opts.ei_backend if opts.ei_backend != "llm" else f"llm:{resolve_model(opts.ei_model).label}"
+    ei_backend = (
+        opts.ei_backend
+        if opts.ei_backend != "llm"
+        else f"llm:{resolve_model(opts.ei_model, opts.base_url, opts.api_key_env).label}"
+    )
     return manifest(
         opts,
         files,
