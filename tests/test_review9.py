@@ -81,3 +81,49 @@ def test_simulate_with_no_key_for_the_ei_model_stops_before_any_request(tmp_path
         result = runner.invoke(app, [*args, "--no-bertscore", "--limit", "2", "--ei-backend", "llm", "--ei-model", "m"])
     assert result.exit_code == 2 and "OPENAI_API_KEY" in result.output, result.output
     assert fake.requests == [] and not out.exists()
+
+
+def test_analyze_compare_with_failed_labels_is_an_incomplete_run(tmp_path: Path, monkeypatch):
+    """Every labelling request of `analyze compare --backend llm` failing was exit 0 with a report."""
+    import shutil
+
+    from .llm_server import API_KEY, FakeLLM, serve_llm
+
+    monkeypatch.setenv("TEST_LLM_KEY", API_KEY)
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir(), b.mkdir()
+    shutil.copy(SAMPLE_JSON, a), shutil.copy(SAMPLE_JSON, b)
+    labels = '{"sentiment": "positive", "emotion": "joy", "reflective": false, "grounding": true}'
+    fake = FakeLLM(reply=lambda body: labels, faults=["html"] * 200)
+    out = tmp_path / "cmp"
+    with serve_llm(fake) as url:
+        args = ["analyze", "compare", str(a), str(b), "--backend", "llm", "--model", "gpt-4o-mini"]
+        args += ["--out", str(out), "--base-url", url, "--api-key-env", "TEST_LLM_KEY"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 3, result.output
+        assert "Traceback" not in result.output and "INCOMPLETE" in result.output
+        summary = json.loads((out / "compare.json").read_text())
+        assert summary["complete"] is False and "A:" in summary["incomplete"]["reason"]
+        assert (out / "report.md").read_text().startswith("> **INCOMPLETE RUN")
+        fake.faults.clear()
+        again = runner.invoke(app, args)  # the same command resumes it
+        assert again.exit_code == 0, again.output
+        assert json.loads((out / "compare.json").read_text())["complete"] is True
+        assert runner.invoke(app, args).exit_code == 2  # a finished comparison is not overwritten
+
+
+@pytest.mark.parametrize("recorded", ['{"identity": [1]}', '{"identity": "x"}', '{"identity": 5}'])
+def test_a_hand_edited_identity_in_run_json_is_one_line(tmp_path: Path, recorded: str):
+    out = _bm25_run(tmp_path)
+    (out / "run.json").write_text(recorded)
+    result = runner.invoke(app, ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(out)])
+    assert result.exit_code == 2 and "unreadable run.json" in result.output, result.output
+
+
+def test_max_cost_with_an_unpriced_judge_does_not_suggest_flags_that_price_the_answerer(tmp_path: Path):
+    args = ["probe", str(SAMPLE_JSON), "--model", "gpt-4o-mini", "--judge-model", "my-judge", "--max-cost", "1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "run"), "--price-in", "1", "--price-out", "1"])
+    assert result.exit_code == 2 and "no price for openai:my-judge" in result.output
+    assert "pass --price-in" not in result.output and "prices.toml" in result.output
+    assert not (tmp_path / "run").exists()

@@ -143,7 +143,7 @@ def compare(
         raise RealtalkError(f"{a_dir} and {b_dir} have the same folder name; give them different names")
     if out.exists() and not out.is_dir():
         raise RealtalkError(f"--out {out}: a file is in the way; the comparison needs a folder")
-    if not llm.get("dry_run") and not llm.get("force") and (out / "report.md").exists():
+    if not llm.get("dry_run") and not llm.get("force") and (out / "report.md").exists() and _finished(out):
         raise RealtalkError(f"{out}: holds a comparison already; pass --force to overwrite it, or another --out")
     if llm.get("dry_run"):
         return {
@@ -172,15 +172,35 @@ def compare(
         "plots": {k: f.file for k, f in figures.items()},
         "captions": {k: f.caption for k, f in figures.items()},
     }
+    # an EI run with failed labels makes the comparison incomplete: exit 3, and the same command resumes it
+    unfinished = [f"{s['label']}: {s['metrics']['incomplete']['reason']}" for s in sides if not _complete(s["metrics"])]
+    summary["complete"] = not unfinished
+    summary["incomplete"] = {"reason": "; ".join(unfinished)} if unfinished else None
     write_atomic(out / "compare.json", json.dumps(summary, indent=2, ensure_ascii=False))
     write_atomic(out / "report.md", _report(summary))
     return summary
 
 
+def _complete(metrics: dict) -> bool:
+    return metrics.get("complete") is not False
+
+
+def _finished(out: Path) -> bool:
+    """A comparison is there and complete (an incomplete one is resumed by the same command)."""
+    try:
+        return _complete(json.loads((out / "compare.json").read_text()))
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def _report(summary: dict) -> str:
     a, b = summary["datasets"]
     name_a, name_b = summary["names"]
-    lines = [
+    lines = []
+    if not summary["complete"]:
+        reason = summary["incomplete"]["reason"]
+        lines += [f"> **INCOMPLETE RUN: {reason}; run the same command again to finish it.**", ""]
+    lines += [
         f"# {name_a} vs {name_b}",
         "",
         f"EI labels by: `{summary['backend']}`",

@@ -247,6 +247,7 @@ def analyze_compare(
         )
     if as_json:
         print_json(summary)
+        finish_run(summary, None, None, "")
         return
     a, b = summary["datasets"]
     table = Table(title=f"{' vs '.join(summary['names'])} (EI: {summary['backend']})")
@@ -257,3 +258,4 @@ def analyze_compare(
     out.print(table)
     out.print(f"note: {summary['warning']}")
     out.print(f"report: {out_dir / 'report.md'} (plots: {', '.join(summary['plots'].values())})")
+    finish_run(summary, None, None, "")
