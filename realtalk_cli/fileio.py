@@ -113,6 +113,8 @@ def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: b
         recorded = None
     except (OSError, orjson.JSONDecodeError, AttributeError):
         recorded = {}
+    if recorded is not None and not isinstance(recorded, dict):
+        recorded = {}  # a hand-edited identity (a list, a number) is as unreadable as torn JSON
     leftovers = [name for name in owned if (run_dir / name).exists()]
     if recorded == identity or (recorded is None and not leftovers):
         return True

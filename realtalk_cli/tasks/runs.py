@@ -192,9 +192,15 @@ def load_prices(models: list[Endpoint], max_cost: float | None, price_in: float 
     if max_cost is not None:
         if max_cost <= 0:
             raise RealtalkError("--max-cost must be more than 0")
-        for m in models:
+        for n, m in enumerate(models):
             if not m.offline and not prices.known(m.model):
-                raise RealtalkError(f"no price for {m.label}; add it to prices.toml or pass --price-in/--price-out")
+                # --price-in/--price-out price the answering model only: for a judge or labeller, prices.toml
+                way = (
+                    "pass --price-in/--price-out"
+                    if n == 0
+                    else f"run with a priced model (the flags price {models[0].label})"
+                )
+                raise RealtalkError(f"no price for {m.label}; add it to prices.toml or {way}")
     return prices
 
 
