@@ -127,3 +127,25 @@ def test_max_cost_with_an_unpriced_judge_does_not_suggest_flags_that_price_the_a
     assert result.exit_code == 2 and "no price for openai:my-judge" in result.output
     assert "pass --price-in" not in result.output and "prices.toml" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_jobs_that_fail_together_leave_no_unretrieved_task_error(caplog):
+    """Two captions failing at once printed asyncio's 'Task exception was never retrieved' with a traceback."""
+    import gc
+    import logging
+
+    from realtalk_cli.errors import RealtalkError
+    from realtalk_cli.llm.client import LLMClient, run_jobs
+    from realtalk_cli.llm.providers import resolve_model
+    from realtalk_cli.tasks import baselines  # noqa: F401  (registers the offline models)
+
+    client = LLMClient(resolve_model("offline:not-mentioned"), concurrency=4)
+
+    def done(tag, completion) -> None:
+        raise RealtalkError(f"job {tag} failed")
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with pytest.raises(RealtalkError):
+            run_jobs(client, [(n, [{"role": "user", "content": "hi"}]) for n in range(4)], done)
+        gc.collect()
+    assert "never retrieved" not in caplog.text

@@ -522,8 +522,11 @@ async def run_all(
             running.add(asyncio.ensure_future(one(i)))
         while running:
             done, running = await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            # every finished task's exception is taken (asyncio prints the ones left), the first is raised
+            errors = [task.exception() for task in done if not task.cancelled()]
+            for error in errors:
+                if error is not None:
+                    raise error
     finally:
         for task in running:
             task.cancel()
