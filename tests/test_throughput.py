@@ -68,7 +68,7 @@ def test_a_chats_first_question_goes_alone_and_cached_tokens_are_priced_at_the_c
 
 
 def test_odd_cached_token_counts_are_billed_in_full():
-    from realtalk_cli.llm.client import _cached_tokens
+    from realtalk_cli.llm.replies import _cached_tokens
 
     counts = [_cached_tokens({"prompt_tokens_details": {"cached_tokens": n}}, 100) for n in (50, 101, -1, "7", None)]
     assert counts + [_cached_tokens({"prompt_tokens_details": {"cached_tokens": True}}, 100)] == [50, 0, 0, 0, 0, 0]

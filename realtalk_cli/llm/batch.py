@@ -19,7 +19,8 @@ import orjson
 
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
-from realtalk_cli.llm.client import BadReply, Completion, LLMClient, Usage, parse_reply
+from realtalk_cli.llm.client import Completion, LLMClient, Usage
+from realtalk_cli.llm.replies import BadReply, parse_reply
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
 ENDED = ("completed", "failed", "expired", "cancelled", "not found")  # not found: the provider no longer has it

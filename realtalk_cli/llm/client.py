@@ -17,11 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-import orjson
-
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.cache import CachedResponse, ResponseCache, cache_key
 from realtalk_cli.llm.providers import LOCAL_MODELS, Endpoint, Prices
+from realtalk_cli.llm.replies import BadReply, parse_reply, redact
 from realtalk_cli.llm.scheduler import ANSWER, Limiter
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
@@ -29,7 +28,6 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 UNREACHED_ATTEMPTS = 3
 BAD_REPLY_ATTEMPTS = 2  # a malformed 200 is asked once more (a proxy hiccup), not the full backoff
 MAX_REPLY_BYTES = 4 * 2**20
-MAX_USAGE_TOKENS = 10_000_000  # more than any context window: a broken counter, never a real bill
 
 
 @dataclass
@@ -287,77 +285,6 @@ class LLMClient:
             await self._sdk.close()
 
 
-class BadReply(Exception):
-    """The endpoint answered, but not with a usable chat completion."""
-
-    def __init__(self, message: str, retry: bool = True):
-        super().__init__(message)
-        self.retry = retry
-
-
-@dataclass
-class Reply:
-    text: str
-    prompt_tokens: int | None  # None: the endpoint sent no usage
-    completion_tokens: int | None
-    cached_tokens: int = 0
-    cached_tokens_ignored: object = None  # the odd count given, flagged on the row
-
-
-def parse_reply(raw: bytes) -> Reply:
-    """The text and token counts of a chat-completion body; BadReply for anything else.
-
-    Nothing of a reply is trusted: the body may be HTML, truncated, a list; the content may be missing,
-    null, empty or not text; usage may be negative, text or absurd.
-    """
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        start = raw[:40].decode("utf-8", "replace").strip()
-        raise BadReply(f"reply is not JSON (starts {start!r})" if start else "empty reply body") from None
-    if not isinstance(body, dict):
-        raise BadReply(f"reply is a JSON {type(body).__name__}, not an object")
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise BadReply("reply has no choices")
-    message = choices[0].get("message")
-    if not isinstance(message, dict):
-        raise BadReply("reply has no message")
-    content = message.get("content")
-    if not isinstance(content, str):
-        kind = "no content" if content is None else f"content that is a {type(content).__name__}, not text"
-        raise BadReply(f"reply has {kind}")
-    if not content.strip():
-        raise BadReply(f"reply content is empty (finish_reason {choices[0].get('finish_reason')!r})", retry=False)
-    usage = body.get("usage")
-    if usage is None:
-        return Reply(content, None, None)
-    if not isinstance(usage, dict):
-        raise BadReply("reply usage is not an object")
-    counts = []
-    for name in ("prompt_tokens", "completion_tokens"):
-        n = usage.get(name, 0 if name == "completion_tokens" else None)
-        if type(n) is not int or not 0 <= n <= MAX_USAGE_TOKENS:
-            raise BadReply(f"reply usage {name} is {n!r}, not a token count")
-        counts.append(n)
-    cached = _cached_tokens(usage, counts[0])
-    details = usage.get("prompt_tokens_details")
-    given = details.get("cached_tokens") if isinstance(details, dict) else None
-    if given is None or (type(given) is int and given == cached):
-        return Reply(content, counts[0], counts[1], cached)
-    # a count that cannot be true is billed in full (never a credit) and flagged on the row
-    return Reply(
-        content, counts[0], counts[1], cached, given if isinstance(given, (int, float, str)) else repr(given)[:80]
-    )
-
-
-def _cached_tokens(usage: dict, prompt_tokens: int) -> int:
-    """usage.prompt_tokens_details.cached_tokens; anything odd counts as nothing cached (billed in full)."""
-    details = usage.get("prompt_tokens_details")
-    n = details.get("cached_tokens") if isinstance(details, dict) else None
-    return n if type(n) is int and 0 <= n <= prompt_tokens else 0
-
-
 def require_key(endpoint: Endpoint) -> str:
     """The endpoint's API key from the environment ("not-needed" when it takes none); missing is exit 2."""
     if not endpoint.api_key_env or endpoint.offline:
@@ -366,14 +293,6 @@ def require_key(endpoint: Endpoint) -> str:
     if not key:
         raise RealtalkError(f"{endpoint.label}: set the API key in the environment variable {endpoint.api_key_env}")
     return key
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Error text from a server without the API key or any bearer token in it."""
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "[redacted]")
-    return re.sub(r"(?i)bearer\s+\S+", "Bearer [redacted]", text)
 
 
 def _short(text: str, limit: int = 200) -> str:
