@@ -186,7 +186,7 @@ def simulate_export_sft(
 
 
 def _print_simulate_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.simulate import SCORES
+    from realtalk_cli.tasks.simulate_report import SCORES
 
     headers = ["targets", *(s.replace("_agreement", " agr.").replace("_", " ") for s in SCORES)]
     rows = [(person, [str(p["targets"]), *(cell(p[s]) for s in SCORES)]) for person, p in report["speakers"].items()]
