@@ -30,6 +30,7 @@ debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 # --- shared option declarations ------------------------------------------------------------------
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="provider:model, an OpenAI model, or offline:NAME.")]
+JudgeModel = Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")]
 OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Run directory for predictions and reports.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")]
 ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")]

@@ -16,6 +16,7 @@ from realtalk_cli.cli.common import (
     DefaultGroup,
     DryRun,
     Force,
+    JudgeModel,
     Limit,
     MaxCost,
     Model,
@@ -53,7 +54,7 @@ def probe(
     chats: Annotated[list[Path] | None, typer.Argument(help="Chat files or directories.", show_default=False)] = None,
     model: Model = None,
     out_dir: OutDir = None,
-    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
+    judge_model: JudgeModel = None,
     context: Annotated[
         str | None,
         typer.Option(
@@ -194,7 +195,7 @@ def probe(
 @handles_errors
 def probe_rescore(
     run_dir: Annotated[Path, typer.Argument(help="A probe run directory.", show_default=False)],
-    judge_model: Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")] = None,
+    judge_model: JudgeModel = None,
     concurrency: Annotated[int, concurrency_option()] = 8,
     fail_under: Annotated[float | None, fail_under_option("the overall F1")] = None,
     base_url: BaseUrl = None,
