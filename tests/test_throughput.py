@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from realtalk_cli.llm.cache import CachedResponse, ResponseCache
 from realtalk_cli.llm.providers import Prices
 from realtalk_cli.llm.scheduler import Limiter
 
-from .conftest import REALTALK_JSON, model_run_args, needs_shared
+from .conftest import REALTALK_JSON, SAMPLE_JSON, model_run_args, needs_shared
 from .llm_server import FakeLLM, serve_llm
 
 runner = CliRunner()
@@ -159,3 +161,34 @@ def test_a_run_reads_its_predictions_once(tmp_path: Path, monkeypatch):
             args = model_run_args("probe", url, tmp_path / "run", "--judge-model", "judge-model", "--no-cache")
             assert runner.invoke(app, args).exit_code == 0
     assert [p.name for p in reads] == ["predictions.jsonl", "predictions.jsonl"]
+
+
+def _console_script(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`realtalk ARGS` through the console script's entry point, with an atexit handler that leaves a mark."""
+    mark = tmp_path / "atexit-ran"
+    boot = (
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(lambda: pathlib.Path({str(mark)!r}).write_text('yes'))\n"
+        "from realtalk_cli.cli import main\n"
+        f"sys.argv = ['realtalk', *{list(args)!r}]\n"
+        "main()\n"
+    )
+    return subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "args, code", [(["probe", "{sample}", "--model", "offline:bm25"], 0), (["validate", "{missing}"], 2)]
+)
+def test_the_console_script_skips_teardown_but_keeps_exit_code_output_and_atexit(tmp_path: Path, args, code):
+    args = [a.format(sample=SAMPLE_JSON, missing=tmp_path / "missing.json") for a in args]
+    if args[0] == "probe":
+        args += ["--out", str(tmp_path / "run"), "--json"]
+    result = _console_script(tmp_path, *args)
+    assert result.returncode == code, result.stderr
+    assert (tmp_path / "atexit-ran").read_text() == "yes"
+    if code == 0:
+        report = json.loads(result.stdout)  # the whole JSON reached the pipe: stdout was flushed before the exit
+        assert report["overall"]["overall"]["count"] == 6
+        assert report == json.loads((tmp_path / "run" / "report.json").read_text()) | {"run": report["run"]}
+    else:
+        assert "missing.json" in result.stderr and "Traceback" not in result.stderr

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from realtalk_cli.cli.common import (
     ApiKeyEnv,
@@ -180,6 +179,8 @@ def analyze_consistency(
         out.print("no person appears in more than one chat")
         out.print(result["matching"])
         return
+    from rich.table import Table
+
     from realtalk_cli.data.model import DATASET_NAMES
 
     matched = Table(title="persons matched across chats", title_justify="left")
@@ -250,6 +251,8 @@ def analyze_compare(
         finish_run(summary, None, None, "")
         return
     a, b = summary["datasets"]
+    from rich.table import Table
+
     table = Table(title=f"{' vs '.join(summary['names'])} (EI: {summary['backend']})")
     for column in ("metric", *summary["names"]):
         table.add_column(column, justify="left" if column == "metric" else "right")

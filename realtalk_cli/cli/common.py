@@ -10,9 +10,8 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import orjson
 import typer
 from rich.console import Console
@@ -20,6 +19,9 @@ from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from realtalk_cli.errors import RealtalkError
+
+if TYPE_CHECKING:
+    import click
 
 # markup and emoji off: run text, chat text, file names and specs print as typed ("[/x]" is no rich tag,
 # `x.py:X:` no emoji); the few styled lines pass markup=True and escape what they embed

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from realtalk_cli.cli.common import (
     AsJson,
@@ -69,6 +68,8 @@ def convert(
 def _print_convert_reports(reports: list, with_captions: bool) -> None:
     if not reports:
         return
+    from rich.table import Table
+
     table = Table(title="convert")
     for column in ("file", "sessions", "msgs", "QA", "pics", "attached", "dropped", "unnamed", "warns"):
         table.add_column(column, justify="left" if column == "file" else "right")

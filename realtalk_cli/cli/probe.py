@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from realtalk_cli.cli.common import (
     ApiKeyEnv,
@@ -311,6 +310,8 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     from realtalk_cli.tasks.probe_report import OVERALL_LABELS, category_label, memory_lines
 
     recall = "recall" in report["overall"]["overall"]
+    from rich.table import Table
+
     table = Table(title=f"probe: {report['manifest']['model']}")
     columns = ("category", "count", "F1", "F1 dates normalised", "judge")
     for column in (*columns, *(("evidence recall", "context tokens") if recall else ())):

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.table import Table
 
 from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, print_json, print_wide_table
 
@@ -62,6 +61,8 @@ def _short(v: float) -> str:
 
 
 def print_leaderboard(board: dict) -> None:
+    from rich.table import Table
+
     from realtalk_cli.report.tables import p_value, questions_note, usage_cell
 
     runs = Table(title=f"{board['kind']} runs", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")

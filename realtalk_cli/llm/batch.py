@@ -19,7 +19,7 @@ import orjson
 
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
-from realtalk_cli.llm.client import Completion, LLMClient, Usage
+from realtalk_cli.llm.client import Completion, LLMClient, Usage, openai_sdk
 from realtalk_cli.llm.replies import BadReply, parse_reply
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
@@ -84,7 +84,7 @@ def submit(
     client: LLMClient, folder: BatchFolder, stage: str, requests: list[tuple[str, list[dict]]], params: dict
 ) -> dict:
     """Write the requests as a JSONL batch file, upload it, create the batch; the job is saved in the folder."""
-    import openai
+    openai = openai_sdk()
 
     number = sum(1 for j in folder.jobs if j.get("stage") == stage) + 1
     input_path = folder.run_dir / f"batch-{stage}-{number}.jsonl"
@@ -135,7 +135,7 @@ def submit(
 
 def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
     """The batch's status now (saved with its request counts)."""
-    import openai
+    openai = openai_sdk()
 
     sdk = client.batch_sdk()
     try:
@@ -173,7 +173,7 @@ def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> d
     """Every request of an ended batch, answered or with its error; answers go into the response cache.
 
     `accept(text)` False makes a reply the caller cannot read a bad reply (an error, never cached)."""
-    import openai
+    openai = openai_sdk()
 
     submitted = _submitted(folder, job)
     sdk = client.batch_sdk()

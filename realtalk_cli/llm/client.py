@@ -13,6 +13,7 @@ import gc
 import os
 import random
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +29,22 @@ RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 UNREACHED_ATTEMPTS = 3
 BAD_REPLY_ATTEMPTS = 2  # a malformed 200 is asked once more (a proxy hiccup), not the full backoff
 MAX_REPLY_BYTES = 4 * 2**20
+
+
+def openai_sdk():
+    """The `openai` module, imported on first use: it costs a third of a second, which commands that never call
+    a model (and offline models) should not pay."""
+    if "openai" not in sys.modules:
+        # The SDK builds ~650 pydantic classes; the collector's passes during that find nothing to free and cost
+        # a sixth of the import.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            import openai  # noqa: F401
+        finally:
+            if collecting:
+                gc.enable()
+    return sys.modules["openai"]
 
 
 @dataclass
@@ -134,8 +151,7 @@ class LLMClient:
             self._sdk = self._make_sdk()
 
     def _make_sdk(self):
-        from openai import AsyncOpenAI
-
+        AsyncOpenAI = openai_sdk().AsyncOpenAI
         key = require_key(self.endpoint)
         if not self.endpoint.base_url:
             raise RealtalkError(f"{self.endpoint.label}: no base URL for provider {self.endpoint.provider!r}")
@@ -183,8 +199,7 @@ class LLMClient:
 
     def batch_sdk(self):
         """A synchronous SDK client on the same endpoint and key, for the files and batches endpoints."""
-        from openai import OpenAI
-
+        OpenAI = openai_sdk().OpenAI
         if self._sdk is None:
             raise RealtalkError(f"{self.endpoint.label}: batch jobs need an API endpoint, not an offline model")
         return OpenAI(api_key=self._api_key, base_url=self.endpoint.base_url, max_retries=2, timeout=self._timeout_s)
@@ -197,8 +212,7 @@ class LLMClient:
             if accept is not None and not accept(text):
                 return Completion("", Usage(), f"bad reply: no usable answer in the reply ({text[:60]!r})")
             return Completion(text, Usage())
-        import openai
-
+        openai = openai_sdk()
         usage = Usage()
         start = time.perf_counter()
         last_error = ""
