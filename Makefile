@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# the CPU build of PyTorch first, so that bert-score does not pull a multi-GB CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
+	# bytecode, as a regular pip install has it (an editable install under PYTHONDONTWRITEBYTECODE has none)
+	$(PY) -m compileall -q realtalk_cli
 	touch $(STAMP)
 
 test: install browser
