@@ -70,7 +70,8 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtalk_cli.tasks.probe import ProbeOptions, judge_messages  # noqa: E402
+from realtalk_cli.tasks.probe_judge import judge_messages  # noqa: E402
+from realtalk_cli.tasks.probe_options import ProbeOptions  # noqa: E402
 from realtalk_cli.tasks.probe_prompts import Templates, build_items  # noqa: E402
 from tests.llm_server import API_KEY, FakeLLM, serve_llm  # noqa: E402
 

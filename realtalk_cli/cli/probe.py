@@ -148,7 +148,8 @@ def probe(
     Example: `realtalk probe CHATS --model M --memory my_memory.py:MyMemory --memory-option k=5 --out runs/mine`
     """
     from realtalk_cli.tasks.memory import parse_options
-    from realtalk_cli.tasks.probe import probe_settings, run_probe
+    from realtalk_cli.tasks.probe import run_probe
+    from realtalk_cli.tasks.probe_options import probe_settings
 
     given = {
         "chats": chats,
@@ -209,7 +210,7 @@ def probe_rescore(
 
     Example: `realtalk probe rescore runs/bm25 --judge-model gpt-4o-mini`
     """
-    from realtalk_cli.tasks.probe import rescore
+    from realtalk_cli.tasks.probe_rescore import rescore
 
     with progress("rescore", as_json) as show:
         report = rescore(run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show, timeout or 120.0)

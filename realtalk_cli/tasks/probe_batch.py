@@ -19,17 +19,7 @@ from realtalk_cli.llm import batch
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient
 from realtalk_cli.llm.providers import resolve_model
-from realtalk_cli.tasks.probe import (
-    ANSWER_MAX_TOKENS,
-    PROBE_FILES,
-    ProbeOptions,
-    _probe_completeness,
-    _row_key,
-    memory_runner,
-    prediction_row,
-    probe_identity,
-    probe_manifest,
-)
+from realtalk_cli.tasks.probe import memory_runner
 from realtalk_cli.tasks.probe_judge import (
     JUDGE_MAX_TOKENS,
     judge_messages,
@@ -38,8 +28,16 @@ from realtalk_cli.tasks.probe_judge import (
     parse_judge_score,
     record_verdict,
 )
+from realtalk_cli.tasks.probe_options import (
+    ANSWER_MAX_TOKENS,
+    PROBE_FILES,
+    ProbeOptions,
+    probe_identity,
+    probe_manifest,
+)
 from realtalk_cli.tasks.probe_prompts import Templates, build_items
 from realtalk_cli.tasks.probe_report import build_report, report_markdown
+from realtalk_cli.tasks.probe_rows import prediction_row, probe_completeness, row_key
 from realtalk_cli.tasks.runs import final_rows, load_prices, write_reports
 
 ANSWER_PARAMS = {"temperature": 0.0, "max_tokens": ANSWER_MAX_TOKENS}  # as a live run sends (same cache keys)
@@ -121,7 +119,7 @@ def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None,
 def _advance(folder, opts, files, items, templates, client, judge, memories=None) -> tuple[dict | None, str]:
     started = time.perf_counter()
     pred_path = opts.out / "predictions.jsonl"
-    rows = {_row_id(r): r for r in final_rows(read_jsonl(pred_path), _row_key)}
+    rows = {_row_id(r): r for r in final_rows(read_jsonl(pred_path), row_key)}
     judge_hash = judge_prompt_hash(templates, False)
     failed_now: set[str] = set()  # failed in a batch collected now: sent again by the next invocation, not this one
 
@@ -200,7 +198,7 @@ def _advance(folder, opts, files, items, templates, client, judge, memories=None
     final = list(rows.values())
     report = build_report(final, probe_manifest(opts, client.endpoint.label, files, templates.hashes()))
     report["manifest"]["batches"] = [{k: j.get(k) for k in ("id", "stage", "status", "requests")} for j in folder.jobs]
-    report.update(_probe_completeness(final, list(items.values()), judge and judge.endpoint, judge_hash, stopped))
+    report.update(probe_completeness(final, list(items.values()), judge and judge.endpoint, judge_hash, stopped))
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": sum(j.get("requests", 0) for j in folder.jobs if j.get("stage") == "answer"),

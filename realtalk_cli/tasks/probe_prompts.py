@@ -16,7 +16,7 @@ from realtalk_cli.tasks.render import render_message, session_header
 from realtalk_cli.tasks.runs import fill, prompt_text, text_hash
 
 if TYPE_CHECKING:
-    from realtalk_cli.tasks.probe import ProbeOptions
+    from realtalk_cli.tasks.probe_options import ProbeOptions
 
 ContextMode = Literal["full", "events", "retrieval", "bm25", "dense", "hybrid", "memory"]
 
