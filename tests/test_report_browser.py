@@ -62,7 +62,9 @@ def page_file(tmp_path_factory) -> tuple[Path, list[list[dict]]]:
     rows[0]["question"] = "A question with a dangling evidence id?"
     rows[0]["prediction"] = "</script><b>not bold</b> @@DATA@@"  # text from a run is shown, never run or parsed
     (dangling / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (dangling / "report.json").write_text((runs[0] / "report.json").read_text())
+    summary = json.loads((runs[0] / "report.json").read_text())
+    summary["manifest"]["model"] = "<!--<script>"  # once kept the data's <script> element open: an empty page
+    (dangling / "report.json").write_text(json.dumps(summary))
     result = runner.invoke(app, ["report", *map(str, runs), str(dangling), "-o", str(base / "rep")])
     assert result.exit_code == 0, result.output
     predictions = [[json.loads(line) for line in (r / "predictions.jsonl").read_text().splitlines()] for r in runs]
@@ -95,6 +97,7 @@ def test_page_loads_offline_without_console_errors(browser_page):
     page, errors = browser_page
     assert errors == []
     assert page.locator("#leaderboard tbody tr").count() == 3
+    assert "<!--<script>" in page.locator("#leaderboard").text_content()
     assert page.locator("#count").text_content().startswith("7 of 7 questions match")
     assert page.locator("svg.chart rect").count() > 0
 

@@ -140,9 +140,10 @@ def _resource(name: str) -> str:
 
 
 def _script_json(obj) -> str:
-    # Inside <script>, "</" could close the tag early: escape it (and U+2028/9 for old parsers).
-    text = orjson.dumps(obj).decode()
-    return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    # Inside <script>, "</script" would close the tag early and "<!--<script" would keep it open past its end:
+    # no "<" is left as is (in JSON it can only be inside a string, where \u003c is the same text).
+    text = orjson.dumps(obj).decode().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")  # for old parsers
 
 
 def render_html(board: dict, data: dict, warnings: list[str], title: str) -> str:

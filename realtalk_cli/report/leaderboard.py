@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
+from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.runs import PROBE_METRICS, SIMULATE_METRICS, Run
 from realtalk_cli.report.stats import bootstrap_ci, paired_difference
 
@@ -65,6 +66,10 @@ def build_leaderboard(
     keysets = [{run.key(r) for r in run.rows} for run in runs]
     common = set.intersection(*keysets) if keysets else set()
     union = set.union(*keysets) if keysets else set()
+    if common_only and not common:
+        unit = "question" if kind == "probe" else "target"
+        paths = ", ".join(str(run.path) for run in runs)
+        raise RealtalkError(f"--common-only: no {unit} was answered by every run ({paths}); nothing to score")
     chosen = {id(run): [r for r in run.rows if not common_only or run.key(r) in common] for run in runs}
     metrics = [m for m in names if any(_score(r, m) is not None for run in runs for r in chosen[id(run)])]
     # One set of columns for every run: a REALTALK run beside a LoCoMo run gets its 'overall (1-3)' too.

@@ -113,7 +113,7 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return self.summary.get("complete") is not False and self.failed == 0
+        return self.summary.get("complete", True) is True and self.failed == 0
 
     @property
     def label(self) -> str:
@@ -166,6 +166,9 @@ def load_run(path: Path) -> Run:
     summary = read_json(report_path) if report_path.exists() else {}
     if not isinstance(summary, dict):
         raise RealtalkError(f"{report_path}: expected a JSON object")
+    if not isinstance(summary.get("complete", True), bool):  # a run is complete only when it says so exactly
+        got = orjson.dumps(summary["complete"]).decode()
+        raise RealtalkError(f"{report_path}: 'complete' must be true or false, got {got:.40}")
     manifest = summary.get("manifest") if isinstance(summary.get("manifest"), dict) else {}
     rows = read_rows(pred_path)
     kind = _kind(rows, summary)

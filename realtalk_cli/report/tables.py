@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -38,6 +39,15 @@ def questions_note(board: dict) -> str:
     return f"Runs answered different {unit}: {q['common']} of {q['union']} were answered by every run. {scope}"
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def md_escape(text: object) -> str:
+    """Text from a run as Markdown: shown as written (never markup), one line, never a second table cell."""
+    return _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", str(text)))
+
+
 def usage_cell(run: dict) -> str:
     tokens = run["prompt_tokens"] + run["completion_tokens"]
     wall = "-" if run.get("wall_time_s") is None else f"{run['wall_time_s']:.1f} s"
@@ -60,12 +70,13 @@ def markdown(board: dict) -> str:
         wall = "-" if r.get("wall_time_s") is None else f"{r['wall_time_s']:.1f} s"
         done = "" if r["complete"] else " (incomplete)"
         lines.append(
-            f"| {r['id']} | `{r['model']}` | {r['context']} | {r['memory'] or '-'} | {r['judge'] or '-'} | "
+            f"| {r['id']} | {md_escape(r['model'])} | {md_escape(r['context'])} | {md_escape(r['memory'] or '-')} | "
+            f"{md_escape(r['judge'] or '-')} | "
             f"{r['answered']}{done} | {r['failed']} | {r['prompt_tokens']}+{r['completion_tokens']} | "
             f"${r['cost_usd']:.4f} | {wall} |"
         )
     for metric, name in board["metrics"].items():
-        lines += ["", f"## {name}", "", "| run | " + " | ".join(board["categories"]) + " |"]
+        lines += ["", f"## {name}", "", "| run | " + " | ".join(map(md_escape, board["categories"])) + " |"]
         lines.append("|---|" + "---:|" * len(board["categories"]))
         for r in board["runs"]:
             cells = [interval(r["scores"][metric].get(c)) for c in board["categories"]]
@@ -79,7 +90,7 @@ def markdown(board: dict) -> str:
             "Items scored per run ("
             + "/".join(r["id"] for r in board["runs"])
             + "): "
-            + "; ".join(f"{c} {n}" for c, n in zip(board["categories"], counts, strict=True))
+            + "; ".join(f"{md_escape(c)} {n}" for c, n in zip(board["categories"], counts, strict=True))
             + "."
         )
     if board["comparisons"]:
@@ -99,8 +110,8 @@ def markdown(board: dict) -> str:
                 for c, d in per_category.items():
                     mark = "" if d["significant"] or d["p"] is None else "n.s."
                     lines.append(
-                        f"| {comp['b']} - {comp['a']} | {comp['common']} | {board['metrics'][metric]} | {c} | "
-                        f"{d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
+                        f"| {comp['b']} - {comp['a']} | {comp['common']} | {board['metrics'][metric]} | "
+                        f"{md_escape(c)} | {d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
                     )
     return "\n".join(lines) + "\n"
 
@@ -126,11 +137,18 @@ def csv_text(board: dict) -> str:
     ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(fixed + [f"{m} {c} {part}" for m, c, part in score_columns])
+    writer.writerow(map(csv_cell, fixed + [f"{m} {c} {part}" for m, c, part in score_columns]))
     for r in board["runs"]:
         scores = [r["scores"][m].get(c, {}).get(part) for m, c, part in score_columns]
-        writer.writerow([r.get(k) for k in fixed] + ["" if v is None else v for v in scores])
+        writer.writerow(map(csv_cell, [r.get(k) for k in fixed] + ["" if v is None else v for v in scores]))
     return buffer.getvalue()
+
+
+def csv_cell(value: object) -> object:
+    """Text that a spreadsheet would run as a formula gets a leading ' (CSV injection); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
 
 
 _TEX_SPECIAL = {
@@ -144,11 +162,15 @@ _TEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "<": r"\textless{}",  # OT1 fonts would print < > | as other glyphs
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
 
 
 def tex_escape(text: str) -> str:
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+    """Text from a run as LaTeX: shown as written, on one line (a blank line would end the table cell)."""
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in _CONTROL.sub(" ", text))
 
 
 def latex(board: dict) -> str:
