@@ -247,23 +247,29 @@ def cost(env: dict, tmp: Path) -> None:
 
 
 def layouts_and_recall(env: dict, tmp: Path) -> None:
+    # --top-k caps the number of windows (a message with up to 2 either side) packed under the --context-tokens
+    # budget (2,700 by default); `retrieval` is hybrid when the dense embedder is installed, else bm25.
     print("\nprompt tokens per question over the shared REALTALK chats (dry run, gpt-4o-mini tokenizer):")
     for label, flags in [
         ("full (each session once)", ()),
         ("paper's protocol (--compat paper)", ("--compat", "paper")),
-        ("retrieval top-10", ("--context", "retrieval", "--top-k", "10")),
+        ("retrieval: <= 10 windows in 2,700 tokens", ("--context", "retrieval", "--top-k", "10")),
         ("events", ("--context", "events")),
     ]:
         plan = dry_plan(env, tmp, *flags)
-        print(f"  {label:36s} {plan['prompt_tokens_per_question']:>9.1f}  ({plan['prompt_tokens']} in all)")
+        print(f"  {label:42s} {plan['prompt_tokens_per_question']:>9.1f}  ({plan['prompt_tokens']} in all)")
 
-    print("\nBM25 evidence recall@k over the shared REALTALK chats (offline:bm25):")
+    print("\nevidence recall with at most k windows in the 2,700-token context budget, shared REALTALK chats:")
     for k in (5, 10, 20, 50):
         args = ["probe", str(SHARED), "--model", "offline:bm25", "--out", str(tmp / f"bm25-k{k}"), "--context"]
         args += ["retrieval", "--top-k", str(k), "--json", "--no-cache"]
         result = subprocess.run(realtalk_cmd(*args), env=env, capture_output=True, text=True, check=True)
-        report = json.loads(result.stdout)["overall"]["overall"]
-        print(f"  k={k:<3d} recall {report['recall_at_k']:.3f}   (offline:bm25 answer F1 {report['f1']:.3f})")
+        report = json.loads(result.stdout)
+        overall = report["overall"]["overall"]
+        print(
+            f"  {report['memory']['spec']}, <= {k:<2d} windows: recall {overall['recall']:.3f}, "
+            f"{overall['context_tokens']:.0f} context tokens per question (offline:bm25 answer F1 {overall['f1']:.3f})"
+        )
 
 
 def main() -> None:
