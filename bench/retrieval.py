@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens  # noqa: E402
-from realtalk_cli.tasks.memory import MemoryChoice, MemoryRunner  # noqa: E402
+from realtalk_cli.tasks.memory_runner import MemoryChoice, MemoryRunner  # noqa: E402
 from realtalk_cli.tasks.probe_options import ProbeOptions  # noqa: E402
 from realtalk_cli.tasks.probe_prompts import Templates, build_items  # noqa: E402
 

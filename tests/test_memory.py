@@ -154,3 +154,43 @@ def test_the_readme_example_memory_runs_from_a_file_path(tmp_path: Path, llm_env
     # the note alone claims no id, but the memory gives ids elsewhere: recall 0 there, not left out of the mean
     assert all(r["recall"] == 0.0 for r in rows if not r["retrieved"])
     assert all(0 < r["context_tokens"] <= 2700 for r in rows)
+
+
+def test_report_md_shows_items_over_budget_only_when_some_did_not_fit(tmp_path: Path, llm_env):
+    small = offline_probe(tmp_path, "--context", "bm25", "--context-tokens", "60")
+    assert small.exit_code == 0, small.output
+    skipped = json.loads(small.output)["memory"]["items_over_budget"]
+    assert skipped > 0
+    assert f"- {skipped} recalled items (message ids or passages) did not fit the budget" in (
+        tmp_path / "run" / "report.md"
+    ).read_text()
+    path = tmp_path / "notes.py"
+    path.write_text(PASSAGE_MEMORY)
+    fits = offline_probe(tmp_path, "--memory", f"{path}:Notes", "--force")
+    assert fits.exit_code == 0, fits.output
+    assert json.loads(fits.output)["memory"]["items_over_budget"] == 0
+    assert "did not fit" not in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_dry_run_estimates_what_an_llm_memory_sends_while_ingesting(tmp_path: Path, llm_env):
+    """The dry run counts the same requests a live run then sends, with the same token counter."""
+    from realtalk_cli.llm.tokens import count_message_tokens
+
+    out = tmp_path / "run"
+    fake = FakeLLM(reply=lambda body: "Ana took up pottery in March 2024.")
+    with serve_llm(fake) as url:
+        dry = runner.invoke(app, model_run_args("probe", url, out, "--memory", "llm-summaries", "--dry-run", "--json"))
+        assert dry.exit_code == 0, dry.output
+        assert not fake.requests and not out.exists()
+        plan = json.loads(dry.stdout)["memory"]
+        live = runner.invoke(app, model_run_args("probe", url, out, "--memory", "llm-summaries", "--json"))
+        assert live.exit_code == 0, live.output
+    sessions = [s for s in load_chat(SAMPLE_JSON).sessions if s.messages]
+    summaries = [r for r in fake.requests if r["messages"][0]["content"].startswith("Summarise")]
+    assert plan["requests"] == len(summaries) == len(sessions)
+    assert plan["prompt_tokens"] == sum(count_message_tokens(r["messages"], "gpt-4o-mini")[0] for r in summaries)
+    assert plan["answer_context_tokens_max"] == 2700 * 6
+    text = runner.invoke(app, model_run_args("probe", url, tmp_path / "new", "--memory", "llm-summaries", "--dry-run"))
+    assert text.exit_code == 0, text.output
+    assert f"memory ingest (its own requests): {len(sessions)} requests" in text.stdout
+    assert "up to 16200 more prompt tokens" in text.stdout

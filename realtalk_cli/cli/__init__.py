@@ -52,18 +52,28 @@ app.add_typer(analyze.app, name="analyze")
 app.add_typer(batch.app, name="batch")
 
 
+def _must_wait() -> bool:
+    """Whether a thread is alive that the normal exit would rightly wait for. Daemon threads are waited for by
+    neither exit; threads a memory plug-in left running (a call past --memory-timeout, a thread it started) are
+    marked `realtalk_abandoned` by tasks/memory_runner.py and not waited for either."""
+    return any(
+        t is not threading.current_thread() and not t.daemon and not getattr(t, "realtalk_abandoned", False)
+        for t in threading.enumerate()
+    )
+
+
 def main() -> None:
     """The console script. Once everything is written it ends the process without the interpreter's teardown,
     which spends 0.2-0.3 s freeing the openai SDK's thousand classes: atexit handlers still run and output is
-    flushed; with another thread alive (nothing of ours leaves one) the normal exit waits for it."""
+    flushed; with another thread alive that must finish (nothing of ours leaves one) the normal exit waits for it."""
     try:
         app()
         code = 0
     except SystemExit as end:
-        if not isinstance(end.code, int | None) or threading.active_count() > 1:
+        if not isinstance(end.code, int | None) or _must_wait():
             raise
         code = end.code or 0
-    if threading.active_count() > 1:
+    if _must_wait():
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

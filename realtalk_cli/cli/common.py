@@ -147,7 +147,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def handles_errors(fn: Callable) -> Callable:
-    """Turn a RealtalkError into one line on stderr and exit code 2 (a traceback only with --debug)."""
+    """Turn a RealtalkError into one line on stderr and its exit code, 2 or 3 (a traceback only with --debug)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -156,7 +156,7 @@ def handles_errors(fn: Callable) -> Callable:
         except RealtalkError as e:
             if debug["on"]:
                 raise
-            raise fail(str(e)) from None
+            raise fail(str(e), e.exit_code) from None
         except OSError as e:  # a full disk, a folder made read-only mid-run: one line, not a traceback
             if debug["on"]:
                 raise
@@ -225,7 +225,7 @@ def print_plan(plan: dict, unit: str, as_json: bool) -> None:
         print_json(plan)
         return
 
-    def line(p: dict, what: str) -> str:
+    def line(p: dict, what: str, per: str = unit) -> str:
         cost = f"${p['estimated_cost_usd']:.4f}" if p["priced"] else "unknown (model not in prices.toml)"
         estimated = "" if p.get("tokens_exact", True) else ", estimated: no tokenizer for this model"
         cached = p.get("cached_tokens_estimate") or 0
@@ -233,13 +233,26 @@ def print_plan(plan: dict, unit: str, as_json: bool) -> None:
         batch_note = " at batch prices" if p.get("batch") else ""
         return (
             f"{what}: {p['requests']} requests ({p['already_done']} already done), {p['prompt_tokens']} prompt "
-            f"tokens ({p[f'prompt_tokens_per_{unit}']} per {unit}{estimated}{cached_note}), "
+            f"tokens ({p[f'prompt_tokens_per_{per}']} per {per}{estimated}{cached_note}), "
             f"estimated cost {cost}{batch_note}"
         )
 
     out.print(line(plan, "dry run"), soft_wrap=True)
     if plan.get("judge"):
         out.print(line(plan["judge"], f"judge {plan['judge']['model']}"), soft_wrap=True)
+    if plan.get("recall_timeouts"):
+        out.print(
+            f"{plan['recall_timeouts']} questions left out: the memory's recall took longer than --memory-timeout",
+            soft_wrap=True,
+        )
+    if plan.get("memory"):
+        memory = plan["memory"]
+        out.print(line(memory, "memory ingest (its own requests)", "request"), soft_wrap=True)
+        out.print(
+            f"the answers' prompts above leave out what the memory will write (unknown before it runs): up to "
+            f"{memory['answer_context_tokens_max']} more prompt tokens (--context-tokens per question)",
+            soft_wrap=True,
+        )
 
 
 def finish_run(report: dict, score: float | None, fail_under: float | None, score_name: str) -> None:

@@ -84,6 +84,17 @@ def probe(
     memory_option: Annotated[
         list[str] | None, typer.Option("--memory-option", help="key=value passed to the memory (repeatable).")
     ] = None,
+    memory_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--memory-timeout",
+            min=0.1,
+            help="Seconds allowed for one call into the memory or retriever: ingesting one chat, or recalling "
+            "for one question. A recall past it is an error for that question (exit 3; the same command asks it "
+            "again); an ingest past it stops the run (exit 3). Example: --memory-timeout 30",
+            show_default="600",
+        ),
+    ] = None,
     embedder: Annotated[
         str | None,
         typer.Option(
@@ -161,6 +172,7 @@ def probe(
         "context_tokens": context_tokens,
         "memory": memory,
         "memory_options": parse_options(memory_option) if memory_option else None,
+        "memory_timeout": memory_timeout,
         "embedder": embedder,
         "concurrency": concurrency,
         "limit": limit,

@@ -15,13 +15,12 @@ import inspect
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.llm.client import Totals
 from realtalk_cli.tasks.render import render_message, session_header
 
 
@@ -44,7 +43,8 @@ class MemoryTools:
     """Tokens of a text for the answering model, as the budget counts them."""
     complete: Callable[[list[list[dict]]], list[str | None]] | None = None
     """Realtalk's LLM client: chat requests in, reply texts out (None for a failed request). Concurrent,
-    cached, and its tokens and cost are reported as ingestion, apart from answering. None in a dry run."""
+    cached, and its tokens and cost are reported as ingestion, apart from answering. In a dry run the requests
+    are counted for the estimate and every reply is None."""
 
 
 @runtime_checkable
@@ -52,7 +52,8 @@ class Memory(Protocol):
     """A memory system under test. Optional attribute `version` (a string) goes into the run's identity."""
 
     def ingest(self, chat: Chat, tools: MemoryTools) -> None:
-        """Read the whole chat (all sessions, with their dates) once, before any question."""
+        """Read the whole chat (all sessions, with their dates) once, before any question. `chat` is a copy
+        without the questions (`chat.qa` is empty)."""
         ...
 
     def recall(self, question: str, budget: int) -> list[str | Passage]:
@@ -266,6 +267,18 @@ class Packer:
         return "\n\n".join(blocks)
 
 
+def check_recalled(items: object, spec: str) -> None:
+    """A plug-in's recall() result must be a list of message ids and well-formed Passages: one line if not."""
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, Passage)) for i in items):
+        raise RealtalkError(f"--memory {spec}: recall() must return a list of message ids (str) and Passage objects")
+    for p in items:
+        if isinstance(p, Passage) and (wrong := _wrong_field(p)):
+            raise RealtalkError(
+                f"--memory {spec}: recall() returned a Passage whose {wrong}; a Passage needs"
+                " text (str), ids (a list of str) and date (str or None)"
+            )
+
+
 def _wrong_field(p: Passage) -> str | None:
     """What is wrong with a plug-in's Passage, if anything (said without printing a huge text)."""
     if not isinstance(p.text, str):
@@ -279,124 +292,3 @@ def _wrong_field(p: Passage) -> str | None:
 
 def render_passage(p: Passage) -> str:
     return f"- ({p.date}) {p.text}" if p.date else f"- {p.text}"
-
-
-# --- choosing and running the memory of a probe run ---------------------------------------------------
-
-RETRIEVER_CONTEXTS = ("retrieval", "bm25", "dense", "hybrid")
-
-
-@dataclass
-class MemoryChoice:
-    spec: str
-    options: dict[str, str]
-    note: str | None = None  # e.g. why `retrieval` fell back to bm25
-
-
-def memory_choice(
-    context: str, memory: str | None, memory_options: dict[str, str], top_k: int | None, embedder: str | None
-) -> MemoryChoice | None:
-    """The memory a probe run uses: `--memory SPEC`, or the retriever `--context` names; None for full/events."""
-    from realtalk_cli.tasks.embeddings import embedder_available
-
-    if memory:
-        return MemoryChoice(memory, dict(memory_options))
-    if context not in RETRIEVER_CONTEXTS:
-        return None
-    spec, note = context, None
-    if context == "retrieval":
-        why_not = embedder_available() if embedder is None else None
-        spec = "hybrid" if why_not is None else "bm25"
-        if why_not:
-            note = f"retrieval used bm25 alone: the dense embedder is unavailable ({why_not})"
-    options = {"top_k": str(top_k)} if top_k else {}
-    if embedder and spec != "bm25":
-        options["embedder"] = embedder
-    return MemoryChoice(spec, options, note)
-
-
-class MemoryRunner:
-    """Builds the chosen memory for each chat, ingests it once (timed) and packs its answers into the budget."""
-
-    def __init__(
-        self,
-        choice: MemoryChoice,
-        count: Callable[[str], int],
-        store_root: Path | None = None,
-        complete: Callable[[list[list[dict]]], list[str | None]] | None = None,
-    ):
-        self.choice = choice
-        self.identity = memory_identity(choice.spec, choice.options)
-        self.count = count
-        self.store_root = store_root
-        self.complete = complete
-        self.ingest_s: dict[str, float] = {}
-        self.unknown_ids = 0
-        self.over_budget = 0
-        self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
-
-    def add_llm_usage(self, totals: Totals) -> None:
-        for f in fields(Totals):
-            setattr(self.llm_totals, f.name, getattr(self.llm_totals, f.name) + getattr(totals, f.name))
-
-    def summary(self) -> dict:
-        """The report's `memory` section: identity, ingestion time and LLM usage, what did not fit."""
-        t = self.llm_totals
-        return {
-            **self.identity,
-            "note": self.choice.note,
-            "ingest_s": self.ingest_s,
-            "ingest_total_s": round(sum(self.ingest_s.values()), 3),
-            "ingest_llm": {
-                "requests": t.requests,
-                "cached": t.cached,
-                "errors": t.errors,
-                "prompt_tokens": t.prompt_tokens,
-                "completion_tokens": t.completion_tokens,
-                "cost_usd": round(t.cost_usd, 6),
-            },
-            "unknown_ids": self.unknown_ids,
-            "items_over_budget": self.over_budget,
-        }
-
-    def open(self, chat: Chat) -> Callable[[str, int], Recalled]:
-        import time
-
-        memory = build_memory(self.choice.spec, self.choice.options)
-        store = None
-        if self.store_root is not None:
-            store = self.store_root / re.sub(r"[^\w.-]", "_", chat.name)
-            store.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        self._guard(chat, "ingest", lambda: memory.ingest(chat, MemoryTools(store, self.count, self.complete)))
-        self.ingest_s[chat.name] = round(time.perf_counter() - started, 3)
-        packer = Packer(chat, self.count)
-
-        def ask(question: str, budget: int) -> Recalled:
-            items = self._guard(chat, "recall", lambda: memory.recall(question, budget))
-            if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, Passage)) for i in items):
-                raise RealtalkError(
-                    f"--memory {self.choice.spec}: recall() must return a list of message ids (str) and Passage objects"
-                )
-            for p in items:
-                if isinstance(p, Passage) and (wrong := _wrong_field(p)):
-                    raise RealtalkError(
-                        f"--memory {self.choice.spec}: recall() returned a Passage whose {wrong}; a Passage needs"
-                        " text (str), ids (a list of str) and date (str or None)"
-                    )
-            recalled = packer.pack(list(items), budget)
-            self.unknown_ids += recalled.unknown_ids
-            self.over_budget += recalled.over_budget
-            return recalled
-
-        return ask
-
-    def _guard(self, chat: Chat, step: str, call: Callable):
-        try:
-            return call()
-        except RealtalkError:
-            raise
-        except (Exception, SystemExit) as e:  # a plug-in's bug: one line naming the memory and the chat
-            raise RealtalkError(
-                f"--memory {self.choice.spec}: {step} failed on {chat.name}: {type(e).__name__}: {e}"
-            ) from None

@@ -15,12 +15,12 @@ import orjson
 
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, run_jobs
+from realtalk_cli.llm.client import Completion, LLMClient, StopRun, Usage, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks import paper_protocol
-from realtalk_cli.tasks.memory import MemoryRunner, memory_choice
+from realtalk_cli.tasks.memory_runner import MemoryRunner, memory_choice
 from realtalk_cli.tasks.probe_judge import (
     JUDGE_MAX_TOKENS,
     PAPER_ANSWER,
@@ -101,7 +101,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             check_run_identity(opts.out, identity, PROBE_FILES)
         rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
         done = {row_key(r) for r in rows if r.get("error") is None}
-        todo = [it for it in items if item_key(it) not in done]
+        todo = [it for it in items if item_key(it) not in done and it.error is None]
         plan = dry_run_plan(
             endpoint,
             prices,
@@ -112,6 +112,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             cached_tokens=estimate_cached_tokens(todo, endpoint.model),
             batch=batch,
         )
+        if memories is not None:
+            plan.update(memories.dry_run_notes(endpoint, prices, MEMORY_MAX_TOKENS, opts.context_tokens * len(todo)))
         if judge_endpoint:
             stale = [r for r in rows if needs_judging(r, judge_endpoint.label, judge_hash)]
             future = [{"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold} for it in todo]
@@ -128,6 +130,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             write_jsonl(pred_path, rows)  # one row per question from here on
         done = {row_key(r) for r in rows if r.get("error") is None}
         todo = [it for it in items if item_key(it) not in done]
+        unasked = [it for it in todo if it.error is not None]  # the memory's recall failed: an error row
+        todo = [it for it in todo if it.error is None]
         cache = open_cache(opts.use_cache)
         limiter = Limiter(opts.concurrency)  # --concurrency counts answer and judge requests together
         client = LLMClient(
@@ -161,6 +165,9 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         started = time.perf_counter()
         new_rows: list[dict] = []
         with open(pred_path, "ab") as sink:
+            for it in unasked:
+                new_rows.append(prediction_row(it, Completion("", Usage(), it.error), endpoint.label))
+                sink.write(orjson.dumps(new_rows[-1]) + b"\n")
 
             async def finish(item: Item, c: Completion) -> None:
                 row = prediction_row(item, c, endpoint.label, raw=paper)
@@ -232,10 +239,12 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
     def count(text: str) -> int:
         return count_tokens(text, endpoint.model)[0]
 
-    if dry_run:
-        return MemoryRunner(choice, count)
+    if dry_run:  # the memory's own requests are counted, not sent
+        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout)
+        runner.complete = runner.count_requests
+        return runner
     key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
-    runner = MemoryRunner(choice, count, opts.out / "memory" / key)
+    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout)
 
     def complete(requests: list[list[dict]]) -> list[str | None]:
         client = LLMClient(

@@ -17,7 +17,7 @@ from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_jsonl, run_folder, write_jsonl
 from realtalk_cli.llm import batch
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient
+from realtalk_cli.llm.client import Completion, LLMClient, Usage
 from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.tasks.probe import memory_runner
 from realtalk_cli.tasks.probe_judge import (
@@ -170,6 +170,8 @@ def _advance(folder, opts, files, items, templates, client, judge, memories=None
             return None, batch.pending_message(job)
         take(batch.collect(owner, folder, job), job["id"])
 
+    # questions whose recall outlived --memory-timeout are error rows, never sent (asked again next time)
+    answered({cid: Completion("", Usage(), it.error) for cid, it in items.items() if it.error is not None}, None)
     stopped = False
     todo = [
         (cid, it.messages)

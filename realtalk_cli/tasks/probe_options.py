@@ -11,7 +11,7 @@ from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_toml
 from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.tasks import paper_protocol
-from realtalk_cli.tasks.memory import RETRIEVER_CONTEXTS, MemoryRunner
+from realtalk_cli.tasks.memory_runner import RETRIEVER_CONTEXTS, MemoryRunner
 from realtalk_cli.tasks.probe_judge import PAPER_ANSWER
 from realtalk_cli.tasks.probe_prompts import ContextMode, Templates
 from realtalk_cli.tasks.runs import check_settings, manifest, run_identity
@@ -29,6 +29,7 @@ class ProbeOptions:
     top_k: int | None = None  # retrievers: at most this many windows
     memory: str | None = None  # --memory SPEC: a built-in name, module:Name or path/to/file.py:Name
     memory_options: dict[str, str] = field(default_factory=dict)
+    memory_timeout: float = 600.0  # seconds for one call into the memory (ingest of a chat, recall of a question)
     embedder: str | None = None  # dense retrieval model: a local directory or a cached name
     concurrency: int = 8
     limit: int | None = None

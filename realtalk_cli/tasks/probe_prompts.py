@@ -11,7 +11,7 @@ from realtalk_cli.data.evidence import evidence_recall, resolve_evidence
 from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.data.model import Chat, QAItem
 from realtalk_cli.llm.tokens import count_tokens
-from realtalk_cli.tasks.memory import MemoryRunner, memory_choice
+from realtalk_cli.tasks.memory_runner import CallTimeout, MemoryRunner, memory_choice
 from realtalk_cli.tasks.render import render_message, session_header
 from realtalk_cli.tasks.runs import fill, prompt_text, text_hash
 
@@ -34,6 +34,7 @@ class Item:
     context_tokens: int | None = None
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
+    error: str | None = None  # the memory's recall failed (past --memory-timeout): not asked, an error row
 
     @classmethod
     def with_prompt(cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: str) -> Item:
@@ -156,12 +157,15 @@ def build_items(
             adversarial = chat.dataset == "locomo" and qa.category == 5
             if adversarial and opts.skip_adversarial:
                 continue
-            context, retrieved, recall, context_tokens, options = full_context, None, None, None, None
+            context, retrieved, recall, context_tokens, options, error = full_context, None, None, None, None, None
             if ask is not None:
-                recalled = ask(qa.question, opts.context_tokens)
-                context, retrieved, context_tokens = recalled.context, recalled.ids, recalled.tokens
-                recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
-                claims = claims or recalled.claims
+                try:
+                    recalled = ask(qa.question, opts.context_tokens)
+                    context, retrieved, context_tokens = recalled.context, recalled.ids, recalled.tokens
+                    recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
+                    claims = claims or recalled.claims
+                except CallTimeout as e:
+                    error = str(e)
             values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
             if adversarial:
                 options = adversarial_options(qa)
@@ -170,7 +174,9 @@ def build_items(
             else:
                 template = templates.answer
                 values["question"] = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
-            items.append(Item(chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped, options))
+            items.append(
+                Item(chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped, options, error)
+            )
             if opts.limit is not None and len(items) >= opts.limit:
                 return _recall_if_claimed(items, claims)
     return _recall_if_claimed(items, claims)

@@ -179,5 +179,15 @@ def memory_lines(memory: dict, budget: int | None) -> list[str]:
         lines.append(f"- note: {memory['note']}")
     if memory.get("unknown_ids"):
         lines.append(f"- the memory returned {memory['unknown_ids']} ids that name no message (left out)")
+    if memory.get("items_over_budget"):
+        lines.append(
+            f"- {memory['items_over_budget']} recalled items (message ids or passages) did not fit the budget and were"
+            " left out (a retriever returns its whole ranking: the rest of it counts here)"
+        )
+    if memory.get("recall_timeouts"):
+        lines.append(
+            f"- {memory['recall_timeouts']} recalls took longer than --memory-timeout: those questions failed and"
+            " the same command asks them again"
+        )
     lines.append("- evidence recall: share of a question's resolvable evidence messages shown (or claimed by passages)")
     return lines

@@ -22,7 +22,7 @@ from realtalk_cli.llm.providers import Endpoint, Prices, config_dir
 
 # Options that change how a run goes, never what it answers: they may differ between a run and its resume.
 RUN_ONLY = {
-    "out", "concurrency", "limit", "max_cost", "api_key_env", "use_cache", "force", "timeout",
+    "out", "concurrency", "limit", "max_cost", "api_key_env", "use_cache", "force", "timeout", "memory_timeout",
     "judge_model", "price_in", "price_out", "bertscore", "fail_under",
 }  # fmt: skip
 
@@ -90,8 +90,9 @@ def check_settings(settings: dict, options_class: type, source: str) -> None:
     for key in ("top_k", "concurrency", "limit", "max_context_tokens", "sessions"):
         if isinstance(settings.get(key), int) and settings[key] < 1:
             raise RealtalkError(f"{source}: {key} must be at least 1, not {settings[key]}")
-    if isinstance(settings.get("timeout"), (int, float)) and settings["timeout"] <= 0:
-        raise RealtalkError(f"{source}: timeout must be more than 0 seconds")
+    for key in ("timeout", "memory_timeout"):
+        if isinstance(settings.get(key), (int, float)) and not settings[key] > 0:  # NaN too
+            raise RealtalkError(f"{source}: {key} must be more than 0 seconds")
 
 
 def dataset_hashes(files: list[Path]) -> dict[str, str]:

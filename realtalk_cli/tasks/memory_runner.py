@@ -1,0 +1,268 @@
+"""Running the memory of a probe run: choosing it, calling into it safely, packing what it recalls.
+
+Each call into a memory (building and ingesting a chat, recalling for a question) runs under a deadline in a
+daemon thread. A thread cannot be killed: one past its deadline is left running, and the console script's
+exit waits neither for it nor for threads the plug-in started. What the plug-in prints goes to stderr
+(stdout carries realtalk's own output, e.g. `--json`), and a working directory it changes is put back
+(relative `--out` and chat paths are used after it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from realtalk_cli.data.model import Chat
+from realtalk_cli.errors import IncompleteRun, RealtalkError
+from realtalk_cli.llm.client import Totals, dry_run_plan
+from realtalk_cli.llm.providers import Endpoint, Prices
+from realtalk_cli.tasks.memory import (
+    Memory,
+    MemoryTools,
+    Packer,
+    Recalled,
+    build_memory,
+    check_recalled,
+    memory_identity,
+)
+
+RETRIEVER_CONTEXTS = ("retrieval", "bm25", "dense", "hybrid")
+
+
+@dataclass
+class MemoryChoice:
+    spec: str
+    options: dict[str, str]
+    note: str | None = None  # e.g. why `retrieval` fell back to bm25
+
+
+def memory_choice(
+    context: str, memory: str | None, memory_options: dict[str, str], top_k: int | None, embedder: str | None
+) -> MemoryChoice | None:
+    """The memory a probe run uses: `--memory SPEC`, or the retriever `--context` names; None for full/events."""
+    from realtalk_cli.tasks.embeddings import embedder_available
+
+    if memory:
+        return MemoryChoice(memory, dict(memory_options))
+    if context not in RETRIEVER_CONTEXTS:
+        return None
+    spec, note = context, None
+    if context == "retrieval":
+        why_not = embedder_available() if embedder is None else None
+        spec = "hybrid" if why_not is None else "bm25"
+        if why_not:
+            note = f"retrieval used bm25 alone: the dense embedder is unavailable ({why_not})"
+    options = {"top_k": str(top_k)} if top_k else {}
+    if embedder and spec != "bm25":
+        options["embedder"] = embedder
+    return MemoryChoice(spec, options, note)
+
+
+class MemoryRunner:
+    """Builds the chosen memory for each chat, ingests it once (timed) and packs its answers into the budget.
+
+    Every call into the memory goes through `GuardedCalls` (the module's docstring says what it guards), with a
+    deadline of `timeout` seconds (None: no deadline, called inline).
+    """
+
+    def __init__(
+        self,
+        choice: MemoryChoice,
+        count: Callable[[str], int],
+        store_root: Path | None = None,
+        complete: Callable[[list[list[dict]]], list[str | None]] | None = None,
+        timeout: float | None = None,
+    ):
+        self.choice = choice
+        self.identity = memory_identity(choice.spec, choice.options)
+        self.count = count
+        self.store_root = store_root
+        self.complete = complete
+        self.timeout = timeout
+        self.ingest_s: dict[str, float] = {}
+        self.unknown_ids = 0
+        self.over_budget = 0
+        self.recall_timeouts = 0
+        self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
+        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout)
+        self.dry_requests: list[list[dict]] = []  # what ingesting would send, in a dry run
+
+    def count_requests(self, requests: list[list[dict]]) -> list[str | None]:
+        """A dry run's `tools.complete`: the requests are kept for the estimate and every reply is None, as for a
+        failed request."""
+        if not isinstance(requests, list) or not all(
+            isinstance(r, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in r)
+            for r in requests
+        ):
+            raise RealtalkError(
+                f"--memory {self.choice.spec}: tools.complete() takes a list of requests, each a list of messages"
+                ' ({"role": ..., "content": "text"})'
+            )
+        self.dry_requests += requests
+        return [None] * len(requests)
+
+    def dry_run_notes(self, endpoint: Endpoint, prices: Prices, max_tokens: int, context_max: int) -> dict:
+        """What a dry run adds for the memory: questions left out (recall past the deadline) and, for a memory
+        that calls the LLM while ingesting, those requests estimated apart (each reply at `max_tokens`). What such
+        a memory writes is unknown before it runs: the answers' prompts may hold up to `context_max` more tokens."""
+        notes: dict = {}
+        if self.recall_timeouts:
+            notes["recall_timeouts"] = self.recall_timeouts
+        if self.dry_requests:
+            notes["memory"] = dry_run_plan(endpoint, prices, self.dry_requests, 0, "request", max_tokens)
+            notes["memory"]["answer_context_tokens_max"] = context_max
+        return notes
+
+    def add_llm_usage(self, totals: Totals) -> None:
+        for f in fields(Totals):
+            setattr(self.llm_totals, f.name, getattr(self.llm_totals, f.name) + getattr(totals, f.name))
+
+    def summary(self) -> dict:
+        """The report's `memory` section: identity, ingestion time and LLM usage, what did not fit."""
+        t = self.llm_totals
+        return {
+            **self.identity,
+            "note": self.choice.note,
+            "ingest_s": self.ingest_s,
+            "ingest_total_s": round(sum(self.ingest_s.values()), 3),
+            "ingest_llm": {
+                "requests": t.requests,
+                "cached": t.cached,
+                "errors": t.errors,
+                "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens,
+                "cost_usd": round(t.cost_usd, 6),
+            },
+            "unknown_ids": self.unknown_ids,
+            "items_over_budget": self.over_budget,
+            "recall_timeouts": self.recall_timeouts,
+        }
+
+    def open(self, chat: Chat) -> Callable[[str, int], Recalled]:
+        """Ingest `chat`; returns the recall of its questions (CallTimeout past the deadline)."""
+        store = None
+        if self.store_root is not None:
+            store = self.store_root / re.sub(r"[^\w.-]", "_", chat.name)
+            store.mkdir(parents=True, exist_ok=True)
+        # The memory reads a copy without the questions: it may not see the gold answers, nor change the chat.
+        shown = copy.deepcopy(dataclasses.replace(chat, qa=[]))
+
+        def build_and_ingest() -> Memory:
+            memory = build_memory(self.choice.spec, self.choice.options)
+            memory.ingest(shown, MemoryTools(store, self.count, self.complete))
+            return memory
+
+        started = time.perf_counter()
+        try:
+            memory = self.calls.run("ingest", chat.name, build_and_ingest)
+        except CallTimeout:
+            raise IncompleteRun(
+                f"--memory {self.choice.spec}: ingest on {chat.name} took longer than --memory-timeout "
+                f"{self.timeout:g} s, so the run stopped before asking its questions; run the same command again "
+                "(with a larger --memory-timeout) to continue"
+            ) from None
+        self.ingest_s[chat.name] = round(time.perf_counter() - started, 3)
+        packer = Packer(chat, self.count)
+
+        def ask(question: str, budget: int) -> Recalled:
+            try:
+                items = self.calls.run("recall", chat.name, lambda: memory.recall(question, budget))
+            except CallTimeout:
+                self.recall_timeouts += 1
+                raise
+            check_recalled(items, self.choice.spec)
+            recalled = packer.pack(list(items), budget)
+            self.unknown_ids += recalled.unknown_ids
+            self.over_budget += recalled.over_budget
+            return recalled
+
+        return ask
+
+
+class CallTimeout(Exception):
+    """A call into the plug-in outlived its deadline (it may still be running in its thread)."""
+
+
+class GuardedCalls:
+    """Calls into one plug-in, named `who` in messages (e.g. `--memory my.py:Mem`); `timeout` None: no deadline."""
+
+    def __init__(self, who: str, timeout: float | None):
+        self.who = who
+        self.timeout = timeout
+        self._warned: set[str] = set()
+
+    def run(self, step: str, where: str, call: Callable):
+        """`call()`'s value. Its exception is one RealtalkError line naming the plug-in, the step and where
+        (KeyboardInterrupt and RealtalkError pass as they are); past the deadline, CallTimeout."""
+        outcome: dict[str, object] = {}
+        finished = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome["value"] = call()
+            except BaseException as e:  # reported in the calling thread
+                outcome["error"] = e
+            finally:
+                finished.set()
+
+        cwd = os.getcwd()
+        before = set(threading.enumerate())
+        with _stdout_to_stderr():
+            if self.timeout is None:
+                work()
+            else:
+                threading.Thread(target=work, name="realtalk memory call", daemon=True).start()
+                finished.wait(min(self.timeout, threading.TIMEOUT_MAX))
+        self._restore(cwd, before)
+        if not finished.is_set():
+            raise CallTimeout(f"{self.who}: {step} on {where} took longer than --memory-timeout {self.timeout:g} s")
+        error = outcome.get("error")
+        if error is None:
+            return outcome["value"]
+        if isinstance(error, (RealtalkError, KeyboardInterrupt)):
+            raise error
+        raise RealtalkError(f"{self.who}: {step} failed on {where}: {type(error).__name__}: {error}") from None
+
+    def _restore(self, cwd: str, threads_before: set[threading.Thread]) -> None:
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+            self._warn("cwd", "it changed the working directory; realtalk changed it back")
+        left = [t for t in threading.enumerate() if t not in threads_before and not t.daemon and t.is_alive()]
+        for t in left:
+            t.realtalk_abandoned = True  # read by the console script's exit (cli/__init__.py main)
+        if left:
+            names = ", ".join(sorted(t.name for t in left))
+            self._warn("threads", f"it left threads running ({names}); realtalk will not wait for them at exit")
+
+    def _warn(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            sys.stderr.write(f"warning: {self.who}: {message}\n")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Python's print and child processes alike."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptor 1 or 2: Python's own stdout is still redirected
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
