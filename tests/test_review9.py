@@ -135,7 +135,8 @@ def test_jobs_that_fail_together_leave_no_unretrieved_task_error(caplog):
     import logging
 
     from realtalk_cli.errors import RealtalkError
-    from realtalk_cli.llm.client import LLMClient, run_jobs
+    from realtalk_cli.llm.client import LLMClient
+    from realtalk_cli.llm.jobs import run_jobs
     from realtalk_cli.llm.providers import resolve_model
     from realtalk_cli.tasks import baselines  # noqa: F401  (registers the offline models)
 

@@ -178,7 +178,8 @@ def run_ei(
     paper_classifiers = PaperClassifiers(hf_models) if backend == "paper" else None  # first: fails fast offline
     if backend in ("llm", "paper"):
         from realtalk_cli.llm.cache import open_cache
-        from realtalk_cli.llm.client import LLMClient, dry_run_plan
+        from realtalk_cli.llm.client import LLMClient
+        from realtalk_cli.llm.jobs import dry_run_plan
         from realtalk_cli.llm.providers import Prices, resolve_model
 
         endpoint = resolve_model(model or PAPER_DEFAULT_MODEL, base_url, api_key_env)

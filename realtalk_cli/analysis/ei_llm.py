@@ -172,7 +172,7 @@ def label_llm_batch(pending: list[tuple[Chat, set[int]]], client, per: str, sink
 def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, max_cost: float | None = None) -> bool:
     """Label every pending message with one call per message or per session; write each as it arrives.
     Returns True when the run stopped at `max_cost` (USD)."""
-    from realtalk_cli.llm.client import StopRun, run_jobs
+    from realtalk_cli.llm.jobs import StopRun, run_jobs
 
     calls, max_tokens = llm_requests(pending, per)
 

@@ -155,7 +155,7 @@ def label_paper(
 
     `empathy_client` should have no response cache: an invalid JSON reply is asked again, as the paper does.
     """
-    from realtalk_cli.llm.client import run_jobs
+    from realtalk_cli.llm.jobs import run_jobs
 
     prompts = load_prompts()
     found: dict[tuple[str, int], dict] = {}

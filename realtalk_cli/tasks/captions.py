@@ -7,7 +7,8 @@ import base64
 from realtalk_cli.data.model import Message
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient, run_jobs
+from realtalk_cli.llm.client import Completion, LLMClient
+from realtalk_cli.llm.jobs import run_jobs
 from realtalk_cli.llm.providers import resolve_model
 
 CAPTION_PROMPT = "Describe this photo in one short sentence, the way an image-captioning model would."

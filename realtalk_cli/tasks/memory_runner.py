@@ -23,7 +23,8 @@ from pathlib import Path
 
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import IncompleteRun, RealtalkError
-from realtalk_cli.llm.client import Totals, dry_run_plan
+from realtalk_cli.llm.client import Totals
+from realtalk_cli.llm.jobs import dry_run_plan
 from realtalk_cli.llm.providers import Endpoint, Prices
 from realtalk_cli.tasks.memory import (
     Memory,

@@ -15,7 +15,8 @@ import orjson
 
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient, StopRun, Usage, dry_run_plan, run_jobs
+from realtalk_cli.llm.client import Completion, LLMClient, Usage
+from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
 from realtalk_cli.llm.tokens import count_tokens

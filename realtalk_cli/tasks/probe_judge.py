@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import re
 
-from realtalk_cli.llm.client import Completion, LLMClient, StopRun, run_jobs
+from realtalk_cli.llm.client import Completion, LLMClient
+from realtalk_cli.llm.jobs import StopRun, run_jobs
 from realtalk_cli.tasks import paper_protocol
 from realtalk_cli.tasks.probe_prompts import NOT_MENTIONED, Templates
 from realtalk_cli.tasks.runs import fill, text_hash

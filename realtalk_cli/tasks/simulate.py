@@ -23,7 +23,8 @@ from realtalk_cli.data.model import Chat, Message, person_key
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, refuse_overwrite, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient, StopRun, dry_run_plan, require_key, run_jobs
+from realtalk_cli.llm.client import Completion, LLMClient, require_key
+from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.tasks.runs import (
     completeness,
