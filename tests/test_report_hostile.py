@@ -146,12 +146,63 @@ def test_a_complete_field_that_is_no_boolean_is_an_unreadable_report(base_run, t
     assert show.exit_code == 2 and "'complete' must be true or false" in show.output
 
 
-def test_complete_false_or_missing_field_is_read_as_before(base_run, tmp_path):
-    stopped = variant(base_run, tmp_path / "stopped", complete=False)
+def test_only_complete_true_in_report_json_makes_a_run_complete(base_run, tmp_path):
+    done = variant(base_run, tmp_path / "done")
+    stopped = variant(base_run, tmp_path / "stopped", complete=False, incomplete={"reason": "stopped at --max-cost"})
     old = variant(base_run, tmp_path / "old")
     summary = json.loads((old / "report.json").read_text())
-    del summary["complete"]  # a run from before the field existed: judged by its predictions
+    del summary["complete"]
     (old / "report.json").write_text(json.dumps(summary))
-    result = report(stopped, old, "-o", tmp_path / "out", "--json")
+    killed = variant(base_run, tmp_path / "killed")  # killed before its end: report.json is written last
+    (killed / "report.json").unlink()
+    result = report(done, stopped, old, killed, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
-    assert [r["complete"] for r in json.loads(result.output)["runs"]] == [False, True]
+    runs = json.loads(result.output)["runs"]
+    assert [r["complete"] for r in runs] == [True, False, False, False]
+    assert runs[0]["incomplete"] is None and runs[1]["incomplete"] == "stopped at --max-cost"
+    assert "does not say" in runs[2]["incomplete"] and "no report.json" in runs[3]["incomplete"]
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| 6 (incomplete) |" in md and "Incomplete runs: B: stopped at --max-cost; C: " in md
+    assert "no report.json" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_terminal_control_sequences_in_run_text_are_shown_not_obeyed(base_run, tmp_path):
+    run = variant(base_run, tmp_path / "esc", "m\x1b]0;pwned\x07\x1b[2J\x9b31m")
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    rows[0]["prediction"] = "\x1b[31mRED\x1b[0m"  # a reply from an endpoint is text, not terminal commands
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "out")], env={"COLUMNS": "200"})
+    show = runner.invoke(app, ["probe", "show", str(run), "--question", "0"], env={"COLUMNS": "200"})
+    for output in (result.output, show.output):
+        assert "\x1b" not in output and "\x9b" not in output and "\x07" not in output
+    assert result.exit_code == 0 and "m␛]0;pwned␇␛[2J\ufffd31m" in result.output
+    assert show.exit_code == 0 and "␛[31mRED␛[0m" in show.output
+    missing = runner.invoke(app, ["report", str(tmp_path / "x\x1b[2J"), "-o", str(tmp_path / "o2")])
+    assert missing.exit_code == 2 and "\x1b" not in missing.output and "x␛[2J: no such run directory" in missing.output
+
+
+def test_an_output_directory_that_is_another_run_is_refused_even_with_force(base_run, tmp_path):
+    other = variant(base_run, tmp_path / "other")
+    before = (other / "report.json").read_bytes()
+    result = report(base_run, "-o", other, "--force")
+    assert result.exit_code == 2 and f"{other} is a run directory" in result.output
+    assert (other / "report.json").read_bytes() == before and not (other / "leaderboard.md").exists()
+    inside = report(base_run, "-o", other / "reports")  # a folder of its own inside a run is the user's choice
+    assert inside.exit_code == 0 and (other / "reports" / "leaderboard.md").exists()
+
+
+def test_an_output_name_taken_by_a_directory_is_refused_before_anything_is_written(base_run, tmp_path):
+    out = tmp_path / "out"
+    (out / "report.html").mkdir(parents=True)
+    result = report(base_run, "-o", out, "--force")
+    assert result.exit_code == 2 and f"{out / 'report.html'}: exists and is not a file" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+
+
+def test_the_same_run_given_twice_is_a_usage_error(base_run, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(base_run)
+    for again in (base_run, Path(f"{base_run}/"), base_run / ".." / base_run.name, link):
+        result = report(base_run, again, "-o", tmp_path / "out")
+        assert result.exit_code == 2 and "given twice" in result.output and str(base_run) in result.output
+        assert not (tmp_path / "out").exists()

@@ -23,10 +23,23 @@ from realtalk_cli.errors import RealtalkError
 if TYPE_CHECKING:
     import click
 
+# Control characters as their visible pictures (ESC as ␛), C1 controls as U+FFFD; newline and tab kept.
+_VISIBLE = {c: 0x2400 + c for c in range(32) if chr(c) not in "\n\t"} | {0x7F: 0x2421}
+_VISIBLE |= dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
+
+
+class _TextConsole(Console):
+    """A console for text from files and endpoints: a model reply or a file name holding ESC sequences is
+    shown, never obeyed by the terminal (rich itself passes ESC through)."""
+
+    def render_str(self, text: str, **kwargs):
+        return super().render_str(text.translate(_VISIBLE), **kwargs)
+
+
 # markup and emoji off: run text, chat text, file names and specs print as typed ("[/x]" is no rich tag,
 # `x.py:X:` no emoji); the few styled lines pass markup=True and escape what they embed
-out = Console(highlight=False, markup=False, emoji=False)
-err = Console(stderr=True, highlight=False, markup=False, emoji=False)
+out = _TextConsole(highlight=False, markup=False, emoji=False)
+err = _TextConsole(stderr=True, highlight=False, markup=False, emoji=False)
 debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 
 # --- shared option declarations ------------------------------------------------------------------

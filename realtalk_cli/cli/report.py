@@ -74,6 +74,9 @@ def print_leaderboard(board: dict) -> None:
         answered = f"{r['answered']}" + ("" if r["complete"] else " (incomplete)")
         runs.add_row(r["id"], r["label"], answered, usage_cell(r))
     out.print(runs)
+    for r in board["runs"]:
+        if r["incomplete"]:
+            out.print(f"{r['id']} is incomplete: {r['incomplete']}")
     cats = board["categories"]
     for metric, name in board["metrics"].items():
         rows = [(r["id"], [_two_lines(r["scores"][metric].get(c)) for c in cats]) for r in board["runs"]]

@@ -19,18 +19,24 @@ OUTPUTS = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.json"
 def check_writable(out: Path, names: tuple[str, ...], force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RealtalkError(f"{out}: exists and is not a directory")
+    run_file = next((n for n in ("predictions.jsonl", "run.json") if (out / n).exists()), None)
+    if run_file:  # --force replaces an earlier report, never a run's own report.json
+        raise RealtalkError(f"-o {out} is a run directory (it has {run_file}): its report.json would be replaced")
     existing = [n for n in names if (out / n).exists()]
     if existing and not force:
         raise RealtalkError(f"{out / existing[0]}: already exists (use --force to overwrite)")
+    odd = next((n for n in existing if not (out / n).is_file()), None)
+    if odd:  # found now, before any file is replaced, not after the first ones were
+        raise RealtalkError(f"{out / odd}: exists and is not a file")
 
 
 def explorer_html(runs: list[Run], board: dict, chat_files: list[Path], title: str) -> str:
     chats, warnings = find_chats(runs, chat_files) if board["kind"] == "probe" else ({}, [])
     if not board["questions"]["same_set"]:
         warnings.insert(0, tables.questions_note(board))
-    incomplete = [r["id"] for r in board["runs"] if not r["complete"]]
+    incomplete = [f"{r['id']} ({r['incomplete']})" for r in board["runs"] if r["incomplete"]]
     if incomplete:
-        warnings.insert(0, f"incomplete runs (failed or unanswered items): {', '.join(incomplete)}")
+        warnings.insert(0, f"incomplete runs: {'; '.join(incomplete)}")
     return render_html(board, explorer_data(runs, board, chats), warnings, title)
 
 
@@ -49,9 +55,6 @@ def make_report(
         raise RealtalkError(f"--seed {seed}: expected 0 or more")
     if not run_dirs:
         raise RealtalkError("no run directories given")
-    inside = [d for d in run_dirs if d.exists() and out.exists() and d.resolve() == out.resolve()]
-    if inside:
-        raise RealtalkError(f"-o {out} is the run directory {inside[0]}: its report.json would be replaced")
     check_writable(out, OUTPUTS, force)
     runs = load_runs(run_dirs)
     board = build_leaderboard(runs, resamples, seed, common_only)

@@ -95,6 +95,7 @@ def build_leaderboard(
                 "answered": len(chosen[id(run)]),
                 "failed": run.failed,
                 "complete": run.complete,
+                "incomplete": run.incomplete,
                 **run.usage(),
                 "scores": scores,
             }

@@ -112,8 +112,24 @@ class Run:
         return str(spec) if spec else None
 
     @property
+    def incomplete(self) -> str | None:
+        """Why the run cannot be taken as finished, or None: only `"complete": true` in report.json, which a
+        run writes last, says it finished (a run killed half-way has answered rows and no report.json)."""
+        if self.summary.get("complete") is False:
+            detail = self.summary.get("incomplete")
+            reason = detail.get("reason") if isinstance(detail, dict) else None
+            return reason if isinstance(reason, str) and reason else "its report.json says it did not finish"
+        if self.failed:
+            return f"{self.failed} items failed"
+        if not self.summary:
+            return "no report.json: the run may not have finished"
+        if self.summary.get("complete") is not True:
+            return "its report.json does not say it finished"
+        return None
+
+    @property
     def complete(self) -> bool:
-        return self.summary.get("complete", True) is True and self.failed == 0
+        return self.incomplete is None
 
     @property
     def label(self) -> str:
@@ -234,6 +250,11 @@ def _kind(rows: list[dict], summary: dict) -> str:
 
 def load_runs(paths: list[Path]) -> list[Run]:
     runs = [load_run(p) for p in paths]
+    seen: dict[Path, Path] = {}
+    for path in paths:  # a run beside itself would only add a row that is compared with its twin
+        first = seen.setdefault(path.resolve(), path)
+        if first is not path:
+            raise RealtalkError(f"the run {first} is given twice (also as {path}): give each run once")
     kinds = {r.kind for r in runs}
     if len(kinds) > 1:
         probe = next(r.path for r in runs if r.kind == "probe")

@@ -75,6 +75,9 @@ def markdown(board: dict) -> str:
             f"{r['answered']}{done} | {r['failed']} | {r['prompt_tokens']}+{r['completion_tokens']} | "
             f"${r['cost_usd']:.4f} | {wall} |"
         )
+    incomplete = [f"{r['id']}: {md_escape(r['incomplete'])}" for r in board["runs"] if r["incomplete"]]
+    if incomplete:
+        lines += ["", f"Incomplete runs: {'; '.join(incomplete)}."]
     for metric, name in board["metrics"].items():
         lines += ["", f"## {name}", "", "| run | " + " | ".join(map(md_escape, board["categories"])) + " |"]
         lines.append("|---|" + "---:|" * len(board["categories"]))
@@ -93,7 +96,7 @@ def markdown(board: dict) -> str:
             + "; ".join(f"{md_escape(c)} {n}" for c, n in zip(board["categories"], counts, strict=True))
             + "."
         )
-    if board["comparisons"]:
+    if board["comparisons"] and board["metrics"]:
         lines += [
             "",
             "## Paired comparisons",
