@@ -179,7 +179,7 @@ def simulate_export_sft(
 
     Example: `realtalk simulate export-sft Chat_2_Kevin_Elise.json --speaker Elise -o elise.jsonl`
     """
-    from realtalk_cli.tasks.simulate import export_sft
+    from realtalk_cli.tasks.simulate_prompts import export_sft
 
     n = export_sft(chat, speaker, output, sessions, targets, force)
     out.print(f"wrote {n} training examples to {output}")

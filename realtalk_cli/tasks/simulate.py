@@ -4,6 +4,7 @@ real history before it, and is scored against what the person actually wrote.
 Targets -> prompts -> completions (LLM client) -> predictions.jsonl (ROUGE-L and EI labels per line, as
 each finishes) -> BERTScore for the lines that lack it (one batch, model loaded once) -> report.json/md.
 The model's output is never fed back: every target sees the real history.
+Targets and prompts (and the SFT export): simulate_prompts.py; EI labels and BERTScore: simulate_scores.py.
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ import orjson
 
 from realtalk_cli.analysis.ei_annotation import BACKENDS
 from realtalk_cli.analysis.ei_hf import HFLabeler
-from realtalk_cli.analysis.ei_lexicon import lexicon_labels
-from realtalk_cli.analysis.ei_llm import labels_from_reply, readable, reply_has_labels, text_prompt
 from realtalk_cli.data.formats import chat_paths, load_chat
-from realtalk_cli.data.model import Chat, Message, person_key
+from realtalk_cli.data.model import person_key
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, refuse_overwrite, run_folder, write_jsonl
+from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, require_key
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.tasks.runs import (
     completeness,
-    fill,
     final_rows,
     load_prices,
     manifest,
@@ -39,7 +37,9 @@ from realtalk_cli.tasks.runs import (
     write_reports,
 )
 from realtalk_cli.tasks.scoring import rouge_l
-from realtalk_cli.tasks.simulate_report import EI_LABELS, build_report, report_markdown
+from realtalk_cli.tasks.simulate_prompts import Target, matches_speaker, prompt_messages, select_targets, target_key
+from realtalk_cli.tasks.simulate_report import build_report, report_markdown
+from realtalk_cli.tasks.simulate_scores import add_bertscore, add_labels
 from realtalk_cli.tasks.splits import load_split
 
 REPLY_MAX_TOKENS = 200
@@ -73,119 +73,6 @@ class SimulateOptions:
 
 SIMULATE_FILES = ["predictions.jsonl", "report.json", "report.md"]
 SIMULATE_FIELDS = {"position": int, "speaker": str, "reference": str, "prediction": str}
-
-
-@dataclass
-class Target:
-    chat: Chat
-    speaker: str
-    messages: list[Message]  # one message, or the messages of a merged turn
-    position: int  # index in the chat of the first message
-    history: list[Message]  # the real messages the prompt shows, oldest first
-
-    @property
-    def reference(self) -> str:
-        return "\n".join(m.clean_text for m in self.messages)
-
-    @property
-    def partner_previous(self) -> str | None:
-        last = self.history[-1] if self.history else None
-        return last.clean_text if last is not None and last.speaker != self.speaker else None
-
-
-def matches_speaker(name: str, wanted: str) -> bool:
-    """`--speaker Fahim` finds 'Fahim Khan'; case does not matter."""
-    return name.strip().lower() == wanted.strip().lower() or person_key(name) == person_key(wanted)
-
-
-def select_targets(chat: Chat, speaker: str | None, mode: str, window: int) -> list[Target]:
-    """Every message (or merged turn) of the target speaker(s) that has history before it."""
-    if mode not in ("messages", "turns"):
-        raise RealtalkError(f"--targets {mode!r}: choose messages or turns")
-    if window < 1:
-        raise RealtalkError("--sessions must be at least 1")
-    speakers = [s for s in chat.speakers if speaker is None or matches_speaker(s, speaker)]
-    messages = list(chat.messages())
-    position = {id(m): i for i, m in enumerate(messages)}
-    units = [[m] for m in messages] if mode == "messages" else [t.messages for t in chat.turns()]
-    targets = []
-    for unit in units:
-        first = unit[0]
-        if first.speaker not in speakers:
-            continue
-        start = position[id(first)]
-        oldest_session = first.session - window + 1
-        history = [m for m in messages[:start] if m.session >= oldest_session]
-        if history:
-            targets.append(Target(chat, first.speaker, unit, start, history))
-    return targets
-
-
-def transcript(chat: Chat, history: list[Message]) -> str:
-    dates = {s.number: s.date_time for s in chat.sessions}
-    parts: list[str] = []
-    session = None
-    for m in history:
-        if m.session != session:
-            session = m.session
-            parts.append(("\n" if parts else "") + f"DATE: {dates.get(session, '')}")
-        parts.append(f"{m.speaker}: {m.clean_text}")
-    return "\n".join(parts)
-
-
-def prompt_messages(target: Target, system_template: str) -> list[dict]:
-    return [
-        {"role": "system", "content": fill(system_template, speaker=target.speaker)},
-        # The paper's user turn ends with a cue naming the target speaker (PAPER_PROTOCOL.md §3).
-        {"role": "user", "content": transcript(target.chat, target.history) + f"\n{target.speaker}:"},
-    ]
-
-
-# --- scoring ---------------------------------------------------------------------------------
-
-
-def agreement(reference: dict, prediction: dict) -> dict:
-    out = {
-        f"{k}_agreement": (reference[k] == prediction[k])
-        if reference[k] is not None and prediction[k] is not None
-        else None
-        for k in EI_LABELS
-    }
-    for k in ("intimacy", "empathy"):
-        both = reference[k] is not None and prediction[k] is not None
-        out[f"{k}_diff"] = abs(reference[k] - prediction[k]) if both else None
-    return out
-
-
-# --- SFT export --------------------------------------------------------------------------------
-
-
-def export_sft(
-    chat_file: Path, speaker: str, output: Path, window: int = 3, mode: str = "messages", force: bool = False
-) -> int:
-    """The person's chat as chat fine-tuning examples: the same prompt simulate sends, the real reply."""
-    if output.exists() and output.resolve() == chat_file.resolve():
-        raise RealtalkError(f"-o {output}: that is the input chat; write the training file elsewhere")
-    chat = load_chat(chat_file)
-    if not any(matches_speaker(s, speaker) for s in chat.speakers):
-        raise RealtalkError(f"{chat_file}: no speaker {speaker!r} (speakers: {', '.join(chat.speakers)})")
-    refuse_overwrite(output, force)
-    template = prompt_text("simulate_system.txt")
-    lines = [
-        {"messages": [*prompt_messages(t, template), {"role": "assistant", "content": t.reference}]}
-        for t in select_targets(chat, speaker, mode, window)
-    ]
-    write_jsonl(output, lines)
-    return len(lines)
-
-
-# --- the run -----------------------------------------------------------------------------------
-
-
-def _key(row_or_target) -> tuple[str, int]:
-    if isinstance(row_or_target, dict):
-        return (row_or_target["chat"], row_or_target["position"])
-    return (row_or_target.chat.name, row_or_target.position)
 
 
 def build_targets(files: list[Path], opts: SimulateOptions) -> list[Target]:
@@ -232,8 +119,8 @@ def run_simulate(
     if dry_run:
         if opts.out.is_dir():
             check_run_identity(opts.out, identity, SIMULATE_FILES)
-        done = {_key(r) for r in read_predictions(pred_path, SIMULATE_FIELDS) if r.get("error") is None}
-        todo = [t for t in targets if _key(t) not in done]
+        done = {target_key(r) for r in read_predictions(pred_path, SIMULATE_FIELDS) if r.get("error") is None}
+        todo = [t for t in targets if target_key(t) not in done]
         requests = [prompt_messages(t, system_template) for t in todo]
         return dry_run_plan(
             endpoint, prices, requests, len(targets) - len(todo), "target", REPLY_MAX_TOKENS, batch=batch
@@ -252,11 +139,11 @@ def run_simulate(
 
 def _run(files, opts: SimulateOptions, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch):
     pred_path = opts.out / "predictions.jsonl"
-    rows = final_rows(read_predictions(pred_path, SIMULATE_FIELDS), _key)
+    rows = final_rows(read_predictions(pred_path, SIMULATE_FIELDS), target_key)
     if rows:
         write_jsonl(pred_path, rows)  # one row per target from here on
-    done = {_key(r) for r in rows if r.get("error") is None}
-    todo = [t for t in targets if _key(t) not in done]
+    done = {target_key(r) for r in rows if r.get("error") is None}
+    todo = [t for t in targets if target_key(t) not in done]
     cache = open_cache(opts.use_cache)
     client = LLMClient(endpoint, concurrency=opts.concurrency, cache=cache, prices=prices, timeout_s=opts.timeout)
     started = time.perf_counter()
@@ -283,16 +170,16 @@ def _run(files, opts: SimulateOptions, endpoint, system_template, targets, price
             if progress and hasattr(progress, "start"):
                 progress.start(len(todo), len(targets) - len(todo), "simulated")
             stopped_for_cost = run_jobs(client, jobs, finish, max_tokens=REPLY_MAX_TOKENS)
-    rows = final_rows(read_predictions(pred_path, SIMULATE_FIELDS), _key)
+    rows = final_rows(read_predictions(pred_path, SIMULATE_FIELDS), target_key)
     ei_usage = None
     if not stopped_for_cost:
-        ei_usage = add_labels(rows, {_key(t): t for t in targets}, opts, hf_labeler, prices)
+        ei_usage = add_labels(rows, {target_key(t): t for t in targets}, opts, hf_labeler, prices)
     if scorer is not None:
         add_bertscore(rows, scorer)
     write_jsonl(pred_path, rows)
     report = build_report(rows, simulate_manifest(opts, endpoint.label, files, system_template, scorer))
-    by_key = {_key(r): r for r in rows}
-    wanted = [by_key.get(_key(t)) for t in targets]
+    by_key = {target_key(r): r for r in rows}
+    wanted = [by_key.get(target_key(t)) for t in targets]
     failed = sum(1 for r in wanted if r is not None and r.get("error") is not None)
     unlabelled = sum(1 for r in wanted if r is not None and r.get("error") is None and "labels" not in r)
     report.update(completeness(failed, wanted.count(None), stopped_for_cost, unlabelled, "targets"))
@@ -322,7 +209,7 @@ def _batch_step(files, opts: SimulateOptions, client: LLMClient, system_template
     options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
     folder.state["run"] = {"task": "simulate", "chats": [str(p) for p in files], "options": options}
     folder.save()
-    by_id = {"#".join(map(str, _key(t))): t for t in todo}
+    by_id = {"#".join(map(str, target_key(t))): t for t in todo}
     requests = [(cid, prompt_messages(t, system_template)) for cid, t in by_id.items()]
     params = {"temperature": 0.0, "max_tokens": REPLY_MAX_TOKENS}  # as a live run sends: the same cache keys
     spent = sum(r.get("cost_usd", 0.0) for r in read_predictions(opts.out / "predictions.jsonl", SIMULATE_FIELDS))
@@ -356,77 +243,6 @@ def prediction_row(target: Target, c: Completion, model: str) -> dict:
     if c.error is None:
         row["rouge_l"] = rouge_l(prediction, target.reference)
     return row
-
-
-def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labeler, prices) -> dict | None:
-    """EI labels of the real and the generated message for every answered row that lacks them."""
-    pending = [r for r in rows if r.get("error") is None and "labels" not in r]
-    usage = None
-    if opts.ei_backend == "lexicon":
-        labels = [
-            (
-                lexicon_labels(r["reference"], r["partner_previous"]),
-                lexicon_labels(r["prediction"], r["partner_previous"]),
-            )
-            for r in pending
-        ]
-    elif opts.ei_backend == "hf":
-        texts = [r["reference"] for r in pending] + [r["prediction"] for r in pending]
-        partners = [r["partner_previous"] for r in pending] * 2
-        flat = hf_labeler.label(texts, partners)
-        labels = list(zip(flat[: len(pending)], flat[len(pending) :], strict=True))
-    else:
-        labels, usage = _llm_labels(pending, targets, opts, prices)
-    for r, (reference, prediction) in zip(pending, labels, strict=True):
-        if reference is None or prediction is None:
-            continue  # a labelling call failed or its reply held no labels: the next run asks again
-        r["labels"] = {"reference": reference, "prediction": prediction}
-        r.update(agreement(reference, prediction))
-    return usage
-
-
-def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) -> tuple[list, dict]:
-    cache = open_cache(opts.use_cache)
-    client = LLMClient(
-        resolve_model(opts.ei_model, opts.base_url, opts.api_key_env),
-        concurrency=opts.concurrency,
-        cache=cache,
-        prices=prices,
-        timeout_s=opts.timeout,
-    )
-    jobs = []
-    for n, r in enumerate(rows):
-        target = targets.get(_key(r))
-        context = transcript(target.chat, target.history) if target else ""
-        for side, text in ((0, r["reference"]), (1, r["prediction"])):
-            jobs.append(((n, side), [{"role": "user", "content": text_prompt(context, r["speaker"], text)}]))
-    results: list[list] = [[None, None] for _ in rows]
-
-    def done(tag, completion) -> None:
-        n, side = tag
-        if completion.error is None:
-            labels = labels_from_reply(completion.text)
-            # a reply without a single readable label is an error for that row, not a row of null labels
-            results[n][side] = labels if readable(labels) else None
-
-    run_jobs(client, jobs, done, max_tokens=150, accept=reply_has_labels)
-    t = client.totals
-    usage = {
-        "model": client.endpoint.label,
-        "requests": t.requests,
-        "cached": t.cached,
-        "prompt_tokens": t.prompt_tokens,
-        "cost_usd": round(t.cost_usd, 6),
-    }
-    return [tuple(x) for x in results], usage
-
-
-def add_bertscore(rows: list[dict], scorer) -> None:
-    """BERTScore F1 for every answered row that lacks it, in one batch."""
-    missing = [r for r in rows if r.get("error") is None and r.get("bertscore") is None]
-    scores = scorer.score([r["prediction"] for r in missing], [r["reference"] for r in missing])
-    for r, s in zip(missing, scores, strict=True):
-        r["bertscore"] = s
 
 
 def simulate_manifest(opts: SimulateOptions, model: str, files: list[Path], system_template: str, scorer) -> dict:
