@@ -30,7 +30,15 @@ HERE = Path(__file__).parent
 def misbehaving(what):
     return (HERE / what).exists()
 
+print("imported")
+if misbehaving("hang-import"):
+    threading.Event().wait()
+
 class Base:
+    def __init__(self):
+        if misbehaving("hang-init"):
+            threading.Event().wait()
+
     def ingest(self, chat, tools):
         self.ids = [m.dia_id for m in chat.messages()]
         if misbehaving("hang-ingest"):
@@ -62,6 +70,10 @@ class LeavesAThread(Base):
     def ingest(self, chat, tools):
         threading.Thread(target=threading.Event().wait, name="indexer", daemon=False).start()
         super().ingest(chat, tools)
+
+class BadRequests(Base):
+    def ingest(self, chat, tools):
+        tools.complete("Summarise this chat")
 
 class SeesNoAnswers(Base):
     def ingest(self, chat, tools):
@@ -124,8 +136,8 @@ def test_an_ingest_past_the_deadline_stops_the_run_with_one_line_exit_3_and_the_
     assert time.monotonic() - started < 20
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output
-    line = result.output.strip()
-    assert "\n" not in line and "ingest on Chat_S_Ana_Ben took longer than --memory-timeout 0.5 s" in line
+    [line] = [x for x in result.output.splitlines() if x.startswith("error:")]  # the memory printed "imported"
+    assert "ingest on Chat_S_Ana_Ben took longer than --memory-timeout 0.5 s" in line
     assert not (out / "predictions.jsonl").exists()
 
     (tmp_path / "hang-ingest").unlink()
@@ -193,6 +205,7 @@ def test_what_a_memory_prints_goes_to_stderr_and_json_output_stays_clean(tmp_pat
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["complete"] is True
     assert "ingesting Chat_S_Ana_Ben" in result.stderr and "from-a-child-process" in result.stderr
+    assert "imported" in result.stderr  # at import too
     assert "recalling" in result.stderr
 
 
@@ -247,3 +260,28 @@ def test_ctrl_c_during_a_hung_recall_ends_the_process_at_once_with_exit_130(tmp_
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_a_memory_whose_import_or_constructor_hangs_is_bounded_too(tmp_path: Path, llm_env):
+    mems = write_memories(tmp_path)
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    args += ["--memory", f"{mems}:Base", "--memory-timeout", "0.5"]
+    (tmp_path / "hang-import").touch()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output  # nothing could start: not even the memory's identity is known
+    assert "importing it took longer than --memory-timeout 0.5 s" in result.output
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "hang-import").unlink()
+    (tmp_path / "hang-init").touch()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "ingest on Chat_S_Ana_Ben took longer" in result.output and "Traceback" not in result.output
+
+
+def test_requests_a_memory_sends_that_are_no_chat_requests_are_one_line_exit_2(tmp_path: Path, llm_env):
+    mems = write_memories(tmp_path)
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    for dry in ([], ["--dry-run"]):
+        result = runner.invoke(app, [*args, "--memory", f"{mems}:BadRequests", *dry])
+        assert result.exit_code == 2, result.output
+        assert "tools.complete() takes a list of requests" in result.output and "Traceback" not in result.output

@@ -84,7 +84,13 @@ class MemoryRunner:
         timeout: float | None = None,
     ):
         self.choice = choice
-        self.identity = memory_identity(choice.spec, choice.options)
+        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout)
+        try:  # importing a plug-in runs its code: guarded as its calls are
+            self.identity = self.calls.run("import", choice.spec, lambda: memory_identity(choice.spec, choice.options))
+        except CallTimeout:
+            raise RealtalkError(
+                f"--memory {choice.spec}: importing it took longer than --memory-timeout {timeout:g} s"
+            ) from None
         self.count = count
         self.store_root = store_root
         self.complete = complete
@@ -94,22 +100,25 @@ class MemoryRunner:
         self.over_budget = 0
         self.recall_timeouts = 0
         self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
-        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout)
         self.dry_requests: list[list[dict]] = []  # what ingesting would send, in a dry run
 
     def count_requests(self, requests: list[list[dict]]) -> list[str | None]:
         """A dry run's `tools.complete`: the requests are kept for the estimate and every reply is None, as for a
         failed request."""
+        self.dry_requests += requests
+        return [None] * len(requests)
+
+    def _checked_complete(self, requests: list[list[dict]]) -> list[str | None]:
+        """`tools.complete` as the memory sees it: its requests checked, then sent (or counted in a dry run)."""
         if not isinstance(requests, list) or not all(
-            isinstance(r, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in r)
+            isinstance(r, list) and r and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in r)
             for r in requests
         ):
             raise RealtalkError(
                 f"--memory {self.choice.spec}: tools.complete() takes a list of requests, each a list of messages"
-                ' ({"role": ..., "content": "text"})'
+                ' like {"role": "user", "content": "text"}'
             )
-        self.dry_requests += requests
-        return [None] * len(requests)
+        return self.complete(requests)
 
     def dry_run_notes(self, endpoint: Endpoint, prices: Prices, max_tokens: int, context_max: int) -> dict:
         """What a dry run adds for the memory: questions left out (recall past the deadline) and, for a memory
@@ -159,7 +168,7 @@ class MemoryRunner:
 
         def build_and_ingest() -> Memory:
             memory = build_memory(self.choice.spec, self.choice.options)
-            memory.ingest(shown, MemoryTools(store, self.count, self.complete))
+            memory.ingest(shown, MemoryTools(store, self.count, self._checked_complete if self.complete else None))
             return memory
 
         started = time.perf_counter()
