@@ -161,9 +161,10 @@ def test_report_md_shows_items_over_budget_only_when_some_did_not_fit(tmp_path: 
     assert small.exit_code == 0, small.output
     skipped = json.loads(small.output)["memory"]["items_over_budget"]
     assert skipped > 0
-    assert f"- {skipped} recalled items (message ids or passages) did not fit the budget" in (
-        tmp_path / "run" / "report.md"
-    ).read_text()
+    assert (
+        f"- {skipped} recalled items (message ids or passages) did not fit the budget"
+        in (tmp_path / "run" / "report.md").read_text()
+    )
     path = tmp_path / "notes.py"
     path.write_text(PASSAGE_MEMORY)
     fits = offline_probe(tmp_path, "--memory", f"{path}:Notes", "--force")

@@ -60,7 +60,7 @@ def test_report_over_two_offline_runs_writes_every_file_and_fits_80_columns(two_
         board["runs"][0]["scores"]["f1"]["overall"]["mean"]
     )
     tex = (tmp_path / "rep" / "leaderboard.tex").read_text()
-    assert r"\toprule" in tex and r"\bottomrule" in tex and "offline:bm25 (retrieval 500 tokens)" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and "offline:bm25 (retrieval 500 tokens, memory hybrid)" in tex
     md = (tmp_path / "rep" / "leaderboard.md").read_text()
     assert "| A | offline:bm25 | full |" in md and "Paired comparisons" in md
 

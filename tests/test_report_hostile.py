@@ -206,3 +206,40 @@ def test_the_same_run_given_twice_is_a_usage_error(base_run, tmp_path):
         result = report(base_run, again, "-o", tmp_path / "out")
         assert result.exit_code == 2 and "given twice" in result.output and str(base_run) in result.output
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["predictions.jsonl", "report.json"])
+def test_a_run_file_that_is_no_regular_file_is_exit_2_not_a_hang(base_run, tmp_path, name):
+    run = variant(base_run, tmp_path / "run")
+    (run / name).unlink()
+    (run / name).symlink_to("/dev/null")  # a FIFO or /dev/zero would block or fill memory the same way
+    result = report(run, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and f"{run / name}: not a regular file" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_latex_rows_tell_runs_apart_by_memory_and_judge(base_run, tmp_path):
+    plain = variant(base_run, tmp_path / "plain")
+    judged = variant(base_run, tmp_path / "judged")
+    summary = json.loads((judged / "report.json").read_text())
+    summary["manifest"]["judge_model"] = "gpt-4o"
+    summary["memory"] = {"spec": "hybrid", "options": {"k": 20}}
+    (judged / "report.json").write_text(json.dumps(summary))
+    assert report(plain, judged, "-o", tmp_path / "out").exit_code == 0
+    rows = [line.split(" & ")[0] for line in (tmp_path / "out" / "leaderboard.tex").read_text().splitlines()]
+    assert "offline:bm25 (full)" in rows and "offline:bm25 (full, memory hybrid k=20, judge gpt-4o)" in rows
+
+
+def test_a_run_killed_before_its_first_line_is_reported_beside_runs_of_either_kind(tmp_path):
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    row = {"chat": "c", "position": 1, "reference": "hi", "prediction": "yo", "rouge_l": 0.5, "speaker": "A"}
+    (sim / "predictions.jsonl").write_text(json.dumps(row) + "\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "predictions.jsonl").write_text("")
+    result = report(sim, empty, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    board = json.loads(result.output)
+    assert board["kind"] == "simulate" and [r["answered"] for r in board["runs"]] == [1, 0]
+    assert board["runs"][1]["complete"] is False

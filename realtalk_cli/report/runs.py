@@ -84,7 +84,8 @@ class Run:
 
     @property
     def judge(self) -> str | None:
-        return self.manifest.get("judge_model") or _first(self.rows, "judge_model")
+        judge = self.manifest.get("judge_model") or _first(self.rows, "judge_model")
+        return str(judge) if judge else None
 
     @property
     def context(self) -> str:
@@ -179,6 +180,9 @@ def load_run(path: Path) -> Run:
     if not pred_path.exists():
         raise RealtalkError(f"{path}: not a run directory (no predictions.jsonl)")
     report_path = path / "report.json"
+    for file in (pred_path, report_path):  # a FIFO or /dev/zero in a run folder would block or fill memory
+        if file.exists() and not file.is_file():
+            raise RealtalkError(f"{file}: not a regular file")
     summary = read_json(report_path) if report_path.exists() else {}
     if not isinstance(summary, dict):
         raise RealtalkError(f"{report_path}: expected a JSON object")
@@ -255,7 +259,10 @@ def load_runs(paths: list[Path]) -> list[Run]:
         first = seen.setdefault(path.resolve(), path)
         if first is not path:
             raise RealtalkError(f"the run {first} is given twice (also as {path}): give each run once")
-    kinds = {r.kind for r in runs}
+    kinds = {r.kind for r in runs if r.all_rows or r.summary}
+    for run in runs:  # a run killed before its first line says nothing of its kind: it takes the others'
+        if not (run.all_rows or run.summary) and len(kinds) == 1:
+            run.kind = next(iter(kinds))
     if len(kinds) > 1:
         probe = next(r.path for r in runs if r.kind == "probe")
         sim = next(r.path for r in runs if r.kind == "simulate")

@@ -201,7 +201,8 @@ def latex(board: dict) -> str:
                     cells.append(number(ci["mean"]))
                 else:
                     cells.append(f"{number(ci['mean'])} {{\\scriptsize [{number(ci['low'])}, {number(ci['high'])}]}}")
-            parts.append(tex_escape(f"{r['model']} ({r['context']})") + " & " + " & ".join(cells) + r" \\")
+            setup = [r["context"]] + [f"{k} {r[k]}" for k in ("memory", "judge") if r[k]]
+            parts.append(tex_escape(f"{r['model']} ({', '.join(setup)})") + " & " + " & ".join(cells) + r" \\")
         parts += [
             r"\bottomrule",
             r"\end{tabular}",
