@@ -21,7 +21,7 @@ from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
 from realtalk_cli.llm.client import Completion, LLMClient, Usage, openai_sdk
 from realtalk_cli.llm.replies import BadReply, parse_reply
-from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
+from realtalk_cli.llm.tokens import count_message_tokens
 
 ENDED = ("completed", "failed", "expired", "cancelled", "not found")  # not found: the provider no longer has it
 EXPIRED = "not answered by the batch"  # the start of the error of an item a batch ended without
@@ -237,15 +237,8 @@ def _result(client: LLMClient, record: dict, job: dict, messages: list[dict]) ->
         reply = parse_reply(orjson.dumps(body))
     except BadReply as e:
         return Completion("", Usage(), f"bad reply: {client._redact(str(e))}")
-    usage = Usage(reply.prompt_tokens or 0, reply.completion_tokens or 0, reply.cached_tokens)
-    usage.cached_tokens_ignored = reply.cached_tokens_ignored
-    if reply.prompt_tokens is None:  # no usage in the reply: counted here, flagged as estimated
-        usage.prompt_tokens, _ = count_message_tokens(messages, client.endpoint.model)
-        usage.completion_tokens, _ = count_tokens(reply.text, client.endpoint.model)
-        usage.estimated = True
-    usage.cost_usd = client.prices.cost(
-        client.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, batch=True
-    )
+    usage = Usage()
+    client.bill(usage, reply, messages, batch=True)
     return Completion(reply.text, usage)
 
 

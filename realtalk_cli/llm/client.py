@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.cache import CachedResponse, ResponseCache, cache_key
 from realtalk_cli.llm.providers import LOCAL_MODELS, Endpoint, Prices
-from realtalk_cli.llm.replies import BadReply, parse_reply, redact
+from realtalk_cli.llm.replies import BadReply, Reply, parse_reply, redact
 from realtalk_cli.llm.scheduler import ANSWER, Limiter
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
@@ -257,16 +257,7 @@ class LLMClient:
             else:
                 self._reached = True
                 usage.latency_s = time.perf_counter() - start
-                if reply.prompt_tokens is not None:
-                    usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
-                    usage.cached_tokens, usage.cached_tokens_ignored = reply.cached_tokens, reply.cached_tokens_ignored
-                else:
-                    usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
-                    usage.completion_tokens, _ = count_tokens(reply.text, self.endpoint.model)
-                    usage.estimated = True
-                usage.cost_usd = self.prices.cost(
-                    self.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
-                )
+                self.bill(usage, reply, messages)
                 return Completion(reply.text, usage)
             if attempt + 1 < self.max_attempts:
                 usage.retries += 1
@@ -274,6 +265,19 @@ class LLMClient:
                 await asyncio.sleep(min(delay, 60.0))
         usage.latency_s = time.perf_counter() - start
         return Completion("", usage, f"{last_error} (after {usage.retries + 1} attempts)")
+
+    def bill(self, usage: Usage, reply: Reply, messages: list[dict], batch: bool = False) -> None:
+        """A reply's token counts and cost into `usage`; a reply without usage is counted here, flagged as estimated."""
+        if reply.prompt_tokens is not None:
+            usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
+            usage.cached_tokens, usage.cached_tokens_ignored = reply.cached_tokens, reply.cached_tokens_ignored
+        else:
+            usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
+            usage.completion_tokens, _ = count_tokens(reply.text, self.endpoint.model)
+            usage.estimated = True
+        usage.cost_usd = self.prices.cost(
+            self.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, batch=batch
+        )
 
     async def _post(self, messages: list[dict], params: dict) -> bytes:
         """The raw body of one chat-completion reply, read up to `max_reply_bytes` (more is a BadReply)."""
