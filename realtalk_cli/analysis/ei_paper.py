@@ -102,14 +102,6 @@ def empathy_total(reply: str) -> float | None:
     return float(sum(values))
 
 
-def is_json(reply: str) -> bool:
-    try:
-        json.loads(reply)
-    except json.JSONDecodeError:
-        return False
-    return True
-
-
 class PaperClassifiers:
     """The paper's three hub classifiers, loaded once; `--hf-model KIND=PATH` points at local copies."""
 
@@ -156,6 +148,7 @@ def label_paper(
     `empathy_client` should have no response cache: an invalid JSON reply is asked again, as the paper does.
     """
     from realtalk_cli.llm.jobs import run_jobs
+    from realtalk_cli.llm.replies import is_json
 
     prompts = load_prompts()
     found: dict[tuple[str, int], dict] = {}

@@ -6,6 +6,7 @@ client (live) and the batch collector (batch output lines) turn into an error fo
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,6 +78,15 @@ def parse_reply(raw: bytes) -> Reply:
     return Reply(
         content, counts[0], counts[1], cached, given if isinstance(given, (int, float, str)) else repr(given)[:80]
     )
+
+
+def is_json(text: str) -> bool:
+    """Whether a reply's text parses as JSON: the paper's scripts ask again until it does (JSON mode)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _cached_tokens(usage: dict, prompt_tokens: int) -> int:

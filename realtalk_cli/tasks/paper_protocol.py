@@ -163,14 +163,6 @@ def parse_judge(text: str) -> float | None:
     return float(value)
 
 
-def judge_reply_is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return True
-
-
 def load_file(path: Path) -> dict:
     data = read_json(path)
     if not isinstance(data, dict):

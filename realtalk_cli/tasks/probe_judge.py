@@ -9,6 +9,7 @@ import re
 
 from realtalk_cli.llm.client import Completion, LLMClient
 from realtalk_cli.llm.jobs import StopRun, run_jobs
+from realtalk_cli.llm.replies import is_json
 from realtalk_cli.tasks import paper_protocol
 from realtalk_cli.tasks.probe_prompts import NOT_MENTIONED, Templates
 from realtalk_cli.tasks.runs import fill, text_hash
@@ -95,7 +96,7 @@ async def judge_row(judge: LLMClient, row: dict, template: str, paper: bool, fir
             else await judge.complete(paper_judge_messages(row), **PAPER_JUDGE)
         )
         cost += c.usage.cost_usd
-        if c.error is None and paper_protocol.judge_reply_is_json(c.text):
+        if c.error is None and is_json(c.text):
             break
     score = paper_protocol.parse_judge(c.text) if c.error is None else None
     record_verdict(row, score, c, cost, judge, prompt)
