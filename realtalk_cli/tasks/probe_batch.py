@@ -5,6 +5,7 @@ predictions.jsonl), collect an ended judge batch (its verdicts go on those rows)
 left: the answers first, the judge requests in a second batch once the answers are in. Cache hits are
 answered at once and never sent. When nothing is left the usual reports are written. Items a batch
 failed or let expire are sent again by the next invocation, as failed requests of a live run are.
+The run record in batch.json (`record_run`, read back by `saved_run`) serves simulate's batch runs too.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def custom_id(chat: str, qa_index: int) -> str:
 
 def _row_id(row: dict) -> str:
     return custom_id(row["chat"], row["qa_index"])
+
+
+def record_run(folder: batch.BatchFolder, task: str, files: list[Path], opts) -> None:
+    """What `saved_run` reads back: the task, its chats and its options but the run folder and --force."""
+    options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
+    folder.state["run"] = {"task": task, "chats": [str(p) for p in files], "options": options}
+    folder.save()
 
 
 def saved_run(run_dir: Path) -> tuple[str, list[Path], object]:
@@ -101,9 +109,7 @@ def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None,
         built = build_items(files, opts, templates, endpoint.model, memories)  # a memory may write to the folder
         items = {custom_id(it.chat.name, it.qa_index): it for it in built}
         folder = batch.BatchFolder(opts.out)
-        options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
-        folder.state["run"] = {"task": "probe", "chats": [str(p) for p in files], "options": options}
-        folder.save()
+        record_run(folder, "probe", files, opts)
         cache = open_cache(opts.use_cache)
         client = LLMClient(endpoint, cache=cache, prices=prices, timeout_s=opts.timeout)
         judge = (

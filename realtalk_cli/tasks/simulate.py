@@ -201,14 +201,11 @@ def _run(files, opts: SimulateOptions, endpoint, system_template, targets, price
 
 def _batch_step(files, opts: SimulateOptions, client: LLMClient, system_template: str, todo, finish) -> str | None:
     """The replies as a batch job: record what came back (or from the cache); what is pending, if anything."""
-    from dataclasses import asdict
-
     from realtalk_cli.llm import batch
+    from realtalk_cli.tasks.probe_batch import record_run
 
     folder = batch.BatchFolder(opts.out)
-    options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
-    folder.state["run"] = {"task": "simulate", "chats": [str(p) for p in files], "options": options}
-    folder.save()
+    record_run(folder, "simulate", files, opts)
     by_id = {"#".join(map(str, target_key(t))): t for t in todo}
     requests = [(cid, prompt_messages(t, system_template)) for cid, t in by_id.items()]
     params = {"temperature": 0.0, "max_tokens": REPLY_MAX_TOKENS}  # as a live run sends: the same cache keys
