@@ -243,3 +243,11 @@ def test_a_run_killed_before_its_first_line_is_reported_beside_runs_of_either_ki
     board = json.loads(result.output)
     assert board["kind"] == "simulate" and [r["answered"] for r in board["runs"]] == [1, 0]
     assert board["runs"][1]["complete"] is False
+
+
+def test_json_output_keeps_control_characters_exactly(base_run, tmp_path):
+    name = "m\x7f\x9b31m\x1b[2J"
+    run = variant(base_run, tmp_path / "run", name)
+    result = report(run, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0 and "\x9b" not in result.output and "\x1b" not in result.output
+    assert json.loads(result.output)["runs"][0]["model"] == name

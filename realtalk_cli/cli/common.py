@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -183,7 +184,10 @@ def handles_errors(fn: Callable) -> Callable:
 
 
 def print_json(obj: object) -> None:
-    out.out(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode(), highlight=False)
+    text = orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
+    # orjson leaves DEL and C1 controls raw; as \u escapes the terminal never sees them and the data is unchanged
+    text = re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
+    out.out(text, highlight=False)
 
 
 def cell(value) -> str:
