@@ -75,6 +75,18 @@ class BadRequests(Base):
     def ingest(self, chat, tools):
         tools.complete("Summarise this chat")
 
+class SqliteMemory(Base):
+    # sqlite3 objects may only be used in the thread that made them: ingest and recall must share one
+
+    def ingest(self, chat, tools):
+        import sqlite3
+        self.db = sqlite3.connect(":memory:")
+        self.db.execute("create table m (id text)")
+        self.db.executemany("insert into m values (?)", [(m.dia_id,) for m in chat.messages()])
+
+    def recall(self, question, budget):
+        return [row[0] for row in self.db.execute("select id from m limit 2")]
+
 class SeesNoAnswers(Base):
     def ingest(self, chat, tools):
         assert chat.qa == [], "the memory saw the questions"
@@ -285,3 +297,11 @@ def test_requests_a_memory_sends_that_are_no_chat_requests_are_one_line_exit_2(t
         result = runner.invoke(app, [*args, "--memory", f"{mems}:BadRequests", *dry])
         assert result.exit_code == 2, result.output
         assert "tools.complete() takes a list of requests" in result.output and "Traceback" not in result.output
+
+
+def test_a_memory_is_called_from_one_thread_so_thread_bound_resources_work(tmp_path: Path, llm_env):
+    mems = write_memories(tmp_path)
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--memory", f"{mems}:SqliteMemory", "--memory-timeout", "5"])
+    assert result.exit_code == 0, result.output
+    assert all(r["retrieved"] == ["D1:1", "D1:2"] for r in rows(tmp_path / "run"))

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import os
+import queue
 import re
 import sys
 import threading
@@ -203,12 +204,24 @@ class CallTimeout(Exception):
 
 
 class GuardedCalls:
-    """Calls into one plug-in, named `who` in messages (e.g. `--memory my.py:Mem`); `timeout` None: no deadline."""
+    """Calls into one plug-in, named `who` in messages (e.g. `--memory my.py:Mem`); `timeout` None: no deadline.
+
+    With a deadline, every call runs in the same worker thread, one at a time, so that what the plug-in made in
+    one call (a sqlite3 connection, thread-local state) works in the next; a call past its deadline keeps that
+    thread, and the next call gets a new one.
+    """
 
     def __init__(self, who: str, timeout: float | None):
         self.who = who
         self.timeout = timeout
         self._warned: set[str] = set()
+        self._jobs: queue.SimpleQueue | None = None  # the worker thread's queue
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(self._jobs,), name="realtalk memory", daemon=True).start()
+        self._jobs.put(job)
 
     def run(self, step: str, where: str, call: Callable):
         """`call()`'s value. Its exception is one RealtalkError line naming the plug-in, the step and where
@@ -230,10 +243,11 @@ class GuardedCalls:
             if self.timeout is None:
                 work()
             else:
-                threading.Thread(target=work, name="realtalk memory call", daemon=True).start()
+                self._submit(work)
                 finished.wait(min(self.timeout, threading.TIMEOUT_MAX))
         self._restore(cwd, before)
         if not finished.is_set():
+            self._jobs = None  # its worker is busy with this call, perhaps for good
             raise CallTimeout(f"{self.who}: {step} on {where} took longer than --memory-timeout {self.timeout:g} s")
         error = outcome.get("error")
         if error is None:
@@ -257,6 +271,11 @@ class GuardedCalls:
         if what not in self._warned:
             self._warned.add(what)
             sys.stderr.write(f"warning: {self.who}: {message}\n")
+
+
+def _serve(jobs: queue.SimpleQueue) -> None:
+    while True:
+        jobs.get()()
 
 
 @contextlib.contextmanager
