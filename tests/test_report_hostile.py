@@ -251,3 +251,15 @@ def test_json_output_keeps_control_characters_exactly(base_run, tmp_path):
     result = report(run, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 0 and "\x9b" not in result.output and "\x1b" not in result.output
     assert json.loads(result.output)["runs"][0]["model"] == name
+
+
+def test_a_chat_given_with_chats_that_is_not_the_runs_file_is_flagged(base_run, tmp_path):
+    same, changed = tmp_path / "same", tmp_path / "changed"
+    for folder, extra in ((same, ""), (changed, "\n")):
+        folder.mkdir()
+        (folder / SAMPLE_JSON.name).write_text(SAMPLE_JSON.read_text() + extra)
+    for folder, flagged in ((same, False), (changed, True)):
+        out = tmp_path / f"out-{folder.name}"
+        assert report(base_run, "-o", out, "--chats", folder / SAMPLE_JSON.name).exit_code == 0
+        page = (out / "report.html").read_text()
+        assert ("not the file run A was made with" in page) is flagged

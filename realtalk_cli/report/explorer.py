@@ -37,14 +37,22 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
     """Chats by name: the files given first, then those in the runs' manifests; plus warnings for the reader."""
     chats: dict[str, Chat] = {}
     warnings: list[str] = []
+    given: dict[str, tuple[Path, str]] = {}  # chat name -> the --chats file and its sha256
     for path in chat_paths(extra):
         chat = load_chat(path)
-        chats.setdefault(chat.name, chat)
+        if chat.name not in chats:
+            chats[chat.name] = chat
+            given[chat.name] = (path, hashlib.sha256(path.read_bytes()).hexdigest())
     needed = {r["chat"] for run in runs for r in run.rows}
     for run in runs:
         datasets = run.manifest.get("datasets")
         for name, digest in datasets.items() if isinstance(datasets, dict) else []:
             path = Path(name)
+            if path.stem in given and isinstance(digest, str) and given[path.stem][1] != digest:
+                warnings.append(
+                    f"{given[path.stem][0]}: not the file run {run.id} was made with ({name}, sha256 differs); "
+                    "evidence shown from it"
+                )
             if path.stem in chats or path.stem not in needed:
                 continue
             if not path.is_file():
