@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
 from realtalk_cli.data import rawsheet
-from realtalk_cli.data.convert import captions_from, convert_file, parse_events
+from realtalk_cli.data.captions import captions_from
+from realtalk_cli.data.convert import convert_file, parse_events
 from realtalk_cli.data.formats import dumps_realtalk, load_chat, realtalk_dict
 from realtalk_cli.data.model import Chat, Event, Message, QAItem, Session
 from realtalk_cli.data.rawsheet import write_raw_sheet
@@ -57,7 +58,7 @@ def test_convert_reproduces_the_published_json(sheet: Path):
 
 
 def _unnamed_pictures(sheet: Path) -> set[str]:
-    from realtalk_cli.data.convert import picture_file_name
+    from realtalk_cli.data.rawsheet import picture_file_name
 
     return {picture_file_name(p) for p in rawsheet.read_raw_sheet(sheet).pictures if p.name is None}
 

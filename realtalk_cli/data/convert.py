@@ -1,4 +1,5 @@
-"""Raw REALTALK sheet -> Chat, following the mapping recorded in shared/FORMAT.md.
+"""Raw REALTALK sheet -> Chat, following the mapping recorded in shared/FORMAT.md; pictures attached to the
+nearest message in time; captions from captions.py.
 
 Rows are told apart by content (session headers, event rows, messages, QA cells), never position.
 """
@@ -9,12 +10,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from realtalk_cli.data.captions import Captioner, Captions, apply_captions, caption_requests, captions_from
 from realtalk_cli.data.evidence import resolve_evidence
-from realtalk_cli.data.formats import load_chat
 from realtalk_cli.data.model import Chat, Event, Message, QAItem, Session, parse_date
-from realtalk_cli.data.rawsheet import Picture, RawSheet, Row, read_raw_sheet
+from realtalk_cli.data.rawsheet import Picture, RawSheet, Row, picture_file_name, read_raw_sheet
 from realtalk_cli.errors import RealtalkError
 
 _DIA_ID = re.compile(r"^D\d+:\d+$")
@@ -99,7 +100,7 @@ def convert_sheet(sheet: RawSheet, captions: Captions | None = None) -> tuple[Ch
     _attach_pictures(sheet, kept, report)
     if captions is not None:
         unnamed = {picture_file_name(p) for p in sheet.pictures if p.name is None}
-        _apply_captions(sessions, captions, unnamed)
+        apply_captions(sessions, captions, unnamed)
 
     chat = Chat(sheet.path.stem, "realtalk", speaker_1, speaker_2, sessions, _read_qa(sheet))
     report.sessions = len(sessions)
@@ -199,11 +200,6 @@ def _picture_time(picture: Picture, sheet: RawSheet) -> datetime | None:
     return parse_date(_cell_date(row.get("E"))) if row is not None else None
 
 
-def picture_file_name(picture: Picture) -> str:
-    """The name a picture is published under; pasted pictures only have their place in the xlsx."""
-    return picture.name or Path(picture.media).stem
-
-
 def _attach_pictures(sheet: RawSheet, kept: list[list[_Kept]], report: ConvertReport) -> None:
     report.pictures = len(sheet.pictures)
     for picture in sheet.pictures:
@@ -248,42 +244,6 @@ def _nearest(candidates: list[_Kept], when: datetime | None) -> _Kept | None:
     return best
 
 
-@dataclass
-class Captions:
-    """Captions borrowed from a published chat: by picture name, and by message for pasted pictures."""
-
-    by_picture: dict[str, str] = field(default_factory=dict)
-    by_message: dict[tuple[int, str], str] = field(default_factory=dict)
-
-
-def captions_from(path: Path) -> Captions:
-    """The published caption describes the earliest picture attached to its message."""
-    captions = Captions()
-    for m in load_chat(path).messages():
-        if m.blip_caption is None or not m.img_file:
-            continue
-        captions.by_picture.setdefault(_earliest(m.img_file), m.blip_caption)
-        captions.by_message[(m.session, m.dia_id)] = m.blip_caption
-    return captions
-
-
-def _earliest(img_file: list[str]) -> str:
-    # WhatsApp names start with a running index, so the smallest name is the earliest picture.
-    return min(re.sub(r"(_opt)?\.jpe?g$", "", f) for f in img_file)
-
-
-def _apply_captions(sessions: list[Session], captions: Captions, unnamed: set[str]) -> None:
-    for session in sessions:
-        for m in session.messages:
-            if not m.img_file:
-                continue
-            caption = captions.by_picture.get(_earliest(m.img_file))
-            if caption is None and _earliest(m.img_file) in unnamed:
-                caption = captions.by_message.get((m.session, m.dia_id))
-            if caption is not None:
-                m.blip_caption = caption
-
-
 def _dangling_evidence(chat: Chat) -> list[str]:
     known = chat.message_index()
     warnings = []
@@ -296,15 +256,6 @@ def _dangling_evidence(chat: Chat) -> list[str]:
 
 def convert_file(path: Path, captions: Captions | None = None) -> tuple[Chat, ConvertReport]:
     return convert_sheet(read_raw_sheet(path), captions)
-
-
-class Captioner(Protocol):
-    """Writes `blip_caption` for pictures; a model-backed one lives in the tasks layer."""
-
-    label: str
-
-    def caption(self, requests: list[tuple[Message, bytes]]) -> int:
-        """Set `blip_caption` on each message from its picture's bytes; return how many were captioned."""
 
 
 def convert_many(
@@ -374,16 +325,6 @@ def _convert_one(
     write_realtalk(chat, target)
     report.output = str(target)
     return report
-
-
-def caption_requests(chat: Chat, sheet: RawSheet) -> list[tuple[Message, bytes]]:
-    """The earliest picture of each message that has pictures and no caption (as `blip_caption` does)."""
-    by_name = {picture_file_name(p): p for p in sheet.pictures if p.media}
-    return [
-        (m, sheet.read_media(picture))
-        for m in chat.messages()
-        if m.img_file and m.blip_caption is None and (picture := by_name.get(_earliest(m.img_file)))
-    ]
 
 
 def write_pictures(sheet: RawSheet, folder: Path) -> int:

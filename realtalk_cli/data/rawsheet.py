@@ -178,6 +178,11 @@ def _read_pictures(path: Path) -> list[Picture]:
     return pictures
 
 
+def picture_file_name(picture: Picture) -> str:
+    """The name a picture is published under; pasted pictures only have their place in the xlsx."""
+    return picture.name or Path(picture.media).stem
+
+
 def plain_file_name(name: str) -> str:
     """A picture name from the sheet as a plain file name: no folders, no leading dot, nothing odd."""
     base = re.sub(r"[^\w.-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
