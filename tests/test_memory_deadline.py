@@ -71,6 +71,15 @@ class LeavesAThread(Base):
         threading.Thread(target=threading.Event().wait, name="indexer", daemon=False).start()
         super().ingest(chat, tools)
 
+class EndlessList(list):
+    def __iter__(self):
+        yield "D1:1"
+        threading.Event().wait()  # never ends (without spinning the CPU of the test process)
+
+class ReturnsAnEndlessList(Base):
+    def recall(self, question, budget):
+        return EndlessList(["D1:1"])
+
 class BadRequests(Base):
     def ingest(self, chat, tools):
         tools.complete("Summarise this chat")
@@ -305,3 +314,11 @@ def test_a_memory_is_called_from_one_thread_so_thread_bound_resources_work(tmp_p
     result = runner.invoke(app, [*args, "--memory", f"{mems}:SqliteMemory", "--memory-timeout", "5"])
     assert result.exit_code == 0, result.output
     assert all(r["retrieved"] == ["D1:1", "D1:2"] for r in rows(tmp_path / "run"))
+
+
+def test_a_recalled_list_that_never_ends_is_a_recall_past_the_deadline(tmp_path: Path, llm_env):
+    mems = write_memories(tmp_path)
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--memory", f"{mems}:ReturnsAnEndlessList", "--memory-timeout", "0.3"])
+    assert result.exit_code == 3, result.output
+    assert all("recall on Chat_S_Ana_Ben took longer" in r["error"] for r in rows(tmp_path / "run"))

@@ -31,6 +31,7 @@ from realtalk_cli.tasks.memory import (
     Memory,
     MemoryTools,
     Packer,
+    Passage,
     Recalled,
     build_memory,
     check_recalled,
@@ -184,14 +185,18 @@ class MemoryRunner:
         self.ingest_s[chat.name] = round(time.perf_counter() - started, 3)
         packer = Packer(chat, self.count)
 
+        def recall(question: str, budget: int) -> list[str | Passage]:
+            items = memory.recall(question, budget)
+            check_recalled(items, self.choice.spec)  # here, under the deadline: a list may be a subclass that hangs
+            return list(items)
+
         def ask(question: str, budget: int) -> Recalled:
             try:
-                items = self.calls.run("recall", chat.name, lambda: memory.recall(question, budget))
+                items = self.calls.run("recall", chat.name, lambda: recall(question, budget))
             except CallTimeout:
                 self.recall_timeouts += 1
                 raise
-            check_recalled(items, self.choice.spec)
-            recalled = packer.pack(list(items), budget)
+            recalled = packer.pack(items, budget)
             self.unknown_ids += recalled.unknown_ids
             self.over_budget += recalled.over_budget
             return recalled
