@@ -322,3 +322,15 @@ def test_a_recalled_list_that_never_ends_is_a_recall_past_the_deadline(tmp_path:
     result = runner.invoke(app, [*args, "--memory", f"{mems}:ReturnsAnEndlessList", "--memory-timeout", "0.3"])
     assert result.exit_code == 3, result.output
     assert all("recall on Chat_S_Ana_Ben took longer" in r["error"] for r in rows(tmp_path / "run"))
+
+
+def test_time_a_memory_waits_on_realtalks_llm_client_does_not_count_towards_the_deadline(tmp_path: Path, llm_env):
+    """llm-summaries asks for 3 summaries one after another at 0.4 s each: 1.2 s of ingest, nearly all of it in
+    tools.complete (whose requests have --timeout of their own), under a 0.5 s --memory-timeout."""
+    fake = FakeLLM(reply=lambda body: "Ana took up pottery.", latency_s=0.4)
+    with serve_llm(fake) as url:
+        args = ["--memory", "llm-summaries", "--memory-timeout", "0.5", "--concurrency", "1", "--json"]
+        result = runner.invoke(app, model_run_args("probe", url, tmp_path / "run", *args))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["memory"]["ingest_llm"]["requests"] == 3 and report["memory"]["ingest_total_s"] > 1.0

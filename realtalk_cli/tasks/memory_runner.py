@@ -120,7 +120,8 @@ class MemoryRunner:
                 f"--memory {self.choice.spec}: tools.complete() takes a list of requests, each a list of messages"
                 ' like {"role": "user", "content": "text"}'
             )
-        return self.complete(requests)
+        with self.calls.not_counted():  # realtalk's client: each request has its own --timeout
+            return self.complete(requests)
 
     def dry_run_notes(self, endpoint: Endpoint, prices: Prices, max_tokens: int, context_max: int) -> dict:
         """What a dry run adds for the memory: questions left out (recall past the deadline) and, for a memory
@@ -213,7 +214,8 @@ class GuardedCalls:
 
     With a deadline, every call runs in the same worker thread, one at a time, so that what the plug-in made in
     one call (a sqlite3 connection, thread-local state) works in the next; a call past its deadline keeps that
-    thread, and the next call gets a new one.
+    thread, and the next call gets a new one. Time spent in `not_counted()` (waiting on realtalk's own LLM
+    client, whose requests have their own --timeout) does not count towards the deadline.
     """
 
     def __init__(self, who: str, timeout: float | None):
@@ -221,6 +223,38 @@ class GuardedCalls:
         self.timeout = timeout
         self._warned: set[str] = set()
         self._jobs: queue.SimpleQueue | None = None  # the worker thread's queue
+        self._lock = threading.Lock()
+        self._uncounted = 0  # not_counted() blocks in progress
+        self._uncounted_since = 0.0
+        self._uncounted_s = 0.0  # seconds spent in finished ones
+
+    @contextlib.contextmanager
+    def not_counted(self):
+        with self._lock:
+            if not self._uncounted:
+                self._uncounted_since = time.monotonic()
+            self._uncounted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._uncounted -= 1
+                if not self._uncounted:
+                    self._uncounted_s += time.monotonic() - self._uncounted_since
+
+    def _uncounted_total(self) -> float:
+        with self._lock:
+            return self._uncounted_s + (time.monotonic() - self._uncounted_since if self._uncounted else 0.0)
+
+    def _wait(self, finished: threading.Event) -> bool:
+        """Whether the call finished within the deadline, time in not_counted() left out."""
+        started, uncounted = time.monotonic(), self._uncounted_total()
+        while True:
+            left = self.timeout - (time.monotonic() - started) + (self._uncounted_total() - uncounted)
+            if left <= 0:
+                return finished.is_set()
+            if finished.wait(min(left, threading.TIMEOUT_MAX)):
+                return True
 
     def _submit(self, job: Callable[[], None]) -> None:
         if self._jobs is None:
@@ -249,7 +283,7 @@ class GuardedCalls:
                 work()
             else:
                 self._submit(work)
-                finished.wait(min(self.timeout, threading.TIMEOUT_MAX))
+                self._wait(finished)
         self._restore(cwd, before)
         if not finished.is_set():
             self._jobs = None  # its worker is busy with this call, perhaps for good
