@@ -62,23 +62,33 @@ def _must_wait() -> bool:
     )
 
 
+def _needs_teardown() -> bool:
+    """A thread to wait for, or a user's --memory plug-in loaded: a file it left open is flushed only when the
+    interpreter's teardown closes it. Not when the plug-in left a thread running: the normal exit would wait
+    for it, possibly forever."""
+    memory = sys.modules.get("realtalk_cli.tasks.memory")  # imported only by runs that can load a plug-in
+    abandoned = any(getattr(t, "realtalk_abandoned", False) and t.is_alive() for t in threading.enumerate())
+    return _must_wait() or (bool(memory and memory.plugins_loaded) and not abandoned)
+
+
 def main() -> None:
     """The console script. Once everything is written it ends the process without the interpreter's teardown,
     which spends 0.2-0.3 s freeing the openai SDK's thousand classes: atexit handlers still run and output is
-    flushed; with another thread alive that must finish (nothing of ours leaves one) the normal exit waits for it."""
+    flushed. The normal exit is kept where teardown still has work (`_needs_teardown`)."""
     try:
         app()
         code = 0
     except SystemExit as end:
-        if not isinstance(end.code, int | None) or _must_wait():
+        if not isinstance(end.code, int | None) or _needs_teardown():
             raise
         code = end.code or 0
-    if _must_wait():
+    if _needs_teardown():
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: started with the stream closed (`realtalk ... >&-`)
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe (`realtalk ... | head`) or a closed stream
             pass
     os._exit(code)

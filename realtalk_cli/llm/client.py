@@ -44,7 +44,9 @@ def openai_sdk():
         finally:
             if collecting:
                 gc.enable()
-    return sys.modules["openai"]
+    import openai  # not sys.modules["openai"]: while another thread imports it, that is half-built; this waits
+
+    return openai
 
 
 @dataclass

@@ -80,12 +80,18 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
     return options
 
 
+# The user's plug-ins imported by this process: the console script then ends with the interpreter's full
+# teardown, which flushes and closes what a plug-in left open (see cli.main).
+plugins_loaded: list[str] = []
+
+
 def load_factory(spec: str) -> Callable[..., Memory]:
     """The class (or function) a SPEC names: a built-in name, `module:Name` or `path/to/file.py:Name`."""
     from realtalk_cli.tasks.memories import BUILTIN
 
     if spec in BUILTIN:
         return BUILTIN[spec]
+    plugins_loaded.append(spec)
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
         known = ", ".join(sorted(BUILTIN))
