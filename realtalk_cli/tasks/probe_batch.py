@@ -55,9 +55,11 @@ def _row_id(row: dict) -> str:
 
 
 def record_run(folder: batch.BatchFolder, task: str, files: list[Path], opts) -> None:
-    """What `saved_run` reads back: the task, its chats and its options but the run folder and --force."""
+    """What `saved_run` reads back: the task, its chats and its options but the run folder and --force. The
+    chats as absolute paths, so that `batch status RUN` goes on from any directory (the run's identity names
+    them by file name: this changes no identity)."""
     options = {k: v for k, v in asdict(opts).items() if k not in ("out", "force")}
-    folder.state["run"] = {"task": task, "chats": [str(p) for p in files], "options": options}
+    folder.state["run"] = {"task": task, "chats": [str(p.resolve()) for p in files], "options": options}
     folder.save()
 
 
@@ -89,7 +91,23 @@ def saved_run(run_dir: Path) -> tuple[str, list[Path], object]:
             and not isinstance(value, (expected, int if expected is float else expected))
         ):
             raise RealtalkError(f"{folder.path}: run.options.{f.name} = {value!r} is not of type {expected.__name__}")
-    return task, [Path(p) for p in chats], opts
+    return task, [_saved_chat(Path(p), run_dir, folder.path) for p in chats], opts
+
+
+def _saved_chat(path: Path, run_dir: Path, record: Path) -> Path:
+    """A chat of the run record. Runs of earlier versions saved it as typed, relative to the directory the run
+    was started in, which they do not name: that is the current one, or one above the run folder (runs/b
+    started from the project folder). The run's identity pins each chat's sha256, so another file of the same
+    name is refused as another run's, never scored."""
+    if path.is_absolute() or path.exists():
+        return path
+    for base in run_dir.resolve().parents:
+        if (base / path).exists():
+            return base / path
+    raise RealtalkError(
+        f"{record}: chat {path} is not found from here nor from a folder above the run; run `realtalk batch "
+        "status` from the directory the run was started in (it then records the chat's absolute path)"
+    )
 
 
 def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None, str]:
