@@ -113,3 +113,25 @@ def test_the_sdk_imported_from_two_threads_at_once_is_whole_in_both(tmp_path: Pa
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "True", result.stderr
+
+
+def test_a_cache_left_open_when_the_process_ends_keeps_every_reply_put(tmp_path: Path):
+    # A path that raises between the replies and cache.close() (an interrupted batch collection) ends the
+    # process with the cache's writer thread still holding replies: they must reach the file all the same.
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from realtalk_cli.cli import main\n"
+        "from realtalk_cli.llm.cache import CachedResponse, ResponseCache\n"
+        f"cache = ResponseCache(Path({str(tmp_path / 'responses.sqlite')!r}))\n"
+        "for i in range(100000):\n"
+        "    cache.put(f'key-{i}', CachedResponse(f'reply {i}', 5, 1))\n"
+        "sys.argv = ['realtalk', '--version']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    import sqlite3
+
+    rows = sqlite3.connect(tmp_path / "responses.sqlite").execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert rows == 100000

@@ -7,6 +7,7 @@ already served by `get`; `close` writes everything still pending.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import queue
@@ -76,6 +77,9 @@ class ResponseCache:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="response-cache", daemon=True)
         self._writer.start()
+        # A path that ends the process without close() (an error or Ctrl-C between the replies and close) still
+        # writes what it was given: both exits (cli.main's fast one too) run atexit handlers.
+        atexit.register(self.close)
 
     def get(self, key: str) -> CachedResponse | None:
         if (pending := self._pending.get(key)) is not None:
