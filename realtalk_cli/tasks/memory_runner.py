@@ -39,6 +39,7 @@ from realtalk_cli.tasks.memory import (
 )
 
 RETRIEVER_CONTEXTS = ("retrieval", "bm25", "dense", "hybrid")
+GIVE_UP_AFTER = 3  # recalls past the deadline in a row, after which a chat's other questions are not asked
 
 
 @dataclass
@@ -101,6 +102,7 @@ class MemoryRunner:
         self.unknown_ids = 0
         self.over_budget = 0
         self.recall_timeouts = 0
+        self.recalls_not_asked = 0  # after GIVE_UP_AFTER timeouts in a row on a chat
         self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
         self.dry_requests: list[list[dict]] = []  # what ingesting would send, in a dry run
 
@@ -128,8 +130,8 @@ class MemoryRunner:
         that calls the LLM while ingesting, those requests estimated apart (each reply at `max_tokens`). What such
         a memory writes is unknown before it runs: the answers' prompts may hold up to `context_max` more tokens."""
         notes: dict = {}
-        if self.recall_timeouts:
-            notes["recall_timeouts"] = self.recall_timeouts
+        if self.recall_timeouts:  # questions left out: recalls past the deadline, and those then not asked
+            notes["recall_timeouts"] = self.recall_timeouts + self.recalls_not_asked
         if self.dry_requests:
             notes["memory"] = dry_run_plan(endpoint, prices, self.dry_requests, 0, "request", max_tokens)
             notes["memory"]["answer_context_tokens_max"] = context_max
@@ -158,6 +160,7 @@ class MemoryRunner:
             "unknown_ids": self.unknown_ids,
             "items_over_budget": self.over_budget,
             "recall_timeouts": self.recall_timeouts,
+            "recalls_not_asked": self.recalls_not_asked,
         }
 
     def open(self, chat: Chat) -> Callable[[str, int], Recalled]:
@@ -191,12 +194,23 @@ class MemoryRunner:
             check_recalled(items, self.choice.spec)  # here, under the deadline: a list may be a subclass that hangs
             return list(items)
 
+        timeouts_in_a_row = 0
+
         def ask(question: str, budget: int) -> Recalled:
+            nonlocal timeouts_in_a_row
+            if timeouts_in_a_row >= GIVE_UP_AFTER:  # a memory stuck for good would cost the deadline per question
+                self.recalls_not_asked += 1
+                raise CallTimeout(
+                    f"--memory {self.choice.spec}: recall not asked: {GIVE_UP_AFTER} recalls in a row on {chat.name}"
+                    " took longer than --memory-timeout"
+                )
             try:
                 items = self.calls.run("recall", chat.name, lambda: recall(question, budget))
             except CallTimeout:
                 self.recall_timeouts += 1
+                timeouts_in_a_row += 1
                 raise
+            timeouts_in_a_row = 0
             recalled = packer.pack(items, budget)
             self.unknown_ids += recalled.unknown_ids
             self.over_budget += recalled.over_budget

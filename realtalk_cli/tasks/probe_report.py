@@ -189,5 +189,10 @@ def memory_lines(memory: dict, budget: int | None) -> list[str]:
             f"- {memory['recall_timeouts']} recalls took longer than --memory-timeout: those questions failed and"
             " the same command asks them again"
         )
+    if memory.get("recalls_not_asked"):
+        lines.append(
+            f"- {memory['recalls_not_asked']} questions failed unasked, after 3 recalls in a row on their chat took"
+            " longer than --memory-timeout (the same command asks them again)"
+        )
     lines.append("- evidence recall: share of a question's resolvable evidence messages shown (or claimed by passages)")
     return lines
