@@ -45,6 +45,8 @@ def read_jsonl(path: Path) -> list[dict]:
     so that the next append starts on a fresh line."""
     if not path.exists():
         return []
+    if not path.is_file():  # reading a FIFO or a device would wait or read forever
+        raise RealtalkError(f"{path}: not a regular file")
     raw = path.read_bytes()
     good_end = raw.rfind(b"\n") + 1
     if good_end < len(raw):

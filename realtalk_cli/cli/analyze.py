@@ -23,6 +23,7 @@ from realtalk_cli.cli.common import (
     finish_run,
     handles_errors,
     out,
+    out_option,
     print_json,
     print_plan,
     print_wide_table,
@@ -78,7 +79,7 @@ def analyze_stats(
 @handles_errors
 def analyze_ei(
     files: Annotated[list[Path], typer.Argument(help="Chat files or directories.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for annotations.jsonl and metrics.json.")],
+    out_dir: Annotated[Path, out_option(help="Directory for annotations.jsonl and metrics.json.")],
     backend: Annotated[
         str,
         typer.Option(
@@ -210,7 +211,7 @@ def analyze_consistency(
 def analyze_compare(
     a_dir: Annotated[Path, typer.Argument(help="First dataset directory (e.g. REALTALK).")],
     b_dir: Annotated[Path, typer.Argument(help="Second dataset directory (e.g. LoCoMo).")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for tables, PNG plots and report.md.")],
+    out_dir: Annotated[Path, out_option(help="Directory for tables, PNG plots and report.md.")],
     backend: Annotated[str, typer.Option("--backend", help="lexicon (offline), llm or hf.")] = "lexicon",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model for --backend llm.")] = None,
     per: Annotated[str, typer.Option("--per", help="llm: one call per message or per session.")] = "message",

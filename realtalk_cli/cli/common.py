@@ -36,6 +36,12 @@ class _TextConsole(Console):
     def render_str(self, text: str, **kwargs):
         return super().render_str(text.translate(_VISIBLE), **kwargs)
 
+    def on_broken_pipe(self) -> None:
+        # The reader closed the pipe (`realtalk ... | head`): the rest of this stream goes nowhere and the command
+        # ends with its own exit code (rich's default exits 1, which here means "under --fail-under").
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+
 
 # markup and emoji off: run text, chat text, file names and specs print as typed ("[/x]" is no rich tag,
 # `x.py:X:` no emoji); the few styled lines pass markup=True and escape what they embed
@@ -47,7 +53,20 @@ debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="provider:model, an OpenAI model, or offline:NAME.")]
 JudgeModel = Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")]
-OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Run directory for predictions and reports.")]
+
+
+def output_path(value: str) -> Path:
+    """An output path as typed: an empty one (`-o "$UNSET"`) is a usage error, not the current directory."""
+    if not str(value).strip():
+        raise typer.BadParameter("empty path (an unset shell variable?)")
+    return Path(value)
+
+
+def out_option(*names: str, help: str) -> object:
+    return typer.Option("--out", "-o", *names, parser=output_path, metavar="PATH", help=help)
+
+
+OutDir = Annotated[Path | None, out_option(help="Run directory for predictions and reports.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")]
 ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")]

@@ -15,6 +15,7 @@ from realtalk_cli.cli.common import (
     err,
     handles_errors,
     out,
+    out_option,
     print_json,
 )
 from realtalk_cli.errors import RealtalkError
@@ -27,7 +28,8 @@ app = typer.Typer()
 def convert(
     source: Annotated[Path, typer.Argument(help="A raw chat export (.xlsx) or a directory of them.")],
     output: Annotated[
-        Path | None, typer.Option("--out", "-o", "--output", help="Output .json (or directory for a directory).")
+        Path | None,
+        out_option("--output", help="Output .json (or directory for a directory)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     images_dir: Annotated[
@@ -142,7 +144,7 @@ def download(
     chats: Annotated[
         list[str] | None, typer.Argument(help="Chats to fetch, e.g. Chat_1 or Chat_1_Emi_Elise.", show_default="all")
     ] = None,
-    to: Annotated[Path, typer.Option("--out", "-o", "--to", help="Destination directory.")] = Path("data/realtalk"),
+    to: Annotated[Path, out_option("--to", help="Destination directory.")] = Path("data/realtalk"),
     raw: Annotated[bool, typer.Option("--raw", help="Also fetch the raw xlsx sheets (under raw/).")] = False,
     base_url: Annotated[str | None, typer.Option("--base-url", help="Where the files live.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace local files whose sha256 differs.")] = False,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich import box
 
-from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, print_json, print_wide_table
+from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, out_option, print_json, print_wide_table
 
 app = typer.Typer()
 
@@ -17,7 +17,7 @@ app = typer.Typer()
 @handles_errors
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Probe run directories (or simulate run directories).")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the leaderboard files.")],
+    out_dir: Annotated[Path, out_option(help="Directory for the leaderboard files.")],
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples per interval.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the bootstrap and permutation draws.")] = 0,
     common_only: Annotated[

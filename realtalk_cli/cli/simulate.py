@@ -31,6 +31,7 @@ from realtalk_cli.cli.common import (
     finish_run,
     handles_errors,
     out,
+    out_option,
     print_json,
     print_plan,
     print_wide_table,
@@ -168,7 +169,7 @@ def finish_simulate(report: dict, out_dir: Path, as_json: bool, fail_under: floa
 def simulate_export_sft(
     chat: Annotated[Path, typer.Argument(help="The chat to turn into training data.", show_default=False)],
     speaker: Annotated[str, typer.Option("--speaker", help="The participant the model learns to be.")],
-    output: Annotated[Path, typer.Option("--out", "-o", "--output", help="The training file (JSONL).")],
+    output: Annotated[Path, out_option("--output", help="The training file (JSONL).")],
     sessions: Sessions = 3,
     targets: Targets = "messages",
     force: Force = False,
