@@ -82,6 +82,18 @@ class ReturnsAnEndlessList(Base):
     def recall(self, question, budget):
         return EndlessList(["D1:1"])
 
+class EvilId(str):
+    def __str__(self):
+        raise RuntimeError("read me not")
+
+    def strip(self, *args):
+        raise RuntimeError("read me not")
+
+class ReturnsEvilStrings(Base):
+    def recall(self, question, budget):
+        from realtalk_cli.tasks.memory import Passage
+        return [EvilId("D1:1"), Passage(EvilId("a fact"), [EvilId("D1:2")], EvilId("May"))]
+
 class BadRequests(Base):
     def ingest(self, chat, tools):
         tools.complete("Summarise this chat")
@@ -354,3 +366,11 @@ def test_after_three_recalls_in_a_row_past_the_deadline_a_chats_other_questions_
     assert sum("recall on Chat_S_Ana_Ben took longer" in e for e in errors) == 3
     assert sum("recall not asked: 3 recalls in a row" in e for e in errors) == 3
     assert "3 questions failed unasked" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_strings_a_memory_returns_are_read_as_plain_strings(tmp_path: Path, llm_env):
+    mems = write_memories(tmp_path)
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--memory", f"{mems}:ReturnsEvilStrings"])
+    assert result.exit_code == 0, result.output
+    assert all(r["retrieved"] == ["D1:1", "D1:2"] for r in rows(tmp_path / "run"))

@@ -191,8 +191,10 @@ class MemoryRunner:
 
         def recall(question: str, budget: int) -> list[str | Passage]:
             items = memory.recall(question, budget)
-            check_recalled(items, self.choice.spec)  # here, under the deadline: a list may be a subclass that hangs
-            return list(items)
+            # checked and copied into plain values here, under the deadline: a list, str or Passage may be a
+            # subclass whose iteration, __str__ or attributes hang or raise when realtalk reads them
+            check_recalled(items, self.choice.spec)
+            return [_plain(item) for item in items]
 
         timeouts_in_a_row = 0
 
@@ -217,6 +219,13 @@ class MemoryRunner:
             return recalled
 
         return ask
+
+
+def _plain(item: str | Passage) -> str | Passage:
+    if isinstance(item, Passage):
+        date = None if item.date is None else str.__str__(item.date)
+        return Passage(str.__str__(item.text), [str.__str__(i) for i in item.ids], date)
+    return str.__str__(item)
 
 
 class CallTimeout(Exception):
