@@ -90,8 +90,9 @@ def probe(
             "--memory-timeout",
             min=0.1,
             help="Seconds allowed for one call into the memory or retriever: ingesting one chat, or recalling "
-            "for one question. A recall past it is an error for that question (exit 3; the same command asks it "
-            "again); an ingest past it stops the run (exit 3). Example: --memory-timeout 30",
+            "for one question (time waiting on realtalk's LLM client, e.g. llm-summaries', not counted). A recall "
+            "past it is an error for that question (exit 3; the same command asks it again); an ingest past it "
+            "stops the run (exit 3). Example: --memory-timeout 30",
             show_default="600",
         ),
     ] = None,
