@@ -82,6 +82,13 @@ class ReturnsAnEndlessList(Base):
     def recall(self, question, budget):
         return EndlessList(["D1:1"])
 
+class Chatty(Base):
+    def recall(self, question, budget):
+        while "Ben" in question:  # past its deadline it keeps printing
+            print("still thinking")
+            time.sleep(0.01)
+        return super().recall(question, budget)
+
 class EvilId(str):
     def __str__(self):
         raise RuntimeError("read me not")
@@ -242,6 +249,13 @@ def test_what_a_memory_prints_goes_to_stderr_and_json_output_stays_clean(tmp_pat
     assert "ingesting Chat_S_Ana_Ben" in result.stderr and "from-a-child-process" in result.stderr
     assert "imported" in result.stderr  # at import too
     assert "recalling" in result.stderr
+
+
+def test_a_recall_that_keeps_printing_past_its_deadline_keeps_stdout_clean(tmp_path: Path):
+    result = run_cli(tmp_path, "Chatty", "--memory-timeout", "0.3")
+    assert result.returncode == 3, result.stderr
+    assert json.loads(result.stdout)["complete"] is False
+    assert "still thinking" in result.stderr
 
 
 def test_the_process_exits_promptly_past_a_hung_recall_and_a_thread_the_memory_left_running(tmp_path: Path):

@@ -282,7 +282,9 @@ class GuardedCalls:
     def _submit(self, job: Callable[[], None]) -> None:
         if self._jobs is None:
             self._jobs = queue.SimpleQueue()
-            threading.Thread(target=_serve, args=(self._jobs,), name="realtalk memory", daemon=True).start()
+            worker = threading.Thread(target=_serve, args=(self._jobs,), name="realtalk memory", daemon=True)
+            worker.realtalk_memory = True  # see _StuckPrints
+            worker.start()
         self._jobs.put(job)
 
     def run(self, step: str, where: str, call: Callable):
@@ -310,6 +312,8 @@ class GuardedCalls:
         self._restore(cwd, before)
         if not finished.is_set():
             self._jobs = None  # its worker is busy with this call, perhaps for good
+            if not isinstance(sys.stdout, _StuckPrints):  # what it prints from now on must not reach stdout either
+                sys.stdout = _StuckPrints(sys.stdout)
             raise CallTimeout(f"{self.who}: {step} on {where} took longer than --memory-timeout {self.timeout:g} s")
         error = outcome.get("error")
         if error is None:
@@ -333,6 +337,21 @@ class GuardedCalls:
         if what not in self._warned:
             self._warned.add(what)
             sys.stderr.write(f"warning: {self.who}: {message}\n")
+
+
+class _StuckPrints:
+    """sys.stdout once a memory call has outlived its deadline: what a memory worker thread still prints goes to
+    stderr (the redirect of its call ended when realtalk stopped waiting for it); everyone else's to stdout."""
+
+    def __init__(self, stdout):
+        self._stdout = stdout
+
+    def write(self, text: str) -> int:
+        memory = getattr(threading.current_thread(), "realtalk_memory", False)
+        return (sys.stderr if memory else self._stdout).write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stdout, name)
 
 
 def _serve(jobs: queue.SimpleQueue) -> None:
