@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from realtalk_cli.analysis.hf import quiet_transformers
+from realtalk_cli.analysis.hf import local_only_without_a_hub, quiet_transformers
 from realtalk_cli.errors import RealtalkError
 
 DEFAULT_MODEL = "roberta-large"
@@ -17,6 +17,8 @@ DEFAULT_MODEL = "roberta-large"
 
 class BertScorer:
     def __init__(self, model: str | None = None, layers: int | None = None, batch_size: int = 64):
+        if not (model and Path(model).exists()):
+            local_only_without_a_hub()
         try:
             import bert_score
         except ImportError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from realtalk_cli.analysis.ei_annotation import Annotation, annotate, partner_previous
 from realtalk_cli.analysis.ei_lexicon import is_grounding, is_reflective
@@ -18,10 +19,12 @@ HF_MODELS = {
 
 
 def _hf_pipeline(task: str, model: str, backend: str = "hf", truncation: bool = True):
+    from realtalk_cli.analysis.hf import local_only_without_a_hub, quiet_transformers
+
+    if not Path(model).exists():
+        local_only_without_a_hub()
     try:
         from transformers import pipeline
-
-        from realtalk_cli.analysis.hf import quiet_transformers
 
         quiet_transformers()
     except ImportError:
