@@ -79,7 +79,7 @@ def main() -> None:
         app()
         code = 0
     except SystemExit as end:
-        if not isinstance(end.code, int | None) or _needs_teardown():
+        if not isinstance(end.code, int | None):  # a message for Python to print
             raise
         code = end.code or 0
     if _needs_teardown():
