@@ -19,7 +19,7 @@ from realtalk_cli.cli.common import (
     Timeout,
     cell,
     concurrency_option,
-    err,
+    exit_if_pending,
     finish_run,
     handles_errors,
     out,
@@ -134,12 +134,7 @@ def analyze_ei(
         metrics = run_ei(
             chats, out_dir, backend, model, per, concurrency, progress=show, hf_models=hf_models, unit=unit, **llm
         )
-    if "pending" in metrics:
-        if as_json:
-            print_json(metrics)
-        else:
-            err.print(metrics["pending"], soft_wrap=True)
-        raise typer.Exit(3)
+    exit_if_pending(metrics, as_json)
     if as_json:
         print_json(metrics)
         finish_run(metrics, None, None, "")

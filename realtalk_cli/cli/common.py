@@ -202,6 +202,16 @@ def handles_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def exit_if_pending(result: dict, as_json: bool) -> None:
+    """A batch job still running: what is pending (with --json, the whole result) and exit 3."""
+    if "pending" in result:
+        if as_json:
+            print_json(result)
+        else:
+            err.print(result["pending"], soft_wrap=True)
+        raise typer.Exit(3)
+
+
 def print_json(obj: object) -> None:
     text = orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
     # orjson leaves DEL and C1 controls raw; as \u escapes the terminal never sees them and the data is unchanged

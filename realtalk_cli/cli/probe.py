@@ -26,6 +26,7 @@ from realtalk_cli.cli.common import (
     Timeout,
     concurrency_option,
     err,
+    exit_if_pending,
     fail_under_option,
     finish_run,
     handles_errors,
@@ -293,11 +294,7 @@ def finish_batch_run(files: list[Path], opts, as_json: bool, fail_under: float |
 
     report, pending = run_probe_batch(files, opts)
     if report is None:
-        if as_json:
-            print_json({"complete": False, "pending": pending})
-        else:
-            err.print(pending, soft_wrap=True)
-        raise typer.Exit(3)
+        exit_if_pending({"complete": False, "pending": pending}, as_json)
     _write_html(opts.out, html, as_json, files)
     _finish_probe(report, opts.out, as_json, fail_under)
 

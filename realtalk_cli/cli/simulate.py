@@ -26,7 +26,7 @@ from realtalk_cli.cli.common import (
     Timeout,
     cell,
     concurrency_option,
-    err,
+    exit_if_pending,
     fail_under_option,
     finish_run,
     handles_errors,
@@ -151,12 +151,7 @@ def simulate(
 
 def finish_simulate(report: dict, out_dir: Path, as_json: bool, fail_under: float | None) -> None:
     """The report and the exit code; while a batch runs, what is pending and exit 3."""
-    if "pending" in report:
-        if as_json:
-            print_json(report)
-        else:
-            err.print(report["pending"], soft_wrap=True)
-        raise typer.Exit(3)
+    exit_if_pending(report, as_json)
     if as_json:
         print_json(report)
     else:
