@@ -77,7 +77,8 @@ def _reply(body: dict) -> str:
     return "True" if "reflective" in content else "False"
 
 
-def test_paper_backend_with_local_models_and_a_loopback_llm(tmp_path: Path, monkeypatch, tiny_hf_models):
+def _paper_ei(tmp_path: Path, monkeypatch, tiny_hf_models: dict, *extra: str):
+    """`analyze ei --backend paper` with the tiny local models and the loopback LLM: (result, fake)."""
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
     fake = FakeLLM(reply=_reply)
@@ -86,7 +87,11 @@ def test_paper_backend_with_local_models_and_a_loopback_llm(tmp_path: Path, monk
         args += ["--hf-model", f"{kind}={path}"]
     with serve_llm(fake) as url:
         monkeypatch.setenv("OPENAI_BASE_URL", url)
-        result = runner.invoke(app, args)
+        return runner.invoke(app, [*args, *extra]), fake
+
+
+def test_paper_backend_with_local_models_and_a_loopback_llm(tmp_path: Path, monkeypatch, tiny_hf_models):
+    result, fake = _paper_ei(tmp_path, monkeypatch, tiny_hf_models)
     assert result.exit_code == 0, result.output
     assert len(fake.requests) == 26 * 3  # reflective, grounding, empathy per message
     assert all([m["role"] for m in r["messages"]] == ["system"] for r in fake.requests)
@@ -105,15 +110,7 @@ def test_paper_backend_with_local_models_and_a_loopback_llm(tmp_path: Path, monk
 
 
 def test_paper_backend_labels_merged_turns_and_refuses_to_mix(tmp_path: Path, monkeypatch, tiny_hf_models):
-    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
-    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
-    fake = FakeLLM(reply=_reply)
-    args = ["analyze", "ei", str(SAMPLE_JSON), "--out", str(tmp_path / "ei"), "--backend", "paper", "--json"]
-    for kind, path in tiny_hf_models.items():
-        args += ["--hf-model", f"{kind}={path}"]
-    with serve_llm(fake) as url:
-        monkeypatch.setenv("OPENAI_BASE_URL", url)
-        result = runner.invoke(app, [*args, "--unit", "turns"])
+    result, fake = _paper_ei(tmp_path, monkeypatch, tiny_hf_models, "--unit", "turns")
     assert result.exit_code == 0, result.output
     turns = len(load_chat(SAMPLE_JSON).turns())
     assert turns < 26 and len(fake.requests) == turns * 3
