@@ -40,14 +40,19 @@ def _umask() -> int:
     return mask
 
 
+def read_regular(path: Path) -> bytes:
+    """A run file's bytes. A FIFO or a device in its place would block or never end: one line, exit 2."""
+    if path.exists() and not path.is_file():
+        raise RealtalkError(f"{path}: not a regular file")
+    return path.read_bytes()
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """The complete lines of a JSONL file written line by line; a torn last line (a killed run) is cut off,
     so that the next append starts on a fresh line."""
     if not path.exists():
         return []
-    if not path.is_file():  # reading a FIFO or a device would wait or read forever
-        raise RealtalkError(f"{path}: not a regular file")
-    raw = path.read_bytes()
+    raw = read_regular(path)
     good_end = raw.rfind(b"\n") + 1
     if good_end < len(raw):
         with open(path, "r+b") as f:
@@ -110,7 +115,7 @@ def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: b
     when they belong to another run (the caller holds the lock).
     """
     try:
-        recorded = orjson.loads((run_dir / RUN_FILE).read_bytes()).get("identity")
+        recorded = orjson.loads(read_regular(run_dir / RUN_FILE)).get("identity")
     except FileNotFoundError:
         recorded = None
     except (OSError, orjson.JSONDecodeError, AttributeError):

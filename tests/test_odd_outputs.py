@@ -23,18 +23,27 @@ def _bm25_run(out: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+PROBE_AGAIN = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", "{run}"]
+
+
 @pytest.mark.parametrize(
-    "command", [["probe", "rescore", "{run}"], ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", "{run}"]]
+    "file, command",
+    [
+        ("predictions.jsonl", ["probe", "rescore", "{run}"]),
+        ("predictions.jsonl", PROBE_AGAIN),
+        ("run.json", PROBE_AGAIN),
+        ("batch.json", ["batch", "status", "{run}"]),
+    ],
 )
-def test_a_predictions_file_that_is_a_fifo_is_exit_2_not_a_hang(tmp_path: Path, command):
+def test_a_run_file_that_is_a_fifo_is_exit_2_not_a_hang(tmp_path: Path, file, command):
     run = tmp_path / "run"
     _bm25_run(run)
-    (run / "predictions.jsonl").unlink()
-    os.mkfifo(run / "predictions.jsonl")
+    (run / file).unlink(missing_ok=True)
+    os.mkfifo(run / file)
     args = [a.format(run=run) for a in command]
     result = subprocess.run([sys.executable, "-m", "realtalk_cli", *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert "predictions.jsonl: not a regular file" in result.stderr and "Traceback" not in result.stderr
+    assert f"{file}: not a regular file" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import write_atomic
+from realtalk_cli.fileio import read_regular, write_atomic
 from realtalk_cli.llm.client import Completion, LLMClient, Usage, openai_sdk
 from realtalk_cli.llm.replies import BadReply, parse_reply
 from realtalk_cli.llm.tokens import count_message_tokens
@@ -36,7 +36,7 @@ class BatchFolder:
         self.state: dict = {"jobs": []}
         if self.path.exists():
             try:
-                self.state = json.loads(self.path.read_text(encoding="utf-8"))
+                self.state = json.loads(read_regular(self.path).decode("utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise RealtalkError(f"{self.path}: not valid JSON (a batch job record)") from None
             if not isinstance(self.state, dict) or not isinstance(self.state.get("jobs"), list):
@@ -214,7 +214,7 @@ def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> d
 def _submitted(folder: BatchFolder, job: dict) -> dict[str, list[dict]]:
     path = folder.run_dir / job["input_file"]
     try:
-        return {r["custom_id"]: r["body"]["messages"] for r in map(orjson.loads, path.read_bytes().splitlines())}
+        return {r["custom_id"]: r["body"]["messages"] for r in map(orjson.loads, read_regular(path).splitlines())}
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
         raise RealtalkError(f"{path}: the request file of batch {job['id']} is missing or damaged") from None
 
