@@ -34,18 +34,16 @@ MAX_REPLY_BYTES = 4 * 2**20
 def openai_sdk():
     """The `openai` module, imported on first use: it costs a third of a second, which commands that never call
     a model (and offline models) should not pay."""
-    if "openai" not in sys.modules:
-        # The SDK builds ~650 pydantic classes; the collector's passes during that find nothing to free and cost
-        # a sixth of the import.
-        collecting = gc.isenabled()
+    # The SDK builds ~650 pydantic classes; the collector's passes during that find nothing to free and cost
+    # about a tenth of the import. `import` (not sys.modules) waits while another thread is importing it.
+    pause = "openai" not in sys.modules and gc.isenabled()
+    if pause:
         gc.disable()
-        try:
-            import openai  # noqa: F401
-        finally:
-            if collecting:
-                gc.enable()
-    import openai  # not sys.modules["openai"]: while another thread imports it, that is half-built; this waits
-
+    try:
+        import openai
+    finally:
+        if pause:
+            gc.enable()
     return openai
 
 
