@@ -70,9 +70,9 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from realtalk_cli.tasks.probe_judge import judge_messages  # noqa: E402
-from realtalk_cli.tasks.probe_options import ProbeOptions  # noqa: E402
-from realtalk_cli.tasks.probe_prompts import Templates, build_items  # noqa: E402
+from realtalk_cli.tasks.probe.judges.realtalk import RealtalkJudge  # noqa: E402
+from realtalk_cli.tasks.probe.options import ProbeOptions  # noqa: E402
+from realtalk_cli.tasks.probe.protocols.realtalk import RealtalkProtocol  # noqa: E402
 from tests.llm_server import API_KEY, FakeLLM, serve_llm  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "realtalk"
@@ -112,13 +112,13 @@ def realtalk_cmd(*args: str) -> list[str]:
 
 def write_bare_prompts(path: Path, files: list[Path], limit: int | None) -> int:
     """The requests realtalk sends: each question's prompt, and the judge prompt for the server's reply."""
-    templates = Templates.load()
+    judge = RealtalkJudge()
     opts = ProbeOptions(model="gpt-4o-mini", out=path.parent, limit=limit)
-    items = build_items(files, opts, templates, "gpt-4o-mini")
+    items = RealtalkProtocol().build_items(files, opts, "gpt-4o-mini", None)
     with open(path, "w") as f:
         for it in items:
             row = {"question": it.qa.question, "answer": it.qa.gold, "prediction": REPLY}
-            f.write(json.dumps([it.messages, judge_messages(templates.judge, row)]) + "\n")
+            f.write(json.dumps([it.messages, judge.messages(row)]) + "\n")
     return len(items)
 
 

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens  # noqa: E402
-from realtalk_cli.tasks.memory_runner import MemoryChoice, MemoryRunner  # noqa: E402
-from realtalk_cli.tasks.probe_options import ProbeOptions  # noqa: E402
-from realtalk_cli.tasks.probe_prompts import Templates, build_items  # noqa: E402
+from realtalk_cli.tasks.memory.runner import MemoryChoice, MemoryRunner  # noqa: E402
+from realtalk_cli.tasks.probe.options import ProbeOptions  # noqa: E402
+from realtalk_cli.tasks.probe.protocols.realtalk import RealtalkProtocol  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODEL = "gpt-4o-mini"
@@ -38,7 +38,7 @@ def measure(dataset: str, spec: str, options: dict, budget: int) -> dict:
     opts.context_tokens = budget
     runner = MemoryRunner(MemoryChoice(spec, options), lambda text: count_tokens(text, MODEL)[0])
     started = time.perf_counter()
-    items = build_items([SHARED / dataset], opts, Templates.load(), MODEL, runner)
+    items = RealtalkProtocol().build_items([SHARED / dataset], opts, MODEL, runner)
     total = time.perf_counter() - started
     ingest = sum(runner.ingest_s.values())
     by_category: dict[str, list] = defaultdict(list)

@@ -4,7 +4,7 @@ bench/retrieval.py loads it by file path (`--memory bench/retrieval_baseline.py:
 also exercises the plug-in path the way a user's memory takes it.
 """
 
-from realtalk_cli.tasks.retrieval import BM25
+from realtalk_cli.tasks.memory.retrieval import BM25
 
 
 class MessageBM25:

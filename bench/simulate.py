@@ -21,7 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 from realtalk_cli.analysis.bertscore import BertScorer, packaged_minilm  # noqa: E402
 from realtalk_cli.cli import app  # noqa: E402
 from realtalk_cli.data.formats import chat_paths, load_chat  # noqa: E402
-from realtalk_cli.tasks.simulate_prompts import select_targets  # noqa: E402
+from realtalk_cli.tasks.simulate.prompts import select_targets  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "realtalk"
 

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
-from realtalk_cli.tasks import paper_protocol
-from realtalk_cli.tasks.baselines import bm25_line, extract_answer, parse_prompt
+from realtalk_cli.tasks.probe.baselines import bm25_line, extract_answer, parse_prompt
+from realtalk_cli.tasks.probe.protocols import paper as paper_protocol
 
 from .conftest import SHARED, needs_shared
 

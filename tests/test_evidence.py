@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from realtalk_cli.data.evidence import evidence_recall, parse_evidence, resolve_evidence
+from realtalk_cli.data.evidence import parse_evidence, resolve_evidence
 from realtalk_cli.data.formats import load_chat
+from realtalk_cli.scoring.evidence import evidence_recall
 
 from .conftest import LOCOMO_JSON, REALTALK_JSON, needs_shared
 

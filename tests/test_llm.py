@@ -11,7 +11,7 @@ from realtalk_cli.llm.cache import ResponseCache
 from realtalk_cli.llm.client import FatalModelError, LLMClient
 from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.llm.tokens import count_tokens
-from realtalk_cli.tasks import baselines  # noqa: F401  (registers offline:bm25)
+from realtalk_cli.tasks.probe import baselines  # noqa: F401  (registers offline:bm25)
 
 from .llm_server import API_KEY, BAD_REPLIES, SLOW_REPLIES, FakeLLM, serve_llm
 

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
 from realtalk_cli.data.formats import load_chat
-from realtalk_cli.tasks.memory import Packer, Passage
+from realtalk_cli.tasks.memory import Passage
+from realtalk_cli.tasks.memory.packing import Packer
 
 from .conftest import SAMPLE_JSON, model_run_args
 from .llm_server import FakeLLM, serve_llm

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
-from realtalk_cli.tasks import paper_protocol as pp
+from realtalk_cli.tasks.probe.protocols import paper as pp
 
 from .conftest import LOCOMO_JSON, REALTALK_JSON, SHARED, model_run_args, needs_shared
 from .llm_server import FakeLLM, serve_llm

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtalk_cli.data.formats import load_chat
-from realtalk_cli.tasks import porter
-from realtalk_cli.tasks.scoring import answer_f1, normalize_answer
+from realtalk_cli.scoring import porter
+from realtalk_cli.scoring.f1 import answer_f1, normalize_answer
 
 from .conftest import LOCOMO_JSON, REALTALK_JSON, SAMPLE_JSON, needs_shared
 

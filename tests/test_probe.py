@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
-from realtalk_cli.tasks.probe_judge import parse_judge_score
+from realtalk_cli.tasks.probe.judges.realtalk import parse_judge_score
 
 from .conftest import SAMPLE_JSON, model_run_args
 from .llm_server import API_KEY, FakeLLM, serve_llm

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
 from realtalk_cli.data.formats import load_chat
-from realtalk_cli.tasks import retrieval as R
+from realtalk_cli.tasks.memory import retrieval as R
 
 from .conftest import LOCOMO_JSON, SAMPLE_JSON, needs_shared
 
@@ -71,7 +71,7 @@ def test_reciprocal_rank_fusion_rewards_agreement():
 
 def test_dense_embeddings_are_cached_on_disk_and_reused(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
-    from realtalk_cli.tasks.embeddings import Embedder, load_embedder
+    from realtalk_cli.tasks.memory.embeddings import Embedder, load_embedder
 
     embedder = load_embedder(None)
     texts = ["Ana: I took up pottery", "Ben: the Porto half marathon is in May", "Ana: Miso is a good boy"]
@@ -88,7 +88,7 @@ def test_dense_embeddings_are_cached_on_disk_and_reused(tmp_path: Path, monkeypa
 
 def test_dense_ranks_the_paraphrase_first(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
-    from realtalk_cli.tasks.embeddings import DenseRetriever, load_embedder
+    from realtalk_cli.tasks.memory.embeddings import DenseRetriever, load_embedder
 
     texts = ["Ben: I signed up for a half marathon", "Ana: my new puppy chewed the sofa", "Ben: pizza tonight?"]
     assert DenseRetriever(load_embedder(None), texts).rank("Which running race did Ben enter?")[0] == 0
@@ -104,7 +104,7 @@ def test_an_embedder_that_cannot_load_is_one_line_exit_2(tmp_path: Path, llm_env
 
 
 def test_retrieval_falls_back_to_bm25_with_a_note_when_no_embedder(tmp_path: Path, llm_env, monkeypatch):
-    import realtalk_cli.tasks.embeddings as embeddings
+    import realtalk_cli.tasks.memory.embeddings as embeddings
 
     monkeypatch.setattr(embeddings, "embedder_available", lambda: "torch not installed")
     args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "r"), "--json"]
@@ -152,7 +152,7 @@ CORRUPT_CACHES = {
 @pytest.mark.parametrize("damage", sorted(CORRUPT_CACHES))
 def test_a_damaged_embedding_cache_warns_and_is_computed_again(tmp_path: Path, monkeypatch, capsys, damage):
     monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
-    from realtalk_cli.tasks.embeddings import load_embedder
+    from realtalk_cli.tasks.memory.embeddings import load_embedder
 
     embedder = load_embedder(None)
     texts = ["Ana: I took up pottery", "Ben: the Porto half marathon is in May"]
@@ -167,7 +167,7 @@ def test_a_damaged_embedding_cache_warns_and_is_computed_again(tmp_path: Path, m
 def test_an_unusable_embedding_cache_dir_warns_and_runs_without(tmp_path: Path, monkeypatch, capsys):
     (tmp_path / "cache").write_text("a file where the cache folder should be")
     monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
-    from realtalk_cli.tasks.embeddings import load_embedder
+    from realtalk_cli.tasks.memory.embeddings import load_embedder
 
     vectors = load_embedder(None).encode_cached(["Ana: I took up pottery"])
     assert vectors.shape == (1, 384)

@@ -138,7 +138,7 @@ def test_jobs_that_fail_together_leave_no_unretrieved_task_error(caplog):
     from realtalk_cli.llm.client import LLMClient
     from realtalk_cli.llm.jobs import run_jobs
     from realtalk_cli.llm.providers import resolve_model
-    from realtalk_cli.tasks import baselines  # noqa: F401  (registers the offline models)
+    from realtalk_cli.tasks.probe import baselines  # noqa: F401  (registers the offline models)
 
     client = LLMClient(resolve_model("offline:not-mentioned"), concurrency=4)
 

@@ -504,7 +504,7 @@ def test_a_full_disk_is_one_line_exit_2(tmp_path: Path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(fileio, "write_atomic", full)
-    monkeypatch.setattr("realtalk_cli.tasks.runs.write_atomic", full)
+    monkeypatch.setattr("realtalk_cli.tasks.runs.results.write_atomic", full)
     out = tmp_path / "run"
     result = runner.invoke(
         app, ["probe", str(model_run_args("probe", "", out)[1]), "--model", "offline:bm25", "--out", str(out)]

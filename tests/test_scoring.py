@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from realtalk_cli.tasks.dates import normalise_dates
-from realtalk_cli.tasks.scoring import answer_f1, date_normalised_f1, multi_answer_f1, normalize_answer, token_f1
+from realtalk_cli.scoring.dates import normalise_dates
+from realtalk_cli.scoring.f1 import answer_f1, date_normalised_f1, multi_answer_f1, normalize_answer, token_f1
 
 
 def test_normalize_drops_commas_punctuation_articles_and_and():
@@ -41,7 +41,7 @@ def test_locomo_adversarial_rule():
 
 
 def test_rouge_l_hand_computed():
-    from realtalk_cli.tasks.scoring import rouge_l
+    from realtalk_cli.scoring.f1 import rouge_l
 
     # LCS of "the cat sat on the mat" and "the cat on a mat": the cat on mat = 4; P = 4/6, R = 4/5
     p, r = 4 / 6, 4 / 5

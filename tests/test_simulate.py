@@ -13,7 +13,7 @@ from realtalk_cli.analysis.bertscore import packaged_minilm
 from realtalk_cli.cli import app
 from realtalk_cli.data.formats import load_chat
 from realtalk_cli.data.model import Chat, Message, Session
-from realtalk_cli.tasks.simulate_prompts import matches_speaker, select_targets, transcript
+from realtalk_cli.tasks.simulate.prompts import matches_speaker, select_targets, transcript
 
 from .conftest import SAMPLE_JSON, model_run_args
 from .llm_server import API_KEY, FakeLLM, serve_llm

@@ -12,7 +12,7 @@ from realtalk_cli.cli import app
 from realtalk_cli.data.formats import load_chat
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.tasks.splits import load_split
+from realtalk_cli.tasks.simulate.split import load_split
 
 from .conftest import REALTALK_JSON, SAMPLE_JSON, model_run_args, needs_shared
 from .llm_server import FakeLLM, serve_llm

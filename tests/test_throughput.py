@@ -140,8 +140,8 @@ def test_cache_serves_pending_writes_and_close_persists_them(tmp_path: Path):
 
 
 def test_prompts_are_the_same_text_whichever_way_they_are_filled():
-    from realtalk_cli.tasks.probe_prompts import Item
-    from realtalk_cli.tasks.runs import fill
+    from realtalk_cli.tasks.probe.items import Item
+    from realtalk_cli.tasks.prompts import fill
 
     template = "{speaker_1} and {speaker_2}\n{context}\nQuestion: {question} ({option_a})"
     for context, question in [("plain chat", "q?"), ("chat with {question} in it", "q?"), ("chat", "{context}?")]:
@@ -151,7 +151,7 @@ def test_prompts_are_the_same_text_whichever_way_they_are_filled():
 
 
 def test_a_run_reads_its_predictions_once(tmp_path: Path, monkeypatch):
-    import realtalk_cli.tasks.runs as probe_module  # predictions are read through runs.read_predictions
+    import realtalk_cli.tasks.runs.results as probe_module  # predictions are read through read_predictions
 
     reads = []
     real = probe_module.read_jsonl

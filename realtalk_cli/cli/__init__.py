@@ -55,7 +55,7 @@ app.add_typer(batch.app, name="batch")
 def _must_wait() -> bool:
     """Whether a thread is alive that the normal exit would rightly wait for. Daemon threads are waited for by
     neither exit; threads a memory plug-in left running (a call past --memory-timeout, a thread it started) are
-    marked `realtalk_abandoned` by tasks/memory_runner.py and not waited for either."""
+    marked `realtalk_abandoned` by tasks/memory/runner.py and not waited for either."""
     return any(
         t is not threading.current_thread() and not t.daemon and not getattr(t, "realtalk_abandoned", False)
         for t in threading.enumerate()
@@ -66,7 +66,7 @@ def _needs_teardown() -> bool:
     """A thread to wait for, or a user's --memory plug-in loaded: a file it left open is flushed only when the
     interpreter's teardown closes it. Not when the plug-in left a thread running: the normal exit would wait
     for it, possibly forever."""
-    memory = sys.modules.get("realtalk_cli.tasks.memory")  # imported only by runs that can load a plug-in
+    memory = sys.modules.get("realtalk_cli.tasks.memory.loader")  # imported only by runs that can load a plug-in
     abandoned = any(getattr(t, "realtalk_abandoned", False) and t.is_alive() for t in threading.enumerate())
     return _must_wait() or (bool(memory and memory.plugins_loaded) and not abandoned)
 

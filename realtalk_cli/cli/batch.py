@@ -30,12 +30,14 @@ def batch_status(
 
     Example: `realtalk batch status runs/b`
     """
-    from realtalk_cli.tasks.probe_batch import saved_run
+    from realtalk_cli.tasks.probe.options import ProbeOptions
+    from realtalk_cli.tasks.runs.batch import saved_run
+    from realtalk_cli.tasks.simulate.options import SimulateOptions
 
-    task, files, opts = saved_run(run_dir)
+    task, files, opts = saved_run(run_dir, {"probe": ProbeOptions, "simulate": SimulateOptions})
     if task == "simulate":
         from realtalk_cli.cli.simulate import finish_simulate
-        from realtalk_cli.tasks.simulate import run_simulate
+        from realtalk_cli.tasks.simulate.run import run_simulate
 
         finish_simulate(run_simulate(files, opts, batch=True), run_dir, as_json, None)
     else:

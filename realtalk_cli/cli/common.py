@@ -303,7 +303,7 @@ def print_plan(plan: dict, unit: str, as_json: bool) -> None:
 
 def finish_run(report: dict, score: float | None, fail_under: float | None, score_name: str) -> None:
     """Exit codes a CI script can rely on: 3 incomplete, 1 under --fail-under, else 0."""
-    from realtalk_cli.tasks.runs import status_lines
+    from realtalk_cli.tasks.runs.results import status_lines
 
     for line in status_lines(report):
         err.print(line, soft_wrap=True)

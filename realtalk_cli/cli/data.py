@@ -53,7 +53,7 @@ def convert(
 
     captioner = None
     if caption_model is not None:
-        from realtalk_cli.tasks.captions import ModelCaptioner
+        from realtalk_cli.analysis.captions import ModelCaptioner
 
         captioner = ModelCaptioner(caption_model, timeout or 120.0)
     reports, failures = convert_many(source, output, force, images_dir, captions_from, captioner)

@@ -160,9 +160,9 @@ def probe(
 
     Example: `realtalk probe CHATS --model M --memory my_memory.py:MyMemory --memory-option k=5 --out runs/mine`
     """
-    from realtalk_cli.tasks.memory import parse_options
-    from realtalk_cli.tasks.probe import run_probe
-    from realtalk_cli.tasks.probe_options import probe_settings
+    from realtalk_cli.tasks.memory.loader import parse_options
+    from realtalk_cli.tasks.probe.options import probe_settings
+    from realtalk_cli.tasks.probe.run import run_probe
 
     given = {
         "chats": chats,
@@ -224,7 +224,7 @@ def probe_rescore(
 
     Example: `realtalk probe rescore runs/bm25 --judge-model gpt-4o-mini`
     """
-    from realtalk_cli.tasks.probe_rescore import rescore
+    from realtalk_cli.tasks.probe.rescore import rescore
 
     with progress("rescore", as_json) as show:
         report = rescore(run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show, timeout or 120.0)
@@ -290,7 +290,7 @@ def _print_question(item: dict) -> None:
 
 def finish_batch_run(files: list[Path], opts, as_json: bool, fail_under: float | None, html: bool) -> None:
     """One step of a batch run: the report when complete, else what is pending and exit 3."""
-    from realtalk_cli.tasks.probe_batch import run_probe_batch
+    from realtalk_cli.tasks.probe.batch import run_probe_batch
 
     report, pending = run_probe_batch(files, opts)
     if report is None:
@@ -318,7 +318,7 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe_report import OVERALL_LABELS, category_label, memory_lines
+    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, memory_lines
 
     recall = "recall" in report["overall"]["overall"]
     from rich.table import Table

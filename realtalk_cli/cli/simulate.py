@@ -113,7 +113,8 @@ def simulate(
     Example: `realtalk simulate data/sample/Chat_S_Ana_Ben.json --model gpt-4o-mini --out runs/sim --dry-run`
     """
     from realtalk_cli.analysis.ei_hf import parse_hf_models
-    from realtalk_cli.tasks.simulate import SimulateOptions, run_simulate
+    from realtalk_cli.tasks.simulate.options import SimulateOptions
+    from realtalk_cli.tasks.simulate.run import run_simulate
 
     if not model or out_dir is None:
         raise RealtalkError("--model and --out are required")
@@ -175,14 +176,14 @@ def simulate_export_sft(
 
     Example: `realtalk simulate export-sft Chat_2_Kevin_Elise.json --speaker Elise -o elise.jsonl`
     """
-    from realtalk_cli.tasks.simulate_prompts import export_sft
+    from realtalk_cli.tasks.simulate.export import export_sft
 
     n = export_sft(chat, speaker, output, sessions, targets, force)
     out.print(f"wrote {n} training examples to {output}")
 
 
 def _print_simulate_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.simulate_report import SCORES
+    from realtalk_cli.tasks.simulate.report import SCORES
 
     headers = ["targets", *(s.replace("_agreement", " agr.").replace("_", " ") for s in SCORES)]
     rows = [(person, [str(p["targets"]), *(cell(p[s]) for s in SCORES)]) for person, p in report["speakers"].items()]

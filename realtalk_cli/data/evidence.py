@@ -67,11 +67,3 @@ def resolve_evidence(chat: Chat, values: Iterable[str], index: dict | None = Non
     parsed = parse_evidence(values)
     resolved = [i for i in parsed.ids if i in known]
     return ResolvedEvidence(resolved, [i for i in parsed.ids if i not in known] + parsed.unparsed)
-
-
-def evidence_recall(resolved: list[str], found: Iterable[str]) -> float | None:
-    """Share of the resolvable evidence ids among `found`; None when the item has no resolvable evidence."""
-    if not resolved:
-        return None
-    found = set(found)
-    return sum(i in found for i in resolved) / len(resolved)

@@ -1,3 +1,9 @@
-"""Model tasks: memory probing, persona simulation, picture captions; offline baselines register here."""
+"""Model tasks, one sub-package each: `probe/` (memory probing, its protocols and judges), `simulate/`
+(persona simulation), `memory/` (the memories and retrievers a probe can use), and `runs/` (what every run
+shares: settings, identity, rows, reports). `prompts.py` holds the prompt text every task uses.
 
-from realtalk_cli.tasks import baselines  # noqa: F401  (registers the offline:NAME models)
+A new memory system goes in `memory/` (see its docstring) or stays the user's own plug-in; a new probe
+protocol or judge goes in `probe/protocols/` or `probe/judges/`. The offline baselines register here.
+"""
+
+from realtalk_cli.tasks.probe import baselines  # noqa: F401  (registers the offline:NAME models)

@@ -1,0 +1,96 @@
+"""Loading a memory: a built-in name, `module:Name` or `path/to/file.py:Name` (a user's plug-in), its
+`--memory-option` values, and what names it in a run's identity.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.tasks.memory.builtins import BUILTIN
+from realtalk_cli.tasks.memory.protocol import Memory
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, str]:
+    """`key=value` strings (from --memory-option) as a dict."""
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RealtalkError(f"--memory-option {pair!r}: expected key=value")
+        if key.strip() in options:
+            raise RealtalkError(f"--memory-option {key.strip()} given twice: give each key once")
+        options[key.strip()] = value
+    return options
+
+
+# The user's plug-ins imported by this process: the console script then ends with the interpreter's full
+# teardown, which flushes and closes what a plug-in left open (see cli.main).
+plugins_loaded: list[str] = []
+
+
+def load_factory(spec: str) -> Callable[..., Memory]:
+    """The class (or function) a SPEC names: a built-in name, `module:Name` or `path/to/file.py:Name`."""
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    plugins_loaded.append(spec)
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name:
+        known = ", ".join(sorted(BUILTIN))
+        raise RealtalkError(f"--memory {spec!r}: expected module:Name, path/to/file.py:Name or one of {known}")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise RealtalkError(f"--memory {spec}: {path}: no such file")
+        module_name = "realtalk_memory_" + re.sub(r"\W", "_", str(path.resolve()))
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+        try:
+            loader.loader.exec_module(module)
+        except (Exception, SystemExit) as e:
+            raise RealtalkError(f"--memory {spec}: {path} failed to import: {type(e).__name__}: {e}") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except (Exception, SystemExit) as e:
+            raise RealtalkError(f"--memory {spec}: cannot import {target}: {type(e).__name__}: {e}") from None
+    factory = getattr(module, name, None)
+    if factory is None or not callable(factory):
+        raise RealtalkError(f"--memory {spec}: {target} has no class or function {name!r}")
+    if inspect.isclass(factory) and not all(callable(getattr(factory, m, None)) for m in ("ingest", "recall")):
+        raise RealtalkError(f"--memory {spec}: {name} lacks an ingest(chat, tools) or recall(question, budget) method")
+    return factory
+
+
+def build_memory(spec: str, options: dict[str, str]) -> Memory:
+    factory = load_factory(spec)
+    try:
+        memory = factory(**options)
+    except TypeError as e:
+        raise RealtalkError(f"--memory {spec}: options {sorted(options)} not accepted: {e}") from None
+    except (Exception, SystemExit) as e:  # a plug-in's bug while building: one line, not a traceback
+        raise RealtalkError(f"--memory {spec}: building it failed: {type(e).__name__}: {e}") from None
+    if not isinstance(memory, Memory):
+        raise RealtalkError(f"--memory {spec}: the object built has no ingest(chat, tools) or recall(question, budget)")
+    return memory
+
+
+def memory_identity(spec: str, options: dict[str, str]) -> dict:
+    """What names a memory in a run's identity: its spec, options and version (the class's `version`)."""
+    factory = load_factory(spec)
+    version = getattr(getattr(factory, "func", factory), "version", None)  # BUILTIN holds partials
+    if version is not None and not isinstance(version, (str, int, float)):
+        # e.g. a property: its repr changes every run, so every resume would look like another memory
+        raise RealtalkError(f"--memory {spec}: `version` must be a plain string class attribute, not {version!r}")
+    return {
+        "spec": spec,
+        "options": dict(sorted(options.items())),
+        "version": None if version is None else str(version),
+    }

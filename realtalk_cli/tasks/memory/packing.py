@@ -1,0 +1,162 @@
+"""Packing what a memory recalls into the prompt: message ids and passages, best first, kept while they fit
+the token budget; messages shown in time order under their session's date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from realtalk_cli.data.model import Chat
+from realtalk_cli.errors import RealtalkError
+from realtalk_cli.tasks.memory.protocol import Passage
+from realtalk_cli.tasks.prompts import render_message, session_header
+
+
+@dataclass
+class Recalled:
+    context: str
+    ids: list[str]  # message ids shown, then ids claimed by passages
+    tokens: int
+    claims: bool  # whether the memory gave any message id (shown or not), so that recall can be computed
+    unknown_ids: int = 0  # strings that named no message
+    over_budget: int = 0  # items left out because they did not fit
+
+
+GAP = "..."  # between messages of one session that are not next to each other
+
+
+class Packer:
+    """Fits recalled items into a token budget for one chat; per-line token counts are computed once.
+
+    Messages are shown in time order, one DATE header per session, with a `...` line where messages
+    of the session were left out between two shown ones. Passages follow, in the memory's order.
+    """
+
+    def __init__(self, chat: Chat, count: Callable[[str], int]):
+        self.chat = chat
+        self.count = count
+        self.messages = list(chat.messages())
+        self.position = {}
+        for i, m in enumerate(self.messages):
+            self.position.setdefault(m.dia_id.strip(), i)
+        self.dates = {s.number: s.date_time for s in chat.sessions}
+        self._line_cost: dict[int, int] = {}
+        self._header_cost = {n: count(session_header(d)) + 2 for n, d in self.dates.items()}
+        self._gap_cost = count(GAP) + 1
+
+    def line_cost(self, i: int) -> int:
+        if i not in self._line_cost:
+            self._line_cost[i] = self.count(render_message(self.messages[i])) + 1
+        return self._line_cost[i]
+
+    def pack(self, items: list[str | Passage], budget: int) -> Recalled:
+        chosen: list[int | Passage] = []
+        positions: set[int] = set()
+        per_session: dict[int, int] = {}
+        used = unknown = skipped = 0
+        for item in items:
+            if isinstance(item, Passage):
+                cost = self.count(render_passage(item)) + 1
+                if used + cost > budget:
+                    skipped += 1
+                    continue
+                chosen.append(item)
+                used += cost
+                continue
+            i = self.position.get(str(item).strip())
+            if i is None:
+                unknown += 1
+                continue
+            if i in positions:
+                continue
+            session = self.messages[i].session
+            if per_session.get(session):
+                cost = self.line_cost(i) + self._span_change(positions, i) * self._gap_cost
+            else:
+                cost = self.line_cost(i) + self._header_cost[session]
+            if used + cost > budget:
+                skipped += 1
+                continue
+            chosen.append(i)
+            positions.add(i)
+            per_session[session] = per_session.get(session, 0) + 1
+            used += cost
+        context = self.render(chosen)
+        tokens = self.count(context) if context else 0
+        while tokens > budget and chosen:  # the running sum is an estimate; the rendered text decides
+            last = chosen.pop()
+            if isinstance(last, int):
+                positions.discard(last)
+            skipped += 1
+            context = self.render(chosen)
+            tokens = self.count(context) if context else 0
+        ids = [self.messages[i].dia_id for i in sorted(positions)]
+        claimed = []  # ids a passage claims count as a shown message's would; ids naming no message do not
+        for p in chosen:
+            for claim in p.ids if isinstance(p, Passage) else []:
+                i = self.position.get(claim.strip())
+                if i is None:
+                    unknown += 1
+                elif self.messages[i].dia_id not in ids:
+                    claimed.append(self.messages[i].dia_id)
+        # Recall is unavailable only when the memory claimed no id at all: ids it gave that did not fit,
+        # or that name no message, put no evidence in the prompt (recall 0), they are not "unknown".
+        claims = any(isinstance(item, str) or item.ids for item in items)
+        return Recalled(context, ids + list(dict.fromkeys(claimed)), tokens, claims, unknown, skipped)
+
+    def _span_change(self, positions: set[int], i: int) -> int:
+        """In a session already shown: +1 gap line when message i stands alone, -1 when it closes a gap."""
+        session = self.messages[i].session
+        left = i - 1 in positions and self.messages[i - 1].session == session
+        right = i + 1 in positions and self.messages[i + 1].session == session
+        return 1 - left - right
+
+    def render(self, chosen: list[int | Passage]) -> str:
+        """Messages in time order under their session's DATE; then passages as given."""
+        blocks = []
+        lines: list[str] = []
+        previous: int | None = None
+        for i in sorted(p for p in chosen if isinstance(p, int)):
+            session = self.messages[i].session
+            if previous is None or self.messages[previous].session != session:
+                if lines:
+                    blocks.append("\n".join(lines))
+                lines = [session_header(self.dates.get(session, "")).rstrip("\n")]
+            elif i != previous + 1:
+                lines.append(GAP)
+            lines.append(render_message(self.messages[i]))
+            previous = i
+        if lines:
+            blocks.append("\n".join(lines))
+        passages = [render_passage(p) for p in chosen if isinstance(p, Passage)]
+        if passages:
+            blocks.append("MEMORY:\n" + "\n".join(passages))
+        return "\n\n".join(blocks)
+
+
+def check_recalled(items: object, spec: str) -> None:
+    """A plug-in's recall() result must be a list of message ids and well-formed Passages: one line if not."""
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, Passage)) for i in items):
+        raise RealtalkError(f"--memory {spec}: recall() must return a list of message ids (str) and Passage objects")
+    for p in items:
+        if isinstance(p, Passage) and (wrong := _wrong_field(p)):
+            raise RealtalkError(
+                f"--memory {spec}: recall() returned a Passage whose {wrong}; a Passage needs"
+                " text (str), ids (a list of str) and date (str or None)"
+            )
+
+
+def _wrong_field(p: Passage) -> str | None:
+    """What is wrong with a plug-in's Passage, if anything (said without printing a huge text)."""
+    if not isinstance(p.text, str):
+        return f"text is {type(p.text).__name__}"
+    if not isinstance(p.ids, (list, tuple)) or not all(isinstance(i, str) for i in p.ids):
+        return f"ids are {p.ids!r}"[:120]
+    if p.date is not None and not isinstance(p.date, str):
+        return f"date is {type(p.date).__name__}"
+    return None
+
+
+def render_passage(p: Passage) -> str:
+    return f"- ({p.date}) {p.text}" if p.date else f"- {p.text}"

@@ -1,0 +1,371 @@
+"""Running the memory of a probe run: choosing it, calling into it safely, packing what it recalls.
+
+Each call into a memory (building and ingesting a chat, recalling for a question) runs under a deadline in a
+daemon thread. A thread cannot be killed: one past its deadline is left running, and the console script's
+exit waits neither for it nor for threads the plug-in started. What the plug-in prints goes to stderr
+(stdout carries realtalk's own output, e.g. `--json`), and a working directory it changes is put back
+(relative `--out` and chat paths are used after it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from realtalk_cli.data.model import Chat
+from realtalk_cli.errors import IncompleteRun, RealtalkError
+from realtalk_cli.llm.client import Totals
+from realtalk_cli.llm.jobs import dry_run_plan
+from realtalk_cli.llm.providers import Endpoint, Prices
+from realtalk_cli.tasks.memory.loader import build_memory, memory_identity
+from realtalk_cli.tasks.memory.packing import Packer, Recalled, check_recalled
+from realtalk_cli.tasks.memory.protocol import Memory, MemoryTools, Passage
+
+RETRIEVER_CONTEXTS = ("retrieval", "bm25", "dense", "hybrid")
+GIVE_UP_AFTER = 3  # recalls past the deadline in a row, after which a chat's other questions are not asked
+
+
+@dataclass
+class MemoryChoice:
+    spec: str
+    options: dict[str, str]
+    note: str | None = None  # e.g. why `retrieval` fell back to bm25
+
+
+def memory_choice(
+    context: str, memory: str | None, memory_options: dict[str, str], top_k: int | None, embedder: str | None
+) -> MemoryChoice | None:
+    """The memory a probe run uses: `--memory SPEC`, or the retriever `--context` names; None for full/events."""
+    from realtalk_cli.tasks.memory.embeddings import embedder_available
+
+    if memory:
+        return MemoryChoice(memory, dict(memory_options))
+    if context not in RETRIEVER_CONTEXTS:
+        return None
+    spec, note = context, None
+    if context == "retrieval":
+        why_not = embedder_available() if embedder is None else None
+        spec = "hybrid" if why_not is None else "bm25"
+        if why_not:
+            note = f"retrieval used bm25 alone: the dense embedder is unavailable ({why_not})"
+    options = {"top_k": str(top_k)} if top_k else {}
+    if embedder and spec != "bm25":
+        options["embedder"] = embedder
+    return MemoryChoice(spec, options, note)
+
+
+class MemoryRunner:
+    """Builds the chosen memory for each chat, ingests it once (timed) and packs its answers into the budget.
+
+    Every call into the memory goes through `GuardedCalls` (the module's docstring says what it guards), with a
+    deadline of `timeout` seconds (None: no deadline, called inline).
+    """
+
+    def __init__(
+        self,
+        choice: MemoryChoice,
+        count: Callable[[str], int],
+        store_root: Path | None = None,
+        complete: Callable[[list[list[dict]]], list[str | None]] | None = None,
+        timeout: float | None = None,
+    ):
+        self.choice = choice
+        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout)
+        try:  # importing a plug-in runs its code: guarded as its calls are
+            self.identity = self.calls.run("import", choice.spec, lambda: memory_identity(choice.spec, choice.options))
+        except CallTimeout:
+            raise RealtalkError(
+                f"--memory {choice.spec}: importing it took longer than --memory-timeout {timeout:g} s"
+            ) from None
+        self.count = count
+        self.store_root = store_root
+        self.complete = complete
+        self.timeout = timeout
+        self.ingest_s: dict[str, float] = {}
+        self.unknown_ids = 0
+        self.over_budget = 0
+        self.recall_timeouts = 0
+        self.recalls_not_asked = 0  # after GIVE_UP_AFTER timeouts in a row on a chat
+        self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
+        self.dry_requests: list[list[dict]] = []  # what ingesting would send, in a dry run
+
+    def count_requests(self, requests: list[list[dict]]) -> list[str | None]:
+        """A dry run's `tools.complete`: the requests are kept for the estimate and every reply is None, as for a
+        failed request."""
+        self.dry_requests += requests
+        return [None] * len(requests)
+
+    def _checked_complete(self, requests: list[list[dict]]) -> list[str | None]:
+        """`tools.complete` as the memory sees it: its requests checked, then sent (or counted in a dry run)."""
+        if not isinstance(requests, list) or not all(
+            isinstance(r, list) and r and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in r)
+            for r in requests
+        ):
+            raise RealtalkError(
+                f"--memory {self.choice.spec}: tools.complete() takes a list of requests, each a list of messages"
+                ' like {"role": "user", "content": "text"}'
+            )
+        with self.calls.not_counted():  # realtalk's client: each request has its own --timeout
+            return self.complete(requests)
+
+    def dry_run_notes(self, endpoint: Endpoint, prices: Prices, max_tokens: int, context_max: int) -> dict:
+        """What a dry run adds for the memory: questions left out (recall past the deadline) and, for a memory
+        that calls the LLM while ingesting, those requests estimated apart (each reply at `max_tokens`). What such
+        a memory writes is unknown before it runs: the answers' prompts may hold up to `context_max` more tokens."""
+        notes: dict = {}
+        if self.recall_timeouts:  # questions left out: recalls past the deadline, and those then not asked
+            notes["recall_timeouts"] = self.recall_timeouts + self.recalls_not_asked
+        if self.dry_requests:
+            notes["memory"] = dry_run_plan(endpoint, prices, self.dry_requests, 0, "request", max_tokens)
+            notes["memory"]["answer_context_tokens_max"] = context_max
+        return notes
+
+    def add_llm_usage(self, totals: Totals) -> None:
+        for f in fields(Totals):
+            setattr(self.llm_totals, f.name, getattr(self.llm_totals, f.name) + getattr(totals, f.name))
+
+    def summary(self) -> dict:
+        """The report's `memory` section: identity, ingestion time and LLM usage, what did not fit."""
+        t = self.llm_totals
+        return {
+            **self.identity,
+            "note": self.choice.note,
+            "ingest_s": self.ingest_s,
+            "ingest_total_s": round(sum(self.ingest_s.values()), 3),
+            "ingest_llm": {
+                "requests": t.requests,
+                "cached": t.cached,
+                "errors": t.errors,
+                "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens,
+                "cost_usd": round(t.cost_usd, 6),
+            },
+            "unknown_ids": self.unknown_ids,
+            "items_over_budget": self.over_budget,
+            "recall_timeouts": self.recall_timeouts,
+            "recalls_not_asked": self.recalls_not_asked,
+        }
+
+    def open(self, chat: Chat) -> Callable[[str, int], Recalled]:
+        """Ingest `chat`; returns the recall of its questions (CallTimeout past the deadline)."""
+        store = None
+        if self.store_root is not None:
+            store = self.store_root / re.sub(r"[^\w.-]", "_", chat.name)
+            store.mkdir(parents=True, exist_ok=True)
+        # The memory reads a copy without the questions: it may not see the gold answers, nor change the chat.
+        shown = copy.deepcopy(dataclasses.replace(chat, qa=[]))
+
+        def build_and_ingest() -> Memory:
+            memory = build_memory(self.choice.spec, self.choice.options)
+            memory.ingest(shown, MemoryTools(store, self.count, self._checked_complete if self.complete else None))
+            return memory
+
+        started = time.perf_counter()
+        try:
+            memory = self.calls.run("ingest", chat.name, build_and_ingest)
+        except CallTimeout:
+            raise IncompleteRun(
+                f"--memory {self.choice.spec}: ingest on {chat.name} took longer than --memory-timeout "
+                f"{self.timeout:g} s, so the run stopped before asking its questions; run the same command again "
+                "(with a larger --memory-timeout) to continue"
+            ) from None
+        self.ingest_s[chat.name] = round(time.perf_counter() - started, 3)
+        packer = Packer(chat, self.count)
+
+        def recall(question: str, budget: int) -> list[str | Passage]:
+            items = memory.recall(question, budget)
+            # checked and copied into plain values here, under the deadline: a list, str or Passage may be a
+            # subclass whose iteration, __str__ or attributes hang or raise when realtalk reads them
+            check_recalled(items, self.choice.spec)
+            return [_plain(item) for item in items]
+
+        timeouts_in_a_row = 0
+
+        def ask(question: str, budget: int) -> Recalled:
+            nonlocal timeouts_in_a_row
+            if timeouts_in_a_row >= GIVE_UP_AFTER:  # a memory stuck for good would cost the deadline per question
+                self.recalls_not_asked += 1
+                raise CallTimeout(
+                    f"--memory {self.choice.spec}: recall not asked: {GIVE_UP_AFTER} recalls in a row on {chat.name}"
+                    " took longer than --memory-timeout"
+                )
+            try:
+                items = self.calls.run("recall", chat.name, lambda: recall(question, budget))
+            except CallTimeout:
+                self.recall_timeouts += 1
+                timeouts_in_a_row += 1
+                raise
+            timeouts_in_a_row = 0
+            recalled = packer.pack(items, budget)
+            self.unknown_ids += recalled.unknown_ids
+            self.over_budget += recalled.over_budget
+            return recalled
+
+        return ask
+
+
+def _plain(item: str | Passage) -> str | Passage:
+    if isinstance(item, Passage):
+        date = None if item.date is None else str.__str__(item.date)
+        return Passage(str.__str__(item.text), [str.__str__(i) for i in item.ids], date)
+    return str.__str__(item)
+
+
+class CallTimeout(Exception):
+    """A call into the plug-in outlived its deadline (it may still be running in its thread)."""
+
+
+class GuardedCalls:
+    """Calls into one plug-in, named `who` in messages (e.g. `--memory my.py:Mem`); `timeout` None: no deadline.
+
+    With a deadline, every call runs in the same worker thread, one at a time, so that what the plug-in made in
+    one call (a sqlite3 connection, thread-local state) works in the next; a call past its deadline keeps that
+    thread, and the next call gets a new one. Time spent in `not_counted()` (waiting on realtalk's own LLM
+    client, whose requests have their own --timeout) does not count towards the deadline.
+    """
+
+    def __init__(self, who: str, timeout: float | None):
+        self.who = who
+        self.timeout = timeout
+        self._warned: set[str] = set()
+        self._jobs: queue.SimpleQueue | None = None  # the worker thread's queue
+        self._lock = threading.Lock()
+        self._uncounted = 0  # not_counted() blocks in progress
+        self._uncounted_since = 0.0
+        self._uncounted_s = 0.0  # seconds spent in finished ones
+
+    @contextlib.contextmanager
+    def not_counted(self):
+        with self._lock:
+            if not self._uncounted:
+                self._uncounted_since = time.monotonic()
+            self._uncounted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._uncounted -= 1
+                if not self._uncounted:
+                    self._uncounted_s += time.monotonic() - self._uncounted_since
+
+    def _uncounted_total(self) -> float:
+        with self._lock:
+            return self._uncounted_s + (time.monotonic() - self._uncounted_since if self._uncounted else 0.0)
+
+    def _wait(self, finished: threading.Event) -> bool:
+        """Whether the call finished within the deadline, time in not_counted() left out."""
+        started, uncounted = time.monotonic(), self._uncounted_total()
+        while True:
+            left = self.timeout - (time.monotonic() - started) + (self._uncounted_total() - uncounted)
+            if left <= 0:
+                return finished.is_set()
+            if finished.wait(min(left, threading.TIMEOUT_MAX)):
+                return True
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            worker = threading.Thread(target=_serve, args=(self._jobs,), name="realtalk memory", daemon=True)
+            worker.realtalk_memory = True  # see _StuckPrints
+            worker.start()
+        self._jobs.put(job)
+
+    def run(self, step: str, where: str, call: Callable):
+        """`call()`'s value. Its exception is one RealtalkError line naming the plug-in, the step and where
+        (KeyboardInterrupt and RealtalkError pass as they are); past the deadline, CallTimeout."""
+        outcome: dict[str, object] = {}
+        finished = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome["value"] = call()
+            except BaseException as e:  # reported in the calling thread
+                outcome["error"] = e
+            finally:
+                finished.set()
+
+        cwd = os.getcwd()
+        before = set(threading.enumerate())
+        with _stdout_to_stderr():
+            if self.timeout is None:
+                work()
+            else:
+                self._submit(work)
+                self._wait(finished)
+        self._restore(cwd, before)
+        if not finished.is_set():
+            self._jobs = None  # its worker is busy with this call, perhaps for good
+            if not isinstance(sys.stdout, _StuckPrints):  # what it prints from now on must not reach stdout either
+                sys.stdout = _StuckPrints(sys.stdout)
+            raise CallTimeout(f"{self.who}: {step} on {where} took longer than --memory-timeout {self.timeout:g} s")
+        error = outcome.get("error")
+        if error is None:
+            return outcome["value"]
+        if isinstance(error, (RealtalkError, KeyboardInterrupt)):
+            raise error
+        raise RealtalkError(f"{self.who}: {step} failed on {where}: {type(error).__name__}: {error}") from None
+
+    def _restore(self, cwd: str, threads_before: set[threading.Thread]) -> None:
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+            self._warn("cwd", "it changed the working directory; realtalk changed it back")
+        left = [t for t in threading.enumerate() if t not in threads_before and not t.daemon and t.is_alive()]
+        for t in left:
+            t.realtalk_abandoned = True  # read by the console script's exit (cli/__init__.py main)
+        if left:
+            names = ", ".join(sorted(t.name for t in left))
+            self._warn("threads", f"it left threads running ({names}); realtalk will not wait for them at exit")
+
+    def _warn(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            sys.stderr.write(f"warning: {self.who}: {message}\n")
+
+
+class _StuckPrints:
+    """sys.stdout once a memory call has outlived its deadline: what a memory worker thread still prints goes to
+    stderr (the redirect of its call ended when realtalk stopped waiting for it); everyone else's to stdout."""
+
+    def __init__(self, stdout):
+        self._stdout = stdout
+
+    def write(self, text: str) -> int:
+        memory = getattr(threading.current_thread(), "realtalk_memory", False)
+        return (sys.stderr if memory else self._stdout).write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stdout, name)
+
+
+def _serve(jobs: queue.SimpleQueue) -> None:
+    while True:
+        jobs.get()()
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Python's print and child processes alike."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptor 1 or 2: Python's own stdout is still redirected
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)

@@ -1,0 +1,88 @@
+"""What a probe protocol and a judge protocol are: the two interfaces the probe run asks instead of testing
+which protocol it follows.
+
+A probe protocol decides which questions are asked and how: the context layout and answer prompt (its
+items), the sampling parameters of every answer request, how a reply becomes the prediction, and which judge
+grades by default. A judge protocol decides the judge's prompt, its request, how a verdict is read and how
+often an unreadable one is asked again. Implementations live one module each in `protocols/` and `judges/`
+and are registered by name in those packages' `__init__.py`; a run makes a fresh instance, so prompt files
+edited between runs are read again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from realtalk_cli.tasks.probe.items import Item
+
+if TYPE_CHECKING:
+    from realtalk_cli.tasks.memory.runner import MemoryRunner
+
+
+class ProbeProtocol:
+    """How a probe run asks its questions. Subclass it and register the class in `protocols/__init__.py`."""
+
+    name: ClassVar[str] = ""
+    answer_params: ClassVar[dict] = {}
+    """Parameters of every answer request (`temperature`, `max_tokens`...); None leaves one to the provider."""
+    judge: ClassVar[str] = "realtalk"
+    """The judge protocol (a name in `judges/__init__.py`) that grades this protocol's answers."""
+    judge_with_answering_model: ClassVar[bool] = False
+    """Without --judge-model, grade with the answering model (as the paper's script does) instead of not at all."""
+    keep_raw_reply: ClassVar[bool] = False
+    """The prediction is the reply as it came (the paper's script does not strip it); else stripped."""
+    takes_context: ClassVar[bool] = True
+    """Whether --context and --memory apply; a protocol that lays out the whole chat itself says False."""
+    batch: ClassVar[bool] = True
+    """Whether the run can go as batch jobs (`--batch`)."""
+
+    def prompt_hashes(self) -> dict[str, str]:
+        """The answer prompts' hashes (not the judge's): part of the run's identity and its manifest."""
+        raise NotImplementedError
+
+    def build_items(self, files: list[Path], opts, model: str, memories: MemoryRunner | None) -> list[Item]:
+        """One item per question asked, in order, at most `opts.limit` (`opts`: the run's ProbeOptions, which
+        import the protocols, hence no annotation); `memories` chooses the context when set."""
+        raise NotImplementedError
+
+    def describe(self, judge: str | None, answering: str, judge_given: bool) -> dict | None:
+        """What the report's manifest says about the protocol (None: realtalk's own, described in the README)."""
+        return None
+
+
+class JudgeProtocol:
+    """How answers are graded. Subclass it and register the class in `judges/__init__.py`."""
+
+    name: ClassVar[str] = ""
+    params: ClassVar[dict] = {}
+    """Parameters of a live judge request (sampling, `response_format`, an `accept` check of the reply)."""
+    batch_params: ClassVar[dict] = {}
+    """The same request's parameters in a batch job's body."""
+    attempts: ClassVar[int] = 1
+    """How often an item is asked at most while `settled` rejects the reply."""
+    cached: ClassVar[bool] = True
+    """Whether verdicts may come from the response cache (not when a re-ask must reach the model)."""
+    max_tokens: ClassVar[int] = 200
+    """The reply size a dry run prices."""
+
+    def prompt_hashes(self) -> dict[str, str]:
+        """The judge prompt's hash, keyed by its name (for the manifest)."""
+        raise NotImplementedError
+
+    @property
+    def prompt_hash(self) -> str:
+        """What a judged row records as `judge_prompt`: a verdict counts only under the same prompt."""
+        return next(iter(self.prompt_hashes().values()))
+
+    def messages(self, row: dict) -> list[dict]:
+        """The request that grades one answered predictions row."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> float | None:
+        """The score in [0, 1] a reply gives, or None when it gives none."""
+        raise NotImplementedError
+
+    def settled(self, text: str) -> bool:
+        """Whether a reply ends the re-asking (within `attempts`)."""
+        return True

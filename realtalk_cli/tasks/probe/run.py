@@ -1,0 +1,345 @@
+"""Memory probing: a model answers questions about a whole chat; scored by token F1 and an LLM judge.
+
+`run_probe` is the pipeline, each step a function of its own: the run's setup (protocol, endpoints, judge,
+prices, memory, identity) -> items -> answers (appended to predictions.jsonl as they finish, each judged
+as it arrives) -> the judge for rows answered earlier -> rows -> report.json / report.md. A re-run skips
+questions already answered. What varies between protocols is asked of the protocol object
+(protocols/, judges/), never tested here. Options and identity: options.py; rows: rows.py; `probe
+rescore`: rescore.py; batch jobs: batch.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
+from realtalk_cli.llm.cache import open_cache
+from realtalk_cli.llm.client import Completion, LLMClient, Totals, Usage
+from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
+from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
+from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
+from realtalk_cli.llm.tokens import count_tokens
+from realtalk_cli.tasks.memory.runner import MemoryRunner, memory_choice
+from realtalk_cli.tasks.probe.items import Item
+from realtalk_cli.tasks.probe.judge import judge_row, judge_rows, needs_judging
+from realtalk_cli.tasks.probe.judges import judge_protocol
+from realtalk_cli.tasks.probe.options import PROBE_FILES, ProbeOptions, probe_identity, probe_manifest
+from realtalk_cli.tasks.probe.protocol import JudgeProtocol, ProbeProtocol
+from realtalk_cli.tasks.probe.protocols import probe_protocol
+from realtalk_cli.tasks.probe.report import build_report, report_markdown
+from realtalk_cli.tasks.probe.rows import (
+    PROBE_FIELDS,
+    item_key,
+    prediction_row,
+    probe_completeness,
+    row_key,
+    rows_judge,
+)
+from realtalk_cli.tasks.prompts import text_hash
+from realtalk_cli.tasks.runs.results import final_rows, read_predictions, write_reports
+from realtalk_cli.tasks.runs.settings import load_prices
+
+MEMORY_MAX_TOKENS = 400  # a memory's own requests while ingesting (e.g. session summaries)
+PRICED_ANSWER_TOKENS = 32  # the answer size a dry run prices when a protocol leaves max_tokens to the provider
+
+
+@dataclass
+class ProbeSetup:
+    """Everything a probe run decides before its first request."""
+
+    files: list[Path]
+    opts: ProbeOptions
+    protocol: ProbeProtocol
+    endpoint: Endpoint
+    judge_endpoint: Endpoint | None
+    judge: JudgeProtocol
+    prices: Prices
+    memories: MemoryRunner | None
+    identity: dict
+
+    @property
+    def predictions(self) -> Path:
+        return self.opts.out / "predictions.jsonl"
+
+    def items(self) -> list[Item]:
+        return self.protocol.build_items(self.files, self.opts, self.endpoint.model, self.memories)
+
+
+@dataclass
+class Answers:
+    """What the answering step sent and got: the new rows, its clients' totals and whether --max-cost stopped it."""
+
+    rows: list[dict] = field(default_factory=list)
+    client: Totals = field(default_factory=Totals)
+    judges: list[Totals] = field(default_factory=list)
+    stopped_for_cost: bool = False
+
+
+def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None, batch: bool = False) -> dict:
+    """A live run (`batch` only prices a dry run at batch rates; batch.py runs batch jobs)."""
+    setup = prepare(files, opts, dry_run)
+    if dry_run:
+        return plan(setup, setup.items(), batch)
+    # A bad chat is found before the folder is made; a memory's ingestion may write to the run folder, so it
+    # runs only once the folder is ours.
+    items = setup.items() if setup.memories is None else None
+    with run_folder(opts.out, setup.identity, PROBE_FILES, opts.force):
+        items = setup.items() if items is None else items
+        rows = resumed_rows(setup.predictions)
+        started = time.perf_counter()
+        spent = Spending(opts.max_cost, setup.memories)
+        answers = answer(setup, items, rows, spent, progress)
+        rows = final_rows(rows + answers.rows, row_key)  # the file is read once per run
+        if not answers.stopped_for_cost:
+            answers.stopped_for_cost = judge_earlier_rows(setup, rows, answers, spent, progress)
+        write_jsonl(setup.predictions, rows)
+        report = probe_report(setup, items, rows, answers, time.perf_counter() - started)
+        write_reports(opts.out, report, report_markdown(report))
+    return report
+
+
+def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
+    """The protocol, endpoints, judge, prices, memory and the run's identity, checked before any request."""
+    protocol = probe_protocol(opts.compat)
+    endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
+    judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
+    if judge_endpoint is None and protocol.judge_with_answering_model and not endpoint.offline:
+        judge_endpoint = endpoint
+    prices = load_prices(
+        [endpoint, *([judge_endpoint] if judge_endpoint else [])], opts.max_cost, opts.price_in, opts.price_out
+    )
+    memories = memory_runner(opts, endpoint, prices, dry_run)
+    identity = probe_identity(opts, endpoint, files, protocol, memories)
+    judge = judge_protocol(protocol.judge)
+    return ProbeSetup(files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity)
+
+
+def resumed_rows(path: Path) -> list[dict]:
+    """The rows of earlier invocations, one per question from here on."""
+    rows = final_rows(read_predictions(path, PROBE_FIELDS), row_key)
+    if rows:
+        write_jsonl(path, rows)
+    return rows
+
+
+def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
+    """What the run would send and cost, counted offline (`--dry-run`)."""
+    opts, endpoint, prices = setup.opts, setup.endpoint, setup.prices
+    if opts.out.is_dir():
+        check_run_identity(opts.out, setup.identity, PROBE_FILES)
+    rows = final_rows(read_predictions(setup.predictions, PROBE_FIELDS), row_key)
+    done = {row_key(r) for r in rows if r.get("error") is None}
+    todo = [it for it in items if item_key(it) not in done and it.error is None]
+    answer_tokens = setup.protocol.answer_params.get("max_tokens") or PRICED_ANSWER_TOKENS
+    estimate = dry_run_plan(
+        endpoint,
+        prices,
+        [it.messages for it in todo],
+        len(items) - len(todo),
+        "question",
+        answer_tokens,
+        cached_tokens=estimate_cached_tokens(todo, endpoint.model),
+        batch=batch,
+    )
+    if setup.memories is not None:
+        estimate.update(
+            setup.memories.dry_run_notes(endpoint, prices, MEMORY_MAX_TOKENS, opts.context_tokens * len(todo))
+        )
+    if setup.judge_endpoint:
+        judge = setup.judge
+        stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash)]
+        future = [{"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold} for it in todo]
+        requests = [judge.messages(r) for r in stale + future]
+        estimate["judge"] = dry_run_plan(setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens)
+    return estimate
+
+
+class Spending:
+    """What the run's clients and its memory have spent, against --max-cost."""
+
+    def __init__(self, max_cost: float | None, memories: MemoryRunner | None):
+        self.max_cost = max_cost
+        self.memories = memories
+        self.clients: list[LLMClient] = []
+
+    def over_budget(self) -> bool:
+        if self.max_cost is None:
+            return False
+        ingested = self.memories.llm_totals.cost_usd if self.memories else 0.0
+        return sum(c.totals.cost_usd for c in self.clients) + ingested >= self.max_cost
+
+
+def judge_client(setup: ProbeSetup, limiter: Limiter, beside: LLMClient | None = None) -> LLMClient:
+    """The judge's client: beside the answering client (sharing its limiter, cache and connections), or alone."""
+    cache = (beside.cache if beside else open_cache(setup.opts.use_cache)) if setup.judge.cached else None
+    return LLMClient(
+        setup.judge_endpoint,
+        cache=cache,
+        prices=setup.prices,
+        limiter=limiter,
+        priority=JUDGE,
+        share_connections_with=beside,
+        timeout_s=setup.opts.timeout,
+    )
+
+
+def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spending, progress) -> Answers:
+    """Ask every question not answered yet; each answer is judged as it arrives and appended as one line."""
+    opts, endpoint = setup.opts, setup.endpoint
+    done = {row_key(r) for r in rows if r.get("error") is None}
+    todo = [it for it in items if item_key(it) not in done]
+    unasked = [it for it in todo if it.error is not None]  # the memory's recall failed: an error row
+    todo = [it for it in todo if it.error is None]
+    limiter = Limiter(opts.concurrency)  # --concurrency counts answer and judge requests together
+    client = LLMClient(
+        endpoint,
+        cache=open_cache(opts.use_cache),
+        prices=setup.prices,
+        limiter=limiter,
+        priority=ANSWER,
+        timeout_s=opts.timeout,
+    )
+    judge = judge_client(setup, limiter, beside=client) if setup.judge_endpoint else None
+    spent.clients += [client, *([judge] if judge else [])]
+    result = Answers()
+    with open(setup.predictions, "ab") as sink:
+        for it in unasked:
+            result.rows.append(prediction_row(it, Completion("", Usage(), it.error), endpoint.label))
+            sink.write(orjson.dumps(result.rows[-1]) + b"\n")
+
+        async def finish(item: Item, c: Completion) -> None:
+            row = prediction_row(item, c, endpoint.label, raw=setup.protocol.keep_raw_reply)
+            if judge is not None and c.error is None:
+                await judge_row(judge, row, setup.judge)
+            sink.write(orjson.dumps(row) + b"\n")
+            sink.flush()
+            result.rows.append(row)
+            if progress:
+                progress(row, client.totals)
+            if spent.over_budget():
+                raise StopRun()
+
+        jobs = [(it, lambda it=it: it.messages) for it in todo]
+        if progress and hasattr(progress, "start"):
+            progress.start(len(todo), len(items) - len(todo), "answered")
+        result.stopped_for_cost = run_jobs(
+            client, jobs, finish, also_close=[judge], group_of=_context_group, **setup.protocol.answer_params
+        )
+    result.client = client.totals
+    result.judges = [judge.totals] if judge else []
+    return result
+
+
+def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, spent: Spending, progress) -> bool:
+    """Judge the rows answered earlier (or judged by another judge, or whose verdict failed); True when
+    --max-cost stopped it. The judge runs alone, after the answering client closed."""
+    if setup.judge_endpoint is None or not any(
+        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in rows
+    ):
+        return False
+    judge = judge_client(setup, Limiter(setup.opts.concurrency))
+    spent.clients.append(judge)
+    stopped = judge_rows(rows, judge, setup.judge, progress, spent.over_budget)
+    answers.judges.append(judge.totals)
+    return stopped
+
+
+def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers: Answers, seconds: float) -> dict:
+    """report.json's content: scores of the final rows, the manifest, completeness and the run's figures."""
+    opts, endpoint, judge_endpoint = setup.opts, setup.endpoint, setup.judge_endpoint
+    prompts = {**setup.protocol.prompt_hashes(), **setup.judge.prompt_hashes()}
+    m = probe_manifest(opts, endpoint.label, setup.files, prompts)
+    m["judge_model"] = judge_endpoint.label if judge_endpoint else rows_judge(rows)
+    described = setup.protocol.describe(m["judge_model"], endpoint.label, judge_given=opts.judge_model is not None)
+    if described is not None:
+        m["protocol"] = described
+    report = build_report(rows, m)
+    report.update(
+        probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost)
+    )
+    client, judges = answers.client, answers.judges
+    report["run"] = {
+        "wall_time_s": round(seconds, 3),
+        "requests": client.requests,
+        "cached": client.cached,
+        "retries": client.retries + sum(t.retries for t in judges),
+        "errors": client.errors,
+        "cached_tokens": client.cached_tokens + sum(t.cached_tokens for t in judges),
+        "judge_requests": sum(t.requests for t in judges),
+        "judge_errors": sum(t.errors for t in judges),
+        "stopped_for_max_cost": answers.stopped_for_cost,
+        "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
+    }
+    if setup.memories is not None:
+        report["memory"] = setup.memories.summary()
+    if report["run"]["dropped_sessions"]:
+        report["warnings"] = [
+            f"context cut to fit --max-context-tokens {opts.max_context_tokens}: up to "
+            f"{report['run']['dropped_sessions']} oldest sessions left out of a prompt"
+        ]
+    return report
+
+
+def _context_group(item: Item) -> str | None:
+    """A chat's questions that share its context are sent together: the first alone, then the rest."""
+    return str(item.chat_file) if item.shares_context else None
+
+
+def estimate_cached_tokens(items: list[Item], model: str) -> list[int]:
+    """Per request, the prompt tokens a provider's prefix cache would likely serve: the shared prefix for every
+    question but a chat's first, in 128-token steps from 1,024 tokens (OpenAI's rule). An estimate."""
+    seen: dict[str, int] = {}
+    estimates = []
+    for it in items:
+        group = _context_group(it)
+        if group is None:
+            estimates.append(0)
+        elif group not in seen:
+            n = count_tokens(it.prefix(), model)[0]
+            seen[group] = n // 128 * 128 if n >= 1024 else 0
+            estimates.append(0)
+        else:
+            estimates.append(seen[group])
+    return estimates
+
+
+def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_run: bool) -> MemoryRunner | None:
+    """The run's retriever or memory; a memory that writes with an LLM uses the answering model's endpoint."""
+    choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
+    if choice is None:
+        return None
+
+    def count(text: str) -> int:
+        return count_tokens(text, endpoint.model)[0]
+
+    if dry_run:  # the memory's own requests are counted, not sent
+        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout)
+        runner.complete = runner.count_requests
+        return runner
+    key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
+    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout)
+
+    def complete(requests: list[list[dict]]) -> list[str | None]:
+        client = LLMClient(
+            endpoint,
+            concurrency=opts.concurrency,
+            cache=open_cache(opts.use_cache),
+            prices=prices,
+            timeout_s=opts.timeout,
+        )
+        replies: list[str | None] = [None] * len(requests)
+
+        def done(i: int, c: Completion) -> None:
+            replies[i] = c.text if c.error is None else None
+
+        run_jobs(client, list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
+        runner.add_llm_usage(client.totals)
+        return replies
+
+    runner.complete = complete
+    return runner
