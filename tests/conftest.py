@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Tests set their own terminal width (CliRunner's env): a COLUMNS or LINES exported in the developer's shell
+# would fix the width of realtalk's consoles, made at import, whatever a test asks for.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

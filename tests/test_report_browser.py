@@ -96,8 +96,8 @@ def shown(page) -> int:
 def test_page_loads_offline_without_console_errors(browser_page):
     page, errors = browser_page
     assert errors == []
-    assert page.locator("#leaderboard tbody tr").count() == 3
-    assert "<!--<script>" in page.locator("#leaderboard").text_content()
+    assert page.locator("#leaderboards tbody tr").count() == 3
+    assert "<!--<script>" in page.locator("#leaderboards").text_content()
     assert page.locator("#count").text_content().startswith("7 of 7 questions match")
     assert page.locator("svg.chart rect").count() > 0
 
@@ -151,6 +151,14 @@ def test_known_question_shows_its_evidence_in_full_and_flags_dangling_ids(browse
 def test_leaderboard_sorts_by_a_clicked_column(browser_page):
     page, _ = browser_page
     page.click('#leaderboard th[data-column="run"]')
-    assert page.locator("#leaderboard tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)") == ["A", "B", "C"]
+    assert page.locator("#leaderboard tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)") == ["A", "B"]
     page.click('#leaderboard th[data-column="run"]')
-    assert page.locator("#leaderboard tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)") == ["C", "B", "A"]
+    assert page.locator("#leaderboard tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)") == ["B", "A"]
+
+
+def test_runs_over_other_items_stand_in_a_table_of_their_own_that_says_why(browser_page):
+    """The dangling run changed a question: another item set, so its own group and table."""
+    page, _ = browser_page
+    assert page.locator("#leaderboard-G2 tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)") == ["C"]
+    assert "ranked apart from G1" in page.locator("#leaderboard-G2 caption").text_content()
+    assert "Group G1" in page.locator("#leaderboard caption").text_content()

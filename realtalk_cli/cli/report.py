@@ -63,7 +63,7 @@ def _short(v: float) -> str:
 def print_leaderboard(board: dict) -> None:
     from rich.table import Table
 
-    from realtalk_cli.report.tables import p_value, questions_note, usage_cell
+    from realtalk_cli.report.tables import group_lines, group_metrics, group_runs, p_value, questions_note, usage_cell
 
     runs = Table(title=f"{board['kind']} runs", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     runs.add_column("run", no_wrap=True)
@@ -77,10 +77,16 @@ def print_leaderboard(board: dict) -> None:
     for r in board["runs"]:
         if r["incomplete"]:
             out.print(f"{r['id']} is incomplete: {r['incomplete']}")
+    for line in group_lines(board):
+        out.print(line, markup=False)
     cats = board["categories"]
-    for metric, name in board["metrics"].items():
-        rows = [(r["id"], [_two_lines(r["scores"][metric].get(c)) for c in cats]) for r in board["runs"]]
-        print_wide_table(f"{name}: mean and 95% interval", "run", cats, rows)
+    several = len(board["groups"]) > 1
+    for group in board["groups"]:
+        runs_of_group = group_runs(board, group)
+        for metric, name in group_metrics(board, group).items():
+            rows = [(r["id"], [_two_lines(r["scores"][metric].get(c)) for c in cats]) for r in runs_of_group]
+            title = f"{name}, group {group['id']}" if several else name
+            print_wide_table(f"{title}: mean and 95% interval", "run", cats, rows)
     for metric, name in board["metrics"].items():
         if not board["comparisons"]:
             break

@@ -1,8 +1,17 @@
 """The leaderboard: per run, per category and overall, each score's mean with a bootstrap interval over
-questions; and every pair of runs compared on the questions both answered (paired difference, p-value)."""
+questions; and every pair of runs compared on the questions both answered (paired difference, p-value).
+
+Runs are ranked only against runs like them: over the same items (the set of question keys, by a hash),
+of the same dataset, graded by the same judge (judge protocol + model). Runs that differ in any of these go
+to separate groups, each with its own ranking, and each group says what its runs share and why it stands
+apart. Paired differences are computed on the items two runs share, so they pair any two runs of the same
+dataset and judge.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from itertools import combinations
 
 from realtalk_cli.errors import RealtalkError
@@ -102,6 +111,15 @@ def build_leaderboard(
         )
     overall = [c for c in (OVERALL_1_3, OVERALL) if c in categories]
     categories = [c for c in categories if c not in overall] + overall
+    groups = group_runs(runs, entries, chosen if common_only else None)
+    ranking = ranking_metric(metrics)
+    for group in groups:
+        group["ranked_by"] = ranking
+        group["runs"] = rank(group["runs"], entries, ranking)
+    # Paired differences are taken on the items both runs answered, so they need the same dataset and judge, not
+    # the same item set.
+    like = {g["id"]: (g["dataset"], g["judge"]) for g in groups}
+    graded_alike = {(a["id"], b["id"]) for a in entries for b in entries if like[a["group"]] == like[b["group"]]}
     return {
         "kind": kind,
         "settings": {"resamples": resamples, "seed": seed, "level": 0.95, "alpha": alpha, "common_only": common_only},
@@ -109,8 +127,85 @@ def build_leaderboard(
         "categories": categories,
         "questions": {"union": len(union), "common": len(common), "same_set": all(k == union for k in keysets)},
         "runs": entries,
-        "comparisons": [compare(a, b, metrics, resamples, seed, alpha, split_1_3) for a, b in combinations(runs, 2)],
+        "groups": groups,
+        "comparisons": [
+            compare(a, b, metrics, resamples, seed, alpha, split_1_3)
+            for a, b in combinations(runs, 2)
+            if (a.id, b.id) in graded_alike
+        ],
     }
+
+
+def judge_of(run: Run) -> str | None:
+    """`protocol/model` of the run's judge: the judge protocol its probe protocol grades with (realtalk's own
+    unless the run followed another with --compat), and the judge model."""
+    if run.judge is None:
+        return None
+    from realtalk_cli.tasks.probe.protocols import PROTOCOLS
+
+    compat = run.parameters.get("compat")
+    protocol = PROTOCOLS.get(str(compat)) if compat else None
+    name = protocol.judge if protocol else (str(compat) if compat else "realtalk")
+    return f"{name}/{run.judge}"
+
+
+def items_of(run: Run, rows: list[dict]) -> dict:
+    """The run's item set: how many and a hash of their keys (chat, question index, question)."""
+    keys = sorted({json.dumps(list(run.key(r)), ensure_ascii=False) for r in rows})
+    digest = hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:12]
+    return {"count": len(keys), "hash": digest}
+
+
+def group_runs(runs: list[Run], entries: list[dict], chosen: dict | None) -> list[dict]:
+    """Runs with the same dataset, item set and judge, in order of first appearance; each entry gets its group.
+    The item set is every question the run holds (answered or failed), or the common items with --common-only."""
+    groups: dict[tuple, dict] = {}
+    for run, entry in zip(runs, entries, strict=True):
+        rows = chosen[id(run)] if chosen is not None else run.all_rows or run.rows
+        dataset = ", ".join(sorted({str(r.get("dataset") or "?") for r in rows})) or "?"
+        shared = {"dataset": dataset, "items": items_of(run, rows), "judge": judge_of(run)}
+        key = (shared["dataset"], shared["items"]["hash"], shared["judge"])
+        if key not in groups:
+            groups[key] = {"id": f"G{len(groups) + 1}", **shared, "runs": []}
+        groups[key]["runs"].append(run.id)
+        entry["group"] = groups[key]["id"]
+    found = list(groups.values())
+    for group in found[1:]:
+        group["why"] = apart_from(group, found[0])
+    return found
+
+
+def apart_from(group: dict, first: dict) -> str:
+    """Why a group's runs are not ranked with the first group's."""
+    reasons = []
+    if group["dataset"] != first["dataset"]:
+        reasons.append(f"dataset {group['dataset']} (not {first['dataset']})")
+    if group["items"]["hash"] != first["items"]["hash"]:
+        reasons.append(f"{group['items']['count']} other items (not the {first['items']['count']} of {first['id']})")
+    if group["judge"] != first["judge"]:
+        reasons.append(f"judge {group['judge'] or 'none'} (not {first['judge'] or 'none'})")
+    return f"ranked apart from {first['id']}: " + "; ".join(reasons)
+
+
+def ranking_metric(metrics: list[str]) -> str | None:
+    """The judge's score when there is one, else F1 (probe); a simulate run's first score."""
+    for m in ("judge_score", "f1"):
+        if m in metrics:
+            return m
+    return metrics[0] if metrics else None
+
+
+def rank(ids: list[str], entries: list[dict], metric: str | None) -> list[str]:
+    """Best overall mean first; runs without that score last, in their given order."""
+    if metric is None:
+        return ids
+    by_id = {e["id"]: e for e in entries}
+
+    def overall(run_id: str) -> float:
+        mean = (by_id[run_id]["scores"].get(metric, {}).get(OVERALL) or {}).get("mean")
+        return -mean if isinstance(mean, (int, float)) else float("inf")
+
+    return sorted(ids, key=overall)
 
 
 def compare(

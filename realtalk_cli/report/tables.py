@@ -63,8 +63,8 @@ def markdown(board: dict) -> str:
         f"({s['resamples']} resamples, seed {s['seed']}). {questions_note(board)}",
         "",
         "| run | model | context | memory | judge | answered | failed | tokens (prompt+completion) | cost | wall "
-        "time |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+        "time | group |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in board["runs"]:
         wall = "-" if r.get("wall_time_s") is None else f"{r['wall_time_s']:.1f} s"
@@ -73,29 +73,38 @@ def markdown(board: dict) -> str:
             f"| {r['id']} | {md_escape(r['model'])} | {md_escape(r['context'])} | {md_escape(r['memory'] or '-')} | "
             f"{md_escape(r['judge'] or '-')} | "
             f"{r['answered']}{done} | {r['failed']} | {r['prompt_tokens']}+{r['completion_tokens']} | "
-            f"${r['cost_usd']:.4f} | {wall} |"
+            f"${r['cost_usd']:.4f} | {wall} | {r['group']} |"
         )
     incomplete = [f"{r['id']}: {md_escape(r['incomplete'])}" for r in board["runs"] if r["incomplete"]]
     if incomplete:
         lines += ["", f"Incomplete runs: {'; '.join(incomplete)}."]
-    for metric, name in board["metrics"].items():
-        lines += ["", f"## {name}", "", "| run | " + " | ".join(map(md_escape, board["categories"])) + " |"]
-        lines.append("|---|" + "---:|" * len(board["categories"]))
-        for r in board["runs"]:
-            cells = [interval(r["scores"][metric].get(c)) for c in board["categories"]]
-            lines.append(f"| {r['id']} | " + " | ".join(cells) + " |")
-        lines.append("")
-        counts = [
-            "/".join(str(r["scores"][metric].get(c, {}).get("n", 0)) for r in board["runs"])
-            for c in board["categories"]
-        ]
-        lines.append(
-            "Items scored per run ("
-            + "/".join(r["id"] for r in board["runs"])
-            + "): "
-            + "; ".join(f"{md_escape(c)} {n}" for c, n in zip(board["categories"], counts, strict=True))
-            + "."
-        )
+    lines += ["", *(f"- {md_escape(line)}" for line in group_lines(board))]
+    several = len(board["groups"]) > 1
+    for group in board["groups"]:
+        runs = group_runs(board, group)
+        for metric, name in group_metrics(board, group).items():
+            title = f"{name}: group {group['id']}" if several else name
+            lines += [
+                "",
+                f"## {md_escape(title)}",
+                "",
+                "| run | " + " | ".join(map(md_escape, board["categories"])) + " |",
+            ]
+            lines.append("|---|" + "---:|" * len(board["categories"]))
+            for r in runs:
+                cells = [interval(r["scores"][metric].get(c)) for c in board["categories"]]
+                lines.append(f"| {r['id']} | " + " | ".join(cells) + " |")
+            lines.append("")
+            counts = [
+                "/".join(str(r["scores"][metric].get(c, {}).get("n", 0)) for r in runs) for c in board["categories"]
+            ]
+            lines.append(
+                "Items scored per run ("
+                + "/".join(r["id"] for r in runs)
+                + "): "
+                + "; ".join(f"{md_escape(c)} {n}" for c, n in zip(board["categories"], counts, strict=True))
+                + "."
+            )
     if board["comparisons"] and board["metrics"]:
         lines += [
             "",
@@ -119,9 +128,44 @@ def markdown(board: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def group_runs(board: dict, group: dict) -> list[dict]:
+    """A group's runs, best first."""
+    by_id = {r["id"]: r for r in board["runs"]}
+    return [by_id[i] for i in group["runs"]]
+
+
+def group_metrics(board: dict, group: dict) -> dict[str, str]:
+    """The scores any run of the group has (a group of runs without a judge shows no judge table)."""
+    runs = group_runs(board, group)
+    return {
+        m: name
+        for m, name in board["metrics"].items()
+        if any(ci.get("mean") is not None for r in runs for ci in r["scores"].get(m, {}).values())
+    }
+
+
+def group_lines(board: dict) -> list[str]:
+    """What each group's runs share, how they rank, and why a group stands apart from the first."""
+    lines = []
+    if len(board["groups"]) > 1:
+        lines.append(
+            f"Runs are ranked only beside runs over the same items, dataset and judge: {len(board['groups'])} groups."
+        )
+    for g in board["groups"]:
+        ranked = " > ".join(g["runs"])
+        by = board["metrics"].get(g.get("ranked_by"), "-")
+        line = (
+            f"group {g['id']}: dataset {g['dataset']}, {g['items']['count']} items ({g['items']['hash']}), "
+            f"judge {g['judge'] or 'none'}; ranked by overall {by}: {ranked}"
+        )
+        lines.append(line + (f" ({g['why']})" if g.get("why") else ""))
+    return lines
+
+
 def csv_text(board: dict) -> str:
     fixed = [
         "id",
+        "group",
         "path",
         "model",
         "context",
@@ -177,38 +221,47 @@ def tex_escape(text: str) -> str:
 
 
 def latex(board: dict) -> str:
-    """One booktabs table per score; needs `\\usepackage{booktabs}`."""
+    """One booktabs table per score and group of comparable runs; needs `\\usepackage{booktabs}`."""
     s = board["settings"]
     cats = board["categories"]
     parts = [f"% realtalk {board['kind']} leaderboard; requires \\usepackage{{booktabs}}"]
-    for metric, name in board["metrics"].items():
-        parts += [
-            r"\begin{table}[t]",
-            r"\centering",
-            r"\small",
-            r"\begin{tabular}{l" + "r" * len(cats) + "}",
-            r"\toprule",
-            "Run & " + " & ".join(tex_escape(c) for c in cats) + r" \\",
-            r"\midrule",
-        ]
-        for r in board["runs"]:
-            cells = []
-            for c in cats:
-                ci = r["scores"][metric].get(c) or {}
-                if ci.get("mean") is None:
-                    cells.append("--")
-                elif ci.get("low") is None:
-                    cells.append(number(ci["mean"]))
-                else:
-                    cells.append(f"{number(ci['mean'])} {{\\scriptsize [{number(ci['low'])}, {number(ci['high'])}]}}")
-            setup = [r["context"]] + [f"{k} {r[k]}" for k in ("memory", "judge") if r[k]]
-            parts.append(tex_escape(f"{r['model']} ({', '.join(setup)})") + " & " + " & ".join(cells) + r" \\")
-        parts += [
-            r"\bottomrule",
-            r"\end{tabular}",
-            f"\\caption{{{tex_escape(name)} per category: mean and {int(s['level'] * 100)}\\% bootstrap interval "
-            f"over items ({s['resamples']} resamples).}}",
-            r"\end{table}",
-            "",
-        ]
+    several = len(board["groups"]) > 1
+    for group in board["groups"]:
+        for metric, name in group_metrics(board, group).items():
+            parts += [
+                r"\begin{table}[t]",
+                r"\centering",
+                r"\small",
+                r"\begin{tabular}{l" + "r" * len(cats) + "}",
+                r"\toprule",
+                "Run & " + " & ".join(tex_escape(c) for c in cats) + r" \\",
+                r"\midrule",
+            ]
+            for r in group_runs(board, group):
+                cells = []
+                for c in cats:
+                    ci = r["scores"][metric].get(c) or {}
+                    if ci.get("mean") is None:
+                        cells.append("--")
+                    elif ci.get("low") is None:
+                        cells.append(number(ci["mean"]))
+                    else:
+                        low, high = number(ci["low"]), number(ci["high"])
+                        cells.append(f"{number(ci['mean'])} {{\\scriptsize [{low}, {high}]}}")
+                setup = [r["context"]] + [f"{k} {r[k]}" for k in ("memory", "judge") if r[k]]
+                parts.append(tex_escape(f"{r['model']} ({', '.join(setup)})") + " & " + " & ".join(cells) + r" \\")
+            scope = (
+                f" Group {group['id']}: {group['dataset']}, {group['items']['count']} items, judge "
+                f"{group['judge'] or 'none'}; runs of other groups are not comparable with these."
+                if several
+                else ""
+            )
+            parts += [
+                r"\bottomrule",
+                r"\end{tabular}",
+                f"\\caption{{{tex_escape(name)} per category: mean and {int(s['level'] * 100)}\\% bootstrap interval "
+                f"over items ({s['resamples']} resamples).{tex_escape(scope)}}}",
+                r"\end{table}",
+                "",
+            ]
     return "\n".join(parts)

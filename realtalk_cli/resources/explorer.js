@@ -26,10 +26,30 @@
   for (const [m, name] of Object.entries(board.metrics)) metricSelect.append(el("option", { value: m, text: name }));
   let sortColumn = "overall", sortAsc = false;
 
+  // One table per group of comparable runs (same items, dataset and judge), each ranked on its own.
   function renderLeaderboard() {
     const metric = metricSelect.value;
-    const table = document.getElementById("leaderboard");
+    const first = document.getElementById("leaderboard");
+    document.querySelectorAll("#leaderboards table.group").forEach((t) => t.remove());
+    const groups = board.groups && board.groups.length ? board.groups : [{ id: "", runs: board.runs.map((r) => r.id) }];
+    groups.forEach((g, i) => {
+      const table = i === 0 ? first : el("table", { cls: "group", id: "leaderboard-" + g.id });
+      if (i > 0) document.getElementById("leaderboards").append(table);
+      renderGroup(table, g, metric, groups.length > 1);
+    });
+    renderComparisons(metric);
+  }
+
+  function groupText(g) {
+    const items = g.items ? `${g.items.count} items (${g.items.hash})` : "";
+    const text = `Group ${g.id}: dataset ${g.dataset}, ${items}, judge ${g.judge || "none"}`;
+    return g.why ? `${text}; ${g.why}` : text;
+  }
+
+  function renderGroup(table, group, metric, several) {
     table.replaceChildren();
+    if (several) table.append(el("caption", { text: groupText(group) }));
+    const members = new Set(group.runs);
     const columns = ["run", "model", "context", ...board.categories, "cost", "tokens"];
     const head = el("tr");
     for (const c of columns) {
@@ -52,7 +72,7 @@
       const s = (r.scores[metric] || {})[c];
       return s && s.mean !== null ? s.mean : -Infinity;
     };
-    const rows = [...board.runs].sort((a, b) => {
+    const rows = board.runs.filter((r) => members.has(r.id)).sort((a, b) => {
       const x = value(a, sortColumn), y = value(b, sortColumn);
       const order = typeof x === "string" ? x.localeCompare(y) : x - y;
       return sortAsc ? order : -order;
@@ -73,7 +93,6 @@
       body.append(tr);
     }
     table.append(body);
-    renderComparisons(metric);
   }
 
   function renderRuns() {
