@@ -227,8 +227,18 @@ def _message_dict(m: Message) -> dict:
 
 
 def dumps_realtalk(chat: Chat, with_qa: bool = True) -> str:
-    """Exactly the published byte layout: 4-space indent, UTF-8 kept, no trailing newline."""
-    return json.dumps(realtalk_dict(chat, with_qa), ensure_ascii=False, indent=4)
+    """Exactly the published byte layout: 4-space indent, UTF-8 kept, no trailing newline.
+
+    orjson writes it with a 2-space indent, then every indent is doubled: the bytes of `json.dumps(obj,
+    ensure_ascii=False, indent=4)` (strings escape the same characters; the layout holds no floats) in a tenth
+    of its time, which a 200,000-line chat export needs. Text orjson refuses (a lone surrogate) goes through json.
+    """
+    obj = realtalk_dict(chat, with_qa)
+    try:
+        text = orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode("utf-8")
+    except TypeError:
+        return json.dumps(obj, ensure_ascii=False, indent=4)
+    return "\n".join([" " * (len(line) - len(line.lstrip(" "))) + line for line in text.split("\n")])
 
 
 def write_realtalk(chat: Chat, path: Path, with_qa: bool = True) -> None:

@@ -12,6 +12,7 @@ The rules follow the facts in shared/CHAT_EXPORTS.md (Android and iOS, 15+ local
 
 from __future__ import annotations
 
+import functools
 import re
 import zipfile
 from collections import Counter
@@ -132,29 +133,31 @@ _ENCRYPTED = re.compile(
 )
 
 
-_OMITTED_LAST = frozenset(p.rsplit(" ", 1)[-1] for p in OMITTED)
+_OMITTED_SUFFIXES = tuple(" " + p for p in OMITTED)
+_LEARN_MORE_SUFFIXES = tuple(LEARN_MORE)
 
 
 def _omitted(key: str) -> bool:
     """An iOS "<kind> omitted" placeholder (a document's name may stand before it)."""
-    if key.rsplit(" ", 1)[-1] not in _OMITTED_LAST:
-        return False
-    return key in OMITTED or any(key.endswith(" " + p) for p in OMITTED)
+    return key in OMITTED or key.endswith(_OMITTED_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=4096)
 def clean_name(name: str) -> str:
     """A name as people see it: no direction marks, NBSP and narrow spaces as spaces."""
     return name.translate(_INVISIBLE).strip()
 
 
 def _key(text: str) -> str:
-    return " ".join(text.translate(_INVISIBLE).split()).casefold().rstrip(".").strip()
+    if not text.isascii():
+        text = text.translate(_INVISIBLE)
+    return " ".join(text.split()).casefold().rstrip(".").strip()
 
 
 # --- reading --------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Record:
     line: int
     a: str
@@ -299,6 +302,7 @@ def _date_order(records: list[_Record], path: Path, given: str | None) -> str:
     return "dmy"
 
 
+@functools.lru_cache(maxsize=256)
 def _year(c: str) -> int:
     c = c.translate(_DIGITS).replace("\u00a0", " ").strip()
     if c[0] in "RHS":  # Japanese eras: Reiwa, Heisei, Showa
@@ -310,25 +314,44 @@ def _year(c: str) -> int:
 
 
 def _datetime(r: _Record, order: str) -> datetime | None:
+    day = _date(r.a, r.b, r.c, order)
+    if day is None:
+        return None
     try:
-        a, b = int(r.a.translate(_DIGITS)), int(r.b.translate(_DIGITS))
-        if len(r.a) == 4 or order == "ymd":
-            year, month, day = int(r.a.translate(_DIGITS)), b, int(r.c.translate(_DIGITS)[:2])
-        elif order == "mdy":
-            year, month, day = _year(r.c), a, b
-        else:
-            year, month, day = _year(r.c), b, a
-        hour = int(r.h.translate(_DIGITS))
+        hour = _int(r.h)
         if r.ampm:
-            pm = _key(r.ampm).replace(".", "").replace(" ", "")
-            is_pm = pm in ("pm", "م") or pm.startswith(("inthea", "inthee", "atnight", "noon"))
             if hour > 12:
                 return None
-            hour = hour % 12 + (12 if is_pm else 0)
-        seconds = int(r.s.translate(_DIGITS)) if r.s else 0
-        return datetime(year, month, day, hour, int(r.mi.translate(_DIGITS)), seconds)
+            hour = hour % 12 + (12 if _is_pm(r.ampm) else 0)
+        return datetime(day[0], day[1], day[2], hour, _int(r.mi), _int(r.s) if r.s else 0)
+    except ValueError:
+        return None
+
+
+def _int(digits: str) -> int:
+    return int(digits if digits.isascii() else digits.translate(_DIGITS))
+
+
+@functools.lru_cache(maxsize=4096)
+def _date(a: str, b: str, c: str, order: str) -> tuple[int, int, int] | None:
+    """(year, month, day) of a date's three fields, or None for an impossible date."""
+    try:
+        if len(a) == 4 or order == "ymd":
+            year, month, day = _int(a), _int(b), _int(c[:2])
+        elif order == "mdy":
+            year, month, day = _year(c), _int(a), _int(b)
+        else:
+            year, month, day = _year(c), _int(b), _int(a)
+        datetime(year, month, day)
     except (ValueError, IndexError, KeyError):
         return None
+    return year, month, day
+
+
+@functools.lru_cache(maxsize=64)
+def _is_pm(marker: str) -> bool:
+    key = _key(marker).replace(".", "").replace(" ", "")
+    return key in ("pm", "م") or key.startswith(("inthea", "inthee", "atnight", "noon"))
 
 
 def _classify_all(
@@ -383,10 +406,13 @@ def _post(
     """The record as a Post, or the name of what it is instead ("system", "deleted", "call", "view_once")."""
     lrm = text[:1] in ("\u200e", "\u200f")
     body = "\n".join([text, *more]) if more else text
-    body = _EDITED_TAIL.sub("", body.rstrip()).strip("\n")
+    body = body.rstrip()
+    if body.endswith(">"):
+        body = _EDITED_TAIL.sub("", body)
+    body = body.strip("\n")
     first_line, _, caption = body.partition("\n")
     head = first_line.lstrip(BIDI + " ")
-    key = _key(head)
+    key = _key(head) if len(head) < 300 else ""  # placeholders and notices are short
     where = f"line {r.line}"
     if key in DELETED:
         return "deleted"
@@ -403,7 +429,7 @@ def _post(
         return Post(when, author, author, caption.strip(), [Media(clean_name(head))], where)
     if lrm and not _LOCATION.match(head) and not key.startswith("poll:"):
         return "system"  # iOS: the contact's or group's name over a notice
-    if any(key.endswith(tail) for tail in LEARN_MORE) or (first and "whatsapp" in key and _ENCRYPTED.search(key)):
+    if key.endswith(_LEARN_MORE_SUFFIXES) or (first and "whatsapp" in key and _ENCRYPTED.search(key)):
         return "system"  # the same notices in an export whose U+200E marks were lost
     return Post(when, author, author, body.lstrip(BIDI) if lrm else body, [], where)
 
