@@ -400,3 +400,33 @@ def test_help_says_which_placeholder_kinds_are_dropped():
         assert flag in text
     assert "dropped" in text and "deleted or unsent messages, call notices, view-once media" in text
     assert "polls without text" in text
+
+
+def test_odd_values_inside_a_known_layout_never_give_a_traceback(tmp_path):
+    messages = [
+        dmsg("1", "Default", "2023-01-01T10:00:00+00:00", {"id": 1, "name": ["x"]}, 5, attachments=7),
+        dmsg("2", "Default", "2023-01-01T10:01:00+00:00", "bob", "x"),
+        dmsg("3", "Default", "2023-01-01T10:02:00+00:00", ANA, "ok", stickers={"a": 1}),
+    ]
+    report, obj, rows = converted(write_json(tmp_path / "dm.json", dce(messages)), tmp_path)
+    assert obj["name"] == {"speaker_1": "Unknown", "speaker_2": "Unknown (2)", "speaker_3": "Ana"} and len(rows) == 3
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"participants": [], "messages": [' + "[" * 900 + "]" * 900 + "]}")
+    result = run(deep, "-o", tmp_path / "deep_out.json")
+    assert result.exit_code == 2 and "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_fifo_or_an_empty_folder_is_one_line(tmp_path):
+    fifo = tmp_path / "chat.txt"
+    os.mkfifo(fifo)
+    assert "not a regular file" in run(fifo, "-o", tmp_path / "a.json").output
+    (tmp_path / "empty").mkdir()
+    result = run(tmp_path / "empty", "-o", tmp_path / "b.json")
+    assert result.exit_code == 2 and "neither message_N.json files (Messenger) nor .xlsx sheets" in result.output
+
+
+def test_utf16_text_with_its_bom_is_read(tmp_path):
+    source = tmp_path / "chat.txt"
+    source.write_bytes("23/03/2022, 13:31 - Ana: hi\n23/03/2022, 13:32 - Ben: yo\n".encode("utf-16"))
+    report, obj, _ = converted(source, tmp_path)
+    assert report["messages"] == 2 and obj["name"] == {"speaker_1": "Ana", "speaker_2": "Ben"}

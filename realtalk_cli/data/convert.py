@@ -381,6 +381,8 @@ def convert_source(
     if not source.exists():
         raise RealtalkError(f"{source}: no such file or directory")
     fmt = options.format
+    if fmt == "auto" and source.is_dir() and not _messenger_folder(source) and not any(source.glob("*.xlsx")):
+        raise RealtalkError(f"{source}: a folder with neither message_N.json files (Messenger) nor .xlsx sheets")
     if fmt == "auto" and (source.suffix.lower() == ".xlsx" or source.is_dir() and not _messenger_folder(source)):
         fmt = "xlsx"
     if fmt == "xlsx":
@@ -420,8 +422,13 @@ def convert_export(source: Path, output: Path | None, options: ExportOptions):
         if mapping_file.resolve() in (target.resolve(), source.resolve()):
             raise RealtalkError(f"--anonymize-map {mapping_file}: give the mapping a file of its own")
         refuse_overwrite(mapping_file, options.force)
-    fmt, export = _read_source(source, options.format, options.chat, options.date_order)
-    built = build_chat(export, source, target.stem, options.session_gap_hours)
+    try:
+        fmt, export = _read_source(source, options.format, options.chat, options.date_order)
+        built = build_chat(export, source, target.stem, options.session_gap_hours)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError, UnicodeError) as e:
+        # a shape no rule foresaw (a number where text belongs, JSON nested a thousand deep): one line, not a
+        # traceback; the exception's type and text say where to look
+        raise RealtalkError(f"{source}: cannot read this export ({type(e).__name__}: {str(e)[:200]})") from None
     mapping: dict[str, str] = {}
     if options.anonymize or mapping_file is not None:
         mapping = anonymize_chat(built.chat, export.names)
@@ -461,7 +468,10 @@ def _read_source(path: Path, fmt: str, chat: str | None = None, date_order: str 
     with open(path, "rb") as f:
         head = f.read(65536)
     first = head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
-    text_head = head.decode("utf-8", errors="replace") if b"\x00" not in head else ""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text_head = head.decode("utf-16", errors="replace")
+    else:
+        text_head = head.decode("utf-8", errors="replace") if b"\x00" not in head else ""
     if fmt == "auto" and head.startswith(b"PK\x03\x04"):
         _check_zip_export(path)
     if (

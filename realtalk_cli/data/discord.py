@@ -50,24 +50,29 @@ def read_discord(obj: dict, path: Path) -> Export:
         if when is None:
             export.unparsed.append((where, f"no readable timestamp: {str(m.get('timestamp'))[:40]}"))
             continue
-        name = str(author.get("nickname") or author.get("name") or "Unknown")
+        names = [v for v in (author.get("nickname"), author.get("name")) if isinstance(v, str) and v.strip()]
+        name = names[0] if names else "Unknown"
         key = str(author.get("id") or name)
         for alias in (author.get("name"), author.get("nickname")):
             if isinstance(alias, str) and alias and alias != name:
                 export.names.append(alias)
         media = [
             Media(str(a.get("fileName") or Path(str(a.get("url", ""))).name or "attachment"))
-            for a in m.get("attachments") or []
+            for a in _list(m.get("attachments"))
             if isinstance(a, dict)
         ]
-        media += [Media(f"sticker: {s.get('name')}") for s in m.get("stickers") or [] if isinstance(s, dict)]
+        media += [Media(f"sticker: {s.get('name')}") for s in _list(m.get("stickers")) if isinstance(s, dict)]
         text = m.get("content") if isinstance(m.get("content"), str) else ""
         export.posts.append(Post(when, name, key, text, media, where, bot=bool(author.get("isBot"))))
-    for m in obj.get("messages") or []:
-        for mention in (m.get("mentions") or []) if isinstance(m, dict) else []:
+    for m in obj["messages"]:
+        for mention in _list(m.get("mentions")) if isinstance(m, dict) else []:
             if isinstance(mention, dict):
                 export.names += [str(v) for k in ("name", "nickname") if (v := mention.get(k))]
     return export
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _time(value: Any) -> datetime | None:

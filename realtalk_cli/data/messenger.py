@@ -92,7 +92,7 @@ def _media(m: dict, folder: Path) -> list[Media]:
     uris = [
         item["uri"]
         for key in MEDIA_KEYS
-        for item in (m.get(key) or [])
+        for item in (m.get(key) if isinstance(m.get(key), list) else [])
         if isinstance(item, dict) and isinstance(item.get("uri"), str)
     ]
     sticker = m.get("sticker")

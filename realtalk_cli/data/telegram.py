@@ -73,7 +73,8 @@ def join_text(text: Any) -> str:
     if isinstance(text, str):
         return text
     if isinstance(text, list):
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) if isinstance(p, dict) else "" for p in text)
+        pieces = [p if isinstance(p, str) else p.get("text") if isinstance(p, dict) else None for p in text]
+        return "".join(p for p in pieces if isinstance(p, str))
     return ""
 
 

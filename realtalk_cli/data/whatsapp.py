@@ -24,6 +24,7 @@ from realtalk_cli.data.exports import Export, Media, Post
 from realtalk_cli.errors import RealtalkError
 
 MAX_TEXT_BYTES = 1024 * 1024 * 1024  # a chat text above this inside a zip is refused before unpacking
+MAX_MEDIA_BYTES = 2 * 1024 * 1024 * 1024  # a media file above this inside a zip is refused (a zip bomb)
 
 # --- line grammar ---------------------------------------------------------------------------------
 
@@ -188,6 +189,9 @@ def read_whatsapp(path: Path, date_order: str | None = None) -> Export:
 
 
 def _decode(raw: bytes, path: Path) -> str:
+    """UTF-8 as WhatsApp writes it (UTF-16 with its BOM, as some editors save a file, is read too)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16", errors="replace")
     text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
     if "\x00" in text[:4096]:
         raise RealtalkError(f"{path}: not a text file (binary data); a WhatsApp export is UTF-8 text")
@@ -442,6 +446,8 @@ def _media(name: str, files: dict[str, str], path: Path) -> Media:
 
     def read() -> bytes:
         with zipfile.ZipFile(path) as z:
+            if z.getinfo(member).file_size > MAX_MEDIA_BYTES:
+                raise RealtalkError(f"{path}: {member} unpacks to more than a chat's media file can hold")
             return z.read(member)
 
     return Media(name, read)
