@@ -383,3 +383,9 @@ def test_bidi_marks_and_narrow_spaces_leave_names(tmp_path):
     text = f"23/03/2022, 13:31 - \u2068Ana{NBSP}Lima\u2069: hi\n23/03/2022, 13:32 - Ben{NNBSP}Ode{LRM}: ok\n"
     obj, _ = load(convert(tmp_path, text)[1])
     assert obj["name"] == {"speaker_1": "Ana Lima", "speaker_2": "Ben Ode"}
+
+
+def test_a_mark_before_an_android_text_keeps_it_a_message(tmp_path):
+    text = "23/03/2022, 13:31 - Ana Lima: \u200ehello\n23/03/2022, 13:32 - Ben Ode: hi\n"
+    _, rows = load(convert(tmp_path, text)[1])
+    assert [m["clean_text"] for m in rows] == ["hello", "hi"]

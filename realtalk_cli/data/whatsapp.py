@@ -431,7 +431,7 @@ def _post(
         return Post(when, author, author, caption.strip(), [_media(m["file"], files, path)], where)
     if _ANDROID_OMITTED.match(head) or _omitted(key):
         return Post(when, author, author, caption.strip(), [Media(clean_name(head))], where)
-    if lrm and not _LOCATION.match(head) and not key.startswith("poll:"):
+    if lrm and not android and not _LOCATION.match(head) and not key.startswith("poll:"):
         return "system"  # iOS: the contact's or group's name over a notice
     if key.endswith(_LEARN_MORE_SUFFIXES) or (first and "whatsapp" in key and _ENCRYPTED.search(key)):
         return "system"  # the same notices in an export whose U+200E marks were lost
