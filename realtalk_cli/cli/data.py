@@ -66,8 +66,8 @@ def convert(
         str,
         typer.Option(
             "--format",
-            metavar="auto|xlsx|whatsapp|telegram|discord|messenger",
-            help="The export's format; auto reads it from the content.",
+            metavar="FORMAT",
+            help="auto (read from the content), xlsx, whatsapp, telegram, discord or messenger.",
         ),
     ] = "auto",
     chat: Annotated[
