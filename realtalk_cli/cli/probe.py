@@ -115,9 +115,15 @@ def probe(
         str | None,
         typer.Option(
             "--compat",
-            help="paper: the paper's protocol byte for byte (evaluate_memory.py: prompts, no sampling parameters, "
-            "its judge prompt graded by the answering model unless --judge-model); paper-once: the same with each "
-            "session once; official: alias of paper. Example: --compat paper --model gpt-4o-mini",
+            help="Another harness's protocol, byte for byte (prompts, context layout, sampling parameters, its judge "
+            "and its own F1 beside ours). paper: the REALTALK paper's (evaluate_memory.py; no sampling parameters; "
+            "its judge graded by the answering model unless --judge-model); paper-once: the same with each session "
+            "once; official: alias of paper. locomo: LoCoMo's single-question prompt (temperature 0, max_tokens "
+            "32; truncated only for the models LoCoMo names; category 5 asked as its two-choice question with "
+            "adversarial_answer; no judge unless --judge-model; f1_locomo rounds each item to 3 places). mem0: "
+            "mem0's full-context baseline (its system message and prompt, temperature 0; category 5 not asked, "
+            "as mem0 never scores it; mem0's J judge with --judge-model; f1_mem0 is its token-set F1). "
+            "Example: --compat locomo --model gpt-4o-mini",
         ),
     ] = None,
     config: Annotated[

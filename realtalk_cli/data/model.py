@@ -136,10 +136,13 @@ class Chat:
     speaker_2: str
     sessions: list[Session] = field(default_factory=list)
     qa: list[QAItem] = field(default_factory=list)
+    # speaker_3, speaker_4...: group chats converted from a messaging app keep every speaker
+    extra_speakers: list[str] = field(default_factory=list)
 
     @property
-    def speakers(self) -> tuple[str, str]:
-        return (self.speaker_1, self.speaker_2)
+    def speakers(self) -> tuple[str, ...]:
+        """Every speaker in `name` order: speaker_1, speaker_2, then speaker_3... of a group chat."""
+        return (self.speaker_1, self.speaker_2, *self.extra_speakers)
 
     def messages(self) -> Iterator[Message]:
         for session in self.sessions:

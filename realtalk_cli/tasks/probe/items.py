@@ -28,6 +28,8 @@ class Item:
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
     error: str | None = None  # the memory's recall failed (past --memory-timeout): not asked, an error row
+    system: str | None = None  # a system message sent before the prompt (mem0's full-context protocol)
+    role: str = "user"  # the prompt's role (LoCoMo sends gpt-3.5 models the prompt as a system message)
 
     @classmethod
     def with_prompt(cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: str) -> Item:
@@ -40,9 +42,11 @@ class Item:
         context = self.values.get("context", "")
         rest = {k: v for k, v in self.values.items() if k != "context"}
         if "{" in context or any("{context}" in v for v in rest.values()):
-            return [{"role": "user", "content": fill(self.template, **self.values)}]
-        # the same text as filling every key in order, without scanning the long context once per key
-        return [{"role": "user", "content": fill(self.template, **rest).replace("{context}", context)}]
+            content = fill(self.template, **self.values)
+        else:  # the same text as filling every key in order, without scanning the long context once per key
+            content = fill(self.template, **rest).replace("{context}", context)
+        head = [{"role": "system", "content": self.system}] if self.system is not None else []
+        return [*head, {"role": self.role, "content": content}]
 
     @property
     def shares_context(self) -> bool:

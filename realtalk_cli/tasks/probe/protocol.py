@@ -46,6 +46,11 @@ class ProbeProtocol:
         import the protocols, hence no annotation); `memories` chooses the context when set."""
         raise NotImplementedError
 
+    def scores(self, row: dict) -> dict[str, float]:
+        """The protocol's own scores of an answered row beside realtalk's (e.g. LoCoMo's rounded F1), each
+        under a name of its own (`f1_locomo`): never one column for two different scores."""
+        return {}
+
     def describe(self, judge: str | None, answering: str, judge_given: bool) -> dict | None:
         """What the report's manifest says about the protocol (None: realtalk's own, described in the README)."""
         return None

@@ -213,7 +213,7 @@ def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spendi
             sink.write(orjson.dumps(result.rows[-1]) + b"\n")
 
         async def finish(item: Item, c: Completion) -> None:
-            row = prediction_row(item, c, endpoint.label, raw=setup.protocol.keep_raw_reply)
+            row = prediction_row(item, c, endpoint.label, setup.protocol)
             if judge is not None and c.error is None:
                 await judge_row(judge, row, setup.judge)
             sink.write(orjson.dumps(row) + b"\n")
