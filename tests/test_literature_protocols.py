@@ -166,3 +166,36 @@ def test_the_harnesses_f1_are_theirs():
     assert mem0_judge.parse_label('{"label": "CORRECT"}') == 1.0
     assert mem0_judge.parse_label('{"label": "CORRECT."}') == 0.0
     assert mem0_judge.parse_label("CORRECT") is None  # not JSON: mem0 would abort; no score here
+
+
+def test_category_filters_probe_run_by_number_or_name_before_the_limit(tmp_path: Path, llm_env):
+    chat = tiny_locomo(tmp_path)
+    fake = FakeLLM(reply=lambda body: "9 May 2023")
+    with serve_llm(fake) as url:
+        result = run(tmp_path, url, chat, "--compat", "locomo", "--category", "temporal", "--limit", "1")
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+        assert [r["qa_index"] for r in rows] == [1] and len(fake.requests) == 1
+        wider = run(tmp_path, url, chat, "--compat", "locomo", "--category", "4")  # the same folder, more questions
+        assert wider.exit_code == 0, wider.output
+        missing = run(tmp_path, url, chat, "--category", "commonsense")
+    assert missing.exit_code == 2 and "--category commonsense: no question of that category" in missing.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert "Categories by LoCoMo's own numbering" in (tmp_path / "run" / "report.md").read_text()
+    assert report["manifest"]["parameters"]["category"] == "4"
+
+
+def test_report_category_keeps_one_category_of_every_run(tmp_path: Path, llm_env):
+    chat = tiny_locomo(tmp_path)
+    with serve_llm(FakeLLM(reply=lambda body: "a lake")) as url:
+        assert run(tmp_path, url, chat, "--compat", "locomo").exit_code == 0
+    out = tmp_path / "rep"
+    result = runner.invoke(app, ["report", str(tmp_path / "run"), "-o", str(out), "--category", "2 temporal", "--json"])
+    assert result.exit_code == 0, result.output
+    board = json.loads(result.output)
+    assert board["categories"] == ["2 temporal", "overall"] and board["runs"][0]["answered"] == 1
+    bad = runner.invoke(app, ["report", str(tmp_path / "run"), "-o", str(out), "--category", "9", "--force"])
+    assert (
+        bad.exit_code == 2
+        and "no question of that category in these runs (2 temporal, 4 single-hop, 5 adversarial)" in bad.output
+    )

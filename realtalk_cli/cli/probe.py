@@ -107,6 +107,14 @@ def probe(
         int | None, concurrency_option(", answer and judge requests counted together", default="8")
     ] = None,
     limit: Limit = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            "--category",
+            help="Ask only this category: its number or name, by LoCoMo's numbering (1 multi-hop, 2 temporal, "
+            "3 open-domain (REALTALK: commonsense), 4 single-hop, 5 adversarial). Example: --category temporal",
+        ),
+    ] = None,
     skip_adversarial: Annotated[bool | None, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = None,
     max_context_tokens: Annotated[
         int | None, typer.Option("--max-context-tokens", min=1, help="Context budget.", show_default="120000")
@@ -184,6 +192,7 @@ def probe(
         "embedder": embedder,
         "concurrency": concurrency,
         "limit": limit,
+        "category": category,
         "skip_adversarial": skip_adversarial,
         "max_context_tokens": max_context_tokens,
         "max_cost": max_cost,

@@ -27,6 +27,12 @@ def report(
         list[Path] | None,
         typer.Option("--chats", help="Chat files for the evidence text, when the paths in the runs' manifests moved."),
     ] = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            "--category", help="Only this category: number or name (LoCoMo's numbering). Example: --category 2"
+        ),
+    ] = None,
     force: Force = False,
     as_json: AsJson = False,
 ) -> None:
@@ -39,7 +45,7 @@ def report(
     """
     from realtalk_cli.report.build import make_report
 
-    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force)
+    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force, category)
     if as_json:
         print_json(board)
         return

@@ -20,6 +20,12 @@ CATEGORY_NAMES: dict[str, dict[int, str]] = {
     "locomo": {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"},
 }
 
+CATEGORY_MAP_NOTE = (
+    "Categories by LoCoMo's own numbering: 1 multi-hop, 2 temporal, 3 open-domain (REALTALK: commonsense), "
+    "4 single-hop, 5 adversarial; mem0's papers number the same questions 1 single-hop, 3 multi-hop, "
+    "4 open-domain."
+)
+
 # As the papers write them, for tables and plots.
 DATASET_NAMES: dict[str, str] = {"realtalk": "REALTALK", "locomo": "LoCoMo"}
 
@@ -32,6 +38,13 @@ _DATE_FORMATS = (
 )
 
 _DIA_ID = re.compile(r"^D(\d+):(\d+)$")
+
+
+def matches_category(number: object, name: object, wanted: str) -> bool:
+    """`--category` as a number (`2`), a name (`temporal`) or both (`2 temporal`), case-insensitive."""
+    wanted = " ".join(wanted.lower().split())
+    label = f"{number} {name or ''}".strip().lower()
+    return wanted in (str(number), str(name or "").lower(), label)
 
 
 def parse_date(text: str) -> datetime | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.data.formats import read_json
+from realtalk_cli.data.model import matches_category
 from realtalk_cli.errors import RealtalkError
 
 PROBE_METRICS = {
@@ -281,3 +282,21 @@ def _run_id(i: int) -> str:
         i, rest = divmod(i - 1, 26)
         letters = chr(65 + rest) + letters
     return letters
+
+
+def only_category(runs: list[Run], wanted: str) -> None:
+    """Keep each probe run's questions of one category (number or name, as `--category` gives it)."""
+
+    def keep(row: dict) -> bool:
+        return matches_category(row.get("category"), row.get("category_name"), wanted)
+
+    if not any(keep(r) for run in runs for r in run.all_rows):
+        known = sorted(
+            {f"{r.get('category')} {r.get('category_name') or ''}".strip() for run in runs for r in run.all_rows}
+        )
+        raise RealtalkError(f"--category {wanted}: no question of that category in these runs ({', '.join(known)})")
+    for run in runs:  # as load_run: the latest line per question counts
+        run.all_rows = [r for r in run.all_rows if keep(r)]
+        latest = {run.key(r): r for r in run.all_rows}
+        run.rows = [r for r in latest.values() if r.get("error") is None]
+        run.failed = len(latest) - len(run.rows)

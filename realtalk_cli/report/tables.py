@@ -6,6 +6,8 @@ import csv
 import io
 import re
 
+from realtalk_cli.data.model import CATEGORY_MAP_NOTE
+
 
 def number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -61,6 +63,7 @@ def markdown(board: dict) -> str:
         "",
         f"Means with {int(s['level'] * 100)}% percentile-bootstrap intervals over items "
         f"({s['resamples']} resamples, seed {s['seed']}). {questions_note(board)}",
+        *(["", CATEGORY_MAP_NOTE] if board["kind"] == "probe" else []),
         "",
         "| run | model | context | memory | judge | answered | failed | tokens (prompt+completion) | cost | wall "
         "time | group |",

@@ -5,10 +5,12 @@ needs from it (the context chosen, its evidence recall, LoCoMo's two-choice opti
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtalk_cli.data.model import Chat, QAItem
+from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.model import Chat, QAItem, matches_category
 from realtalk_cli.tasks.prompts import fill
 
 NOT_MENTIONED = "Not mentioned in the conversation"
@@ -85,3 +87,29 @@ def recall_if_claimed(items: list[Item], claims: bool) -> list[Item]:
         for item in items:
             item.recall = None
     return items
+
+
+def chosen_questions(
+    files: list[Path], opts, asks: Callable[[Chat, QAItem], bool] | None = None
+) -> Iterator[tuple[Path, Chat, list[tuple[int, QAItem]]]]:
+    """Each chat with the questions a run asks of it (index in `qa`, question), in file order: those the
+    protocol asks (`asks`), without LoCoMo's category 5 under --skip-adversarial, of --category when given, at
+    most --limit in all. A chat with none is left out, so nothing is built or ingested for it."""
+    left = opts.limit
+    for path in chat_paths(files):
+        chat = load_chat(path)
+        questions = [
+            (i, qa)
+            for i, qa in enumerate(chat.qa)
+            if (asks is None or asks(chat, qa))
+            and not (opts.skip_adversarial and chat.dataset == "locomo" and qa.category == 5)
+            and (opts.category is None or matches_category(qa.category, qa.category_name, opts.category))
+        ]
+        if left is not None:
+            questions = questions[:left]
+            left -= len(questions)
+        if questions:
+            yield path, chat, questions
+        if left == 0:
+            return
+

@@ -7,6 +7,7 @@ overall figure at all, only per-category means). Category 5 is the not-mentioned
 
 from __future__ import annotations
 
+from realtalk_cli.data.model import CATEGORY_MAP_NOTE
 from realtalk_cli.tasks.runs.results import status_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
@@ -151,6 +152,7 @@ def report_markdown(report: dict) -> str:
     o = report["overall"]
     lines += [
         "",
+        CATEGORY_MAP_NOTE,
         "F1 is the paper's token F1; the date-normalised F1 writes every date in the answer and the gold one way"
         " first (`29.12.2023` = `29 December 2023`).",
         f"Evidence ids: {o['evidence_ids']} resolve to a message, {o['evidence_dangling']} point to none"

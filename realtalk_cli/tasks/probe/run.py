@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, Totals, Usage
@@ -67,7 +68,10 @@ class ProbeSetup:
         return self.opts.out / "predictions.jsonl"
 
     def items(self) -> list[Item]:
-        return self.protocol.build_items(self.files, self.opts, self.endpoint.model, self.memories)
+        items = self.protocol.build_items(self.files, self.opts, self.endpoint.model, self.memories)
+        if not items and self.opts.category is not None:
+            raise RealtalkError(f"--category {self.opts.category}: no question of that category in the chats given")
+        return items
 
 
 @dataclass

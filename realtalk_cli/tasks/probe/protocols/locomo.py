@@ -31,11 +31,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.scoring.literature import locomo_f1
-from realtalk_cli.tasks.probe.items import NOT_MENTIONED, Item, adversarial_options
+from realtalk_cli.tasks.probe.items import NOT_MENTIONED, Item, adversarial_options, chosen_questions
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 from realtalk_cli.tasks.probe.protocols.paper import conversation, load_file, opening_speakers
 from realtalk_cli.tasks.prompts import text_hash
@@ -146,17 +145,14 @@ class LocomoProtocol(ProbeProtocol):
     def build_items(self, files: list[Path], opts, model: str, memories) -> list[Item]:
         items: list[Item] = []
         system = "gpt-3.5" in model  # the script sends gpt-3.5 models the prompt as a system message
-        for path in chat_paths(files):
-            chat = load_chat(path)  # checks the file, names the chat, resolves evidence for the predictions
+        for path, chat, questions in chosen_questions(files, opts):
             data = load_file(path)
             conv, file_qa = conversation(data), data.get("qa") or []
             speakers = opening_speakers(conv)
             limit = MAX_LENGTH.get(model)
             count = lru_cache(maxsize=None)(lambda text: count_tokens(text, model)[0])
-            for i, qa in enumerate(chat.qa):
+            for i, qa in questions:
                 options = adversarial_options(qa) if qa.category == 5 and chat.dataset == "locomo" else None
-                if options is not None and opts.skip_adversarial:
-                    continue
                 raw = file_qa[i]  # the question as the file writes it, as the script reads it
                 budget = None
                 if limit is not None:  # what is left for the context: the limit minus 50, opening and question
@@ -171,8 +167,6 @@ class LocomoProtocol(ProbeProtocol):
                 if system:
                     item.role = "system"
                 items.append(item)
-                if opts.limit is not None and len(items) >= opts.limit:
-                    return items
         return items
 
     def scores(self, row: dict) -> dict[str, float]:

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.scoring.literature import mem0_f1
-from realtalk_cli.tasks.probe.items import Item
+from realtalk_cli.tasks.probe.items import Item, chosen_questions
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 from realtalk_cli.tasks.probe.protocols.paper import conversation, load_file
 from realtalk_cli.tasks.prompts import text_hash
@@ -80,22 +79,18 @@ class Mem0Protocol(ProbeProtocol):
 
     def build_items(self, files: list[Path], opts, model: str, memories) -> list[Item]:
         items: list[Item] = []
-        for path in chat_paths(files):
-            chat = load_chat(path)  # checks the file, names the chat, resolves evidence for the predictions
+        asks = lambda chat, qa: not (chat.dataset == "locomo" and qa.category == 5)  # noqa: E731  (never scored)
+        for path, chat, questions in chosen_questions(files, opts, asks):
             data = load_file(path)
             try:
                 history = chat_history(conversation(data))
             except KeyError as e:
                 raise RealtalkError(f"{path}: missing key {e} that mem0's harness reads") from None
-            for i, qa in enumerate(chat.qa):
-                if chat.dataset == "locomo" and qa.category == 5:
-                    continue  # asked by mem0 but never scored
+            for i, qa in questions:
                 question = str(data["qa"][i].get("question", ""))  # as evals.py passes it: str(item["question"])
                 item = Item.with_prompt(chat, path, i, qa, render(question, history))
                 item.system = SYSTEM
                 items.append(item)
-                if opts.limit is not None and len(items) >= opts.limit:
-                    return items
         return items
 
     def scores(self, row: dict) -> dict[str, float]:

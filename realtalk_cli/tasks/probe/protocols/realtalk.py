@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from realtalk_cli.data.evidence import resolve_evidence
-from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.scoring.evidence import evidence_recall
 from realtalk_cli.tasks.memory.runner import CallTimeout, MemoryRunner, memory_choice
-from realtalk_cli.tasks.probe.items import Item, adversarial_options, recall_if_claimed
+from realtalk_cli.tasks.probe.items import Item, adversarial_options, chosen_questions, recall_if_claimed
 from realtalk_cli.tasks.probe.prompts import TEMPORAL_HINT, Templates, fit_sessions
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 
@@ -42,17 +41,14 @@ def build_items(
     choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
     if choice is not None and memories is None:
         memories = MemoryRunner(choice, lambda text: count_tokens(text, model_name)[0])
-    for path in chat_paths(files):
-        chat = load_chat(path)
+    for path, chat, questions in chosen_questions(files, opts):
         full_context, dropped = ("", 0)
         if choice is None:
             full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
         ask = memories.open(chat) if memories is not None else None
         index = chat.message_index()
-        for i, qa in enumerate(chat.qa):
+        for i, qa in questions:
             adversarial = chat.dataset == "locomo" and qa.category == 5
-            if adversarial and opts.skip_adversarial:
-                continue
             context, retrieved, recall, context_tokens, options, error = full_context, None, None, None, None, None
             if ask is not None:
                 try:
@@ -73,6 +69,4 @@ def build_items(
             items.append(
                 Item(chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped, options, error)
             )
-            if opts.limit is not None and len(items) >= opts.limit:
-                return recall_if_claimed(items, claims)
     return recall_if_claimed(items, claims)
