@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from realtalk_cli.cli import app
+from realtalk_cli.data.formats import load_chat
 from realtalk_cli.scoring.literature import locomo_f1, mem0_f1
 from realtalk_cli.tasks.probe.judges import mem0 as mem0_judge
 from realtalk_cli.tasks.probe.protocols import locomo, mem0, paper
@@ -199,3 +200,35 @@ def test_report_category_keeps_one_category_of_every_run(tmp_path: Path, llm_env
         bad.exit_code == 2
         and "no question of that category in these runs (2 temporal, 4 single-hop, 5 adversarial)" in bad.output
     )
+
+
+def test_locomo_batched_asks_a_chats_questions_in_one_request_and_reads_the_json_reply(tmp_path: Path, llm_env):
+    chat = tiny_locomo(tmp_path)
+    data = json.loads(chat.read_text())
+    replies = iter(["not json at all", '```json\n{"0": "a lake", "1": "9 May 2023", "2": "(b)"}\n```'])
+    fake = FakeLLM(reply=lambda body: next(replies))
+    with serve_llm(fake) as url:
+        first = run(tmp_path, url, chat, "--compat", "locomo-batched", "--no-cache")
+        assert first.exit_code == 3, first.output  # an unreadable reply fails its three questions
+        again = run(tmp_path, url, chat, "--compat", "locomo-batched", "--no-cache")
+        assert again.exit_code == 0, again.output
+    assert len(fake.requests) == 2
+    body = fake.requests[1]
+    options = locomo.adversarial_options(next(q for q in load_chat(chat).qa if q.category == 5))
+    expected = (
+        locomo.fill(locomo.CONV_START_PROMPT, "Ann", "Bo")
+        + locomo.context(data["conversation"])
+        + "\n"
+        + locomo.QA_PROMPT_BATCH
+        + "0: What did Ann paint?\n"
+        + "1: When did Bo move? Use DATE of CONVERSATION to answer with an approximate date.\n"
+        + f"2: What did Bo paint? Select the correct answer: (a) {options['a']} (b) {options['b']}. "
+    )
+    assert body["messages"] == [{"role": "user", "content": expected}]
+    assert (body["temperature"], body["max_tokens"]) == (0.0, 1000)
+    rows = {
+        r["qa_index"]: r for r in map(json.loads, (tmp_path / "run" / "predictions.jsonl").read_text().splitlines())
+    }
+    assert rows[0]["prediction"] == "a lake" and rows[1]["prediction"] == "9 May 2023"
+    assert rows[2]["prediction"] == options["b"]
+    assert rows[0]["prompt_tokens"] > 0 and rows[1]["prompt_tokens"] == rows[2]["prompt_tokens"] == 0

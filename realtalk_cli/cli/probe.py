@@ -128,7 +128,9 @@ def probe(
             "its judge graded by the answering model unless --judge-model); paper-once: the same with each session "
             "once; official: alias of paper. locomo: LoCoMo's single-question prompt (temperature 0, max_tokens "
             "32; truncated only for the models LoCoMo names; category 5 asked as its two-choice question with "
-            "adversarial_answer; no judge unless --judge-model; f1_locomo rounds each item to 3 places). mem0: "
+            "adversarial_answer; no judge unless --judge-model; f1_locomo rounds each item to 3 places). "
+            "locomo-batched: LoCoMo's batched form behind its published numbers (20 questions per request, a JSON "
+            "reply keyed by question number). mem0: "
             "mem0's full-context baseline (its system message and prompt, temperature 0; category 5 not asked, "
             "as mem0 never scores it; mem0's J judge with --judge-model; f1_mem0 is its token-set F1). "
             "Example: --compat locomo --model gpt-4o-mini",

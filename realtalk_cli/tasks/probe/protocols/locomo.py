@@ -28,10 +28,13 @@ Choices where the script cannot run as written (each stated in the run's manifes
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
+from realtalk_cli.llm.client import Completion, Usage
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.scoring.literature import locomo_f1
 from realtalk_cli.tasks.probe.items import NOT_MENTIONED, Item, adversarial_options, chosen_questions
@@ -48,6 +51,14 @@ QA_PROMPT = (
     "Answer with exact words from the context whenever possible.\n\nQuestion: {} Short answer:\n"
 )
 QA_PROMPT_CAT_5 = "\nBased on the above context, answer the following question.\n\nQuestion: {} Short answer:\n"
+QA_PROMPT_BATCH = (
+    "\nBased on the above conversations, write short answers for each of the following questions in a few words. "
+    '\nWrite the answers in the form of a json dictionary where each entry contains the question number as "key" '
+    'and the short answer as "value". \nUse single-quote characters for named entities and double-quote characters '
+    "for enclosing json elements. Answer with exact words from the conversations whenever possible.\n\n"
+)
+BATCH_SIZE = 20  # scripts/evaluate_gpts.sh: --batch-size 20 for gpt-4-turbo (10 for gpt-3.5)
+PER_QA_TOKEN_BUDGET = 50
 DATE_HINT = " Use DATE of CONVERSATION to answer with an approximate date."
 OPTIONS = " Select the correct answer: (a) {} (b) {}. "
 MAX_LENGTH = {
@@ -189,3 +200,97 @@ class LocomoProtocol(ProbeProtocol):
             "judge": judge or "none (LoCoMo scores F1 only)",
             "f1": "f1_locomo: LoCoMo's F1, each item rounded to 3 decimals before the mean",
         }
+
+
+class LocomoBatchedProtocol(LocomoProtocol):
+    """`--compat locomo-batched`: LoCoMo's batched form, the one its published numbers came from
+    (`scripts/evaluate_gpts.sh`): a chat's questions asked 20 at a time, in file order, as
+    opening + context + "\\n" + `QA_PROMPT_BATCH` + "k: question" lines (k from 0; category 2 with the date hint,
+    category 5 with its two options), `max_tokens` 50 per question of a full batch, temperature 0; the reply read
+    as a JSON object keyed "0", "1", ... (a fenced block's inside when the reply is fenced). A reply that is no
+    such object, or lacks a question's key, is an error for those questions (asked again by the next run). The
+    request's usage is counted once, on the first question of its batch. Batches are formed anew from the
+    questions still unanswered, as the script skips answered ones."""
+
+    name = "locomo-batched"
+    answer_params = {"temperature": 0.0, "max_tokens": PER_QA_TOKEN_BUDGET * BATCH_SIZE}
+
+    def prompt_hashes(self) -> dict[str, str]:
+        return {**super().prompt_hashes(), "locomo:qa_batch": text_hash(QA_PROMPT_BATCH)}
+
+    def build_items(self, files: list[Path], opts, model: str, memories) -> list[Item]:
+        self.model = model
+        self.chats: dict[Path, tuple[dict, tuple[str, str]]] = {}
+        items: list[Item] = []
+        for path, chat, questions in chosen_questions(files, opts):
+            data = load_file(path)
+            conv, file_qa = conversation(data), data.get("qa") or []
+            self.chats[path] = (conv, opening_speakers(conv))
+            for i, qa in questions:
+                options = adversarial_options(qa) if qa.category == 5 and chat.dataset == "locomo" else None
+                question = question_text(file_qa[i], options)[0]
+                item = Item(chat, path, i, qa, "{question}", {"question": question}, options=options)
+                if "gpt-3.5" in model:
+                    item.role = "system"
+                items.append(item)
+        return items
+
+    def requests(self, items: list[Item]) -> list[list[Item]]:
+        groups: list[list[Item]] = []
+        for item in items:
+            if groups and groups[-1][0].chat_file == item.chat_file and len(groups[-1]) < BATCH_SIZE:
+                groups[-1].append(item)
+            else:
+                groups.append([item])
+        return groups
+
+    def request(self, group: list[Item]) -> list[dict]:
+        conv, speakers = self.chats[group[0].chat_file]
+        questions = QA_PROMPT_BATCH + "\n".join(f"{k}: {item.values['question']}" for k, item in enumerate(group))
+        start = fill(CONV_START_PROMPT, *speakers)
+        limit = MAX_LENGTH.get(self.model)
+        try:
+            if limit is None:
+                text = start + context(conv)
+            else:
+                count = lambda text: count_tokens(text, self.model)[0]  # noqa: E731
+                budget = limit - PER_QA_TOKEN_BUDGET * BATCH_SIZE - count(questions) - count(start)
+                text = start + context(conv, budget, lru_cache(maxsize=None)(count))
+        except KeyError as e:
+            raise RealtalkError(f"{group[0].chat_file}: missing key {e} that LoCoMo's script reads") from None
+        return [{"role": group[0].role, "content": text + "\n" + questions}]
+
+    def replies(self, group: list[Item], completion: Completion) -> list[Completion]:
+        shares = [completion.usage] + [Usage() for _ in group[1:]]
+        if completion.error is not None:
+            return [Completion("", usage, completion.error) for usage in shares]
+        answers = batched_answers(completion.text)
+        if answers is None:
+            error = f"the batched reply is no JSON object keyed by question number: {completion.text[:80]!r}"
+            return [Completion(completion.text, usage, error) for usage in shares]
+        out = []
+        for k, usage in enumerate(shares):
+            value = answers.get(str(k))
+            if value is None:
+                out.append(Completion("", usage, f"the batched reply has no answer for question {k}"))
+            else:
+                out.append(Completion(value if isinstance(value, str) else json.dumps(value), usage))
+        return out
+
+    def describe(self, judge: str | None, answering: str, judge_given: bool) -> dict:
+        return {
+            **super().describe(judge, answering, judge_given),
+            "batch": f"{BATCH_SIZE} questions per request (evaluate_gpts.sh's gpt-4-turbo setting; gpt-3.5 used 10), "
+            f"max_tokens {PER_QA_TOKEN_BUDGET * BATCH_SIZE}; the request's tokens counted on its first question",
+        }
+
+
+def batched_answers(text: str) -> dict | None:
+    """The JSON object of a batched reply (inside a code fence if there is one), or None."""
+    text = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
+    try:
+        value = json.loads(fenced.group(1) if fenced else text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
