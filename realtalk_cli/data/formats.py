@@ -67,6 +67,11 @@ def read_json(path: Path) -> Any:
     except OSError as e:
         raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM (Messenger archives have one) is no JSON
+    if raw[:4] == b"PK\x03\x04":
+        raise RealtalkError(
+            f"{path}: is a raw sheet or zip archive, not a chat JSON; convert it first: "
+            f"realtalk convert {path} -o {path.with_suffix('.json').name}"
+        )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -103,12 +108,16 @@ def chat_from_obj(obj: Any, path: Path) -> Chat:
     )
 
 
+# The JSON files realtalk writes into run and report folders: never chats, even in a folder of chats.
+RUN_FILES = frozenset({"run.json", "report.json", "batch.json", "metrics.json"})
+
+
 def chat_paths(paths: list[Path]) -> list[Path]:
-    """Expand directories into the chat JSON files they hold, sorted by chat number."""
+    """Expand directories into the chat JSON files they hold, sorted by chat number (a run's own files left out)."""
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files = sorted(p.glob("*.json"), key=_natural_key)
+            files = sorted((f for f in p.glob("*.json") if f.name not in RUN_FILES), key=_natural_key)
             if not files:
                 raise RealtalkError(f"{p}: no .json files in this directory")
             found.extend(files)
