@@ -74,3 +74,19 @@ def test_simulate_paper_split_over_chats_outside_it_is_a_usage_error(tmp_path: P
     args = ["simulate", str(path), "--model", "offline:bm25", "--split", "paper", "--out", str(tmp_path / "s")]
     result = runner.invoke(app, [*args, "--no-bertscore"])
     assert result.exit_code == 2 and "--split paper: no message of these chats is in that split" in result.output
+
+
+def test_counts_are_said_in_the_singular_and_the_plural():
+    from realtalk_cli.data.text import plural
+
+    assert [plural(1, "question"), plural(2, "question"), plural(0, "retry"), plural(1, "retry")] == [
+        "1 question",
+        "2 questions",
+        "0 retries",
+        "1 retry",
+    ]
+
+
+def test_report_force_help_speaks_of_report_files_not_run_folders():
+    result = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
+    assert "Replace the leaderboard files" in result.output and "run folder holding" not in result.output

@@ -18,6 +18,7 @@ from realtalk_cli.cli.common import (
     out_option,
     print_json,
 )
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 
 app = typer.Typer()
@@ -225,7 +226,8 @@ def validate(
         for r in reports:
             mark = "[red]FAIL[/red]" if r.errors else "[green]ok[/green]"
             out.print(
-                f"{mark} {escape(f'{r.file} ({r.layout})')}: {len(r.errors)} errors, {len(r.warnings)} warnings",
+                f"{mark} {escape(f'{r.file} ({r.layout})')}: "
+                f"{plural(len(r.errors), 'error')}, {plural(len(r.warnings), 'warning')}",
                 markup=True,
                 soft_wrap=True,
             )

@@ -35,6 +35,7 @@ from realtalk_cli.cli.common import (
     print_plan,
     progress,
 )
+from realtalk_cli.data.text import plural
 
 app = typer.Typer(
     cls=DefaultGroup,
@@ -279,7 +280,7 @@ def probe_show(
         err.print(f"note: {w}", soft_wrap=False)
     for item in items:
         _print_question(item)
-    out.print(f"{len(items)} questions")
+    out.print(plural(len(items), "question"))
 
 
 def _print_question(item: dict) -> None:

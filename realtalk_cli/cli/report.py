@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich import box
 
-from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, out_option, print_json, print_wide_table
+from realtalk_cli.cli.common import AsJson, handles_errors, out, out_option, print_json, print_wide_table
 
 app = typer.Typer()
 
@@ -33,7 +33,9 @@ def report(
             "--category", help="Only this category: number or name (LoCoMo's numbering). Example: --category 2"
         ),
     ] = None,
-    force: Force = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the leaderboard files of an earlier report in --out.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Compare runs: a leaderboard with 95% bootstrap intervals and paired tests between every two runs.

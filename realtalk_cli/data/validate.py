@@ -15,6 +15,7 @@ from typing import Literal
 from realtalk_cli.data.evidence import resolve_evidence
 from realtalk_cli.data.formats import chat_from_obj, detect_layout, read_json
 from realtalk_cli.data.model import CATEGORY_NAMES, Chat, dia_id_session
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 
 Level = Literal["error", "warning"]
@@ -128,7 +129,8 @@ def _check_chat(chat: Chat, report: ValidationReport) -> None:
             )
     if uncaptioned:
         shown = ", ".join(uncaptioned[:5]) + (", ..." if len(uncaptioned) > 5 else "")
-        report.add("warning", "messages", f"{len(uncaptioned)} messages have a caption but no picture ({shown})")
+        found = plural(len(uncaptioned), "message")
+        report.add("warning", "messages", f"{found} with a caption but no picture ({shown})")
     _check_qa(chat, report)
 
 

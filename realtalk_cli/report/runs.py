@@ -14,6 +14,7 @@ import orjson
 
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.data.model import matches_category
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 
 PROBE_METRICS = {
@@ -95,7 +96,11 @@ class Run:
         """Protocol and context: full, retrieval (k), events; with the compatibility layout when one was used."""
         p = self.parameters
         if self.kind == "simulate":
-            return f"{p.get('targets', 'messages')}, {p.get('sessions', '?')} sessions"
+            speaker = p.get("speaker") or "every speaker"
+            return (
+                f"simulate {speaker}, split {p.get('split', 'all')}, {p.get('targets', 'messages')}, "
+                f"{p.get('sessions', '?')} sessions of history"
+            )
         context = str(p.get("context") or "full")
         if context == "memory":
             return context
@@ -124,7 +129,7 @@ class Run:
             reason = detail.get("reason") if isinstance(detail, dict) else None
             return reason if isinstance(reason, str) and reason else "its report.json says it did not finish"
         if self.failed:
-            return f"{self.failed} items failed"
+            return f"{plural(self.failed, 'item')} failed"
         if not self.summary:
             return "no report.json: the run may not have finished"
         if self.summary.get("complete") is not True:

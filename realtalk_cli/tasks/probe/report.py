@@ -8,6 +8,7 @@ overall figure at all, only per-category means). Category 5 is the not-mentioned
 from __future__ import annotations
 
 from realtalk_cli.data.model import CATEGORY_MAP_NOTE
+from realtalk_cli.data.text import plural
 from realtalk_cli.tasks.runs.results import status_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
@@ -170,7 +171,9 @@ def report_markdown(report: dict) -> str:
             f"Wall time {r['wall_time_s']} s, {r['requests']} requests ({r['cached']} cached), {r['retries']} retries."
         )
     if report["failed_questions"]:
-        lines.append(f"{report['failed_questions']} questions failed; running the same command again retries them.")
+        lines.append(
+            f"{plural(report['failed_questions'], 'question')} failed; running the same command again retries them."
+        )
     return "\n".join(lines) + "\n"
 
 
