@@ -90,3 +90,38 @@ def test_counts_are_said_in_the_singular_and_the_plural():
 def test_report_force_help_speaks_of_report_files_not_run_folders():
     result = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "200"})
     assert "Replace the leaderboard files" in result.output and "run folder holding" not in result.output
+
+
+def test_plots_fit_a_page_with_readable_unoverlapping_text(tmp_path: Path, monkeypatch):
+    """Every figure at most 7 in wide, every text at least 8 pt at the saved size, tick labels apart."""
+    import matplotlib.text
+
+    from realtalk_cli.analysis import plots
+
+    seen = []
+    real_save = plots._save
+
+    def inspect(fig, out, stem, fmt, plt):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+        small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < plots.MIN_FONT_PT]
+        overlapping = []
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                boxes = [t.get_window_extent(renderer) for t in axis.get_ticklabels() if t.get_text().strip()]
+                overlapping += [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]
+        seen.append((stem, fig.get_figwidth(), small, overlapping))
+        return real_save(fig, out, stem, fmt, plt)
+
+    monkeypatch.setattr(plots, "_save", inspect)
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        shutil.copy(SAMPLE_JSON, tmp_path / side / f"Chat_{side.upper()}_Ana_Ben.json")
+    result = runner.invoke(
+        app, ["analyze", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert {stem for stem, *_ in seen} == {"metrics", "session_lengths", "gaps"}
+    for stem, width, small, overlapping in seen:
+        assert width <= 7.0 and not small and not overlapping, (stem, width, small, overlapping)
