@@ -122,6 +122,8 @@ def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: b
         recorded = {}
     if recorded is not None and not isinstance(recorded, dict):
         recorded = {}  # a hand-edited identity (a list, a number) is as unreadable as torn JSON
+    if recorded:  # a setting added to identities later reads as its default (None) in an older run.json
+        recorded = {**{k: None for k, v in identity.items() if v is None}, **recorded}
     leftovers = [name for name in owned if (run_dir / name).exists()]
     if recorded == identity or (recorded is None and not leftovers):
         return True

@@ -16,8 +16,9 @@ from realtalk_cli.data.formats import chat_paths
 from realtalk_cli.llm.providers import Endpoint
 
 # Options that change how a run goes, never what it answers: they may differ between a run and its resume.
+# The API-key variable is not one of them: it says whose account a run is billed to and where the key goes.
 RUN_ONLY = {
-    "out", "concurrency", "limit", "max_cost", "api_key_env", "use_cache", "force", "timeout", "memory_timeout",
+    "out", "concurrency", "limit", "max_cost", "use_cache", "force", "timeout", "memory_timeout",
     "judge_model", "price_in", "price_out", "bertscore", "fail_under",
 }  # fmt: skip
 
