@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import gc
 import os
 import queue
 import re
@@ -26,8 +27,9 @@ from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import IncompleteRun, RealtalkError
 from realtalk_cli.llm.client import Totals
 from realtalk_cli.llm.jobs import dry_run_plan
-from realtalk_cli.llm.providers import Endpoint, Prices
-from realtalk_cli.tasks.memory.loader import build_memory, memory_identity
+from realtalk_cli.llm.providers import Endpoint, Prices, api_keys
+from realtalk_cli.llm.replies import redact
+from realtalk_cli.tasks.memory.loader import Loaded, build_memory, load_factory, memory_identity
 from realtalk_cli.tasks.memory.packing import Packer, Recalled, check_recalled
 from realtalk_cli.tasks.memory.protocol import Memory, MemoryTools, Passage
 
@@ -78,11 +80,17 @@ class MemoryRunner:
         store_root: Path | None = None,
         complete: Callable[[list[list[dict]]], list[str | None]] | None = None,
         timeout: float | None = None,
+        key_envs: tuple[str, ...] = (),
     ):
         self.choice = choice
-        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout)
-        try:  # importing a plug-in runs its code: guarded as its calls are
-            self.identity = self.calls.run("import", choice.spec, lambda: memory_identity(choice.spec, choice.options))
+        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout, key_envs)
+
+        def load() -> tuple[Loaded, dict]:
+            loaded = load_factory(choice.spec)
+            return loaded, memory_identity(loaded, choice.options)
+
+        try:  # importing a plug-in runs its code: guarded as its calls are, and once per run
+            self.loaded, self.identity = self.calls.run("import", choice.spec, load)
         except CallTimeout:
             raise RealtalkError(
                 f"--memory {choice.spec}: importing it took longer than --memory-timeout {timeout:g} s"
@@ -98,6 +106,8 @@ class MemoryRunner:
         self.recalls_not_asked = 0  # after GIVE_UP_AFTER timeouts in a row on a chat
         self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
         self.dry_requests: list[list[dict]] = []  # what ingesting would send, in a dry run
+        self._held: list[Memory] = []  # the memory of the chat being asked about
+        self._held_chat = ""
 
     def count_requests(self, requests: list[list[dict]]) -> list[str | None]:
         """A dry run's `tools.complete`: the requests are kept for the estimate and every reply is None, as for a
@@ -156,8 +166,25 @@ class MemoryRunner:
             "recalls_not_asked": self.recalls_not_asked,
         }
 
+    def release(self) -> None:
+        """Let go of the memory of the chat done with, inside a guarded call, so that its `__del__` is guarded like
+        its other calls (prints to stderr, working directory put back, bounded by the deadline)."""
+        held, self._held = self._held, []
+        if not held:
+            return
+
+        def drop() -> None:
+            held.clear()
+            if self.loaded.plugin:
+                gc.collect()  # a memory in a reference cycle: its __del__ runs now, not at a random later point
+
+        with contextlib.suppress(CallTimeout):
+            self.calls.run("release", self._held_chat, drop)
+
     def open(self, chat: Chat) -> Callable[[str, int], Recalled]:
-        """Ingest `chat`; returns the recall of its questions (CallTimeout past the deadline)."""
+        """Ingest `chat` (releasing the memory of the chat before); returns the recall of its questions
+        (CallTimeout past the deadline)."""
+        self.release()
         store = None
         if self.store_root is not None:
             store = self.store_root / re.sub(r"[^\w.-]", "_", chat.name)
@@ -166,7 +193,7 @@ class MemoryRunner:
         shown = copy.deepcopy(dataclasses.replace(chat, qa=[]))
 
         def build_and_ingest() -> Memory:
-            memory = build_memory(self.choice.spec, self.choice.options)
+            memory = build_memory(self.loaded, self.choice.options)
             memory.ingest(shown, MemoryTools(store, self.count, self._checked_complete if self.complete else None))
             return memory
 
@@ -181,9 +208,12 @@ class MemoryRunner:
             ) from None
         self.ingest_s[chat.name] = round(time.perf_counter() - started, 3)
         packer = Packer(chat, self.count)
+        held = self._held = [memory]  # the only reference kept: release() ends it
+        self._held_chat = chat.name
+        del memory
 
         def recall(question: str, budget: int) -> list[str | Passage]:
-            items = memory.recall(question, budget)
+            items = held[0].recall(question, budget)
             # checked and copied into plain values here, under the deadline: a list, str or Passage may be a
             # subclass whose iteration, __str__ or attributes hang or raise when realtalk reads them
             check_recalled(items, self.choice.spec)
@@ -234,9 +264,10 @@ class GuardedCalls:
     client, whose requests have their own --timeout) does not count towards the deadline.
     """
 
-    def __init__(self, who: str, timeout: float | None):
+    def __init__(self, who: str, timeout: float | None, key_envs: tuple[str, ...] = ()):
         self.who = who
         self.timeout = timeout
+        self.key_envs = key_envs  # the run's API-key variables, redacted from error text with every provider's
         self._warned: set[str] = set()
         self._jobs: queue.SimpleQueue | None = None  # the worker thread's queue
         self._lock = threading.Lock()
@@ -296,24 +327,40 @@ class GuardedCalls:
 
         cwd = os.getcwd()
         before = set(threading.enumerate())
+        failure: BaseException | None = None
         with _stdout_to_stderr():
             if self.timeout is None:
                 work()
             else:
                 self._submit(work)
-                self._wait(finished)
+                try:
+                    self._wait(finished)
+                except BaseException:  # Ctrl-C: the worker may be busy for good; a later call gets a new one
+                    self._jobs = None
+                    raise
+            if finished.is_set() and "error" in outcome:
+                failure = self._failure(outcome.pop("error"), step, where)  # its frames freed here, under the redirect
         self._restore(cwd, before)
         if not finished.is_set():
             self._jobs = None  # its worker is busy with this call, perhaps for good
             if not isinstance(sys.stdout, _StuckPrints):  # what it prints from now on must not reach stdout either
                 sys.stdout = _StuckPrints(sys.stdout)
             raise CallTimeout(f"{self.who}: {step} on {where} took longer than --memory-timeout {self.timeout:g} s")
-        error = outcome.get("error")
-        if error is None:
-            return outcome["value"]
-        if isinstance(error, (RealtalkError, KeyboardInterrupt)):
-            raise error
-        raise RealtalkError(f"{self.who}: {step} failed on {where}: {type(error).__name__}: {error}") from None
+        if failure is not None:
+            raise failure
+        return outcome["value"]
+
+    def _failure(self, error: BaseException, step: str, where: str) -> BaseException:
+        """What the caller raises for a plug-in's exception: one line, with any API key or bearer token in its text
+        redacted as in a server's error text. A new exception: the plug-in's frames are not kept alive by it."""
+        if isinstance(error, KeyboardInterrupt):
+            return KeyboardInterrupt()
+        if isinstance(error, RealtalkError):  # realtalk's own checks of what the plug-in did, and the loader's
+            failure = type(error)(redact(str(error), api_keys(self.key_envs)))
+        else:
+            text = redact(f"{type(error).__name__}: {error}", api_keys(self.key_envs))
+            failure = RealtalkError(f"{self.who}: {step} failed on {where}: {text}")
+        return failure
 
     def _restore(self, cwd: str, threads_before: set[threading.Thread]) -> None:
         if os.getcwd() != cwd:

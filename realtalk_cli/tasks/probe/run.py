@@ -317,12 +317,13 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
     def count(text: str) -> int:
         return count_tokens(text, endpoint.model)[0]
 
+    keys = (endpoint.api_key_env,)  # redacted from the memory's error text, with every provider's
     if dry_run:  # the memory's own requests are counted, not sent
-        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout)
+        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout, key_envs=keys)
         runner.complete = runner.count_requests
         return runner
     key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
-    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout)
+    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout, key_envs=keys)
 
     def complete(requests: list[list[dict]]) -> list[str | None]:
         client = LLMClient(

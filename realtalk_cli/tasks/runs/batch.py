@@ -40,7 +40,7 @@ def saved_run(run_dir: Path, options_of: dict[str, type], given: dict) -> tuple[
     run = folder.state.get("run")
     if not folder.path.exists() or not isinstance(run, dict) or not isinstance(run.get("options"), dict):
         raise RealtalkError(f"{run_dir}: no batch run here (no {folder.path.name})")
-    options = {**run["options"], "out": run_dir, "force": False}
+    options = {**run["options"], "out": run_dir.absolute(), "force": False}  # absolute: see probe_settings
     chats = run.get("chats")
     if not isinstance(chats, list) or not all(isinstance(p, str) for p in chats):
         raise RealtalkError(f"{folder.path}: run.chats is not a list of chat paths")
