@@ -73,12 +73,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def read_toml(path: Path) -> dict:
+    """A TOML file the user names (--config, --split, configs/): one line for a missing file, one that is no
+    regular file (a FIFO would hang the read), bytes that are not UTF-8, or malformed TOML."""
+    try:
+        raw = read_regular(path)
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
+    return parse_toml(raw, path)
+
+
+def parse_toml(raw: bytes, path: Path) -> dict:
     import tomllib
 
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such file") from None
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RealtalkError(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise RealtalkError(f"{path}: malformed TOML ({e})") from None
 

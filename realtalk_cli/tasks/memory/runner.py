@@ -13,6 +13,7 @@ import contextlib
 import copy
 import dataclasses
 import gc
+import hashlib
 import os
 import queue
 import re
@@ -187,7 +188,7 @@ class MemoryRunner:
         self.release()
         store = None
         if self.store_root is not None:
-            store = self.store_root / re.sub(r"[^\w.-]", "_", chat.name)
+            store = self.store_root / store_name(chat.name)
             store.mkdir(parents=True, exist_ok=True)
         # The memory reads a copy without the questions: it may not see the gold answers, nor change the chat.
         shown = copy.deepcopy(dataclasses.replace(chat, qa=[]))
@@ -242,6 +243,15 @@ class MemoryRunner:
             return recalled
 
         return ask
+
+
+def store_name(chat_id: str) -> str:
+    """The folder of a chat's memory store: its id as a plain file name, with a short hash of the id where that
+    changed it ("Ana Ben" and "Ana_Ben" keep a store each; "a/Chat_1" stays inside the run folder)."""
+    plain = re.sub(r"[^\w.-]", "_", chat_id)
+    if plain == chat_id and plain.strip("."):
+        return plain
+    return f"{plain}-{hashlib.sha256(chat_id.encode()).hexdigest()[:8]}"
 
 
 def _plain(item: str | Passage) -> str | Passage:

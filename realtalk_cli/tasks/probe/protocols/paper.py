@@ -33,7 +33,7 @@ import json
 import re
 from pathlib import Path
 
-from realtalk_cli.data.formats import chat_paths, load_chat, read_json
+from realtalk_cli.data.formats import chat_files, read_json
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.tasks.probe.items import Item
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
@@ -180,8 +180,9 @@ def file_prompts(path: Path, duplicate: bool = True) -> list[tuple[int, dict, st
 def build_items(files: list[Path], duplicate: bool, limit: int | None = None) -> list[Item]:
     """Every question the paper's script asks of the given files, with its exact prompt as one user message."""
     items: list[Item] = []
-    for path in chat_paths(files):
-        chat = load_chat(path)  # checks the file, names the chat, resolves evidence for the predictions
+    for chat_file in chat_files(files)[0]:
+        chat = chat_file.load()  # checks the file, names the chat, resolves evidence for the predictions
+        path = chat_file.path
         for i, _, text in file_prompts(path, duplicate):
             items.append(Item.with_prompt(chat, path, i, chat.qa[i], text))
             if limit is not None and len(items) >= limit:

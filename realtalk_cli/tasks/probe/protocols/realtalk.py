@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from realtalk_cli.data.evidence import resolve_evidence
-from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.formats import chat_files
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.scoring.evidence import evidence_recall
 from realtalk_cli.tasks.memory.runner import CallTimeout, MemoryRunner, memory_choice
@@ -56,8 +56,8 @@ def build_items(
 def _build_items(files, opts, templates: Templates, model_name: str, choice, memories) -> list[Item]:
     items: list[Item] = []
     claims = False  # whether the memory gave any message id in this run
-    for path in chat_paths(files):
-        chat = load_chat(path)
+    for chat_file in chat_files(files)[0]:
+        chat, path = chat_file.load(), chat_file.path  # its name: the chat's id in this run
         full_context, dropped = ("", 0)
         if choice is None:
             full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
