@@ -123,8 +123,8 @@ def identity_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: bool = False) -> bool:
     """True when `run_dir` holds this run (resume) or nothing of a run; exit 2 for another run's folder.
 
-    A run's identity is everything that changes its answers. With `force` the folder's run files are removed
-    when they belong to another run (the caller holds the lock).
+    A run's identity is everything that changes its answers. With `force` the folder starts afresh: its run files
+    are removed, whichever run they belong to (the caller holds the lock); False then.
     """
     try:
         recorded = orjson.loads(read_regular(run_dir / RUN_FILE)).get("identity")
@@ -137,7 +137,9 @@ def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: b
     if recorded:  # a setting added to identities later reads as its default (None) in an older run.json
         recorded = {**{k: None for k, v in identity.items() if v is None}, **recorded}
     leftovers = [name for name in owned if (run_dir / name).exists()]
-    if recorded == identity or (recorded is None and not leftovers):
+    if recorded is None and not leftovers:
+        return True
+    if recorded == identity and not force:
         return True
     if force:
         for name in [*owned, RUN_FILE]:

@@ -93,7 +93,10 @@ Batch = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 Force = Annotated[
-    bool, typer.Option("--force", help="Overwrite existing outputs; a run folder holding another run starts afresh.")
+    bool,
+    typer.Option(
+        "--force", help="Overwrite existing outputs; a run folder starts afresh (its earlier answers discarded)."
+    ),
 ]
 Timeout = Annotated[
     float | None,
