@@ -106,6 +106,18 @@ class LeaksInInit(Base):
     def __init__(self):
         leak("init")
 
+class Unprintable(Exception):
+    def __str__(self):
+        raise ValueError("no")
+
+class RaisesUnprintable(Base):
+    def ingest(self, chat, tools):
+        raise Unprintable()
+
+class RaisesOverLines(Base):
+    def ingest(self, chat, tools):
+        raise RuntimeError("first line\\nsecond line\\n\\nthird")
+
 if os.environ.get("LEAK_AT_IMPORT"):
     leak("import")
 
@@ -146,6 +158,17 @@ def test_a_plugins_exception_text_never_shows_an_api_key(tmp_path: Path, llm_env
     for file in (tmp_path / "run").rglob("*") if (tmp_path / "run").exists() else []:
         if file.is_file():
             assert API_KEY not in file.read_text(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "cls, shown",
+    [("RaisesUnprintable", "Unprintable (its message could not be read)"), ("RaisesOverLines", "first line second")],
+)
+def test_a_plugins_odd_exception_is_still_one_line(tmp_path: Path, llm_env, cls, shown):
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--memory", f"{plugin(tmp_path, LEAKS)}:{cls}"])
+    assert result.exit_code == 2 and shown in result.output and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def probe_json(tmp_path: Path, spec: str, *chats: str) -> subprocess.CompletedProcess:

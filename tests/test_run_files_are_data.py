@@ -142,3 +142,18 @@ def test_the_api_key_variable_is_part_of_the_identity_and_old_run_files_resume(t
     monkeypatch.setenv("OTHER_KEY", "x")
     other = runner.invoke(app, [*offline, "--api-key-env", "OTHER_KEY"])
     assert other.exit_code == 2 and "api_key_env" in other.output
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"memory": ["evil"]}, "run.options.memory = ['evil'] is not a string"),
+        ({"base_url": 5}, "run.options.base_url = 5 is not a string"),
+        ({"memory": "bm25", "memory_options": "k=1"}, "is not a table of strings"),
+    ],
+)
+def test_a_damaged_record_of_what_the_command_line_decides_is_one_line(tmp_path: Path, options, message):
+    record = {"task": "probe", "chats": ["c.json"], "options": {"model": "m", **options}}
+    (tmp_path / "batch.json").write_text(json.dumps({"jobs": [], "run": record}))
+    result = status(tmp_path, "--memory", "bm25") if "memory_options" in options else status(tmp_path)
+    assert result.exit_code == 2 and message in result.output, result.output

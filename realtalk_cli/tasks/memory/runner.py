@@ -261,6 +261,13 @@ def _plain(item: str | Passage) -> str | Passage:
     return str.__str__(item)
 
 
+def _error_text(error: BaseException) -> str:
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:
+        return f"{type(error).__name__} (its message could not be read)"
+
+
 class CallTimeout(Exception):
     """A call into the plug-in outlived its deadline (it may still be running in its thread)."""
 
@@ -332,6 +339,7 @@ class GuardedCalls:
                 outcome["value"] = call()
             except BaseException as e:  # reported in the calling thread
                 outcome["error"] = e
+                outcome["text"] = _error_text(e)  # read here, under the deadline: its __str__ is the plug-in's code
             finally:
                 finished.set()
 
@@ -349,7 +357,8 @@ class GuardedCalls:
                     self._jobs = None
                     raise
             if finished.is_set() and "error" in outcome:
-                failure = self._failure(outcome.pop("error"), step, where)  # its frames freed here, under the redirect
+                # the plug-in's exception and its frames are freed here, under the redirect
+                failure = self._failure(outcome.pop("error"), outcome.pop("text"), step, where)
         self._restore(cwd, before)
         if not finished.is_set():
             self._jobs = None  # its worker is busy with this call, perhaps for good
@@ -360,17 +369,15 @@ class GuardedCalls:
             raise failure
         return outcome["value"]
 
-    def _failure(self, error: BaseException, step: str, where: str) -> BaseException:
+    def _failure(self, error: BaseException, text: str, step: str, where: str) -> BaseException:
         """What the caller raises for a plug-in's exception: one line, with any API key or bearer token in its text
         redacted as in a server's error text. A new exception: the plug-in's frames are not kept alive by it."""
         if isinstance(error, KeyboardInterrupt):
             return KeyboardInterrupt()
+        keys = api_keys(self.key_envs)
         if isinstance(error, RealtalkError):  # realtalk's own checks of what the plug-in did, and the loader's
-            failure = type(error)(redact(str(error), api_keys(self.key_envs)))
-        else:
-            text = redact(f"{type(error).__name__}: {error}", api_keys(self.key_envs))
-            failure = RealtalkError(f"{self.who}: {step} failed on {where}: {text}")
-        return failure
+            return type(error)(" ".join(redact(str(error), keys).split()))
+        return RealtalkError(f"{self.who}: {step} failed on {where}: {' '.join(redact(text, keys).split())}")
 
     def _restore(self, cwd: str, threads_before: set[threading.Thread]) -> None:
         if os.getcwd() != cwd:

@@ -96,6 +96,8 @@ def _check_given(record: Path, task: str, saved: dict, known: set[str], given: d
         recorded = saved.get(name) or None
         if name == "memory_options" and recorded is not None and not _strings(recorded):
             raise RealtalkError(f"{record}: run.options.memory_options = {recorded!r} is not a table of strings")
+        if name != "memory_options" and recorded is not None and not isinstance(recorded, str):
+            raise RealtalkError(f"{record}: run.options.{name} = {recorded!r} is not a string")
         if recorded == value:
             continue
         if recorded is None:
