@@ -1,10 +1,10 @@
 """Running the memory of a probe run: choosing it, calling into it safely, packing what it recalls.
 
-Each call into a memory (building and ingesting a chat, recalling for a question) runs under a deadline in a
-daemon thread. A thread cannot be killed: one past its deadline is left running, and the console script's
-exit waits neither for it nor for threads the plug-in started. What the plug-in prints goes to stderr
-(stdout carries realtalk's own output, e.g. `--json`), and a working directory it changes is put back
-(relative `--out` and chat paths are used after it).
+Each call into a memory (importing it once per run, building and ingesting a chat, recalling for a question,
+letting go of it so that its `__del__` runs) is guarded: under a deadline in a daemon thread (a thread cannot
+be killed: one past its deadline is left running, and the console script's exit waits neither for it nor for
+threads the plug-in started), what it prints going to stderr (stdout carries realtalk's own output, e.g.
+`--json`), a working directory it changes put back, and its exception text one line with API keys redacted.
 """
 
 from __future__ import annotations
