@@ -73,12 +73,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def read_toml(path: Path) -> dict:
+    """A TOML file the user names (--config, --split, configs/): one line for a missing file, one that is no
+    regular file (a FIFO would hang the read), bytes that are not UTF-8, or malformed TOML."""
+    try:
+        raw = read_regular(path)
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
+    return parse_toml(raw, path)
+
+
+def parse_toml(raw: bytes, path: Path) -> dict:
     import tomllib
 
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such file") from None
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RealtalkError(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise RealtalkError(f"{path}: malformed TOML ({e})") from None
 
@@ -111,8 +123,8 @@ def identity_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: bool = False) -> bool:
     """True when `run_dir` holds this run (resume) or nothing of a run; exit 2 for another run's folder.
 
-    A run's identity is everything that changes its answers. With `force` the folder's run files are removed
-    when they belong to another run (the caller holds the lock).
+    A run's identity is everything that changes its answers. With `force` the folder starts afresh: its run files
+    are removed, whichever run they belong to (the caller holds the lock); False then.
     """
     try:
         recorded = orjson.loads(read_regular(run_dir / RUN_FILE)).get("identity")
@@ -122,8 +134,12 @@ def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: b
         recorded = {}
     if recorded is not None and not isinstance(recorded, dict):
         recorded = {}  # a hand-edited identity (a list, a number) is as unreadable as torn JSON
+    if recorded:  # a setting added to identities later reads as its default (None) in an older run.json
+        recorded = {**{k: None for k, v in identity.items() if v is None}, **recorded}
     leftovers = [name for name in owned if (run_dir / name).exists()]
-    if recorded == identity or (recorded is None and not leftovers):
+    if recorded is None and not leftovers:
+        return True
+    if recorded == identity and not force:
         return True
     if force:
         for name in [*owned, RUN_FILE]:

@@ -19,6 +19,7 @@ from realtalk_cli.cli.common import (
     Timeout,
     cell,
     concurrency_option,
+    err,
     exit_if_pending,
     finish_run,
     handles_errors,
@@ -120,9 +121,12 @@ def analyze_ei(
     """
     from realtalk_cli.analysis.ei import METRIC_NAMES, run_ei
     from realtalk_cli.analysis.ei_hf import parse_hf_models
-    from realtalk_cli.data.formats import chat_paths, load_chat
+    from realtalk_cli.data.formats import chat_files
 
-    chats = [load_chat(p) for p in chat_paths(files)]
+    chat_list, notes = chat_files(files)  # each content once, named by its id in the run
+    chats = [c.load() for c in chat_list]
+    for note in notes:
+        err.print(f"note: {note}", soft_wrap=True)
     hf_models = parse_hf_models(hf_model)
     llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "force": force}
     llm["timeout"] = timeout or 120.0

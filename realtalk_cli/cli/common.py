@@ -69,6 +69,17 @@ def out_option(*names: str, help: str) -> object:
 OutDir = Annotated[Path | None, out_option(help="Run directory for predictions and reports.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")]
 ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")]
+MemorySpec = Annotated[
+    str | None,
+    typer.Option(
+        "--memory",
+        help="A memory system choosing the context: module:Name, path/to/file.py:Name, or a built-in "
+        "(bm25, dense, hybrid, observations, session-summaries, llm-summaries).",
+    ),
+]
+MemoryOptions = Annotated[
+    list[str] | None, typer.Option("--memory-option", help="key=value passed to the memory (repeatable).")
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")]
 MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
@@ -82,7 +93,10 @@ Batch = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 Force = Annotated[
-    bool, typer.Option("--force", help="Overwrite existing outputs; a run folder holding another run starts afresh.")
+    bool,
+    typer.Option(
+        "--force", help="Overwrite existing outputs; a run folder starts afresh (its earlier answers discarded)."
+    ),
 ]
 Timeout = Annotated[
     float | None,

@@ -18,6 +18,8 @@ from realtalk_cli.cli.common import (
     JudgeModel,
     Limit,
     MaxCost,
+    MemoryOptions,
+    MemorySpec,
     Model,
     NoCache,
     OutDir,
@@ -75,17 +77,8 @@ def probe(
         ),
     ] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Retrievers: at most this many windows.")] = None,
-    memory: Annotated[
-        str | None,
-        typer.Option(
-            "--memory",
-            help="A memory system choosing the context: module:Name, path/to/file.py:Name, or a built-in "
-            "(bm25, dense, hybrid, observations, session-summaries, llm-summaries).",
-        ),
-    ] = None,
-    memory_option: Annotated[
-        list[str] | None, typer.Option("--memory-option", help="key=value passed to the memory (repeatable).")
-    ] = None,
+    memory: MemorySpec = None,
+    memory_option: MemoryOptions = None,
     memory_timeout: Annotated[
         float | None,
         typer.Option(

@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +128,71 @@ def chat_paths(paths: list[Path]) -> list[Path]:
         else:
             found.append(p)
     return found
+
+
+@dataclass(frozen=True)
+class ChatFile:
+    """One chat of a run: its file, its content's sha256 and its id, unique within the run (rows, per-chat tables,
+    memory stores and `probe show --chat` use it): the file name without .json; where two files of different
+    content share that name, their folder is added (`a/Chat_1`), or a short hash where the folders share a name
+    too (`Chat_1#1a2b3c4d`)."""
+
+    path: Path
+    id: str
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        """How a run's identity names it: the file name (as every earlier run did), the id where names collide."""
+        return self.path.name if self.id == self.path.stem else self.id + self.path.suffix
+
+    def load(self) -> Chat:
+        chat = load_chat(self.path)
+        chat.name = self.id
+        return chat
+
+
+def chat_files(paths: list[Path]) -> tuple[list[ChatFile], list[str]]:
+    """The chats of a run (directories expanded), each file read once here, and notes for the reader: a file
+    whose content was given before is the same chat and is left out (asked once). A pipe or a device is refused:
+    a run reads its chats again (to resume it, to show its evidence), and a pipe can be read only once."""
+    found: list[tuple[Path, str]] = []
+    notes: list[str] = []
+    seen: dict[str, Path] = {}
+    for p in chat_paths(paths):
+        if p.exists() and not p.is_file():
+            raise RealtalkError(f"{p}: not a regular file; save the chat to a file (a run reads its chats again)")
+        if not p.exists():
+            raise RealtalkError(f"{p}: no such file")
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        if digest in seen:
+            if Path(os.path.abspath(p)) != Path(os.path.abspath(seen[digest])):
+                notes.append(f"{p} holds the same chat as {seen[digest]}: asked once, as {seen[digest]}")
+            continue
+        seen[digest] = p
+        found.append((p, digest))
+    return [ChatFile(p, i, d) for (p, d), i in zip(found, chat_ids(found), strict=True)], notes
+
+
+def chat_ids(files: list[tuple[Path, str]]) -> list[str]:
+    """Ids for (path, sha256) pairs of different content, unique among them (see ChatFile)."""
+    stems = Counter(p.stem for p, _ in files)
+    folders = Counter((p.stem, p.parent.name) for p, _ in files)  # the folder as named: the same from any directory
+    ids = []
+    for p, digest in files:
+        folder = p.parent.name
+        if stems[p.stem] == 1:
+            ids.append(p.stem)
+        elif folder and folders[(p.stem, folder)] == 1:
+            ids.append(f"{folder}/{p.stem}")
+        else:
+            ids.append(f"{p.stem}#{digest[:8]}")
+    return ids
+
+
+def chat_file_stem(chat_id: str) -> str:
+    """The file name (without .json) a chat id was made from."""
+    return chat_id.rsplit("/", 1)[-1].split("#", 1)[0]
 
 
 def _natural_key(p: Path) -> list:

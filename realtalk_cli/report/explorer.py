@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.data.evidence import parse_evidence
-from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.formats import chat_ids, chat_paths, load_chat
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.chart import bar_chart_svg
@@ -46,14 +46,15 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
     needed = {r["chat"] for run in runs for r in run.rows}
     for run in runs:
         datasets = run.manifest.get("datasets")
-        for name, digest in datasets.items() if isinstance(datasets, dict) else []:
-            path = Path(name)
-            if path.stem in given and isinstance(digest, str) and given[path.stem][1] != digest:
+        named = [(Path(n), d) for n, d in datasets.items() if isinstance(d, str)] if isinstance(datasets, dict) else []
+        for (path, digest), chat_id in zip(named, chat_ids(named), strict=True):  # the ids the run's rows carry
+            name = str(path)
+            if chat_id in given and given[chat_id][1] != digest:
                 warnings.append(
-                    f"{given[path.stem][0]}: not the file run {run.id} was made with ({name}, sha256 differs); "
+                    f"{given[chat_id][0]}: not the file run {run.id} was made with ({name}, sha256 differs); "
                     "evidence shown from it"
                 )
-            if path.stem in chats or path.stem not in needed:
+            if chat_id in chats or chat_id not in needed:
                 continue
             if not path.is_file():
                 continue
@@ -63,9 +64,10 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
             except RealtalkError as e:
                 warnings.append(str(e))
                 continue
-            if isinstance(digest, str) and hashlib.sha256(raw).hexdigest() != digest:
+            if hashlib.sha256(raw).hexdigest() != digest:
                 warnings.append(f"{path}: changed since run {run.id} was made; evidence shown from the current file")
-            chats[chat.name] = chat
+            chat.name = chat_id
+            chats[chat_id] = chat
     missing = sorted(needed - set(chats))
     if missing:
         warnings.append(

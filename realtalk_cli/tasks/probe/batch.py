@@ -49,7 +49,7 @@ def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None,
     with run_folder(opts.out, setup.identity, BATCH_FILES, opts.force):
         items = {custom_id(it.chat.name, it.qa_index): it for it in setup.items()}  # a memory may write to the folder
         folder = batch.BatchFolder(opts.out)
-        record_run(folder, "probe", files, opts)
+        record_run(folder, "probe", setup.files, opts)
         cache = open_cache(opts.use_cache)
         client = LLMClient(endpoint, cache=cache, prices=prices, timeout_s=opts.timeout)
         judge = (
@@ -165,6 +165,8 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
     }
     if setup.memories is not None:
         report["memory"] = setup.memories.summary()
+    if setup.notes:
+        report["warnings"] = list(setup.notes)
     write_reports(opts.out, report, report_markdown(report))
     return report, ""
 

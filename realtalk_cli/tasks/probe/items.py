@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.formats import chat_files
 from realtalk_cli.data.model import Chat, QAItem, matches_category
 from realtalk_cli.tasks.prompts import fill
 
@@ -96,8 +96,8 @@ def chosen_questions(
     protocol asks (`asks`), without LoCoMo's category 5 under --skip-adversarial, of --category when given, at
     most --limit in all. A chat with none is left out, so nothing is built or ingested for it."""
     left = opts.limit
-    for path in chat_paths(files):
-        chat = load_chat(path)
+    for chat_file in chat_files(files)[0]:  # each content once; chat.name is the chat's id in the run
+        path, chat = chat_file.path, chat_file.load()
         questions = [
             (i, qa)
             for i, qa in enumerate(chat.qa)

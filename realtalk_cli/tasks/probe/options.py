@@ -89,7 +89,10 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
         raise RealtalkError("--memory-option is passed to a --memory; give one")
     if isinstance(settings.get("context_tokens"), int) and settings["context_tokens"] < 1:
         raise RealtalkError(f"--context-tokens {settings['context_tokens']}: expected at least 1")
-    return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
+    # paths made absolute now: a --memory plug-in that changes the working directory cannot move what is read or
+    # written later
+    files = [p.absolute() for p in files]
+    return files, ProbeOptions(**{**settings, "out": Path(settings["out"]).absolute()}), fail_under
 
 
 def probe_identity(

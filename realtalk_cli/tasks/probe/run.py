@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from realtalk_cli.data.formats import chat_files
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
@@ -62,6 +63,7 @@ class ProbeSetup:
     prices: Prices
     memories: MemoryRunner | None
     identity: dict
+    notes: list[str] = field(default_factory=list)  # e.g. a chat given twice, asked once
 
     @property
     def predictions(self) -> Path:
@@ -108,7 +110,9 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
 
 
 def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
-    """The protocol, endpoints, judge, prices, memory and the run's identity, checked before any request."""
+    """The chats, protocol, endpoints, judge, prices, memory and the run's identity, checked before any request."""
+    chats, notes = chat_files(files)  # each content once
+    files = [c.path for c in chats]
     protocol = probe_protocol(opts.compat)
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
@@ -120,7 +124,7 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     memories = memory_runner(opts, endpoint, prices, dry_run)
     identity = probe_identity(opts, endpoint, files, protocol, memories)
     judge = judge_protocol(protocol.judge)
-    return ProbeSetup(files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity)
+    return ProbeSetup(files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity, notes)
 
 
 def resumed_rows(path: Path) -> list[dict]:
@@ -284,11 +288,14 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     }
     if setup.memories is not None:
         report["memory"] = setup.memories.summary()
+    warnings = list(setup.notes)
     if report["run"]["dropped_sessions"]:
-        report["warnings"] = [
+        warnings.append(
             f"context cut to fit --max-context-tokens {opts.max_context_tokens}: up to "
             f"{report['run']['dropped_sessions']} oldest sessions left out of a prompt"
-        ]
+        )
+    if warnings:
+        report["warnings"] = warnings
     return report
 
 
@@ -324,12 +331,13 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
     def count(text: str) -> int:
         return count_tokens(text, endpoint.model)[0]
 
+    keys = (endpoint.api_key_env,)  # redacted from the memory's error text, with every provider's
     if dry_run:  # the memory's own requests are counted, not sent
-        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout)
+        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout, key_envs=keys)
         runner.complete = runner.count_requests
         return runner
     key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
-    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout)
+    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout, key_envs=keys)
 
     def complete(requests: list[list[dict]]) -> list[str | None]:
         client = LLMClient(

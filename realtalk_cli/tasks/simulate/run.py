@@ -16,7 +16,7 @@ import orjson
 
 from realtalk_cli.analysis.ei_annotation import BACKENDS
 from realtalk_cli.analysis.ei_hf import HFLabeler
-from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.data.formats import chat_files
 from realtalk_cli.data.model import person_key
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
@@ -45,8 +45,8 @@ SIMULATE_FIELDS = {"position": int, "speaker": str, "reference": str, "predictio
 def build_targets(files: list[Path], opts: SimulateOptions) -> list[Target]:
     targets: list[Target] = []
     split = load_split(opts.split)
-    for path in chat_paths(files):
-        chat = load_chat(path)
+    for chat_file in chat_files(files)[0]:
+        chat, path = chat_file.load(), chat_file.path  # its name: the chat's id in this run
         if opts.speaker and not any(matches_speaker(s, opts.speaker) for s in chat.speakers):
             raise RealtalkError(f"{path}: no speaker {opts.speaker!r} (speakers: {', '.join(chat.speakers)})")
         targets.extend(
@@ -70,6 +70,8 @@ def run_simulate(
         raise RealtalkError(f"--ei-backend {opts.ei_backend!r}: choose {', '.join(BACKENDS)}")
     if opts.ei_backend == "llm" and not opts.ei_model:
         raise RealtalkError("--ei-backend llm needs --ei-model")
+    chats, notes = chat_files(files)  # each content once
+    files = [c.path for c in chats]
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     ei_endpoint = resolve_model(opts.ei_model, opts.base_url, opts.api_key_env) if opts.ei_backend == "llm" else None
     system_template = prompt_text("simulate_system.txt")
@@ -85,6 +87,9 @@ def run_simulate(
         {"simulate_system.txt": text_hash(system_template)},
         {"temperature": 0.0, "max_tokens": REPLY_MAX_TOKENS},
     )
+    split = load_split(opts.split)
+    if split.sha256 is not None:  # a split file: its content chooses the targets, not only its name
+        identity["split_sha256"] = split.sha256
     if dry_run:
         if opts.out.is_dir():
             check_run_identity(opts.out, identity, SIMULATE_FILES)
@@ -103,10 +108,14 @@ def run_simulate(
     if ei_endpoint is not None:
         require_key(ei_endpoint)  # labels are asked after the replies: a missing key must stop the run now
     with run_folder(opts.out, identity, [*SIMULATE_FILES, "batch.json"], opts.force):
-        return _run(files, opts, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch)
+        return _run(
+            files, opts, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch, notes
+        )
 
 
-def _run(files, opts: SimulateOptions, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch):
+def _run(
+    files, opts: SimulateOptions, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch, notes
+):
     pred_path = opts.out / "predictions.jsonl"
     rows = final_rows(read_predictions(pred_path, SIMULATE_FIELDS), target_key)
     if rows:
@@ -152,6 +161,8 @@ def _run(files, opts: SimulateOptions, endpoint, system_template, targets, price
     failed = sum(1 for r in wanted if r is not None and r.get("error") is not None)
     unlabelled = sum(1 for r in wanted if r is not None and r.get("error") is None and "labels" not in r)
     report.update(completeness(failed, wanted.count(None), stopped_for_cost, unlabelled, "targets"))
+    if notes:  # e.g. a chat given twice, asked once
+        report["warnings"] = list(notes)
     report["run"] = {
         "wall_time_s": round(time.perf_counter() - started, 3),
         "requests": client.totals.requests,
@@ -231,7 +242,7 @@ def simulate_manifest(opts: SimulateOptions, model: str, files: list[Path], syst
 def split_summary(value: str, files: list[Path]) -> dict:
     """The split a run used, with the people it gives no test chat (left out of the scores)."""
     split = load_split(value)
-    chats = [load_chat(p) for p in chat_paths(files)] if split.name != "all" else []
+    chats = [c.load() for c in chat_files(files)[0]] if split.name != "all" else []
     return {
         "name": split.name,
         "test_chats": split.test_chats or None,
