@@ -146,6 +146,14 @@ def test_probe_offline_retrieval_reports_recall_within_the_token_budget(tmp_path
         ('{"score": "x"}', None),
         ("Score: great", None),
         ('{score: 1, reason: "ok"}', 1.0),
+        # off the scale: a judge error (asked again), never clamped to 1 or 0
+        ('{"score": 7}', None),
+        ('{"score": -1}', None),
+        ('{"score": NaN}', None),
+        ('{"score": Infinity}', None),
+        ('{"score": true}', None),
+        ("{score: 7}", None),
+        ("1.5", None),
     ],
 )
 def test_judge_score_parsing_tolerates_quirks(text: str, score):
