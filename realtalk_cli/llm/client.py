@@ -166,18 +166,20 @@ class LLMClient:
         max_tokens: int | None = 256,
         response_format: dict | None = None,
         accept: Callable[[str], bool] | None = None,
+        reply_attempts: int = BAD_REPLY_ATTEMPTS,
     ) -> Completion:
         """One chat completion; a parameter given as None is left out of the request (the provider's default).
 
         `accept` is the caller's check of the text (a judge's verdict holds a score, labels parse): a reply it
-        rejects is a bad reply like any other (asked once more, never cached, an error in the end)."""
+        rejects is a bad reply like any other (never cached, an error in the end), billed like any reply.
+        A bad reply is asked again until `reply_attempts` replies came back (transport faults retry apart)."""
         params = {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format}
         params = {k: v for k, v in params.items() if v is not None}
         if (hit := self.cached(messages, params)) is not None and (accept is None or accept(hit.text)):
             self.totals.add(hit)
             return hit
         async with self.limiter.slot(self.priority):
-            c = await self._call(messages, params, accept)
+            c = await self._call(messages, params, accept, reply_attempts)
         self.remember(messages, params, c)
         self.totals.add(c)
         return c
@@ -205,7 +207,11 @@ class LLMClient:
         return OpenAI(api_key=self._api_key, base_url=self.endpoint.base_url, max_retries=2, timeout=self._timeout_s)
 
     async def _call(
-        self, messages: list[dict], params: dict, accept: Callable[[str], bool] | None = None
+        self,
+        messages: list[dict],
+        params: dict,
+        accept: Callable[[str], bool] | None = None,
+        reply_attempts: int = BAD_REPLY_ATTEMPTS,
     ) -> Completion:
         if self.endpoint.offline:
             text = LOCAL_MODELS[self.endpoint.model](messages)
@@ -216,6 +222,7 @@ class LLMClient:
         usage = Usage()
         start = time.perf_counter()
         last_error = ""
+        bad_replies = 0
         for attempt in range(self.max_attempts):
             wait = None
             try:
@@ -223,6 +230,7 @@ class LLMClient:
                     raw = await self._post(messages, params)
                 reply = parse_reply(raw)
                 if accept is not None and not accept(reply.text):
+                    self.bill(usage, reply, messages)  # unusable to the caller, billed all the same
                     raise BadReply(f"no usable answer in the reply ({reply.text[:60]!r})")
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 raise FatalModelError(
@@ -251,7 +259,8 @@ class LLMClient:
             except BadReply as e:
                 self._reached = True
                 last_error = f"bad reply: {self._redact(str(e))}"
-                if not e.retry or attempt + 1 >= BAD_REPLY_ATTEMPTS:
+                bad_replies += 1
+                if not e.retry or bad_replies >= reply_attempts:
                     usage.latency_s = time.perf_counter() - start
                     return Completion("", usage, last_error)
             else:
@@ -267,17 +276,23 @@ class LLMClient:
         return Completion("", usage, f"{last_error} (after {usage.retries + 1} attempts)")
 
     def bill(self, usage: Usage, reply: Reply, messages: list[dict], batch: bool = False) -> None:
-        """A reply's token counts and cost into `usage`; a reply without usage is counted here, flagged as estimated."""
+        """Add a reply's token counts and cost to `usage` (every billed reply of a request: a re-asked one too); a
+        reply without usage is counted with our tokenizer, flagged as estimated."""
         if reply.prompt_tokens is not None:
-            usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
-            usage.cached_tokens, usage.cached_tokens_ignored = reply.cached_tokens, reply.cached_tokens_ignored
+            prompt, completion, cached = reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens
+            if reply.cached_tokens_ignored is not None:
+                usage.cached_tokens_ignored = reply.cached_tokens_ignored
         else:
-            usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
-            usage.completion_tokens, _ = count_tokens(reply.text, self.endpoint.model)
+            prompt, completion, cached = (
+                count_message_tokens(messages, self.endpoint.model)[0],
+                count_tokens(reply.text, self.endpoint.model)[0],
+                0,
+            )
             usage.estimated = True
-        usage.cost_usd = self.prices.cost(
-            self.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, batch=batch
-        )
+        usage.prompt_tokens += prompt
+        usage.completion_tokens += completion
+        usage.cached_tokens += cached
+        usage.cost_usd += self.prices.cost(self.endpoint.model, prompt, completion, cached, batch=batch)
 
     async def _post(self, messages: list[dict], params: dict) -> bytes:
         """The raw body of one chat-completion reply, read up to `max_reply_bytes` (more is a BadReply)."""

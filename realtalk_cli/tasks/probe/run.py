@@ -236,15 +236,19 @@ def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spendi
 
 
 def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, spent: Spending, progress) -> bool:
-    """Judge the rows answered earlier (or judged by another judge, or whose verdict failed); True when
-    --max-cost stopped it. The judge runs alone, after the answering client closed."""
+    """Judge the rows answered earlier (or judged by another judge, or whose verdict failed in an earlier
+    invocation: one judged as it was answered now waits for the next, so an item is asked at most the judge's
+    attempts per invocation); True when --max-cost stopped it. The judge runs alone, after the answering
+    client closed."""
+    judged_now = {row_key(r) for r in answers.rows}
+    earlier = [r for r in rows if row_key(r) not in judged_now]
     if setup.judge_endpoint is None or not any(
-        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in rows
+        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in earlier
     ):
         return False
     judge = judge_client(setup, Limiter(setup.opts.concurrency))
     spent.clients.append(judge)
-    stopped = judge_rows(rows, judge, setup.judge, progress, spent.over_budget)
+    stopped = judge_rows(earlier, judge, setup.judge, progress, spent.over_budget)
     answers.judges.append(judge.totals)
     return stopped
 

@@ -1,6 +1,7 @@
 """realtalk's judge: the editable prompt `configs/prompts/probe_judge.txt`, a score in [0, 1] read tolerantly
-(code fences, trailing commas, prose around the JSON), asked once more by the client when a reply holds no
-score. LoCoMo's adversarial items are judged against "not mentioned", their right answer.
+(code fences, trailing commas, prose around the JSON); a reply without one is asked once more (two replies at
+most per item and invocation), never cached. LoCoMo's adversarial items are judged against "not mentioned",
+their right answer.
 """
 
 from __future__ import annotations
@@ -42,10 +43,6 @@ def on_scale(value: object) -> float | None:
     return float(value)
 
 
-def has_score(text: str) -> bool:
-    return parse_judge_score(text) is not None
-
-
 def judge_gold(row: dict) -> str:
     """What the judge compares against: for LoCoMo's adversarial items the right answer is 'not mentioned'."""
     return NOT_MENTIONED if "adversarial_answer" in row else row["answer"]
@@ -54,7 +51,8 @@ def judge_gold(row: dict) -> str:
 class RealtalkJudge(JudgeProtocol):
     name = "realtalk"
     # A verdict without a readable score is a bad reply: asked once more, never cached, a judge_error in the end.
-    params = {"max_tokens": JUDGE_MAX_TOKENS, "accept": has_score}
+    params = {"max_tokens": JUDGE_MAX_TOKENS}
+    attempts = 2
     batch_params = {"temperature": 0.0, "max_tokens": JUDGE_MAX_TOKENS}  # as a live request sends (same cache keys)
     max_tokens = JUDGE_MAX_TOKENS
 
