@@ -4,6 +4,7 @@ counts, the run folder's totals across invocations, --max-cost over everything t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,125 @@ def test_the_paper_judge_asks_four_times_in_all(tmp_path: Path):
     judged = [r for r in fake.requests if r["messages"][0]["content"].startswith("Given the question")]
     assert len(judged) == 2 * 4  # two items, four attempts each (utils_llm.py), not 8 each
     assert all(r["judge_cost_usd"] > 0 for r in rows_of(tmp_path / "run"))
+
+
+def test_the_summary_counts_answer_and_judge_requests_and_a_resume_shows_the_folders_totals(tmp_path: Path):
+    fake = FakeLLM(reply=verdicts('{"score": 1}'), latency_s=0.05)
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        first = probe(url, out, "--judge-model", "gpt-4o-mini", "--concurrency", "1")
+        assert first.exit_code == 0, first.output
+        assert "12 requests (6 answer, 6 judge; 0 cached, 0 retries, 0 errors)" in first.output
+        took = report_of(out)["run"]["wall_time_s"]
+        again = probe(url, out, "--judge-model", "gpt-4o-mini")
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())
+    assert "0 requests (0 answer, 0 judge; 0 cached, 0 retries, 0 errors)" in text
+    assert "run folder, all 2 invocations: 12 requests (6 answer, 6 judge; 0 cached" in text
+    report = report_of(out)
+    assert report["run"]["wall_seconds_total"] >= took > 0.5 > report["run"]["wall_time_s"]
+    folder = report["usage"]["run_folder"]
+    assert folder["invocations"] == 2 and folder["all_stages"]["requests"] == 12
+    assert folder["judge"]["cost_usd"] > 0 and folder["answer"]["cost_usd"] > 0
+    assert "Run folder, all 2 invocations: 12 requests" in (out / "report.md").read_text()
+
+
+def test_max_cost_covers_every_invocation_of_the_folder(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        assert probe(url, tmp_path / "priced", "--concurrency", "1", "--no-cache").exit_code == 0
+        costs = [r["cost_usd"] for r in rows_of(tmp_path / "priced")]
+        cap = str(costs[0] + costs[1] * 0.99)  # reached by the second answer
+        out = tmp_path / "run"
+        first = probe(url, out, "--concurrency", "1", "--no-cache", "--max-cost", cap)
+        assert first.exit_code == 3 and len(rows_of(out)) == 2, first.output
+        sent = len(fake.requests)
+        second = probe(url, out, "--concurrency", "1", "--no-cache", "--max-cost", cap)
+    assert second.exit_code == 3, second.output
+    assert len(fake.requests) == sent  # the folder spent its cap already: nothing more is sent
+    report = report_of(out)
+    assert report["incomplete"]["stopped_for_max_cost"] and report["incomplete"]["not_run"] == 4
+    assert report["usage"]["run_folder"]["all_stages"]["cost_usd"] >= float(cap)
+
+
+def test_replies_in_flight_when_max_cost_stops_are_recorded(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply, latency_s=0.3)
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        args = ("--context", "bm25", "--concurrency", "3", "--no-cache", "--max-cost", "0.0000001")
+        result = probe(url, out, *args)
+    assert result.exit_code == 3, result.output
+    rows = rows_of(out)
+    assert len(fake.requests) == 3 and len(rows) == 3  # every reply billed is kept, none sent after the stop
+    assert all(r["error"] is None and r["cost_usd"] > 0 for r in rows)
+    assert report_of(out)["usage"]["run_folder"]["answer"]["requests"] == 3
+
+
+def test_memory_ingestion_counts_against_max_cost_and_is_shown_on_its_own_line(tmp_path: Path):
+    fake = FakeLLM(reply=lambda body: "Ana took up pottery.")
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        args = ("--memory", "llm-summaries", "--concurrency", "1", "--no-cache", "--max-cost", "0.0000001")
+        result = probe(url, out, *args)
+        assert result.exit_code == 3, result.output
+        assert len(fake.requests) == 1  # one summary reached the cap: no more summaries, no answer
+        report = report_of(out)
+        assert report["incomplete"]["stopped_for_max_cost"] and report["run"]["memory_requests"] == 1
+        assert report["usage"]["run_folder"]["memory"]["cost_usd"] > 0
+        full = probe(url, tmp_path / "full", "--memory", "llm-summaries", "--no-cache")
+    assert full.exit_code == 0, full.output
+    text = " ".join(full.output.split())
+    assert "6 requests (6 answer; 0 cached" in text and "memory ingestion: 3 requests (0 cached" in text
+
+
+def test_a_reply_without_usage_is_estimated_and_says_so(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply, faults=["usage_null"])
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        result = probe(url, out, "--concurrency", "1")
+    assert result.exit_code == 0, result.output
+    estimated = [r for r in rows_of(out) if r.get("tokens_estimated")]
+    assert len(estimated) == 1 and estimated[0]["prompt_tokens"] > 0
+    assert report_of(out)["run"]["tokens_estimated"] == 1
+    assert "1 replies came without usage" in " ".join(result.output.split())
+    assert "estimated with realtalk's tokenizer" in (out / "report.md").read_text()
+
+
+def test_simulate_max_cost_covers_every_invocation(tmp_path: Path):
+    fake = FakeLLM(reply=lambda body: "hello there")
+    out = tmp_path / "sim"
+    args = model_run_args("simulate", "", out, "--no-bertscore", "--no-cache", "--concurrency", "1")
+    with serve_llm(fake) as url:
+        args[args.index("--base-url") + 1] = url
+        first = runner.invoke(app, [*args, "--max-cost", "0.0000001"])
+        assert first.exit_code == 3 and len(fake.requests) == 1, first.output
+        second = runner.invoke(app, [*args, "--max-cost", "0.0000001"])
+    assert second.exit_code == 3 and len(fake.requests) == 1, second.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["usage"]["run_folder"]["invocations"] == 2 and report["incomplete"]["stopped_for_max_cost"]
+
+
+def test_a_session_reply_that_labels_only_part_of_it_is_asked_again_not_cached(tmp_path: Path, monkeypatch):
+    from .conftest import SAMPLE_JSON
+    from .llm_server import API_KEY
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    labels = {"upto": 3}  # the first replies label messages 0-2 of each session only
+
+    def reply(body: dict) -> str:
+        numbers = [int(n) for n in re.findall(r"^\[(\d+)\]", body["messages"][0]["content"], flags=re.M)]
+        shown = [i for i in numbers if i - numbers[0] < labels["upto"]]
+        return json.dumps([{"i": i, "sentiment": "neutral", "emotion": "joy"} for i in shown])
+
+    fake = FakeLLM(reply=reply)
+    out = tmp_path / "ei"
+    args = ["analyze", "ei", str(SAMPLE_JSON), "--out", str(out), "--backend", "llm", "--model", "gpt-4o-mini"]
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        for _ in range(2):  # the second asks for what the first left out (a smaller reply budget: other requests)
+            partial = runner.invoke(app, [*args, "--per", "session"])
+            assert partial.exit_code == 3, partial.output
+        labels["upto"] = 100
+        third = runner.invoke(app, [*args, "--per", "session"])  # the same requests as the second's
+    assert third.exit_code == 0, third.output  # they reached the model: the partial replies were not cached
+    assert json.loads((out / "metrics.json").read_text())["complete"]

@@ -356,11 +356,19 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     run = report.get("run") or {}
     if not run:
         return
-    out.print(
-        f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
-        f"{report['overall'].get('cached_tokens', 0)} prompt tokens from the provider's cache, "
-        f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
-        soft_wrap=True,
-    )
+    if isinstance(report.get("usage"), dict):
+        from realtalk_cli.tasks.runs.spend import usage_lines
+
+        for line in usage_lines(report["usage"]):
+            out.print(line, soft_wrap=True)
+        cached = report["overall"].get("cached_tokens", 0)
+        out.print(f"{cached} prompt tokens from the provider's cache; written to {run_dir}", soft_wrap=True)
+    else:  # `probe rescore` of a run written before the usage record
+        out.print(
+            f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
+            f"{report['overall'].get('cached_tokens', 0)} prompt tokens from the provider's cache, "
+            f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
+            soft_wrap=True,
+        )
     if run.get("stopped_for_max_cost"):
         out.print("stopped at --max-cost; run again with a higher limit to continue")

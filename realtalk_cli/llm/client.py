@@ -60,7 +60,10 @@ class Usage:
     cached_tokens_ignored: object = None  # a cached-token count the reply gave that cannot be true (billed in full)
 
     def as_row(self) -> dict:
-        """The fields every predictions line carries."""
+        """The fields every predictions line carries (and two flags when they apply)."""
+        flags = {"tokens_estimated": True} if self.estimated else {}
+        if self.cached_tokens_ignored is not None:
+            flags["cached_tokens_ignored"] = self.cached_tokens_ignored
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -69,7 +72,7 @@ class Usage:
             "latency_s": round(self.latency_s, 4),
             "retries": self.retries,
             "cached": self.cached,
-        } | ({"cached_tokens_ignored": self.cached_tokens_ignored} if self.cached_tokens_ignored is not None else {})
+        } | flags
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Totals:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    estimated: int = 0  # requests whose reply came without usage: tokens and cost estimated with our tokenizer
 
     def add(self, c: Completion) -> None:
         self.requests += 1
@@ -99,10 +103,19 @@ class Totals:
         self.completion_tokens += c.usage.completion_tokens
         self.cached_tokens += c.usage.cached_tokens
         self.cost_usd += c.usage.cost_usd
+        self.estimated += c.usage.estimated
+
+    def plus(self, other: Totals) -> Totals:
+        """The sum of two totals, field by field."""
+        return Totals(**{f: getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__})
 
 
 class FatalModelError(RealtalkError):
     """The endpoint refuses every request (bad key, unknown model): stop the run."""
+
+
+class NotSent(Exception):
+    """The client was halted (the run stopped, e.g. at --max-cost) before this request was sent."""
 
 
 class LLMClient:
@@ -129,6 +142,8 @@ class LLMClient:
         self.totals = Totals()
         self.limiter = limiter or Limiter(concurrency)
         self.priority = priority
+        self.on_completion: Callable[[Completion], None] | None = None  # e.g. the run folder's spending record
+        self.halted = False  # set by halt(): requests not yet sent raise NotSent
         self._sdk = None
         self._timeout_s = timeout_s
         self.max_reply_bytes = max_reply_bytes
@@ -175,14 +190,29 @@ class LLMClient:
         A bad reply is asked again until `reply_attempts` replies came back (transport faults retry apart)."""
         params = {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format}
         params = {k: v for k, v in params.items() if v is not None}
+        if self.halted:
+            raise NotSent
         if (hit := self.cached(messages, params)) is not None and (accept is None or accept(hit.text)):
-            self.totals.add(hit)
+            self.count(hit)
             return hit
         async with self.limiter.slot(self.priority):
+            if self.halted:
+                raise NotSent
             c = await self._call(messages, params, accept, reply_attempts)
         self.remember(messages, params, c)
-        self.totals.add(c)
+        self.count(c)
         return c
+
+    def count(self, c: Completion) -> None:
+        """A finished request (sent, or answered by the cache) into the totals and the spending record."""
+        self.totals.add(c)
+        if self.on_completion is not None:
+            self.on_completion(c)
+
+    def halt(self) -> None:
+        """Send nothing more: requests in flight finish (their replies are billed and recorded), the others raise
+        NotSent."""
+        self.halted = True
 
     def _cache_key(self, messages: list[dict], params: dict) -> str:
         return cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)

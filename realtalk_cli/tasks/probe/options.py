@@ -16,6 +16,7 @@ from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 from realtalk_cli.tasks.probe.protocols import DEFAULT, PROTOCOLS, compat_mode
 from realtalk_cli.tasks.runs.identity import manifest, run_identity
 from realtalk_cli.tasks.runs.settings import check_settings
+from realtalk_cli.tasks.runs.spend import USAGE_FILE
 
 
 @dataclass
@@ -45,7 +46,8 @@ class ProbeOptions:
     price_out: float | None = None
 
 
-PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory"]  # memory: the --memory stores
+# memory: the --memory stores; usage.jsonl: what the folder spent, every invocation (tasks/runs/spend.py)
+PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory", USAGE_FILE]
 
 
 def load_run_config(path: Path) -> dict:

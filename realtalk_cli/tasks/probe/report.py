@@ -8,6 +8,7 @@ overall figure at all, only per-category means). Category 5 is the not-mentioned
 from __future__ import annotations
 
 from realtalk_cli.tasks.runs.results import status_lines
+from realtalk_cli.tasks.runs.spend import usage_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
 OVERALL_LABELS = {"overall_1_3": "overall (paper: categories 1-3)", "overall_1_4": "overall (1-4)"}
@@ -150,7 +151,9 @@ def report_markdown(report: dict) -> str:
         f"Judge: {o['judge_prompt_tokens']} prompt + {o['judge_completion_tokens']} completion tokens, "
         f"${o['judge_cost_usd']:.4f}. Total ${o['cost_usd']:.4f}.",
     ]
-    if report.get("run"):
+    if isinstance(report.get("usage"), dict):
+        lines += ["", *(line[0].upper() + line[1:] + "." for line in usage_lines(report["usage"]))]
+    elif report.get("run"):
         r = report["run"]
         lines.append(
             f"Wall time {r['wall_time_s']} s, {r['requests']} requests ({r['cached']} cached), {r['retries']} retries."

@@ -20,6 +20,7 @@ from realtalk_cli.tasks.probe.report import build_report, memory_lines, report_m
 from realtalk_cli.tasks.probe.rows import PROBE_FIELDS, row_key, score_row
 from realtalk_cli.tasks.runs.identity import command_line
 from realtalk_cli.tasks.runs.results import completeness, final_rows, read_predictions, write_reports
+from realtalk_cli.tasks.runs.spend import Spending
 
 
 def rescore(
@@ -43,38 +44,51 @@ def rescore(
     _check_old_report(old_report, report_path)
     # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
     verdicts = judge_protocol(probe_protocol(_run_compat(old_report, report_path)).judge)
-    judge_hash = verdicts.prompt_hash
     judge = None
     if judge_model:
         cache = open_cache(use_cache) if verdicts.cached else None
         endpoint = resolve_model(judge_model, base_url, api_key_env)
         judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load(), timeout_s=timeout)
     with run_folder(run_dir, None, PROBE_FILES):
-        rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
-        answered = [r for r in rows if r.get("error") is None]
-        for r in answered:
-            score_row(r)
-        stopped = False
-        if judge is not None:
-            stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
-        write_jsonl(pred_path, rows)
-        m = old_report.get("manifest", {})
-        m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
-        if judge is not None:
-            m["prompts"] = {**m.get("prompts", {}), **verdicts.prompt_hashes()}
-            if isinstance(m.get("protocol"), dict):
-                m["protocol"]["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
-        m["rescored_with"] = command_line()
-        report = build_report(rows, m)
-        unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
-        report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
-        report["run"] = old_report.get("run", {})
-        if judge is not None:
-            report["run"]["rescore_judge_requests"] = judge.totals.requests
-        report["warnings"] = old_report.get("warnings", [])
-        if old_report.get("memory"):
-            report["memory"] = old_report["memory"]
-        write_reports(run_dir, report, report_markdown(report))
+        spending = Spending(run_dir).start()  # the judge's requests are the run folder's spending too
+        try:
+            report = _rescore(run_dir, old_report, verdicts, judge, spending, progress)
+        finally:
+            spending.finish()
+    return report
+
+
+def _rescore(run_dir: Path, old_report: dict, verdicts, judge: LLMClient | None, spending: Spending, progress) -> dict:
+    """The rescore itself, in the locked run folder: F1 again, the judge when given, completeness, reports."""
+    pred_path = run_dir / "predictions.jsonl"
+    judge_hash = verdicts.prompt_hash
+    spending.attach(judge, "judge")
+    rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
+    answered = [r for r in rows if r.get("error") is None]
+    for r in answered:
+        score_row(r)
+    stopped = False
+    if judge is not None:
+        stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
+    write_jsonl(pred_path, rows)
+    m = old_report.get("manifest", {})
+    m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
+    if judge is not None:
+        m["prompts"] = {**m.get("prompts", {}), **verdicts.prompt_hashes()}
+        if isinstance(m.get("protocol"), dict):
+            m["protocol"]["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
+    m["rescored_with"] = command_line()
+    report = build_report(rows, m)
+    unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
+    report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
+    report["run"] = old_report.get("run", {})
+    if judge is not None:
+        report["run"]["rescore_judge_requests"] = judge.totals.requests
+    report["usage"] = spending.summary()
+    report["warnings"] = old_report.get("warnings", [])
+    if old_report.get("memory"):
+        report["memory"] = old_report["memory"]
+    write_reports(run_dir, report, report_markdown(report))
     return report
 
 

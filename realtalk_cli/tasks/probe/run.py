@@ -11,7 +11,6 @@ rescore`: rescore.py; batch jobs: batch.py.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import orjson
 
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient, Totals, Usage
+from realtalk_cli.llm.client import Completion, LLMClient, NotSent, Totals, Usage
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
@@ -43,6 +42,7 @@ from realtalk_cli.tasks.probe.rows import (
 from realtalk_cli.tasks.prompts import text_hash
 from realtalk_cli.tasks.runs.results import final_rows, read_predictions, write_reports
 from realtalk_cli.tasks.runs.settings import load_prices
+from realtalk_cli.tasks.runs.spend import Spending, halting, request_counts, run_times
 
 MEMORY_MAX_TOKENS = 400  # a memory's own requests while ingesting (e.g. session summaries)
 PRICED_ANSWER_TOKENS = 32  # the answer size a dry run prices when a protocol leaves max_tokens to the provider
@@ -61,6 +61,8 @@ class ProbeSetup:
     prices: Prices
     memories: MemoryRunner | None
     identity: dict
+    spending: Spending  # the run folder's spending record, read once the run holds the folder
+    clients: list[LLMClient] = field(default_factory=list)  # this invocation's, halted at --max-cost
 
     @property
     def predictions(self) -> Path:
@@ -89,17 +91,19 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     # runs only once the folder is ours.
     items = setup.items() if setup.memories is None else None
     with run_folder(opts.out, setup.identity, PROBE_FILES, opts.force):
-        items = setup.items() if items is None else items
-        rows = resumed_rows(setup.predictions)
-        started = time.perf_counter()
-        spent = Spending(opts.max_cost, setup.memories)
-        answers = answer(setup, items, rows, spent, progress)
-        rows = final_rows(rows + answers.rows, row_key)  # the file is read once per run
-        if not answers.stopped_for_cost:
-            answers.stopped_for_cost = judge_earlier_rows(setup, rows, answers, spent, progress)
-        write_jsonl(setup.predictions, rows)
-        report = probe_report(setup, items, rows, answers, time.perf_counter() - started)
-        write_reports(opts.out, report, report_markdown(report))
+        setup.spending.start()
+        try:
+            items = setup.items() if items is None else items
+            rows = resumed_rows(setup.predictions)
+            answers = answer(setup, items, rows, progress)
+            rows = final_rows(rows + answers.rows, row_key)  # the file is read once per run
+            if not answers.stopped_for_cost:
+                answers.stopped_for_cost = judge_earlier_rows(setup, rows, answers, progress)
+            write_jsonl(setup.predictions, rows)
+            report = probe_report(setup, items, rows, answers)
+            write_reports(opts.out, report, report_markdown(report))
+        finally:
+            setup.spending.finish()
     return report
 
 
@@ -113,10 +117,19 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     prices = load_prices(
         [endpoint, *([judge_endpoint] if judge_endpoint else [])], opts.max_cost, opts.price_in, opts.price_out
     )
-    memories = memory_runner(opts, endpoint, prices, dry_run)
+    spending = Spending(opts.out)
+    clients: list[LLMClient] = []
+    memories = memory_runner(opts, endpoint, prices, dry_run, spending, clients)
     identity = probe_identity(opts, endpoint, files, protocol, memories)
     judge = judge_protocol(protocol.judge)
-    return ProbeSetup(files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity)
+    return ProbeSetup(
+        files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity, spending, clients
+    )
+
+
+def over_budget(setup: ProbeSetup):
+    """The run's --max-cost check: the whole folder's spending (answers, judge, memory; every invocation)."""
+    return halting(setup.spending, setup.opts.max_cost, lambda: setup.clients)
 
 
 def resumed_rows(path: Path) -> list[dict]:
@@ -159,25 +172,10 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
     return estimate
 
 
-class Spending:
-    """What the run's clients and its memory have spent, against --max-cost."""
-
-    def __init__(self, max_cost: float | None, memories: MemoryRunner | None):
-        self.max_cost = max_cost
-        self.memories = memories
-        self.clients: list[LLMClient] = []
-
-    def over_budget(self) -> bool:
-        if self.max_cost is None:
-            return False
-        ingested = self.memories.llm_totals.cost_usd if self.memories else 0.0
-        return sum(c.totals.cost_usd for c in self.clients) + ingested >= self.max_cost
-
-
 def judge_client(setup: ProbeSetup, limiter: Limiter, beside: LLMClient | None = None) -> LLMClient:
     """The judge's client: beside the answering client (sharing its limiter, cache and connections), or alone."""
     cache = (beside.cache if beside else open_cache(setup.opts.use_cache)) if setup.judge.cached else None
-    return LLMClient(
+    client = LLMClient(
         setup.judge_endpoint,
         cache=cache,
         prices=setup.prices,
@@ -186,9 +184,11 @@ def judge_client(setup: ProbeSetup, limiter: Limiter, beside: LLMClient | None =
         share_connections_with=beside,
         timeout_s=setup.opts.timeout,
     )
+    setup.clients.append(client)
+    return setup.spending.attach(client, "judge")
 
 
-def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spending, progress) -> Answers:
+def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], progress) -> Answers:
     """Ask every question not answered yet; each answer is judged as it arrives and appended as one line."""
     opts, endpoint = setup.opts, setup.endpoint
     done = {row_key(r) for r in rows if r.get("error") is None}
@@ -204,8 +204,9 @@ def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spendi
         priority=ANSWER,
         timeout_s=opts.timeout,
     )
+    setup.clients.append(setup.spending.attach(client, "answer"))
     judge = judge_client(setup, limiter, beside=client) if setup.judge_endpoint else None
-    spent.clients += [client, *([judge] if judge else [])]
+    budget = over_budget(setup)
     result = Answers()
     with open(setup.predictions, "ab") as sink:
         for it in unasked:
@@ -214,28 +215,35 @@ def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spendi
 
         async def finish(item: Item, c: Completion) -> None:
             row = prediction_row(item, c, endpoint.label, raw=setup.protocol.keep_raw_reply)
-            if judge is not None and c.error is None:
-                await judge_row(judge, row, setup.judge)
+            if judge is not None and c.error is None and not budget():
+                try:
+                    await judge_row(judge, row, setup.judge)
+                except NotSent:  # the run stopped at --max-cost: the next invocation judges it
+                    pass
             sink.write(orjson.dumps(row) + b"\n")
             sink.flush()
             result.rows.append(row)
             if progress:
                 progress(row, client.totals)
-            if spent.over_budget():
+            if budget():
                 raise StopRun()
 
         jobs = [(it, lambda it=it: it.messages) for it in todo]
         if progress and hasattr(progress, "start"):
             progress.start(len(todo), len(items) - len(todo), "answered")
-        result.stopped_for_cost = run_jobs(
+        if todo and budget():  # spent already (earlier invocations, the memory's ingestion): nothing is sent
+            result.stopped_for_cost = True
+            jobs = []
+        stopped = run_jobs(
             client, jobs, finish, also_close=[judge], group_of=_context_group, **setup.protocol.answer_params
         )
+        result.stopped_for_cost = result.stopped_for_cost or stopped
     result.client = client.totals
     result.judges = [judge.totals] if judge else []
     return result
 
 
-def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, spent: Spending, progress) -> bool:
+def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, progress) -> bool:
     """Judge the rows answered earlier (or judged by another judge, or whose verdict failed in an earlier
     invocation: one judged as it was answered now waits for the next, so an item is asked at most the judge's
     attempts per invocation); True when --max-cost stopped it. The judge runs alone, after the answering
@@ -246,14 +254,15 @@ def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, sp
         needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in earlier
     ):
         return False
+    if over_budget(setup)():
+        return True
     judge = judge_client(setup, Limiter(setup.opts.concurrency))
-    spent.clients.append(judge)
-    stopped = judge_rows(earlier, judge, setup.judge, progress, spent.over_budget)
+    stopped = judge_rows(earlier, judge, setup.judge, progress, over_budget(setup))
     answers.judges.append(judge.totals)
     return stopped
 
 
-def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers: Answers, seconds: float) -> dict:
+def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers: Answers) -> dict:
     """report.json's content: scores of the final rows, the manifest, completeness and the run's figures."""
     opts, endpoint, judge_endpoint = setup.opts, setup.endpoint, setup.judge_endpoint
     prompts = {**setup.protocol.prompt_hashes(), **setup.judge.prompt_hashes()}
@@ -267,8 +276,9 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
         probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost)
     )
     client, judges = answers.client, answers.judges
+    usage = setup.spending.summary()
     report["run"] = {
-        "wall_time_s": round(seconds, 3),
+        **run_times(usage),
         "requests": client.requests,
         "cached": client.cached,
         "retries": client.retries + sum(t.retries for t in judges),
@@ -278,7 +288,9 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
         "judge_errors": sum(t.errors for t in judges),
         "stopped_for_max_cost": answers.stopped_for_cost,
         "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
+        **request_counts(usage),
     }
+    report["usage"] = usage
     if setup.memories is not None:
         report["memory"] = setup.memories.summary()
     if report["run"]["dropped_sessions"]:
@@ -312,8 +324,17 @@ def estimate_cached_tokens(items: list[Item], model: str) -> list[int]:
     return estimates
 
 
-def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_run: bool) -> MemoryRunner | None:
-    """The run's retriever or memory; a memory that writes with an LLM uses the answering model's endpoint."""
+def memory_runner(
+    opts: ProbeOptions,
+    endpoint: Endpoint,
+    prices: Prices,
+    dry_run: bool,
+    spending: Spending | None = None,
+    clients: list[LLMClient] | None = None,
+) -> MemoryRunner | None:
+    """The run's retriever or memory; a memory that writes with an LLM uses the answering model's endpoint. Its
+    requests are recorded in the run folder's `spending` (stage "memory") and stop at --max-cost like the others
+    (a request not sent is a None reply: the memory asks it again next run)."""
     choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
     if choice is None:
         return None
@@ -337,11 +358,17 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
             timeout_s=opts.timeout,
         )
         replies: list[str | None] = [None] * len(requests)
+        if spending is not None:
+            spending.attach(client, "memory")
+            clients.append(client)
+        budget = halting(spending, opts.max_cost, lambda: [client]) if spending is not None else lambda: False
 
         def done(i: int, c: Completion) -> None:
             replies[i] = c.text if c.error is None else None
+            if budget():
+                raise StopRun()
 
-        run_jobs(client, list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
+        run_jobs(client, [] if budget() else list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
         runner.add_llm_usage(client.totals)
         return replies
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 
 from realtalk_cli.tasks.runs.results import status_lines
+from realtalk_cli.tasks.runs.spend import usage_lines
 
 EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
 SCORES = ("rouge_l", "bertscore", *(f"{k}_agreement" for k in EI_LABELS), "intimacy_diff", "empathy_diff")
@@ -77,4 +78,6 @@ def report_markdown(report: dict) -> str:
         + " | ".join(f"{_fmt(report['overall'][s]['mean'])} ± {_fmt(report['overall'][s]['std'])}" for s in SCORES)
         + " |"
     )
+    if isinstance(report.get("usage"), dict):
+        lines += ["", *(line[0].upper() + line[1:] + "." for line in usage_lines(report["usage"]))]
     return "\n".join(lines) + "\n"
