@@ -201,3 +201,51 @@ def test_a_session_reply_that_labels_only_part_of_it_is_asked_again_not_cached(t
         third = runner.invoke(app, [*args, "--per", "session"])  # the same requests as the second's
     assert third.exit_code == 0, third.output  # they reached the model: the partial replies were not cached
     assert json.loads((out / "metrics.json").read_text())["complete"]
+
+
+def test_a_killed_resume_leaves_no_report_claiming_complete(tmp_path: Path, monkeypatch):
+    import realtalk_cli.tasks.probe.run as probe_run
+
+    fake = FakeLLM(reply=gold_reply)
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        assert probe(url, out, "--limit", "2").exit_code == 0 and report_of(out)["complete"]
+
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(probe_run, "judge_earlier_rows", killed)  # after the answers, before the report
+        interrupted = probe(url, out, "--limit", "6")
+        assert interrupted.exit_code == 130, interrupted.output
+    report = report_of(out)
+    assert report["complete"] is False and report["incomplete"]["unfinished"]
+    assert report["overall"]["overall"]["count"] == 2  # the earlier invocation's figures, said to be stale
+    assert "INCOMPLETE RUN" in (out / "report.md").read_text().splitlines()[2]
+    board = json.loads(runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "board"), "--json"]).output)
+    assert board["runs"][0]["complete"] is False
+
+
+def test_a_pending_batch_for_more_items_leaves_no_report_claiming_complete(tmp_path: Path):
+    from .test_batch import until_done
+
+    fake = FakeLLM(reply=gold_reply)
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        codes, _ = until_done(url, out, "--limit", "2")
+        assert codes[-1] == 0 and report_of(out)["complete"]
+        pending = probe(url, out, "--batch", "--limit", "6")
+    assert pending.exit_code == 3 and "submitted answer batch" in pending.output
+    assert report_of(out)["complete"] is False
+
+
+def test_rescore_of_a_run_stopped_by_max_cost_stays_incomplete(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        stopped = probe(url, out, "--concurrency", "1", "--max-cost", "0.0000001")
+    assert stopped.exit_code == 3, stopped.output
+    rescored = runner.invoke(app, ["probe", "rescore", str(out), "--json"])
+    assert rescored.exit_code == 3, rescored.output
+    report = report_of(out)
+    assert report["complete"] is False and report["incomplete"]["stopped_for_max_cost"]
+    assert report["incomplete"]["not_run"] == 5

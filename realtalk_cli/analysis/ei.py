@@ -43,7 +43,7 @@ from realtalk_cli.analysis.metrics import (
 )
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, read_jsonl, run_folder, write_atomic
+from realtalk_cli.fileio import check_run_identity, mark_unfinished, read_jsonl, run_folder, write_atomic
 
 # --- aggregation -------------------------------------------------------------------------------
 
@@ -200,6 +200,7 @@ def run_ei(
             empathy_client = LLMClient(endpoint, concurrency=concurrency, prices=prices, timeout_s=timeout)
     labellers = {"hf": HFLabeler(hf_models) if backend == "hf" else None, "paper": paper_classifiers}
     with run_folder(out, ei_identity(chats, backend, endpoint, per, hf_models, unit), EI_FILES, force):
+        mark_unfinished(out, "metrics.json", None)
         return _label_and_measure(
             chats, out, backend, per, unit, (client, empathy_client), labellers, progress, max_cost, batch
         )

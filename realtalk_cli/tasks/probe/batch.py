@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_jsonl, run_folder, write_jsonl
+from realtalk_cli.fileio import mark_unfinished, read_jsonl, run_folder, write_jsonl
 from realtalk_cli.llm import batch
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, Usage
@@ -48,6 +48,7 @@ def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None,
         raise RealtalkError(f"--batch needs an API endpoint; {endpoint.label} answers at once without one")
     with run_folder(opts.out, setup.identity, BATCH_FILES, opts.force):
         setup.spending.start()
+        mark_unfinished(opts.out)
         cache = None
         try:
             items = {custom_id(it.chat.name, it.qa_index): it for it in setup.items()}  # a memory may write here

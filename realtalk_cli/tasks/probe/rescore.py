@@ -81,6 +81,7 @@ def _rescore(run_dir: Path, old_report: dict, verdicts, judge: LLMClient | None,
     report = build_report(rows, m)
     unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
     report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
+    _keep_unfinished(report, old_report, run_dir / "report.json")
     report["run"] = old_report.get("run", {})
     if judge is not None:
         report["run"]["rescore_judge_requests"] = judge.totals.requests
@@ -90,6 +91,30 @@ def _rescore(run_dir: Path, old_report: dict, verdicts, judge: LLMClient | None,
         report["memory"] = old_report["memory"]
     write_reports(run_dir, report, report_markdown(report))
     return report
+
+
+def _keep_unfinished(report: dict, old: dict, path: Path) -> None:
+    """Rescoring judges the rows there are, never the questions the run did not ask: a run stopped by --max-cost,
+    with questions not run, interrupted (its report marked unfinished) or without a report at all stays
+    incomplete."""
+    before = old.get("incomplete") if isinstance(old.get("incomplete"), dict) else {}
+    not_run = before.get("not_run") if type(before.get("not_run")) is int else 0
+    stopped = before.get("stopped_for_max_cost") is True
+    reasons = [r for r in (report.get("incomplete") or {}).get("reason", "").split("; ") if r]
+    if not path.exists():
+        reasons.append("no report.json: whether the run asked every question is unknown")
+    elif before.get("unfinished") is True:
+        reasons.append(str(before.get("reason") or "the run's latest invocation has not finished"))
+    else:
+        reasons += ["stopped at --max-cost"] if stopped else []
+        reasons += [f"{not_run} questions not run"] if not_run else []
+    if not reasons:
+        return
+    incomplete = report.get("incomplete") or {"failed": 0, "not_run": 0, "unscored": 0, "stopped_for_max_cost": False}
+    incomplete["not_run"] = max(incomplete.get("not_run", 0), not_run)
+    incomplete["stopped_for_max_cost"] = incomplete.get("stopped_for_max_cost") or stopped
+    incomplete["reason"] = "; ".join(dict.fromkeys(reasons))
+    report["complete"], report["incomplete"] = False, incomplete
 
 
 def _check_old_report(report, path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
+from realtalk_cli.fileio import check_run_identity, mark_unfinished, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, NotSent, Totals, Usage
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
@@ -92,6 +92,7 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     items = setup.items() if setup.memories is None else None
     with run_folder(opts.out, setup.identity, PROBE_FILES, opts.force):
         setup.spending.start()
+        mark_unfinished(opts.out)
         try:
             items = setup.items() if items is None else items
             rows = resumed_rows(setup.predictions)

@@ -19,7 +19,7 @@ from realtalk_cli.analysis.ei_hf import HFLabeler
 from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.data.model import person_key
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
+from realtalk_cli.fileio import check_run_identity, mark_unfinished, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, require_key
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
@@ -27,7 +27,12 @@ from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.scoring.f1 import rouge_l
 from realtalk_cli.tasks.prompts import prompt_text, text_hash
 from realtalk_cli.tasks.runs.identity import manifest, run_identity
-from realtalk_cli.tasks.runs.results import completeness, final_rows, read_predictions, write_reports
+from realtalk_cli.tasks.runs.results import (
+    completeness,
+    final_rows,
+    read_predictions,
+    write_reports,
+)
 from realtalk_cli.tasks.runs.settings import load_prices
 from realtalk_cli.tasks.runs.spend import USAGE_FILE, Spending, halting, request_counts, run_times
 from realtalk_cli.tasks.simulate.options import SimulateOptions
@@ -103,6 +108,7 @@ def run_simulate(
         require_key(ei_endpoint)  # labels are asked after the replies: a missing key must stop the run now
     with run_folder(opts.out, identity, [*SIMULATE_FILES, "batch.json"], opts.force):
         spending = Spending(opts.out).start()
+        mark_unfinished(opts.out)
         try:
             return _run(
                 files, opts, endpoint, system_template, targets, prices, scorer, hf_labeler, progress, batch, spending
