@@ -249,3 +249,65 @@ def test_rescore_of_a_run_stopped_by_max_cost_stays_incomplete(tmp_path: Path):
     report = report_of(out)
     assert report["complete"] is False and report["incomplete"]["stopped_for_max_cost"]
     assert report["incomplete"]["not_run"] == 5
+
+
+def test_report_figures_are_rounded_once_and_the_judge_says_its_n():
+    from realtalk_cli.tasks.probe.report import build_report, report_markdown
+
+    def row(i: int, f1: float, judge: float | None) -> dict:
+        return {
+            "chat": "c",
+            "dataset": "realtalk",
+            "qa_index": i,
+            "category": 1,
+            "category_name": "multi-hop",
+            "f1": f1,
+            "f1_date_normalised": f1,
+            "judge_score": judge,
+            "judge_model": "j" if judge is not None else None,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "cost_usd": 0.0,
+            "error": None,
+        }
+
+    report = build_report([row(0, 0.12251, 1.0), row(1, 0.12251, None)], {"judge_model": "j"})
+    overall = report["overall"]["overall"]
+    assert overall["f1"] == pytest.approx(0.12251)  # exact, not 0.1225 (which shows as 0.122)
+    assert overall["judge"] == 1.0 and overall["judge_count"] == 1 and overall["count"] == 2
+    table = report_markdown(report)
+    assert "| all | 1 multi-hop | 2 | 0.123 | 0.123 | 1.000 (n=1) |" in table
+
+
+def test_stats_round_once_and_a_total_says_how_it_aggregates():
+    from realtalk_cli.analysis.stats import ChatStats, _fill_summaries, total_stats
+
+    chat = ChatStats("c", "realtalk", gaps_hours=[1.004, 1.004, 1.009], spans_days=[1.014])
+    _fill_summaries(chat)
+    other = ChatStats("d", "realtalk", spans_days=[2.0])
+    _fill_summaries(other)
+    # exact values rounded once: the mean of 1.004, 1.004, 1.009 is 1.0057 -> 1.01 (not 1.0, from 1.0, 1.0, 1.01)
+    assert chat.gap_hours_mean == 1.01 and chat.days_spanned == 1.01
+    total = total_stats([chat, other])
+    assert total.days_spanned == 1.51  # the mean per chat of the exact spans (1.507), not of 1.01 and 2.0
+    assert "mean per chat" in total.row()["aggregation"] and "aggregation" not in chat.row()
+
+
+def test_dry_run_estimates_answers_judge_and_memory_and_their_total(tmp_path: Path):
+    fake = FakeLLM(reply=verdicts('{"score": 1}'))
+    out = tmp_path / "run"
+    args = ("--judge-model", "gpt-4o-mini", "--memory", "llm-summaries", "--max-cost", "5")
+    with serve_llm(fake) as url:
+        plan = json.loads(probe(url, out, *args, "--dry-run", "--json").output)
+        parts = [plan["estimated_cost_usd"], plan["judge"]["estimated_cost_usd"], plan["memory"]["estimated_cost_usd"]]
+        assert all(p > 0 for p in parts) and plan["total"]["estimated_cost_usd"] == pytest.approx(sum(parts))
+        batch = json.loads(probe(url, out, *args, "--dry-run", "--json", "--batch").output)
+        assert batch["judge"]["batch"] and batch["judge"]["estimated_cost_usd"] < plan["judge"]["estimated_cost_usd"]
+        assert (
+            probe(url, out, "--judge-model", "gpt-4o-mini", "--memory", "llm-summaries", "--limit", "1").exit_code == 0
+        )
+        text = probe(url, out, *args, "--dry-run").output
+    assert fake.requests and "estimated total (answers, judge, memory ingestion): $" in text
+    assert "the run folder has spent $" in " ".join(text.split()) and "--max-cost 5 covers both" in " ".join(
+        text.split()
+    )

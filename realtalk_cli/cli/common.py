@@ -299,6 +299,12 @@ def print_plan(plan: dict, unit: str, as_json: bool) -> None:
             f"{memory['answer_context_tokens_max']} more prompt tokens (--context-tokens per question)",
             soft_wrap=True,
         )
+    total = plan.get("total")
+    if total:
+        cost = f"${total['estimated_cost_usd']:.4f}" if total["priced"] else "unknown (a model not in prices.toml)"
+        spent = f"; the run folder has spent ${total['spent_usd']:.4f} so far" if total["spent_usd"] else ""
+        cap = f"; --max-cost {total['max_cost']:g} covers both" if total["max_cost"] is not None else ""
+        out.print(f"estimated total (answers, judge, memory ingestion): {cost}{spent}{cap}", soft_wrap=True)
 
 
 def finish_run(report: dict, score: float | None, fail_under: float | None, score_name: str) -> None:

@@ -318,7 +318,7 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, memory_lines
+    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, judge_cell, memory_lines
 
     recall = "recall" in report["overall"]["overall"]
     from rich.table import Table
@@ -335,7 +335,7 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     def cells(s: dict) -> list[str]:
-        row = [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), fmt(s["judge"])]
+        row = [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), judge_cell(s)]
         if recall:
             row += [fmt(s.get("recall")), "-" if s.get("context_tokens") is None else f"{s['context_tokens']:.0f}"]
         return row

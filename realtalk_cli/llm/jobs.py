@@ -39,10 +39,8 @@ def dry_run_plan(
         "cached_tokens_estimate": cached,
         "tokens_exact": all(exact for _, exact in counts),
         f"prompt_tokens_per_{unit}": round(tokens / len(requests), 1) if requests else 0,
-        "estimated_cost_usd": round(cost, 4),
-        "estimated_cost_uncached_usd": round(
-            prices.cost(endpoint.model, tokens, max_tokens * len(requests), batch=batch), 4
-        ),
+        "estimated_cost_usd": cost,  # exact: rounded once, where it is shown
+        "estimated_cost_uncached_usd": prices.cost(endpoint.model, tokens, max_tokens * len(requests), batch=batch),
         "batch": batch,
         "priced": prices.known(endpoint.model),
         "model": endpoint.label,
