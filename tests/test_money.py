@@ -161,6 +161,10 @@ def test_a_reply_without_usage_is_estimated_and_says_so(tmp_path: Path):
     assert report_of(out)["run"]["tokens_estimated"] == 1
     assert "1 replies came without usage" in " ".join(result.output.split())
     assert "estimated with realtalk's tokenizer" in (out / "report.md").read_text()
+    with serve_llm(FakeLLM(reply=verdicts('{"score": 1}'), faults=["usage_null"])) as url:
+        judged = probe(url, out, "--judge-model", "gpt-4o-mini", "--concurrency", "1")
+    assert judged.exit_code == 0, judged.output
+    assert sum(bool(r.get("judge_tokens_estimated")) for r in rows_of(out)) == 1
 
 
 def test_simulate_max_cost_covers_every_invocation(tmp_path: Path):

@@ -20,6 +20,10 @@ def record_verdict(row: dict, score: float | None, c: Completion, cost: float, c
     row["judge_prompt_tokens"] = c.usage.prompt_tokens
     row["judge_completion_tokens"] = c.usage.completion_tokens
     row["judge_cost_usd"] = cost
+    if c.usage.estimated:  # a reply without usage: counted with realtalk's tokenizer
+        row["judge_tokens_estimated"] = True
+    else:
+        row.pop("judge_tokens_estimated", None)
 
 
 def needs_judging(row: dict, judge_label: str, prompt: str) -> bool:
