@@ -151,17 +151,17 @@ def test_memory_ingestion_counts_against_max_cost_and_is_shown_on_its_own_line(t
 
 
 def test_a_reply_without_usage_is_estimated_and_says_so(tmp_path: Path):
-    fake = FakeLLM(reply=gold_reply, faults=["usage_null"])
+    fake = FakeLLM(reply=verdicts('{"score": 1}'), faults=["usage_null"])
     out = tmp_path / "run"
     with serve_llm(fake) as url:
         result = probe(url, out, "--concurrency", "1")
-    assert result.exit_code == 0, result.output
-    estimated = [r for r in rows_of(out) if r.get("tokens_estimated")]
-    assert len(estimated) == 1 and estimated[0]["prompt_tokens"] > 0
-    assert report_of(out)["run"]["tokens_estimated"] == 1
-    assert "1 replies came without usage" in " ".join(result.output.split())
-    assert "estimated with realtalk's tokenizer" in (out / "report.md").read_text()
-    with serve_llm(FakeLLM(reply=verdicts('{"score": 1}'), faults=["usage_null"])) as url:
+        assert result.exit_code == 0, result.output
+        estimated = [r for r in rows_of(out) if r.get("tokens_estimated")]
+        assert len(estimated) == 1 and estimated[0]["prompt_tokens"] > 0
+        assert report_of(out)["run"]["tokens_estimated"] == 1
+        assert "1 replies came without usage" in " ".join(result.output.split())
+        assert "estimated with realtalk's tokenizer" in (out / "report.md").read_text()
+        fake.faults.append("usage_null")
         judged = probe(url, out, "--judge-model", "gpt-4o-mini", "--concurrency", "1")
     assert judged.exit_code == 0, judged.output
     assert sum(bool(r.get("judge_tokens_estimated")) for r in rows_of(out)) == 1
