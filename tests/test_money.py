@@ -315,3 +315,18 @@ def test_dry_run_estimates_answers_judge_and_memory_and_their_total(tmp_path: Pa
     assert "the run folder has spent $" in " ".join(text.split()) and "--max-cost 5 covers both" in " ".join(
         text.split()
     )
+
+
+def test_a_folder_of_an_earlier_version_is_credited_with_what_its_rows_cost(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        assert probe(url, out, "--limit", "3", "--no-cache").exit_code == 0
+        spent = sum(r["cost_usd"] for r in rows_of(out))
+        (out / "usage.jsonl").unlink()  # as a run of an earlier version left it
+        sent = len(fake.requests)
+        dry = json.loads(probe(url, out, "--no-cache", "--dry-run", "--json").output)
+        assert dry["total"]["spent_usd"] == pytest.approx(spent) and not (out / "usage.jsonl").exists()
+        capped = probe(url, out, "--no-cache", "--max-cost", str(spent * 0.9))
+    assert capped.exit_code == 3 and len(fake.requests) == sent, capped.output
+    assert report_of(out)["usage"]["run_folder"]["answer"]["requests"] == 3

@@ -42,7 +42,7 @@ from realtalk_cli.tasks.probe.rows import (
 from realtalk_cli.tasks.prompts import text_hash
 from realtalk_cli.tasks.runs.results import final_rows, read_predictions, write_reports
 from realtalk_cli.tasks.runs.settings import load_prices
-from realtalk_cli.tasks.runs.spend import USAGE_FILE, Spending, halting, request_counts, run_times
+from realtalk_cli.tasks.runs.spend import Spending, halting, request_counts, run_times
 
 MEMORY_MAX_TOKENS = 400  # a memory's own requests while ingesting (e.g. session summaries)
 PRICED_ANSWER_TOKENS = 32  # the answer size a dry run prices when a protocol leaves max_tokens to the provider
@@ -173,7 +173,7 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
             setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens, batch=batch
         )
     parts = [estimate, *(estimate[k] for k in ("judge", "memory") if k in estimate)]
-    spent = Spending(opts.out).start().spent() if (opts.out / USAGE_FILE).is_file() else 0.0  # read, not written
+    spent = Spending(opts.out).start(write=False).spent() if opts.out.is_dir() else 0.0  # read, not written
     estimate["total"] = {
         "estimated_cost_usd": sum(p["estimated_cost_usd"] for p in parts),  # answers + judge + memory ingestion
         "priced": all(p["priced"] for p in parts),

@@ -41,9 +41,17 @@ class Spending:
         self._lock = threading.Lock()  # a memory's requests are recorded from its own thread
         self._started = time.perf_counter()
 
-    def start(self) -> Spending:
-        """Read what earlier invocations spent (the caller holds the run folder); this invocation's clock starts."""
-        for n, line in enumerate(read_jsonl(self.path), start=1):
+    def start(self, write: bool = True) -> Spending:
+        """Read what earlier invocations spent (the caller holds the run folder); this invocation's clock starts.
+        A folder of an earlier version (rows, no usage.jsonl) is credited with what its rows say they cost,
+        written down as usage.jsonl's first lines (unless `write` is False: a dry run writes nothing)."""
+        if self.path.exists():
+            lines = read_jsonl(self.path)
+        else:
+            lines = _from_rows(self.path.parent / "predictions.jsonl")
+            for line in lines if write else []:
+                self._append(line)
+        for n, line in enumerate(lines, start=1):
             if isinstance(line, dict) and set(line) == {"wall_s"} and _amount(line["wall_s"]):
                 self.wall_before += line["wall_s"]
                 self.invocations_before += 1
@@ -118,6 +126,30 @@ class Spending:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as f:
             f.write(orjson.dumps(line) + b"\n")
+
+
+def _from_rows(path: Path) -> list[dict]:
+    """The spending an earlier version's run folder shows in its rows (answers and verdicts; what failed rows
+    cost and what was replaced is not there), as usage.jsonl lines, marked `from_rows`."""
+    try:
+        rows = [r for r in read_jsonl(path) if isinstance(r, dict)]
+    except RealtalkError:
+        return []  # a damaged predictions file is reported by the run that reads it
+    lines = []
+    for stage, prefix in (("answer", ""), ("judge", "judge_")):
+        totals = Totals()
+        for r in rows:
+            cost = r.get(f"{prefix}cost_usd")
+            if not _amount(cost):
+                continue
+            totals.requests += 1
+            totals.cost_usd += cost
+            for name in ("prompt_tokens", "completion_tokens"):
+                value = r.get(f"{prefix}{name}")
+                setattr(totals, name, getattr(totals, name) + (value if type(value) is int and value >= 0 else 0))
+        if totals.requests:
+            lines.append({"stage": stage, **asdict(totals), "from_rows": True})
+    return lines
 
 
 def _amount(value: object) -> bool:
