@@ -57,6 +57,12 @@ class BatchFolder:
                     raise RealtalkError(f"{self.path}: job {n} lacks its id, stage, input_file or status")
                 if not isinstance(job.get("params"), dict) or not isinstance(job.get("requests"), int):
                     raise RealtalkError(f"{self.path}: job {n} lacks its params or request count")
+                for key in ("batch_ids", "strays"):
+                    ids = job.get(key, [])
+                    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                        raise RealtalkError(f"{self.path}: job {n}: {key} is not a list of batch ids")
+                if not isinstance(job.get("client_key", ""), str):
+                    raise RealtalkError(f"{self.path}: job {n}: client_key is not text")
 
     @property
     def jobs(self) -> list[dict]:
