@@ -330,3 +330,22 @@ def test_a_folder_of_an_earlier_version_is_credited_with_what_its_rows_cost(tmp_
         capped = probe(url, out, "--no-cache", "--max-cost", str(spent * 0.9))
     assert capped.exit_code == 3 and len(fake.requests) == sent, capped.output
     assert report_of(out)["usage"]["run_folder"]["answer"]["requests"] == 3
+
+
+def test_analyze_ei_max_cost_covers_every_invocation(tmp_path: Path, monkeypatch):
+    from .conftest import SAMPLE_JSON
+    from .llm_server import API_KEY
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    fake = FakeLLM(reply=lambda body: '{"sentiment": "neutral", "emotion": "joy"}')
+    out = tmp_path / "ei"
+    args = ["analyze", "ei", str(SAMPLE_JSON), "--out", str(out), "--backend", "llm", "--model", "gpt-4o-mini"]
+    args += ["--concurrency", "1", "--max-cost", "0.0000001"]
+    with serve_llm(fake) as url:
+        monkeypatch.setenv("OPENAI_BASE_URL", url)
+        first = runner.invoke(app, args)
+        assert first.exit_code == 3 and len(fake.requests) == 1, first.output
+        second = runner.invoke(app, args)
+    assert second.exit_code == 3 and len(fake.requests) == 1, second.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["usage"]["stopped_for_max_cost"] and metrics["spending"]["run_folder"]["invocations"] == 2

@@ -168,8 +168,11 @@ def _record(tag: tuple[Chat, list[tuple[int, Message]]], completion, per: str, s
         sink(annotate(chat, i, m, source, labels))
 
 
-def label_llm_batch(pending: list[tuple[Chat, set[int]]], client, per: str, sink, folder, max_cost=None) -> str | None:
-    """The labelling calls as a batch job (llm/batch.py): record what came back; what is pending, if anything."""
+def label_llm_batch(
+    pending: list[tuple[Chat, set[int]]], client, per: str, sink, folder, max_cost=None, spending=None
+) -> tuple[str | None, bool]:
+    """The labelling calls as a batch job (llm/batch.py): record what came back (in the run folder's `spending`
+    too); (what is pending, if anything; whether --max-cost held calls back)."""
     from realtalk_cli.llm import batch
 
     calls, max_tokens = llm_requests(pending, per)
@@ -180,26 +183,31 @@ def label_llm_batch(pending: list[tuple[Chat, set[int]]], client, per: str, sink
     def accept(custom_id: str, text: str) -> bool:
         return custom_id in tags and labels_every(tags[custom_id][1], per)(text)
 
-    def record(results: dict, _batch_id: str | None) -> None:
+    def record(results: dict, batch_id: str | None) -> None:
+        if spending is not None:
+            spending.record("labels", results.values(), batch=batch_id)
         for custom_id, completion in results.items():
             if custom_id in tags:
                 _record(tags[custom_id], completion, per, f"llm:{client.endpoint.label}", sink)
 
-    pending_message, _ = batch.step(client, folder, "label", requests, params, record, max_cost, accept=accept)
-    return pending_message
+    spent = spending.spent() if spending is not None else 0.0
+    return batch.step(client, folder, "label", requests, params, record, max_cost, spent, accept=accept)
 
 
-def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, max_cost: float | None = None) -> bool:
+def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, over_budget=lambda: False) -> bool:
     """Label every pending message with one call per message or per session; write each as it arrives.
-    Returns True when the run stopped at `max_cost` (USD)."""
+    Returns True when the run stopped at --max-cost (`over_budget()`: what the run folder spent reached it)."""
     from realtalk_cli.llm.jobs import StopRun, run_jobs
 
     calls, max_tokens = llm_requests(pending, per)
 
     def done(tag: tuple[Chat, list[tuple[int, Message]]], completion) -> None:
         _record(tag, completion, per, f"llm:{client.endpoint.label}", sink)
-        if max_cost is not None and client.totals.cost_usd >= max_cost:
+        if over_budget():
             raise StopRun()
 
     jobs = [((chat, members), [{"role": "user", "content": p}]) for chat, members, p in calls]
-    return run_jobs(client, jobs, done, max_tokens=max_tokens, accept_of=lambda tag: labels_every(tag[1], per))
+    stopped = bool(jobs) and over_budget()  # spent already by earlier invocations: nothing is sent
+    jobs = [] if stopped else jobs
+    every = run_jobs(client, jobs, done, max_tokens=max_tokens, accept_of=lambda tag: labels_every(tag[1], per))
+    return every or stopped

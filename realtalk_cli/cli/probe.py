@@ -357,7 +357,7 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     if not run:
         return
     if isinstance(report.get("usage"), dict):
-        from realtalk_cli.tasks.runs.spend import usage_lines
+        from realtalk_cli.llm.spending import usage_lines
 
         for line in usage_lines(report["usage"]):
             out.print(line, soft_wrap=True)

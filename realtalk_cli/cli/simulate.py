@@ -190,7 +190,7 @@ def _print_simulate_report(report: dict, run_dir: Path) -> None:
     rows.append(("mean", ["", *(cell(report["overall"][s]["mean"]) for s in SCORES)]))
     rows.append(("std", ["", *(cell(report["overall"][s]["std"]) for s in SCORES)]))
     print_wide_table(f"simulate: {report['manifest']['model']} (one row per speaker)", "speaker", headers, rows)
-    from realtalk_cli.tasks.runs.spend import usage_lines
+    from realtalk_cli.llm.spending import usage_lines
 
     run = report["run"]
     for line in usage_lines(report["usage"]):

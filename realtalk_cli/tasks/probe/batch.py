@@ -17,6 +17,7 @@ from realtalk_cli.fileio import mark_unfinished, read_jsonl, run_folder, write_j
 from realtalk_cli.llm import batch
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, Usage
+from realtalk_cli.llm.spending import request_counts, run_times
 from realtalk_cli.tasks.probe.judge import needs_judging, record_verdict
 from realtalk_cli.tasks.probe.options import PROBE_FILES, ProbeOptions, probe_manifest
 from realtalk_cli.tasks.probe.protocols import probe_protocol
@@ -25,7 +26,6 @@ from realtalk_cli.tasks.probe.rows import prediction_row, probe_completeness, ro
 from realtalk_cli.tasks.probe.run import PRICED_ANSWER_TOKENS, ProbeSetup, prepare
 from realtalk_cli.tasks.runs.batch import record_run
 from realtalk_cli.tasks.runs.results import final_rows, write_reports
-from realtalk_cli.tasks.runs.spend import request_counts, run_times
 
 BATCH_FILES = [*PROBE_FILES, "batch.json"]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_toml
 from realtalk_cli.llm.providers import resolve_model
+from realtalk_cli.llm.spending import USAGE_FILE
 from realtalk_cli.tasks.memory.runner import RETRIEVER_CONTEXTS, MemoryRunner
 from realtalk_cli.tasks.probe.prompts import ContextMode
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 from realtalk_cli.tasks.probe.protocols import DEFAULT, PROTOCOLS, compat_mode
 from realtalk_cli.tasks.runs.identity import manifest, run_identity
 from realtalk_cli.tasks.runs.settings import check_settings
-from realtalk_cli.tasks.runs.spend import USAGE_FILE
 
 
 @dataclass
@@ -46,7 +46,7 @@ class ProbeOptions:
     price_out: float | None = None
 
 
-# memory: the --memory stores; usage.jsonl: what the folder spent, every invocation (tasks/runs/spend.py)
+# memory: the --memory stores; usage.jsonl: what the folder spent, every invocation (llm/spending.py)
 PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory", USAGE_FILE]
 
 

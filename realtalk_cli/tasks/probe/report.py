@@ -11,8 +11,8 @@ tables say its n.
 
 from __future__ import annotations
 
+from realtalk_cli.llm.spending import usage_lines
 from realtalk_cli.tasks.runs.results import status_lines
-from realtalk_cli.tasks.runs.spend import usage_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
 OVERALL_LABELS = {"overall_1_3": "overall (paper: categories 1-3)", "overall_1_4": "overall (1-4)"}

@@ -12,6 +12,7 @@ from realtalk_cli.fileio import run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.llm.spending import Spending
 from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
@@ -20,7 +21,6 @@ from realtalk_cli.tasks.probe.report import build_report, memory_lines, report_m
 from realtalk_cli.tasks.probe.rows import PROBE_FIELDS, row_key, score_row
 from realtalk_cli.tasks.runs.identity import command_line
 from realtalk_cli.tasks.runs.results import completeness, final_rows, read_predictions, write_reports
-from realtalk_cli.tasks.runs.spend import Spending
 
 
 def rescore(
@@ -138,4 +138,3 @@ def _run_compat(report: dict, path: Path) -> str | None:
     if compat is not None and not isinstance(compat, str):
         raise RealtalkError(f"{path}: manifest.parameters.compat is {compat!r}, not a protocol name")
     return compat
-

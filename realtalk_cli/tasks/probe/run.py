@@ -22,6 +22,7 @@ from realtalk_cli.llm.client import Completion, LLMClient, NotSent, Totals, Usag
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
+from realtalk_cli.llm.spending import Spending, halting, request_counts, run_times
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks.memory.runner import MemoryRunner, memory_choice
 from realtalk_cli.tasks.probe.items import Item
@@ -42,7 +43,6 @@ from realtalk_cli.tasks.probe.rows import (
 from realtalk_cli.tasks.prompts import text_hash
 from realtalk_cli.tasks.runs.results import final_rows, read_predictions, write_reports
 from realtalk_cli.tasks.runs.settings import load_prices
-from realtalk_cli.tasks.runs.spend import Spending, halting, request_counts, run_times
 
 MEMORY_MAX_TOKENS = 400  # a memory's own requests while ingesting (e.g. session summaries)
 PRICED_ANSWER_TOKENS = 32  # the answer size a dry run prices when a protocol leaves max_tokens to the provider
@@ -283,9 +283,7 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     if described is not None:
         m["protocol"] = described
     report = build_report(rows, m)
-    report.update(
-        probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost)
-    )
+    report.update(probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost))
     client, judges = answers.client, answers.judges
     usage = setup.spending.summary()
     report["run"] = {

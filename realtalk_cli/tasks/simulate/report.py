@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from realtalk_cli.llm.spending import usage_lines
 from realtalk_cli.tasks.runs.results import status_lines
-from realtalk_cli.tasks.runs.spend import usage_lines
 
 EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
 SCORES = ("rouge_l", "bertscore", *(f"{k}_agreement" for k in EI_LABELS), "intimacy_diff", "empathy_diff")

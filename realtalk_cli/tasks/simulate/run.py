@@ -24,6 +24,7 @@ from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, require_key
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import resolve_model
+from realtalk_cli.llm.spending import USAGE_FILE, Spending, halting, request_counts, run_times
 from realtalk_cli.scoring.f1 import rouge_l
 from realtalk_cli.tasks.prompts import prompt_text, text_hash
 from realtalk_cli.tasks.runs.identity import manifest, run_identity
@@ -34,7 +35,6 @@ from realtalk_cli.tasks.runs.results import (
     write_reports,
 )
 from realtalk_cli.tasks.runs.settings import load_prices
-from realtalk_cli.tasks.runs.spend import USAGE_FILE, Spending, halting, request_counts, run_times
 from realtalk_cli.tasks.simulate.options import SimulateOptions
 from realtalk_cli.tasks.simulate.prompts import Target, matches_speaker, prompt_messages, select_targets, target_key
 from realtalk_cli.tasks.simulate.report import build_report, report_markdown

@@ -13,7 +13,7 @@ from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.jobs import StopRun, run_jobs
 from realtalk_cli.llm.providers import resolve_model
-from realtalk_cli.tasks.runs.spend import Spending, halting
+from realtalk_cli.llm.spending import Spending, halting
 from realtalk_cli.tasks.simulate.prompts import target_key, transcript
 from realtalk_cli.tasks.simulate.report import EI_LABELS
 
