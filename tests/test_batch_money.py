@@ -34,6 +34,8 @@ def test_a_create_whose_reply_was_lost_is_adopted_not_created_again(tmp_path: Pa
         codes, last = until_done(url, run)
     assert codes[-1] == 0, last.output
     assert fake.batches.created == ["batch_1"]  # billed once
+    usage = json.loads((run / "report.json").read_text())["usage"]["run_folder"]
+    assert usage["invocations"] == len(codes) and usage["answer"]["requests"] == 6  # every poll's time counted
     (job,) = jobs(run)
     assert job["id"] == "batch_1" and job["batch_ids"] == ["batch_1"] and job["client_key"]
     assert fake.batches.batches["batch_1"]["metadata"]["realtalk_key"] == job["client_key"]

@@ -349,3 +349,17 @@ def test_analyze_ei_max_cost_covers_every_invocation(tmp_path: Path, monkeypatch
     assert second.exit_code == 3 and len(fake.requests) == 1, second.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["usage"]["stopped_for_max_cost"] and metrics["spending"]["run_folder"]["invocations"] == 2
+
+
+def test_simulate_dry_run_estimates_the_ei_labels_too(tmp_path: Path):
+    args = model_run_args("simulate", "http://127.0.0.1:9/v1", tmp_path / "sim", "--no-bertscore", "--dry-run")
+    args += ["--ei-backend", "llm", "--ei-model", "gpt-4o-mini", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["labels"]["requests"] == 2 * plan["requests"] and plan["labels"]["estimated_cost_usd"] > 0
+    assert plan["total"]["estimated_cost_usd"] == pytest.approx(
+        plan["estimated_cost_usd"] + plan["labels"]["estimated_cost_usd"]
+    )
+    text = runner.invoke(app, args[:-1]).output
+    assert "EI labels openai:gpt-4o-mini" in text and "estimated total (answers, labels)" in " ".join(text.split())

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_jsonl
+from realtalk_cli.fileio import LOCK_FILE, RUN_FILE, read_jsonl
 from realtalk_cli.llm.client import Completion, LLMClient, Totals
 
 USAGE_FILE = "usage.jsonl"
@@ -99,10 +99,10 @@ class Spending:
         return time.perf_counter() - self._started
 
     def finish(self) -> None:
-        """This invocation's wall time, once it ends (an invocation that spent nothing in a new folder writes none:
-        a run that failed before doing anything leaves no file)."""
+        """This invocation's wall time, once it ends; none in a folder that holds nothing of a run yet (a run that
+        failed before doing anything leaves no file behind)."""
         with self._lock:
-            if self.path.exists():
+            if self.path.exists() or _holds_a_run(self.path.parent):
                 self._append({"wall_s": self.seconds()})
 
     def summary(self) -> dict:
@@ -126,6 +126,13 @@ class Spending:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as f:
             f.write(orjson.dumps(line) + b"\n")
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    """Whether the folder holds a run's own file with something in it (rows, a batch record, a report)."""
+    return any(
+        p.is_file() and p.name not in (RUN_FILE, LOCK_FILE) and p.stat().st_size > 0 for p in run_dir.iterdir()
+    )
 
 
 def _from_rows(path: Path) -> list[dict]:
@@ -161,6 +168,19 @@ def _stages(by_stage: dict[str, Totals]) -> dict:
     for t in by_stage.values():
         total = total.plus(t)
     return {**{s: asdict(t) for s, t in by_stage.items()}, "all_stages": asdict(total)}
+
+
+def planned_total(plan: dict, run_dir: Path, max_cost: float | None) -> dict:
+    """A dry run's `total`: its estimates summed (the requests' own, and those of its `judge`, `memory` and
+    `labels` parts), beside what the run folder has spent so far (read, nothing written) and --max-cost."""
+    parts = [plan, *(plan[k] for k in ("judge", "memory", "labels") if isinstance(plan.get(k), dict))]
+    spent = Spending(run_dir).start(write=False).spent() if run_dir.is_dir() else 0.0
+    return {
+        "estimated_cost_usd": sum(p["estimated_cost_usd"] for p in parts),
+        "priced": all(p["priced"] for p in parts),
+        "spent_usd": spent,  # by the run folder's earlier invocations: --max-cost covers both
+        "max_cost": max_cost,
+    }
 
 
 def run_times(usage: dict) -> dict:

@@ -22,7 +22,7 @@ from realtalk_cli.llm.client import Completion, LLMClient, NotSent, Totals, Usag
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
-from realtalk_cli.llm.spending import Spending, halting, request_counts, run_times
+from realtalk_cli.llm.spending import Spending, halting, planned_total, request_counts, run_times
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks.memory.runner import MemoryRunner, memory_choice
 from realtalk_cli.tasks.probe.items import Item
@@ -172,14 +172,7 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
         estimate["judge"] = dry_run_plan(
             setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens, batch=batch
         )
-    parts = [estimate, *(estimate[k] for k in ("judge", "memory") if k in estimate)]
-    spent = Spending(opts.out).start(write=False).spent() if opts.out.is_dir() else 0.0  # read, not written
-    estimate["total"] = {
-        "estimated_cost_usd": sum(p["estimated_cost_usd"] for p in parts),  # answers + judge + memory ingestion
-        "priced": all(p["priced"] for p in parts),
-        "spent_usd": spent,  # by the run folder's earlier invocations: --max-cost covers both
-        "max_cost": opts.max_cost,
-    }
+    estimate["total"] = planned_total(estimate, opts.out, opts.max_cost)  # answers + judge + memory ingestion
     return estimate
 
 

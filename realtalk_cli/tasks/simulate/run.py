@@ -24,7 +24,7 @@ from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, require_key
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import resolve_model
-from realtalk_cli.llm.spending import USAGE_FILE, Spending, halting, request_counts, run_times
+from realtalk_cli.llm.spending import USAGE_FILE, Spending, halting, planned_total, request_counts, run_times
 from realtalk_cli.scoring.f1 import rouge_l
 from realtalk_cli.tasks.prompts import prompt_text, text_hash
 from realtalk_cli.tasks.runs.identity import manifest, run_identity
@@ -38,7 +38,7 @@ from realtalk_cli.tasks.runs.settings import load_prices
 from realtalk_cli.tasks.simulate.options import SimulateOptions
 from realtalk_cli.tasks.simulate.prompts import Target, matches_speaker, prompt_messages, select_targets, target_key
 from realtalk_cli.tasks.simulate.report import build_report, report_markdown
-from realtalk_cli.tasks.simulate.scores import add_bertscore, add_labels
+from realtalk_cli.tasks.simulate.scores import LABEL_MAX_TOKENS, add_bertscore, add_labels, label_messages
 from realtalk_cli.tasks.simulate.split import load_split
 
 REPLY_MAX_TOKENS = 200
@@ -92,12 +92,20 @@ def run_simulate(
     if dry_run:
         if opts.out.is_dir():
             check_run_identity(opts.out, identity, SIMULATE_FILES)
-        done = {target_key(r) for r in read_predictions(pred_path, SIMULATE_FIELDS) if r.get("error") is None}
+        rows = read_predictions(pred_path, SIMULATE_FIELDS)
+        done = {target_key(r) for r in rows if r.get("error") is None}
         todo = [t for t in targets if target_key(t) not in done]
         requests = [prompt_messages(t, system_template) for t in todo]
-        return dry_run_plan(
+        plan = dry_run_plan(
             endpoint, prices, requests, len(targets) - len(todo), "target", REPLY_MAX_TOKENS, batch=batch
         )
+        if ei_endpoint is not None:  # two labelling calls per target (the reply priced as long as the real one)
+            labelled = {target_key(r) for r in rows if r.get("error") is None and "labels" in r}
+            unlabelled = [t for t in targets if target_key(t) not in labelled]
+            asks = [label_messages(t, t.speaker, t.reference) for t in unlabelled for _ in range(2)]
+            plan["labels"] = dry_run_plan(ei_endpoint, prices, asks, 0, "request", LABEL_MAX_TOKENS)
+        plan["total"] = planned_total(plan, opts.out, opts.max_cost)
+        return plan
     scorer = None
     if opts.bertscore:  # load before spending money: a missing model should stop the run now
         from realtalk_cli.analysis.bertscore import BertScorer

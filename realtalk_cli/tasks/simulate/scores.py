@@ -64,6 +64,15 @@ def add_labels(
     return usage, stopped
 
 
+LABEL_MAX_TOKENS = 150
+
+
+def label_messages(target, speaker: str, text: str) -> list[dict]:
+    """The request that labels one message (the real or the generated one) with the history before it."""
+    context = transcript(target.chat, target.history) if target else ""
+    return [{"role": "user", "content": text_prompt(context, speaker, text)}]
+
+
 def _llm_labels(
     rows: list[dict], targets: dict, opts: SimulateOptions, prices, spending: Spending | None
 ) -> tuple[list, dict, bool]:
@@ -78,9 +87,8 @@ def _llm_labels(
     jobs = []
     for n, r in enumerate(rows):
         target = targets.get(target_key(r))
-        context = transcript(target.chat, target.history) if target else ""
         for side, text in ((0, r["reference"]), (1, r["prediction"])):
-            jobs.append(((n, side), [{"role": "user", "content": text_prompt(context, r["speaker"], text)}]))
+            jobs.append(((n, side), label_messages(target, r["speaker"], text)))
     results: list[list] = [[None, None] for _ in rows]
     budget = lambda: False  # noqa: E731
     if spending is not None:
@@ -97,7 +105,8 @@ def _llm_labels(
             raise StopRun()
 
     stopped = bool(jobs) and budget()
-    stopped = run_jobs(client, [] if stopped else jobs, done, max_tokens=150, accept=reply_has_labels) or stopped
+    every = run_jobs(client, [] if stopped else jobs, done, max_tokens=LABEL_MAX_TOKENS, accept=reply_has_labels)
+    stopped = every or stopped
     t = client.totals
     usage = {
         "model": client.endpoint.label,
