@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -204,3 +205,29 @@ def run_folder(run_dir: Path, identity: dict | None, owned: list[str], force: bo
         finally:
             handle.seek(0)
             handle.truncate()
+
+
+UNFINISHED = (
+    "the latest invocation of this run has not finished (interrupted, or a batch job pending): the figures are "
+    "an earlier invocation's, over its items"
+)
+
+
+def mark_unfinished(run_dir: Path, report_name: str = "report.json", markdown_name: str | None = "report.md") -> None:
+    """An invocation starts: the report of an earlier one (perhaps over fewer items: a smaller --limit) no longer
+    says the run is complete, in case this one never finishes; a finished invocation writes its own."""
+    path = run_dir / report_name
+    try:
+        report = json.loads(read_regular(path))
+    except (OSError, ValueError):  # none yet, or unreadable: nothing claims completeness
+        return
+    if not isinstance(report, dict):
+        return
+    earlier = report.get("incomplete")
+    report["complete"] = False
+    report["incomplete"] = {**(earlier if isinstance(earlier, dict) else {}), "reason": UNFINISHED, "unfinished": True}
+    write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False))
+    markdown = run_dir / markdown_name if markdown_name else None
+    if markdown is not None and markdown.is_file():
+        title, _, rest = markdown.read_text(encoding="utf-8", errors="replace").partition("\n")
+        write_atomic(markdown, f"{title}\n\n> **INCOMPLETE RUN: {UNFINISHED}.**\n{rest}")

@@ -221,7 +221,12 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 self._send(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
                 return
             if self.path.rstrip("/") in ("/v1/files", "/v1/batches") or self.path.endswith("/cancel"):
-                self._send(*fake.batches.post(self.path, self.headers.get("Content-Type", ""), raw))
+                status, answer = fake.batches.post(self.path, self.headers.get("Content-Type", ""), raw)
+                if status is None:  # a reply lost on the way
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self._send(status, answer)
                 return
             body = json.loads(raw or b"{}")
             if self.path.rstrip("/") != "/v1/chat/completions":

@@ -71,9 +71,14 @@ def analyze_stats(
                 return "+".join(DATASET_NAMES.get(d, d) for d in str(r.get(c)).split("+"))
             return cell(r.get(c))
 
+        columns = [c for c in columns if c != "aggregation"]  # said once, in the title
         headers = [c.replace("_", " ") for c in columns[1:]]
         table_rows = [(r["chat"], [shown(r, c) for c in columns[1:]]) for r in rows]
-        print_wide_table("chat statistics (one row per chat; totals last)", "chat", headers, table_rows)
+        title = (
+            "chat statistics (one row per chat; totals last: counts are sums over the chats, days spanned the "
+            "mean per chat, per-session and gap figures over all their sessions)"
+        )
+        print_wide_table(title, "chat", headers, table_rows)
 
 
 @app.command("ei")

@@ -329,7 +329,7 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, memory_lines
+    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, judge_cell, memory_lines
 
     recall = "recall" in report["overall"]["overall"]
     from rich.table import Table
@@ -346,7 +346,7 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     def cells(s: dict) -> list[str]:
-        row = [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), fmt(s["judge"])]
+        row = [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), judge_cell(s)]
         if recall:
             row += [fmt(s.get("recall")), "-" if s.get("context_tokens") is None else f"{s['context_tokens']:.0f}"]
         return row
@@ -367,11 +367,19 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     run = report.get("run") or {}
     if not run:
         return
-    out.print(
-        f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
-        f"{report['overall'].get('cached_tokens', 0)} prompt tokens from the provider's cache, "
-        f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
-        soft_wrap=True,
-    )
+    if isinstance(report.get("usage"), dict):
+        from realtalk_cli.llm.spending import usage_lines
+
+        for line in usage_lines(report["usage"]):
+            out.print(line, soft_wrap=True)
+        cached = report["overall"].get("cached_tokens", 0)
+        out.print(f"{cached} prompt tokens from the provider's cache; written to {run_dir}", soft_wrap=True)
+    else:  # `probe rescore` of a run written before the usage record
+        out.print(
+            f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
+            f"{report['overall'].get('cached_tokens', 0)} prompt tokens from the provider's cache, "
+            f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
+            soft_wrap=True,
+        )
     if run.get("stopped_for_max_cost"):
         out.print("stopped at --max-cost; run again with a higher limit to continue")

@@ -10,6 +10,7 @@ from pathlib import Path
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_toml
 from realtalk_cli.llm.providers import resolve_model
+from realtalk_cli.llm.spending import USAGE_FILE
 from realtalk_cli.tasks.memory.runner import RETRIEVER_CONTEXTS, MemoryRunner
 from realtalk_cli.tasks.probe.prompts import ContextMode
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
@@ -46,7 +47,8 @@ class ProbeOptions:
     price_out: float | None = None
 
 
-PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory"]  # memory: the --memory stores
+# memory: the --memory stores; usage.jsonl: what the folder spent, every invocation (llm/spending.py)
+PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory", USAGE_FILE]
 
 
 def load_run_config(path: Path) -> dict:

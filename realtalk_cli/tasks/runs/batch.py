@@ -9,6 +9,7 @@ from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm import batch
+from realtalk_cli.tasks.runs.settings import check_settings
 
 
 def record_run(folder: batch.BatchFolder, task: str, files: list[Path], opts) -> None:
@@ -59,6 +60,7 @@ def saved_run(run_dir: Path, options_of: dict[str, type], given: dict) -> tuple[
             and not isinstance(value, (expected, int if expected is float else expected))
         ):
             raise RealtalkError(f"{folder.path}: run.options.{f.name} = {value!r} is not of type {expected.__name__}")
+    check_settings({k: v for k, v in options.items() if k != "out"}, Options, f"{folder.path}: run.options")
     _check_given(folder.path, task, options, {f.name for f in fields(Options)}, given)
     return task, [_saved_chat(Path(p), run_dir, folder.path) for p in chats], opts
 
