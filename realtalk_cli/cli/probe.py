@@ -14,6 +14,7 @@ from realtalk_cli.cli.common import (
     Batch,
     DefaultGroup,
     DryRun,
+    ErrataFile,
     Force,
     JudgeModel,
     Limit,
@@ -35,6 +36,7 @@ from realtalk_cli.cli.common import (
     print_plan,
     progress,
 )
+from realtalk_cli.errors import RealtalkError
 
 app = typer.Typer(
     cls=DefaultGroup,
@@ -142,6 +144,7 @@ def probe(
     price_in: PriceIn = None,
     price_out: PriceOut = None,
     batch: Batch = False,
+    errata: ErrataFile = None,
 ) -> None:
     """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
 
@@ -196,8 +199,13 @@ def probe(
         "force": force or None,
         "price_in": price_in,
         "price_out": price_out,
+        "errata": errata,
     }
     files, opts, fail_under = probe_settings(config, given)
+    if batch and opts.errata is not None:
+        raise RealtalkError(
+            "--errata applies to live runs; once the batch run is done: `realtalk probe rescore RUN --errata FILE`"
+        )
 
     if dry_run:
         print_plan(run_probe(files, opts, dry_run=True, batch=batch), "question", as_json)
@@ -224,6 +232,7 @@ def probe_rescore(
     html: Html = False,
     as_json: AsJson = False,
     timeout: Timeout = None,
+    errata: ErrataFile = None,
 ) -> None:
     """Score a run's saved predictions again (F1, and the judge when --judge-model is given) without asking
     the answering model; rewrites predictions.jsonl, report.json and report.md in the run directory.
@@ -233,7 +242,9 @@ def probe_rescore(
     from realtalk_cli.tasks.probe.rescore import rescore
 
     with progress("rescore", as_json) as show:
-        report = rescore(run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show, timeout or 120.0)
+        report = rescore(
+            run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show, timeout or 120.0, errata
+        )
     _write_html(run_dir, html, as_json)
     _finish_probe(report, run_dir, as_json, fail_under)
 
@@ -292,6 +303,27 @@ def _print_question(item: dict) -> None:
         else:
             why = "dangling id: no such message" if item["chat_file_found"] else "chat file not found"
             out.print(f"  {escape(e['id'])}{hit} ({why})", markup=True)
+
+
+def _print_errata(section: dict) -> None:
+    c, overall = section["counts"], section["scores"]["overall"]
+    ceiling = (section["ceiling"].get("overall") or {}).get("ceiling")
+    judged = (
+        ""
+        if section.get("judge") is None
+        else f", judge {_score(overall.get('judge'))} -> {_score(overall.get('judge_corrected'))}"
+    )
+    out.print(
+        f"errata {section['file']}: {c['applied']} golds corrected, {c['evidence-only']} evidence-only, "
+        f"{c['not-found']} entries naming no question; ceiling {_score(ceiling)}; overall F1 {_score(overall['f1'])} "
+        f"against the published gold, {_score(overall['f1_corrected'])} against the corrected{judged} (report.md lists "
+        "the changed items)",
+        soft_wrap=True,
+    )
+
+
+def _score(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def finish_batch_run(files: list[Path], opts, as_json: bool, fail_under: float | None, html: bool) -> None:
@@ -359,6 +391,8 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         budget = report["manifest"].get("parameters", {}).get("context_tokens")
         for line in memory_lines(report["memory"], budget):
             out.print(line.removeprefix("- "), soft_wrap=True, markup=False)
+    if report.get("errata"):
+        _print_errata(report["errata"])
     run = report.get("run") or {}
     if not run:
         return

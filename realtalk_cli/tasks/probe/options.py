@@ -43,6 +43,7 @@ class ProbeOptions:
     force: bool = False
     price_in: float | None = None
     price_out: float | None = None
+    errata: Path | None = None  # corrected golds (data/errata.py); changes scores, never an answer
 
 
 PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory"]  # memory: the --memory stores
@@ -88,6 +89,8 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
         raise RealtalkError("--memory-option is passed to a --memory; give one")
     if isinstance(settings.get("context_tokens"), int) and settings["context_tokens"] < 1:
         raise RealtalkError(f"--context-tokens {settings['context_tokens']}: expected at least 1")
+    if settings.get("errata") is not None:
+        settings["errata"] = Path(settings["errata"])
     return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
 
 

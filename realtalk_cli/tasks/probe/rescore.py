@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from realtalk_cli.data.errata import read_errata
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
@@ -31,16 +33,19 @@ def rescore(
     use_cache: bool = True,
     progress=None,
     timeout: float = 120.0,
+    errata_file: Path | None = None,
 ) -> dict:
     """Score saved predictions again (F1, and the judge when given) without asking the answering model.
 
-    Every answered row is judged again by the given judge."""
+    Every answered row is judged again by the given judge. With `errata_file`, the scores against its corrected
+    golds go beside (the judge, when given, grades the changed rows against them too)."""
     pred_path = run_dir / "predictions.jsonl"
     if not pred_path.exists():
         raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
     report_path = run_dir / "report.json"
     old_report = read_json(report_path) if report_path.exists() else {}
     _check_old_report(old_report, report_path)
+    errata = read_errata(errata_file) if errata_file is not None else None
     # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
     protocol = probe_protocol(_run_compat(old_report, report_path))
     verdicts = judge_protocol(protocol.judge)
@@ -58,8 +63,14 @@ def rescore(
         stopped = False
         if judge is not None:
             stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
-        write_jsonl(pred_path, rows)
         m = old_report.get("manifest", {})
+        placements = []
+        if errata is not None:
+            placements = _place_errata(errata, m, rows)
+            fixes.apply_errata(rows, placements, protocol)
+            if judge is not None:
+                stopped = fixes.judge_errata(rows, judge, verdicts, lambda: False, everything=True) or stopped
+        write_jsonl(pred_path, rows)
         m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
         if judge is not None:
             m["prompts"] = {**m.get("prompts", {}), **verdicts.prompt_hashes()}
@@ -68,6 +79,9 @@ def rescore(
         m["rescored_with"] = command_line()
         report = build_report(rows, m)
         unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
+        if errata is not None:
+            unjudged += fixes.unjudged(rows, judge.endpoint.label if judge else None, judge_hash)
+            report["errata"] = fixes.errata_section(errata, placements, rows, m.get("judge_model"), judge_hash)
         report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
         report["run"] = old_report.get("run", {})
         if judge is not None:
@@ -77,6 +91,15 @@ def rescore(
             report["memory"] = old_report["memory"]
         write_reports(run_dir, report, report_markdown(report))
     return report
+
+
+def _place_errata(errata, manifest: dict, rows: list[dict]) -> list:
+    """Which question each entry names: the chat files the run's manifest names (when they are still there),
+    else the run's own rows."""
+    datasets = manifest.get("datasets")
+    paths = [Path(p) for p in datasets if isinstance(p, str)] if isinstance(datasets, dict) else []
+    catalog = fixes.add_rows(fixes.catalog_from_files(paths, quiet=True), rows)
+    return fixes.place(errata, catalog, {row_key(r) for r in rows})
 
 
 def _check_old_report(report, path: Path) -> None:
@@ -100,4 +123,3 @@ def _run_compat(report: dict, path: Path) -> str | None:
     if compat is not None and not isinstance(compat, str):
         raise RealtalkError(f"{path}: manifest.parameters.compat is {compat!r}, not a protocol name")
     return compat
-

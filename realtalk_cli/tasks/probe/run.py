@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from realtalk_cli.data.errata import Errata, read_errata
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, Totals, Usage
@@ -25,6 +26,7 @@ from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks.memory.runner import MemoryRunner, memory_choice
+from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.items import Item
 from realtalk_cli.tasks.probe.judge import judge_row, judge_rows, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
@@ -61,6 +63,8 @@ class ProbeSetup:
     prices: Prices
     memories: MemoryRunner | None
     identity: dict
+    errata: Errata | None = None
+    placements: list[fixes.Placement] = field(default_factory=list)
 
     @property
     def predictions(self) -> Path:
@@ -97,6 +101,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
         rows = final_rows(rows + answers.rows, row_key)  # the file is read once per run
         if not answers.stopped_for_cost:
             answers.stopped_for_cost = judge_earlier_rows(setup, rows, answers, spent, progress)
+        if setup.errata is not None:
+            answers.stopped_for_cost = apply_errata(setup, rows, answers, spent)
         write_jsonl(setup.predictions, rows)
         report = probe_report(setup, items, rows, answers, time.perf_counter() - started)
         write_reports(opts.out, report, report_markdown(report))
@@ -116,7 +122,8 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     memories = memory_runner(opts, endpoint, prices, dry_run)
     identity = probe_identity(opts, endpoint, files, protocol, memories)
     judge = judge_protocol(protocol.judge)
-    return ProbeSetup(files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity)
+    errata = read_errata(opts.errata) if opts.errata is not None else None
+    return ProbeSetup(files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity, errata)
 
 
 def resumed_rows(path: Path) -> list[dict]:
@@ -249,6 +256,23 @@ def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, sp
     return stopped
 
 
+def apply_errata(setup: ProbeSetup, rows: list[dict], answers: Answers, spent: Spending) -> bool:
+    """Scores against the corrected golds beside the published ones, and the judge's verdicts against them
+    (unless --max-cost already stopped the run); True when --max-cost stopped the run."""
+    catalog = fixes.add_rows(fixes.catalog_from_files(setup.files), rows)
+    setup.placements = fixes.place(setup.errata, catalog, {row_key(r) for r in rows})
+    fixes.apply_errata(rows, setup.placements, setup.protocol)
+    if answers.stopped_for_cost or setup.judge_endpoint is None:
+        return answers.stopped_for_cost
+    if not fixes.unjudged(rows, setup.judge_endpoint.label, setup.judge.prompt_hash):
+        return False
+    judge = judge_client(setup, Limiter(setup.opts.concurrency))
+    spent.clients.append(judge)
+    stopped = fixes.judge_errata(rows, judge, setup.judge, spent.over_budget)
+    answers.judges.append(judge.totals)
+    return stopped
+
+
 def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers: Answers, seconds: float) -> dict:
     """report.json's content: scores of the final rows, the manifest, completeness and the run's figures."""
     opts, endpoint, judge_endpoint = setup.opts, setup.endpoint, setup.judge_endpoint
@@ -259,9 +283,15 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     if described is not None:
         m["protocol"] = described
     report = build_report(rows, m)
+    judge_label = judge_endpoint.label if judge_endpoint else None
+    missing = fixes.unjudged(rows, judge_label, setup.judge.prompt_hash) if setup.errata else 0
     report.update(
-        probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost)
+        probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost, missing)
     )
+    if setup.errata is not None:
+        report["errata"] = fixes.errata_section(
+            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash
+        )
     client, judges = answers.client, answers.judges
     report["run"] = {
         "wall_time_s": round(seconds, 3),

@@ -18,7 +18,7 @@ from realtalk_cli.llm.providers import Endpoint
 # Options that change how a run goes, never what it answers: they may differ between a run and its resume.
 RUN_ONLY = {
     "out", "concurrency", "limit", "max_cost", "api_key_env", "use_cache", "force", "timeout", "memory_timeout",
-    "judge_model", "price_in", "price_out", "bertscore", "fail_under",
+    "judge_model", "price_in", "price_out", "bertscore", "fail_under", "errata",
 }  # fmt: skip
 
 
@@ -69,4 +69,3 @@ def manifest(options: Any, files: list[Path], **fields: Any) -> dict:
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         "command": command_line(),
     }
-
