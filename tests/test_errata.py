@@ -171,3 +171,50 @@ def test_reader_keeps_wrong_citation_out_of_the_golds_and_orders_the_judges_answ
     assert by_id[("conv-30_q0", "HALLUCINATION")].dataset is None  # kept, to be listed as naming no question
     with pytest.raises(RealtalkError, match="no such file"):
         read_errata(DATA / "missing.json")
+
+
+def test_report_errata_scores_every_run_against_the_corrected_golds_and_never_reads_them_from_a_run(tmp_path: Path):
+    fake = FakeLLM(reply=reply)
+    with serve_llm(fake) as url:
+        assert probe(url, tmp_path / "fixed", "--judge-model", "judge-model", "--errata", str(ERRATA)).exit_code == 0
+        assert probe(url, tmp_path / "plain", "--judge-model", "judge-model").exit_code == 0
+    # a crafted column in a run file is never shown as the errata score
+    path = tmp_path / "plain" / "predictions.jsonl"
+    path.write_text(
+        "".join(json.dumps({**json.loads(line), "f1_errata": 0.99}) + "\n" for line in path.read_text().splitlines())
+    )
+    runs = [str(tmp_path / "fixed"), str(tmp_path / "plain")]
+    plain = runner.invoke(app, ["report", *runs, "-o", str(tmp_path / "r0"), "--json"])
+    assert plain.exit_code == 0 and "f1_errata" not in json.loads(plain.stdout)["metrics"]
+    result = runner.invoke(app, ["report", *runs, "-o", str(tmp_path / "r1"), "--errata", str(ERRATA), "--json"])
+    assert result.exit_code == 0, result.output
+    board = json.loads(result.stdout)
+    assert list(board["metrics"])[:5] == ["f1", "f1_date_normalised", "judge_score", "f1_errata", "judge_score_errata"]
+    a, b = board["runs"]
+    assert a["scores"]["f1_errata"]["overall"]["mean"] == b["scores"]["f1_errata"]["overall"]["mean"]
+    assert a["scores"]["f1_errata"]["overall"]["mean"] > a["scores"]["f1"]["overall"]["mean"]
+    # run A recorded verdicts against the corrected golds; B did not: its judge column is left out, not averaged
+    assert a["scores"]["judge_score_errata"]["overall"]["mean"] > a["scores"]["judge_score"]["overall"]["mean"]
+    assert b["scores"]["judge_score_errata"]["overall"]["mean"] is None
+    section = board["errata"]
+    assert section["runs"]["A"]["judge_missing"] == 0 and section["runs"]["B"]["judge_missing"] == 3
+    assert {c["id"] for c in section["changed"]} == {
+        "realtalk_Chat_S_Ana_Ben_qa2",
+        "realtalk_Chat_S_Ana_Ben_qa5",
+        "locomo_1_qa0",
+    }
+    assert section["counts"]["not-found"] == 5 and section["runs"]["A"]["ceiling"]["overall"]["ceiling"] == 0.625
+    md = (tmp_path / "r1" / "leaderboard.md").read_text()
+    assert "## Errata" in md and "B: 3 items changed" in md and "lack a verdict against the corrected gold" in md
+    html = (tmp_path / "r1" / "report.html").read_text()
+    assert '"corrected":{"id":"realtalk_Chat_S_Ana_Ben_qa2","gold":"08 March, 2024"}' in html
+
+
+def test_report_with_a_malformed_errata_file_is_exit_2_and_writes_nothing(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    fake = FakeLLM(reply=reply)
+    with serve_llm(fake) as url:
+        assert probe(url, tmp_path / "run").exit_code == 0
+    result = runner.invoke(app, ["report", str(tmp_path / "run"), "-o", str(tmp_path / "r"), "--errata", str(bad)])
+    assert result.exit_code == 2 and "expected a JSON list" in result.output and not (tmp_path / "r").exists()

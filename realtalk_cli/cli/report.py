@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich import box
 
-from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, out_option, print_json, print_wide_table
+from realtalk_cli.cli.common import (
+    AsJson,
+    ErrataFile,
+    Force,
+    handles_errors,
+    out,
+    out_option,
+    print_json,
+    print_wide_table,
+)
 
 app = typer.Typer()
 
@@ -29,6 +38,7 @@ def report(
     ] = None,
     force: Force = False,
     as_json: AsJson = False,
+    errata: ErrataFile = None,
 ) -> None:
     """Compare runs: a leaderboard with 95% bootstrap intervals and paired tests between every two runs.
 
@@ -39,7 +49,7 @@ def report(
     """
     from realtalk_cli.report.build import make_report
 
-    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force)
+    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force, errata)
     if as_json:
         print_json(board)
         return
@@ -103,3 +113,8 @@ def print_leaderboard(board: dict) -> None:
             rows.append((f"{comp['b']} - {comp['a']}\nn={comp['common']}", cells))
         print_wide_table(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", cats, rows)
     out.print(questions_note(board), soft_wrap=False)
+    if board.get("errata"):
+        from realtalk_cli.report.errata import lines
+
+        for line in lines(board["errata"]):
+            out.print(line, soft_wrap=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from realtalk_cli.data.errata import read_errata
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
+from realtalk_cli.report import errata as report_errata
 from realtalk_cli.report import tables
 from realtalk_cli.report.explorer import explorer_data, find_chats, render_html
 from realtalk_cli.report.leaderboard import build_leaderboard
@@ -48,6 +50,7 @@ def make_report(
     common_only: bool = False,
     chat_files: list[Path] | None = None,
     force: bool = False,
+    errata_file: Path | None = None,
 ) -> dict:
     if not 0 <= resamples <= MAX_RESAMPLES:
         raise RealtalkError(f"--resamples {resamples}: expected 0 (no intervals) to {MAX_RESAMPLES}")
@@ -55,9 +58,16 @@ def make_report(
         raise RealtalkError(f"--seed {seed}: expected 0 or more")
     if not run_dirs:
         raise RealtalkError("no run directories given")
+    errata = read_errata(errata_file) if errata_file is not None else None
     check_writable(out, OUTPUTS, force)
     runs = load_runs(run_dirs)
+    report_errata.clear(runs)
+    if errata is not None and runs[0].kind != "probe":
+        raise RealtalkError(f"--errata {errata_file}: errata correct probe questions; these are simulate runs")
+    section = report_errata.apply(runs, errata, chat_files or []) if errata is not None else None
     board = build_leaderboard(runs, resamples, seed, common_only)
+    if section is not None:
+        board["errata"] = section
     page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report")
     write_atomic(out / "leaderboard.md", tables.markdown(board))
     write_atomic(out / "leaderboard.csv", tables.csv_text(board))

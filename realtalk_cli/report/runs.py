@@ -19,6 +19,8 @@ PROBE_METRICS = {
     "f1": "F1",
     "f1_date_normalised": "date-normalised F1",
     "judge_score": "judge",
+    "f1_errata": "F1 (errata applied)",  # only with `report --errata` (report/errata.py), never read from a run
+    "judge_score_errata": "judge (errata applied)",
     "f1_locomo": "F1 (LoCoMo, rounded)",
     "f1_mem0": "F1 (mem0, token sets)",
     "recall": "evidence recall",  # share of evidence messages the retriever or memory put in the prompt

@@ -125,7 +125,33 @@ def markdown(board: dict) -> str:
                         f"| {comp['b']} - {comp['a']} | {comp['common']} | {board['metrics'][metric]} | "
                         f"{md_escape(c)} | {d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
                     )
+    if board.get("errata"):
+        lines += errata_markdown(board)
     return "\n".join(lines) + "\n"
+
+
+def errata_markdown(board: dict) -> list[str]:
+    """The errata section: what became of the entries, the ceiling per run and category, the changed items."""
+    from realtalk_cli.report.errata import lines as errata_lines
+
+    section = board["errata"]
+    out = ["", "## Errata", "", *(f"- {md_escape(line)}" for line in errata_lines(section))]
+    cats = [c for c in board["categories"] if any(c in r["ceiling"] for r in section["runs"].values())]
+    if cats:
+        out += ["", "Ceiling (asked / corrected / share right):", ""]
+        out.append("| run | " + " | ".join(map(md_escape, cats)) + " |")
+        out.append("|---|" + "---:|" * len(cats))
+        for run_id, r in section["runs"].items():
+            cells = [r["ceiling"].get(c) for c in cats]
+            shown = [f"{c['asked']} / {c['corrected']} / {c['ceiling']:.3f}" if c else "-" for c in cells]
+            out.append(f"| {run_id} | " + " | ".join(shown) + " |")
+    if section["changed"]:
+        out += ["", "| changed item | chat | qa | category | published gold | corrected gold | runs |"]
+        out.append("|---|---|---:|---|---|---|---|")
+        for ch in section["changed"]:
+            cells = [ch["id"], ch["chat"], ch["qa_index"], ch["category"], ch["published"], ch["corrected"]]
+            out.append("| " + " | ".join(md_escape(c) for c in cells) + f" | {', '.join(ch['runs'])} |")
+    return out
 
 
 def group_runs(board: dict, group: dict) -> list[dict]:

@@ -197,6 +197,10 @@
     box.append(el("div", { cls: "meta", text: `${q.chat} · question ${q.qa} · ${q.category}` }));
     box.append(el("div", { cls: "q", text: q.question }));
     box.append(el("div", { cls: "gold" }, [el("b", { text: "gold: " }), q.gold === null ? "-" : String(q.gold)]));
+    if (q.corrected) {
+      box.append(el("div", { cls: "gold corrected" }, [el("b", { text: `corrected gold (errata ${q.corrected.id}): ` }),
+        String(q.corrected.gold)]));
+    }
     const table = el("table", { cls: "answers" });
     table.append(el("tr", {}, ["run", "prediction", "F1", "date F1", "judge"].map((h) => el("th", { text: h }))));
     for (const r of DATA.runs) {

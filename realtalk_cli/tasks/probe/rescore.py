@@ -64,9 +64,9 @@ def rescore(
         if judge is not None:
             stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
         m = old_report.get("manifest", {})
-        placements = []
+        placements, catalog = [], {}
         if errata is not None:
-            placements = _place_errata(errata, m, rows)
+            placements, catalog = _place_errata(errata, m, rows)
             fixes.apply_errata(rows, placements, protocol)
             if judge is not None:
                 stopped = fixes.judge_errata(rows, judge, verdicts, lambda: False, everything=True) or stopped
@@ -81,7 +81,7 @@ def rescore(
         unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
         if errata is not None:
             unjudged += fixes.unjudged(rows, judge.endpoint.label if judge else None, judge_hash)
-            report["errata"] = fixes.errata_section(errata, placements, rows, m.get("judge_model"), judge_hash)
+            report["errata"] = fixes.errata_section(errata, placements, rows, m.get("judge_model"), judge_hash, catalog)
         report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
         report["run"] = old_report.get("run", {})
         if judge is not None:
@@ -93,13 +93,13 @@ def rescore(
     return report
 
 
-def _place_errata(errata, manifest: dict, rows: list[dict]) -> list:
+def _place_errata(errata, manifest: dict, rows: list[dict]) -> tuple[list, dict]:
     """Which question each entry names: the chat files the run's manifest names (when they are still there),
     else the run's own rows."""
     datasets = manifest.get("datasets")
     paths = [Path(p) for p in datasets if isinstance(p, str)] if isinstance(datasets, dict) else []
     catalog = fixes.add_rows(fixes.catalog_from_files(paths, quiet=True), rows)
-    return fixes.place(errata, catalog, {row_key(r) for r in rows})
+    return fixes.place(errata, catalog, {row_key(r) for r in rows}), catalog
 
 
 def _check_old_report(report, path: Path) -> None:

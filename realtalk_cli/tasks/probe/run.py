@@ -65,6 +65,7 @@ class ProbeSetup:
     identity: dict
     errata: Errata | None = None
     placements: list[fixes.Placement] = field(default_factory=list)
+    catalog: dict[str, fixes.ChatQuestions] = field(default_factory=dict)
 
     @property
     def predictions(self) -> Path:
@@ -259,8 +260,8 @@ def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, sp
 def apply_errata(setup: ProbeSetup, rows: list[dict], answers: Answers, spent: Spending) -> bool:
     """Scores against the corrected golds beside the published ones, and the judge's verdicts against them
     (unless --max-cost already stopped the run); True when --max-cost stopped the run."""
-    catalog = fixes.add_rows(fixes.catalog_from_files(setup.files), rows)
-    setup.placements = fixes.place(setup.errata, catalog, {row_key(r) for r in rows})
+    setup.catalog = fixes.add_rows(fixes.catalog_from_files(setup.files), rows)
+    setup.placements = fixes.place(setup.errata, setup.catalog, {row_key(r) for r in rows})
     fixes.apply_errata(rows, setup.placements, setup.protocol)
     if answers.stopped_for_cost or setup.judge_endpoint is None:
         return answers.stopped_for_cost
@@ -290,7 +291,7 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     )
     if setup.errata is not None:
         report["errata"] = fixes.errata_section(
-            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash
+            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash, setup.catalog
         )
     client, judges = answers.client, answers.judges
     report["run"] = {
