@@ -142,3 +142,35 @@ def test_mem0_judge_is_audited_with_its_own_prompt_and_labels(tmp_path: Path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["protocol"] == "mem0" and report["false_accept_rate"] == round(15 / 23, 4)
+
+
+def test_report_shows_the_false_accept_rate_of_the_judge_that_graded_the_runs(tmp_path: Path):
+    from .conftest import model_run_args
+
+    def reply(body: dict) -> str:  # answers "Lisbon"; grades leniently
+        return lenient(body) if JUDGED.search(body["messages"][-1]["content"]) else "Lisbon"
+
+    with serve_llm(FakeLLM(reply=reply)) as url:
+        assert audit(url, tmp_path / "audit", "--limit", "3").exit_code == 0
+        args = model_run_args("probe", url, tmp_path / "run", "--judge-model", "gpt-4o-mini")
+        assert runner.invoke(app, args).exit_code == 0
+        other = model_run_args("probe", url, tmp_path / "other", "--judge-model", "judge-model")
+        assert runner.invoke(app, other).exit_code == 0
+    runs = [str(tmp_path / "run"), str(tmp_path / "audit"), str(tmp_path / "other")]
+    result = runner.invoke(app, ["report", *runs, "-o", str(tmp_path / "rep"), "--json"])
+    assert result.exit_code == 0, result.output
+    board = json.loads(result.stdout)
+    assert [r["path"] for r in board["runs"]] == [runs[0], runs[2]]  # the audit is not ranked
+    audited = json.loads((tmp_path / "audit" / "report.json").read_text())["false_accept"]
+    first, second = board["groups"]
+    assert first["judge"] == "realtalk/openai:gpt-4o-mini" and first["judge_audit"]["false_accept"] == audited
+    assert second["judge_audit"] is None  # another judge: no audit of it was given
+    assert board["runs"][0]["judge_audit"]["path"] == runs[1]
+    md = (tmp_path / "rep" / "leaderboard.md").read_text()
+    assert f"Judge audit: false-accept rate {audited['rate']:.3f}" in md
+    table = (tmp_path / "rep" / "leaderboard.csv").read_text().splitlines()
+    assert "judge_false_accept" in table[0] and str(audited["rate"]) in table[1]
+    text = runner.invoke(app, ["report", *runs, "-o", str(tmp_path / "rep2")], env={"COLUMNS": "200"})
+    assert "this judge's false-accept rate" in text.output and "group G1: judge false-accept rate" in text.output
+    only = runner.invoke(app, ["report", str(tmp_path / "audit"), "-o", str(tmp_path / "rep3")])
+    assert only.exit_code == 2 and "only judge audits given" in only.output

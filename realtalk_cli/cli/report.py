@@ -96,6 +96,9 @@ def print_leaderboard(board: dict) -> None:
         for metric, name in group_metrics(board, group).items():
             rows = [(r["id"], [_two_lines(r["scores"][metric].get(c)) for c in cats]) for r in runs_of_group]
             title = f"{name}, group {group['id']}" if several else name
+            fa = ((group.get("judge_audit") or {}).get("false_accept") or {}).get("rate")
+            if metric.startswith("judge_score") and fa is not None:
+                title += f" (this judge's false-accept rate: {fa:.3f})"
             print_wide_table(f"{title}: mean and 95% interval", "run", cats, rows)
     for metric, name in board["metrics"].items():
         if not board["comparisons"]:

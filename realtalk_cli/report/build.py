@@ -8,6 +8,7 @@ from pathlib import Path
 from realtalk_cli.data.errata import read_errata
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
+from realtalk_cli.report import audits as judge_audits
 from realtalk_cli.report import errata as report_errata
 from realtalk_cli.report import tables
 from realtalk_cli.report.explorer import explorer_data, find_chats, render_html
@@ -59,6 +60,10 @@ def make_report(
     if not run_dirs:
         raise RealtalkError("no run directories given")
     errata = read_errata(errata_file) if errata_file is not None else None
+    run_dirs, audit_dirs = judge_audits.split(run_dirs)
+    if not run_dirs:
+        raise RealtalkError("only judge audits given: give the runs whose judge they measured beside them")
+    audits = [judge_audits.load_audit(p) for p in audit_dirs]
     check_writable(out, OUTPUTS, force)
     runs = load_runs(run_dirs)
     report_errata.clear(runs)
@@ -68,6 +73,8 @@ def make_report(
     board = build_leaderboard(runs, resamples, seed, common_only)
     if section is not None:
         board["errata"] = section
+    if audits:
+        judge_audits.attach(board, audits)
     page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report")
     write_atomic(out / "leaderboard.md", tables.markdown(board))
     write_atomic(out / "leaderboard.csv", tables.csv_text(board))

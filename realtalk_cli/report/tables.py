@@ -6,6 +6,8 @@ import csv
 import io
 import re
 
+from realtalk_cli.report.audits import audit_text
+
 
 def number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -98,6 +100,8 @@ def markdown(board: dict) -> str:
             counts = [
                 "/".join(str(r["scores"][metric].get(c, {}).get("n", 0)) for r in runs) for c in board["categories"]
             ]
+            if metric.startswith("judge_score") and group.get("judge_audit"):  # beside the judge's scores
+                lines += [f"Judge audit: {md_escape(audit_text(group['judge_audit']))}.", ""]
             lines.append(
                 "Items scored per run ("
                 + "/".join(r["id"] for r in runs)
@@ -185,6 +189,12 @@ def group_lines(board: dict) -> list[str]:
             f"judge {g['judge'] or 'none'}; ranked by overall {by}: {ranked}"
         )
         lines.append(line + (f" ({g['why']})" if g.get("why") else ""))
+        if g.get("judge_audit"):
+            lines.append(f"group {g['id']}: judge {audit_text(g['judge_audit'])}")
+    unused = [a for a in board.get("judge_audits", []) if not a["used"]]
+    for a in unused:
+        why = "no group is graded by this judge" if not a["groups"] else "another audit of this judge is used"
+        lines.append(f"judge audit {a['path']} ({a['judge']}) not shown: {why}")
     return lines
 
 
@@ -205,6 +215,8 @@ def csv_text(board: dict) -> str:
         "cost_usd",
         "wall_time_s",
     ]
+    if board.get("judge_audits"):
+        fixed.append("judge_false_accept")
     score_columns = [
         (m, c, part) for m in board["metrics"] for c in board["categories"] for part in ("mean", "low", "high", "n")
     ]
@@ -213,7 +225,9 @@ def csv_text(board: dict) -> str:
     writer.writerow(map(csv_cell, fixed + [f"{m} {c} {part}" for m, c, part in score_columns]))
     for r in board["runs"]:
         scores = [r["scores"][m].get(c, {}).get(part) for m, c, part in score_columns]
-        writer.writerow(map(csv_cell, [r.get(k) for k in fixed] + ["" if v is None else v for v in scores]))
+        audit = (r.get("judge_audit") or {}).get("false_accept") or {}
+        values = [audit.get("rate") if k == "judge_false_accept" else r.get(k) for k in fixed]
+        writer.writerow(map(csv_cell, values + ["" if v is None else v for v in scores]))
     return buffer.getvalue()
 
 
@@ -282,6 +296,8 @@ def latex(board: dict) -> str:
                 if several
                 else ""
             )
+            if metric.startswith("judge_score") and group.get("judge_audit"):
+                scope += f" Judge audit: {audit_text(group['judge_audit'])}."
             parts += [
                 r"\bottomrule",
                 r"\end{tabular}",

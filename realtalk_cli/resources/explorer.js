@@ -42,13 +42,15 @@
 
   function groupText(g) {
     const items = g.items ? `${g.items.count} items (${g.items.hash})` : "";
-    const text = `Group ${g.id}: dataset ${g.dataset}, ${items}, judge ${g.judge || "none"}`;
+    let text = `Group ${g.id}: dataset ${g.dataset}, ${items}, judge ${g.judge || "none"}`;
+    const fa = g.judge_audit && g.judge_audit.false_accept;
+    if (fa && fa.rate !== null) text += ` (judge false-accept rate ${fmt(fa.rate)} ${ciText(fa)}, audit ${g.judge_audit.path})`;
     return g.why ? `${text}; ${g.why}` : text;
   }
 
   function renderGroup(table, group, metric, several) {
     table.replaceChildren();
-    if (several) table.append(el("caption", { text: groupText(group) }));
+    if (several || group.judge_audit) table.append(el("caption", { text: groupText(group) }));
     const members = new Set(group.runs);
     const columns = ["run", "model", "context", ...board.categories, "cost", "tokens"];
     const head = el("tr");
