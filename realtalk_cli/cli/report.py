@@ -39,6 +39,16 @@ def report(
     force: Force = False,
     as_json: AsJson = False,
     errata: ErrataFile = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            metavar="FILE.toml",
+            help="Published results written down by hand ([[result]] tables with system, dataset, protocol, judge, "
+            "scores per category name and a required source; see configs/reference-example.toml): shown marked "
+            "beside the runs, never ranked.",
+        ),
+    ] = None,
 ) -> None:
     """Compare runs: a leaderboard with 95% bootstrap intervals and paired tests between every two runs.
 
@@ -49,12 +59,28 @@ def report(
     """
     from realtalk_cli.report.build import make_report
 
-    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force, errata)
+    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force, errata, reference)
     if as_json:
         print_json(board)
         return
     print_leaderboard(board)
     out.print(f"written to {out_dir}: leaderboard.md, leaderboard.csv, leaderboard.tex, report.json, report.html")
+
+
+def _print_references(board: dict) -> None:
+    from realtalk_cli.report import reference
+    from realtalk_cli.report.tables import reference_metrics
+
+    out.print(reference.NOTE, soft_wrap=True)
+    cats = board["categories"]
+    for metric, name in reference_metrics(board).items():
+        rows = [
+            (f"{ref['id']} {ref['system']}", [_two_lines({"mean": v}) for v in values] + [other or "-"])
+            for ref, values, other in reference.rows(board, metric)
+        ]
+        print_wide_table(f"{name} (published, not measured here)", "published", [*cats, "other"], rows)
+    for ref in board["references"]:
+        out.print(f"{reference.label(ref)}; source: {ref['source']}", soft_wrap=True)
 
 
 def _two_lines(ci: dict | None, digits: int = 3) -> str:
@@ -115,6 +141,8 @@ def print_leaderboard(board: dict) -> None:
                 cells.append(f"{d['mean']:+.3f}\np {p_value(d['p'])}{mark}")
             rows.append((f"{comp['b']} - {comp['a']}\nn={comp['common']}", cells))
         print_wide_table(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", cats, rows)
+    if board.get("references"):
+        _print_references(board)
     out.print(questions_note(board), soft_wrap=False)
     if board.get("errata"):
         from realtalk_cli.report.errata import lines

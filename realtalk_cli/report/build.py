@@ -10,6 +10,7 @@ from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
 from realtalk_cli.report import audits as judge_audits
 from realtalk_cli.report import errata as report_errata
+from realtalk_cli.report import reference as published
 from realtalk_cli.report import tables
 from realtalk_cli.report.explorer import explorer_data, find_chats, render_html
 from realtalk_cli.report.leaderboard import build_leaderboard
@@ -52,6 +53,7 @@ def make_report(
     chat_files: list[Path] | None = None,
     force: bool = False,
     errata_file: Path | None = None,
+    reference_file: Path | None = None,
 ) -> dict:
     if not 0 <= resamples <= MAX_RESAMPLES:
         raise RealtalkError(f"--resamples {resamples}: expected 0 (no intervals) to {MAX_RESAMPLES}")
@@ -60,6 +62,7 @@ def make_report(
     if not run_dirs:
         raise RealtalkError("no run directories given")
     errata = read_errata(errata_file) if errata_file is not None else None
+    references = published.read_reference(reference_file) if reference_file is not None else None
     run_dirs, audit_dirs = judge_audits.split(run_dirs)
     if not run_dirs:
         raise RealtalkError("only judge audits given: give the runs whose judge they measured beside them")
@@ -75,6 +78,12 @@ def make_report(
         board["errata"] = section
     if audits:
         judge_audits.attach(board, audits)
+    if references is not None:
+        if board["kind"] != "probe":
+            raise RealtalkError(
+                f"--reference {reference_file}: published results are probe scores; these are simulate runs"
+            )
+        board["references"] = published.place(references, board)
     page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report")
     write_atomic(out / "leaderboard.md", tables.markdown(board))
     write_atomic(out / "leaderboard.csv", tables.csv_text(board))

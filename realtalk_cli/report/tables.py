@@ -109,6 +109,8 @@ def markdown(board: dict) -> str:
                 + "; ".join(f"{md_escape(c)} {n}" for c, n in zip(board["categories"], counts, strict=True))
                 + "."
             )
+    if board.get("references"):
+        lines += reference_markdown(board)
     if board["comparisons"] and board["metrics"]:
         lines += [
             "",
@@ -132,6 +134,36 @@ def markdown(board: dict) -> str:
     if board.get("errata"):
         lines += errata_markdown(board)
     return "\n".join(lines) + "\n"
+
+
+def reference_metrics(board: dict) -> dict[str, str]:
+    """The scores the published results give, in the report's order (also those no run has)."""
+    from realtalk_cli.report.runs import PROBE_METRICS
+
+    given = {m for ref in board.get("references", []) for m in ref["scores"]}
+    return {m: name for m, name in PROBE_METRICS.items() if m in given}
+
+
+def reference_markdown(board: dict) -> list[str]:
+    """Published results, one table per score, marked and unranked, with their sources."""
+    from realtalk_cli.report import reference
+
+    out = ["", "## Published results (not measured here)", "", md_escape(reference.NOTE)]
+    for metric, name in reference_metrics(board).items():
+        rows = reference.rows(board, metric)
+        out += ["", f"### {md_escape(name)} (published)", ""]
+        out.append("| published result | " + " | ".join(map(md_escape, board["categories"])) + " | other categories |")
+        out.append("|---|" + "---:|" * len(board["categories"]) + "---|")
+        for ref, values, other in rows:
+            cells = [number(v) for v in values]
+            out.append(
+                f"| {md_escape(reference.label(ref))} | " + " | ".join(cells) + f" | {md_escape(other or '-')} |"
+            )
+    out += ["", "Sources:", ""]
+    for ref in board["references"]:
+        note = f" ({ref['note']})" if ref.get("note") else ""
+        out.append(f"- {ref['id']}: {md_escape(ref['source'] + note)}")
+    return out
 
 
 def errata_markdown(board: dict) -> list[str]:

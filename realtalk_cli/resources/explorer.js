@@ -97,6 +97,28 @@
     table.append(body);
   }
 
+  // Published results written down by the user (`--reference`): beside the runs, marked, never ranked.
+  function renderReferences() {
+    const box = document.getElementById("references");
+    const refs = board.references || [];
+    if (!refs.length) return;
+    box.append(el("h3", { text: "Published results: written down from their sources, not measured here, not ranked" }));
+    const table = el("table", { cls: "published" });
+    table.append(el("thead", {}, [el("tr", {}, ["published result", "score", ...board.categories, "other", "source"].map(
+      (h) => el("th", { text: h })))]));
+    const body = el("tbody");
+    for (const r of refs) {
+      for (const metric of Object.keys(r.scores)) {
+        const cells = board.categories.map((c) => el("td", { cls: "num", text: fmt((r.columns[metric] || {})[c]) }));
+        const other = Object.entries(r.other[metric] || {}).map(([k, v]) => `${k} ${fmt(v)}`).join("; ") || "-";
+        body.append(el("tr", {}, [el("td", { text: `${r.id} † ${r.system} (${r.dataset}, ${r.protocol}, judge ${r.judge})` }),
+          el("td", { text: metric }), ...cells, el("td", { text: other }), el("td", { text: r.source })]));
+      }
+    }
+    table.append(body);
+    box.append(table);
+  }
+
   function renderRuns() {
     const table = document.getElementById("runs");
     const head = ["run", "model", "context", "memory", "judge", "answered", "failed", "wall time", "directory"];
@@ -251,6 +273,7 @@
     `${board.questions.common} of ${board.questions.union} items answered by every run.`;
   renderLeaderboard();
   renderRuns();
+  renderReferences();
   if (board.kind === "probe") renderQuestions();
   else $("explorer").hidden = true;
 })();
