@@ -143,6 +143,7 @@ def bad_files() -> dict[str, tuple[str, str]]:
         "not a list": ('{"question_id": "locomo_0_qa1"}', "expected a JSON list"),
         "no answer": (json.dumps(no_answer), "[1]: missing field 'correct_answer'"),
         "empty accepted": (json.dumps([{**good[0], "accepted_answers": []}]), "[0].accepted_answers: empty"),
+        "empty gold": (json.dumps([{**good[4], "correct_answer": " "}]), "[0].correct_answer: empty"),
         "id a number": (json.dumps([{**good[4], "question_id": 7}]), "[0].question_id: expected str, found int"),
         "two golds": (json.dumps(twice), "[0] and [1] both correct the gold of realtalk_Chat_S_Ana_Ben_qa2"),
     }  # fmt: skip
@@ -218,3 +219,13 @@ def test_report_with_a_malformed_errata_file_is_exit_2_and_writes_nothing(tmp_pa
         assert probe(url, tmp_path / "run").exit_code == 0
     result = runner.invoke(app, ["report", str(tmp_path / "run"), "-o", str(tmp_path / "r"), "--errata", str(bad)])
     assert result.exit_code == 2 and "expected a JSON list" in result.output and not (tmp_path / "r").exists()
+
+
+def test_a_dry_run_counts_the_judge_requests_for_corrected_golds(tmp_path: Path):
+    with serve_llm(FakeLLM(reply=reply)) as url:
+        plain = probe(url, tmp_path / "run", "--judge-model", "judge-model", "--dry-run", "--json")
+        fixed = probe(
+            url, tmp_path / "run", "--judge-model", "judge-model", "--dry-run", "--json", "--errata", str(ERRATA)
+        )
+    assert json.loads(fixed.stdout)["judge"]["requests"] == json.loads(plain.stdout)["judge"]["requests"] + 3
+    assert not (tmp_path / "run").exists()

@@ -84,6 +84,8 @@ class Errata:
 
 def read_errata(path: Path) -> Errata:
     """An errata file, checked entry by entry; bad input is one RealtalkError naming the file and the entry."""
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO would block the read
+        raise RealtalkError(f"{path}: not a regular file")
     data = read_json(path)
     if not isinstance(data, list):
         raise RealtalkError(f"{path}: expected a JSON list of errata entries, found {_type(data)}")
@@ -129,6 +131,8 @@ def _entry(path: Path, n: int, obj: Any) -> Erratum:
     if m := _LOCOMO_ID.fullmatch(qid):
         kind = _field(path, n, obj, "error_type", str)
         correct = _field(path, n, obj, "correct_answer", str)
+        if kind != EVIDENCE_ONLY and not correct.strip():
+            raise RealtalkError(f"{path}: [{n}].correct_answer: empty (a {kind} entry corrects the gold with it)")
         published = obj.get("golden_answer")
         _field(path, n, obj, "category", int, required=False)
         for key in ("cited_evidence", "correct_evidence"):
@@ -147,7 +151,7 @@ def _entry(path: Path, n: int, obj: Any) -> Erratum:
         )
     if m := _REALTALK_ID.fullmatch(qid):
         accepted = _strings(path, n, obj, "accepted_answers", required=True)
-        if not accepted:
+        if not accepted or not accepted[0].strip():
             raise RealtalkError(f"{path}: [{n}].accepted_answers: empty (the first accepted answer is the gold)")
         aliases = _strings(path, n, obj, "answer_aliases")
         _strings(path, n, obj, "supporting_turn_ids")

@@ -35,6 +35,7 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.data.formats import chat_paths, load_chat
+from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, run_folder, write_atomic, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
@@ -252,6 +253,8 @@ def run_audit(files: list[Path], opts: AuditOptions, dry_run: bool = False, prog
     endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env)
     prices = load_prices([endpoint], opts.max_cost, opts.price_in, opts.price_out)
     pool = audit_questions(files)
+    if not pool:
+        raise RealtalkError(f"{', '.join(map(str, files))}: no question with a gold answer to grade answers against")
     questions = pool[: opts.limit] if opts.limit else pool
     rows = audit_rows(questions, pool, endpoint.label)
     sampling = {k: v for k, v in judge.params.items() if not callable(v)}

@@ -208,6 +208,26 @@ def judge_errata(
     return stopped
 
 
+def planned_requests(
+    placements: list[Placement], rows: list[dict], judge: JudgeProtocol, judge_label: str
+) -> list[list[dict]]:
+    """The judge requests a run would send for corrected golds (a dry run's count): one per applied entry whose
+    row lacks this judge's verdict against that gold."""
+    by_key = {row_key(r): r for r in rows}
+    requests = []
+    for p in placements:
+        if p.status != "applied":
+            continue
+        row = by_key.get((p.chat, p.erratum.qa_index)) or {}
+        fix = row.get("erratum") or {}
+        if fix.get("judge_gold") == p.erratum.judge_gold and verdict_valid(row, judge_label, judge.prompt_hash):
+            continue
+        gold = p.erratum.judge_gold or ""
+        question = row.get("question") or p.erratum.question or ""
+        requests.append(judge.messages({"question": question, "answer": gold, "prediction": gold}))
+    return requests
+
+
 def unjudged(rows: list[dict], judge_label: str | None, judge_hash: str) -> int:
     """Changed rows still without this judge's verdict against the corrected gold."""
     return 0 if judge_label is None else sum(needs_verdict(r, judge_label, judge_hash) for r in rows)

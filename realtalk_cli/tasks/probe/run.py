@@ -163,6 +163,10 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
         stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash)]
         future = [{"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold} for it in todo]
         requests = [judge.messages(r) for r in stale + future]
+        if setup.errata is not None:  # verdicts against corrected golds, counted with the judge's
+            catalog = fixes.add_rows(fixes.catalog_from_files(setup.files), rows)
+            placements = fixes.place(setup.errata, catalog, {item_key(it) for it in items} | {row_key(r) for r in rows})
+            requests += fixes.planned_requests(placements, rows, judge, setup.judge_endpoint.label)
         estimate["judge"] = dry_run_plan(setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens)
     return estimate
 
