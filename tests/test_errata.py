@@ -229,3 +229,32 @@ def test_a_dry_run_counts_the_judge_requests_for_corrected_golds(tmp_path: Path)
         )
     assert json.loads(fixed.stdout)["judge"]["requests"] == json.loads(plain.stdout)["judge"]["requests"] + 3
     assert not (tmp_path / "run").exists()
+
+
+def test_questions_a_limited_run_did_not_ask_are_counted_apart_and_change_nothing(tmp_path: Path):
+    with serve_llm(FakeLLM(reply=reply)) as url:
+        result = probe(url, tmp_path / "run", "--limit", "3", "--errata", str(ERRATA), "--json")
+    assert result.exit_code == 0, result.output
+    section = json.loads(result.stdout)["errata"]
+    # the first 3 items are Chat_S_Ana_Ben qa0-qa2: qa2 applied, qa5 and the LoCoMo chat's entries not asked
+    assert section["counts"] == {"applied": 1, "evidence-only": 0, "not-asked": 3, "outside": 2, "not-found": 5}
+    assert [c["id"] for c in section["changed"]] == ["realtalk_Chat_S_Ana_Ben_qa2"]
+    assert section["ceiling"]["overall"] == {"asked": 3, "corrected": 1, "ceiling": round(2 / 3, 4)}
+
+
+def test_a_hand_edited_verdict_against_a_corrected_gold_is_not_taken(tmp_path: Path):
+    with serve_llm(FakeLLM(reply=reply)) as url:
+        assert probe(url, tmp_path / "run", "--judge-model", "judge-model", "--errata", str(ERRATA)).exit_code == 0
+    path = tmp_path / "run" / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        if "erratum" in r:
+            r["erratum"]["judge_score"] = 5.0
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(
+        app, ["report", str(tmp_path / "run"), "-o", str(tmp_path / "r"), "--errata", str(ERRATA), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    board = json.loads(result.stdout)
+    assert "judge_score_errata" not in board["metrics"]  # no run has a verdict to show
+    assert board["errata"]["runs"]["A"]["judge_missing"] == 3

@@ -154,7 +154,7 @@ class Run:
         rows = self.all_rows
         run = self.summary.get("run") if isinstance(self.summary.get("run"), dict) else {}
         wall = run.get("wall_time_s")  # shown as '-' unless it is a duration
-        cost = sum(_number(r.get("cost_usd")) + _number(r.get("judge_cost_usd")) for r in rows)
+        cost = sum(_number(r.get("cost_usd")) + _number(r.get("judge_cost_usd")) + _erratum_cost(r) for r in rows)
         usage = {
             "prompt_tokens": int(sum(_number(r.get("prompt_tokens")) for r in rows)),
             "completion_tokens": int(sum(_number(r.get("completion_tokens")) for r in rows)),
@@ -168,6 +168,13 @@ class Run:
 
 def _number(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _erratum_cost(row: dict) -> float:
+    """The judge's verdict against an erratum's corrected gold (`probe run --errata`), paid beside the row's own."""
+    fix = row.get("erratum")
+    value = _number(fix.get("judge_cost_usd")) if isinstance(fix, dict) else 0.0
+    return value if 0 <= value <= _MAX_USAGE else 0.0
 
 
 def _first(rows: list[dict], key: str):

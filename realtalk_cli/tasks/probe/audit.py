@@ -42,7 +42,7 @@ from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.jobs import dry_run_plan
 from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.scoring.dates import MONTHS, normalise_dates
-from realtalk_cli.scoring.f1 import date_normalised_f1, normalize_answer, stem, token_f1
+from realtalk_cli.scoring.f1 import normalize_answer, stem
 from realtalk_cli.scoring.stats import bootstrap_ci
 from realtalk_cli.tasks.probe.items import NOT_MENTIONED
 from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
@@ -152,9 +152,10 @@ def vague(question: str, gold: str) -> str:
     return VAGUE.format(" ".join(topic[:8]) or "that")
 
 
-def _unrelated(candidate: str, gold: str) -> bool:
-    """A wrong answer shares no word with the gold, dates compared as dates too."""
-    return token_f1(candidate, gold) == 0 and date_normalised_f1(candidate, gold, 2, "realtalk") == 0
+def _gold_words(gold: str) -> frozenset[str]:
+    """The gold's words as token F1 counts them (stemmed), and again with its dates written one way: a wrong answer
+    sharing none of them scores token F1 0 against the gold, dates normalised or not."""
+    return frozenset(_words(gold) | _words(normalise_dates(gold)))
 
 
 @dataclass
@@ -172,25 +173,32 @@ class Question:
         return f"{self.chat}/{self.qa_index}/{self.question}"
 
 
-def specific_wrong(q: Question, pool: list[Question]) -> str | None:
-    """Another question's gold of the same type that shares no word with this gold; None when there is none."""
-    kind = answer_type(q.question, q.gold)
-    if kind == "yes-no":
-        return "No" if re.search(r"\byes\b", q.gold, re.I) else "Yes"
-    fits = [
-        o for o in pool
-        if o is not q and answer_type(o.question, o.gold) == kind and _unrelated(o.gold, q.gold)
-    ]  # fmt: skip
-    for scope in (
-        [o for o in fits if o.chat == q.chat],
-        [o for o in fits if o.dataset == q.dataset],
-        fits,
-    ):
+class Pool:
+    """The questions whose golds stand in as specific wrong answers, with each gold's type and words computed once
+    (a pool of thousands of questions is searched once per question)."""
+
+    def __init__(self, questions: list[Question]):
+        self.by_type: dict[str, list[tuple[Question, frozenset[str]]]] = {}
+        for q in questions:
+            self.by_type.setdefault(answer_type(q.question, q.gold), []).append((q, _gold_words(q.gold)))
+
+    def specific_wrong(self, q: Question) -> str | None:
+        """Another question's gold of the same type that shares no word with this gold; None when there is none."""
+        kind = answer_type(q.question, q.gold)
+        if kind == "yes-no":
+            return "No" if re.search(r"\byes\b", q.gold, re.I) else "Yes"
+        words = _gold_words(q.gold)
+        fits = [o for o, other in self.by_type.get(kind, []) if o is not q and not words & other]
         size = len(q.gold.split())
-        golds = sorted({o.gold for o in scope}, key=lambda g: (abs(len(g.split()) - size), g))
-        if golds:
-            return str(_pick(q.key, golds[:5]))
-    return None
+        for scope in (
+            [o for o in fits if o.chat == q.chat],
+            [o for o in fits if o.dataset == q.dataset],
+            fits,
+        ):
+            golds = sorted({o.gold for o in scope}, key=lambda g: (abs(len(g.split()) - size), g))
+            if golds:
+                return str(_pick(q.key, golds[:5]))
+        return None
 
 
 def audit_questions(files: list[Path]) -> list[Question]:
@@ -208,11 +216,12 @@ def audit_questions(files: list[Path]) -> list[Question]:
 def audit_rows(questions: list[Question], pool: list[Question], model: str) -> list[dict]:
     """The answers to grade: five per question (four when no specific wrong answer fits)."""
     rows = []
+    wrong = Pool(pool)
     for q in questions:
         answers = {
             "gold": q.gold,
             "paraphrase": paraphrase(q.gold),
-            "specific-wrong": specific_wrong(q, pool),
+            "specific-wrong": wrong.specific_wrong(q),
             "vague-on-topic": vague(q.question, q.gold),
             "abstention": NOT_MENTIONED,
         }

@@ -175,11 +175,11 @@ def apply_errata(rows: list[dict], placements: list[Placement], protocol: ProbeP
 
 def verdict_valid(row: dict, judge_label: str | None, judge_hash: str | None) -> bool:
     """Whether a changed row holds a verdict against its corrected gold from this judge and judge prompt."""
-    fix = row.get("erratum") or {}
-    return fix.get("judge_score") is not None and (fix.get("judge_model"), fix.get("judge_prompt")) == (
-        judge_label,
-        judge_hash,
-    )
+    fix = row.get("erratum") if isinstance(row.get("erratum"), dict) else {}
+    score = fix.get("judge_score")
+    if not isinstance(score, (int, float)) or isinstance(score, bool) or not 0 <= score <= 1:
+        return False  # none, or not a score (a hand-edited file)
+    return (fix.get("judge_model"), fix.get("judge_prompt")) == (judge_label, judge_hash)
 
 
 def needs_verdict(row: dict, judge_label: str, judge_hash: str) -> bool:
