@@ -174,3 +174,12 @@ def test_report_shows_the_false_accept_rate_of_the_judge_that_graded_the_runs(tm
     assert "this judge's false-accept rate" in text.output and "group G1: judge false-accept rate" in text.output
     only = runner.invoke(app, ["report", str(tmp_path / "audit"), "-o", str(tmp_path / "rep3")])
     assert only.exit_code == 2 and "only judge audits given" in only.output
+
+
+def test_rescore_refuses_an_audit_folder_and_leaves_its_report_alone(tmp_path: Path):
+    with serve_llm(FakeLLM(reply=strict)) as url:
+        assert audit(url, tmp_path / "a", "--limit", "1").exit_code == 0
+    before = (tmp_path / "a" / "report.json").read_text()
+    result = runner.invoke(app, ["probe", "rescore", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "a judge audit, not a probe run" in result.output
+    assert (tmp_path / "a" / "report.json").read_text() == before

@@ -10,29 +10,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import orjson
-
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_regular
-from realtalk_cli.tasks.probe.audit import TASK
-
-
-def is_audit(path: Path) -> bool:
-    """Whether a folder holds a judge audit (its run.json identity or its report.json says so)."""
-    for name, field in (("run.json", ("identity", "task")), ("report.json", ("task",))):
-        file = path / name
-        if not file.is_file():
-            continue
-        try:
-            value = orjson.loads(read_regular(file))
-        except (OSError, orjson.JSONDecodeError):
-            continue
-        for key in field:
-            value = value.get(key) if isinstance(value, dict) else None
-        if value == TASK:
-            return True
-    return False
+from realtalk_cli.tasks.probe.audit import is_audit
 
 
 def split(paths: list[Path]) -> tuple[list[Path], list[Path]]:

@@ -36,7 +36,7 @@ import orjson
 
 from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, run_folder, write_atomic, write_jsonl
+from realtalk_cli.fileio import check_run_identity, read_regular, run_folder, write_atomic, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.jobs import dry_run_plan
@@ -77,6 +77,23 @@ class AuditOptions:
     force: bool = False
     price_in: float | None = None
     price_out: float | None = None
+
+
+def is_audit(path: Path) -> bool:
+    """Whether a folder holds a judge audit (its run.json identity or its report.json says so)."""
+    for name, keys in (("run.json", ("identity", "task")), ("report.json", ("task",))):
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            value = orjson.loads(read_regular(file))
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value == TASK:
+            return True
+    return False
 
 
 # --- the answers ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.tasks.probe import errata as fixes
+from realtalk_cli.tasks.probe.audit import is_audit
 from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
@@ -40,6 +41,8 @@ def rescore(
     Every answered row is judged again by the given judge. With `errata_file`, the scores against its corrected
     golds go beside (the judge, when given, grades the changed rows against them too)."""
     pred_path = run_dir / "predictions.jsonl"
+    if is_audit(run_dir):  # its rows are graded answers, not a model's: rescoring would overwrite its report
+        raise RealtalkError(f"{run_dir}: a judge audit, not a probe run (run `realtalk probe judge-audit` again)")
     if not pred_path.exists():
         raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
     report_path = run_dir / "report.json"
