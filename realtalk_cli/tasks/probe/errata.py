@@ -199,7 +199,8 @@ def judge_errata(
     ]  # fmt: skip
     shadows = []
     for r in wanted:
-        shadow = {k: v for k, v in r.items() if k not in JUDGE_FIELDS and k != "erratum"}
+        # a copy without any verdict (nor a `judges` table a judge might write into): the row's own stay as they are
+        shadow = {k: v for k, v in r.items() if k not in JUDGE_FIELDS and k not in ("erratum", "judges")}
         shadow["answer"] = r["erratum"]["judge_gold"]
         shadows.append(shadow)
     stopped = judge_rows(shadows, client, judge, None, over_budget, everything=True) if shadows else False
