@@ -107,6 +107,16 @@ Timeout = Annotated[
 PriceIn = Annotated[float | None, typer.Option("--price-in", min=0, help="USD per million prompt tokens.")]
 PriceOut = Annotated[float | None, typer.Option("--price-out", min=0, help="USD per million completion tokens.")]
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N items.")]
+ErrataFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--errata",
+        metavar="FILE",
+        help="Corrected gold answers (the LoCoMo audit's errors.json, or REALTALK reference fixes, as JSON): scores "
+        "against the corrected gold beside the published one, the ceiling per category, the changed items. "
+        "Example: --errata errors.json",
+    ),
+]
 HfModels = Annotated[
     list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
 ]

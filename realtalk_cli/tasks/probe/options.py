@@ -45,6 +45,7 @@ class ProbeOptions:
     force: bool = False
     price_in: float | None = None
     price_out: float | None = None
+    errata: Path | None = None  # corrected golds (data/errata.py); changes scores, never an answer
 
 
 # memory: the --memory stores; usage.jsonl: what the folder spent, every invocation (llm/spending.py)
@@ -91,6 +92,8 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
         raise RealtalkError("--memory-option is passed to a --memory; give one")
     if isinstance(settings.get("context_tokens"), int) and settings["context_tokens"] < 1:
         raise RealtalkError(f"--context-tokens {settings['context_tokens']}: expected at least 1")
+    if settings.get("errata") is not None:
+        settings["errata"] = Path(settings["errata"]).absolute()
     # paths made absolute now: a --memory plug-in that changes the working directory cannot move what is read or
     # written later
     files = [p.absolute() for p in files]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from realtalk_cli.data.model import CATEGORY_MAP_NOTE
 from realtalk_cli.data.text import plural
 from realtalk_cli.llm.spending import usage_lines
+from realtalk_cli.tasks.probe.errata import errata_markdown, judge_cost
 from realtalk_cli.tasks.runs.results import status_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
@@ -86,11 +87,15 @@ def _summary(rows: list[dict], judge: str | None) -> dict:
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "cached_tokens": sum(r.get("cached_tokens", 0) for r in rows),
-        "cost_usd": sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows),
+        "cost_usd": sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) + judge_cost(r) for r in rows),
         "answer_cost_usd": sum(r["cost_usd"] for r in rows),
-        "judge_prompt_tokens": sum(r.get("judge_prompt_tokens") or 0 for r in rows),
-        "judge_completion_tokens": sum(r.get("judge_completion_tokens") or 0 for r in rows),
-        "judge_cost_usd": sum(r.get("judge_cost_usd") or 0.0 for r in rows),
+        "judge_prompt_tokens": sum(
+            (r.get("judge_prompt_tokens") or 0) + int(judge_cost(r, "judge_prompt_tokens")) for r in rows
+        ),
+        "judge_completion_tokens": sum(
+            (r.get("judge_completion_tokens") or 0) + int(judge_cost(r, "judge_completion_tokens")) for r in rows
+        ),
+        "judge_cost_usd": sum((r.get("judge_cost_usd") or 0.0) + judge_cost(r) for r in rows),
     }
 
 
@@ -191,6 +196,8 @@ def report_markdown(report: dict) -> str:
         lines.append(
             f"{plural(report['failed_questions'], 'question')} failed; running the same command again retries them."
         )
+    if report.get("errata"):
+        lines += errata_markdown(report["errata"])
     return "\n".join(lines) + "\n"
 
 
