@@ -53,6 +53,15 @@ debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="provider:model, an OpenAI model, or offline:NAME.")]
 JudgeModel = Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")]
+JudgeProtocolName = Annotated[
+    str | None,
+    typer.Option(
+        "--judge-protocol",
+        help="The judge alone, another harness's: realtalk, paper, mem0 (mem0's J), longmemeval where registered "
+        "(default: the --compat protocol's own). Each judge's verdicts are kept on the rows under judges, keyed "
+        "protocol/model: a run can carry several. Example: --judge-protocol mem0 --judge-model gpt-4o-mini",
+    ),
+]
 
 
 def output_path(value: str) -> Path:

@@ -17,6 +17,7 @@ from realtalk_cli.cli.common import (
     ErrataFile,
     Force,
     JudgeModel,
+    JudgeProtocolName,
     Limit,
     MaxCost,
     MemoryOptions,
@@ -61,6 +62,7 @@ def probe(
     model: Model = None,
     out_dir: OutDir = None,
     judge_model: JudgeModel = None,
+    judge_protocol: JudgeProtocolName = None,
     context: Annotated[
         str | None,
         typer.Option(
@@ -183,6 +185,7 @@ def probe(
         "model": model,
         "out": out_dir,
         "judge_model": judge_model,
+        "judge_protocol": judge_protocol,
         "context": context,
         "top_k": top_k,
         "context_tokens": context_tokens,
@@ -230,6 +233,7 @@ def probe(
 def probe_rescore(
     run_dir: Annotated[Path, typer.Argument(help="A probe run directory.", show_default=False)],
     judge_model: JudgeModel = None,
+    judge_protocol: JudgeProtocolName = None,
     concurrency: Annotated[int, concurrency_option()] = 8,
     fail_under: Annotated[float | None, fail_under_option("the overall F1")] = None,
     base_url: BaseUrl = None,
@@ -249,7 +253,16 @@ def probe_rescore(
 
     with progress("rescore", as_json) as show:
         report = rescore(
-            run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show, timeout or 120.0, errata
+            run_dir,
+            judge_model,
+            concurrency,
+            base_url,
+            api_key_env,
+            not no_cache,
+            show,
+            timeout or 120.0,
+            errata,
+            judge_protocol,
         )
     _write_html(run_dir, html, as_json)
     _finish_probe(report, run_dir, as_json, fail_under)

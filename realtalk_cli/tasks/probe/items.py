@@ -112,4 +112,3 @@ def chosen_questions(
             yield path, chat, questions
         if left == 0:
             return
-

@@ -24,6 +24,7 @@ class ProbeOptions:
     model: str
     out: Path
     judge_model: str | None = None
+    judge_protocol: str | None = None  # the judge alone (judges/): None is the --compat protocol's own
     context: ContextMode = "full"
     context_tokens: int = 2700  # budget of a retrieved or memory context, in prompt tokens
     top_k: int | None = None  # retrievers: at most this many windows
@@ -114,4 +115,5 @@ def probe_identity(
 
 def probe_manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:
     judge = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env).label if opts.judge_model else None
-    return manifest(opts, files, model=model, judge_model=judge, prompts=prompts)
+    name = (opts.judge_protocol or PROTOCOLS[opts.compat or DEFAULT].judge) if judge else None
+    return manifest(opts, files, model=model, judge_model=judge, judge_protocol=name, prompts=prompts)

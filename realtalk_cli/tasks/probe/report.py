@@ -44,9 +44,35 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _stats(rows: list[dict], judge: str | None) -> dict:
+def judge_score(row: dict, judge: tuple[str, str] | None) -> float | None:
+    """The score a judge (its `protocol/model` key and model) gave the row: under `judges`, or for rows of
+    earlier versions the top-level fields when that model wrote them."""
+    if judge is None:
+        return None
+    key, label = judge
+    judges = row.get("judges") if isinstance(row.get("judges"), dict) else {}
+    entry = judges.get(key)
+    if entry is None:  # a manifest that names the model alone: its only judge of that model
+        same = [e for k, e in judges.items() if k.endswith("/" + label)]
+        entry = same[0] if len(same) == 1 else None
+    if isinstance(entry, dict):
+        return entry.get("score")
+    return row.get("judge_score") if row.get("judge_model") == label and not judges else None
+
+
+def _judges(rows: list[dict]) -> dict:
+    """Every judge's mean and n over these rows, keyed `protocol/model` (a run can carry several judges)."""
+    keys = sorted({k for r in rows if isinstance(r.get("judges"), dict) for k in r["judges"]})
+    out = {}
+    for key in keys:
+        scores = [e.get("score") for r in rows if isinstance(e := (r.get("judges") or {}).get(key), dict)]
+        out[key] = {"mean": _mean(scores), "count": sum(v is not None for v in scores)}
+    return out
+
+
+def _stats(rows: list[dict], judge: tuple[str, str] | None) -> dict:
     # only this run's judge counts: rows still carrying another judge's score wait for re-judging
-    verdicts = [r.get("judge_score") if r.get("judge_model") == judge else None for r in rows]
+    verdicts = [judge_score(r, judge) for r in rows]
     out = {
         "count": len(rows),
         "f1": _mean([r["f1"] for r in rows]),
@@ -54,6 +80,8 @@ def _stats(rows: list[dict], judge: str | None) -> dict:
         "judge": _mean(verdicts),
         "judge_count": sum(v is not None for v in verdicts),
     }
+    if any(isinstance(r.get("judges"), dict) for r in rows):
+        out["judges"] = _judges(rows)
     for name in PROTOCOL_SCORES:  # another harness's own F1, beside realtalk's, never in its column
         if any(name in r for r in rows):
             out[name] = _mean([r.get(name) for r in rows])
@@ -67,7 +95,7 @@ def _stats(rows: list[dict], judge: str | None) -> dict:
     return out
 
 
-def _summary(rows: list[dict], judge: str | None) -> dict:
+def _summary(rows: list[dict], judge: tuple[str, str] | None) -> dict:
     by_category: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["category"]):
         by_category.setdefault(f"{r['category']} {r['category_name']}", []).append(r)
@@ -101,7 +129,9 @@ def _summary(rows: list[dict], judge: str | None) -> dict:
 
 def build_report(rows: list[dict], manifest: dict) -> dict:
     ok = [r for r in rows if r.get("error") is None]
-    judge = manifest.get("judge_model")
+    label = manifest.get("judge_model")
+    name = manifest.get("judge_protocol")
+    judge = (f"{name}/{label}" if name else label, label) if label else None
     return {
         "overall": _summary(ok, judge),
         "chats": {c: _summary([r for r in ok if r["chat"] == c], judge) for c in sorted({r["chat"] for r in ok})},
@@ -170,6 +200,10 @@ def report_markdown(report: dict) -> str:
         for name, summary in [("all", report["overall"]), *report["chats"].items()]:
             for category, st in [*summary["categories"].items(), ("overall (1-4)", summary["overall"])]:
                 lines.append(f"| {name} | {category} | " + " | ".join(fmt(st.get(k)) for k in extra) + " |")
+    judges = report["overall"]["overall"].get("judges") or {}
+    if len(judges) > 1 or (judges and m.get("judge_model") is None):
+        shown = "; ".join(f"`{k}` {fmt(v['mean'])} (n={v['count']})" for k, v in judges.items())
+        lines += ["", f"Every judge of this run (overall, categories 1-4): {shown}."]
     o = report["overall"]
     lines += [
         "",

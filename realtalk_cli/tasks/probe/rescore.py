@@ -36,6 +36,7 @@ def rescore(
     progress=None,
     timeout: float = 120.0,
     errata_file: Path | None = None,
+    judge_protocol_name: str | None = None,
 ) -> dict:
     """Score saved predictions again (F1, and the judge when given) without asking the answering model.
 
@@ -52,7 +53,9 @@ def rescore(
     errata = read_errata(errata_file) if errata_file is not None else None
     # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
     protocol = probe_protocol(_run_compat(old_report, report_path))
-    verdicts = judge_protocol(protocol.judge)
+    verdicts = judge_protocol(judge_protocol_name or protocol.judge)
+    if judge_protocol_name and not judge_model:
+        raise RealtalkError(f"--judge-protocol {judge_protocol_name} grades with a --judge-model: give one")
     judge = None
     if judge_model:
         cache = open_cache(use_cache) if verdicts.cached else None
@@ -92,12 +95,14 @@ def _rescore(
     write_jsonl(pred_path, rows)
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
     if judge is not None:
+        m["judge_protocol"] = verdicts.name
+    if judge is not None:
         m["prompts"] = {**m.get("prompts", {}), **verdicts.prompt_hashes()}
         if isinstance(m.get("protocol"), dict):
             m["protocol"]["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
     m["rescored_with"] = command_line()
     report = build_report(rows, m)
-    unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
+    unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash, verdicts.name))
     if errata is not None:
         unjudged += fixes.unjudged(rows, judge.endpoint.label if judge else None, judge_hash)
         report["errata"] = fixes.errata_section(errata, placements, rows, m.get("judge_model"), judge_hash, catalog)

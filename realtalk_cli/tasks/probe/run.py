@@ -137,10 +137,23 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     clients: list[LLMClient] = []
     memories = memory_runner(opts, endpoint, prices, dry_run, spending, clients)
     identity = probe_identity(opts, endpoint, files, protocol, memories)
-    judge = judge_protocol(protocol.judge)
+    judge = judge_protocol(opts.judge_protocol or protocol.judge)
+    if opts.judge_protocol and judge_endpoint is None:
+        raise RealtalkError(f"--judge-protocol {opts.judge_protocol} grades with a --judge-model: give one")
     errata = read_errata(opts.errata) if opts.errata is not None else None
     return ProbeSetup(
-        files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity, spending, clients, notes,
+        files,
+        opts,
+        protocol,
+        endpoint,
+        judge_endpoint,
+        judge,
+        prices,
+        memories,
+        identity,
+        spending,
+        clients,
+        notes,
         errata,
     )
 
@@ -184,7 +197,7 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
         )
     if setup.judge_endpoint:
         judge = setup.judge
-        stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash)]
+        stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash, judge.name)]
         future = [{"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold} for it in todo]
         requests = [judge.messages(r) for r in stale + future]
         if setup.errata is not None:  # verdicts against corrected golds, counted with the judge's
@@ -279,7 +292,7 @@ def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, pr
     judged_now = {row_key(r) for r in answers.rows}
     earlier = [r for r in rows if row_key(r) not in judged_now]
     if setup.judge_endpoint is None or not any(
-        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in earlier
+        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash, setup.judge.name) for r in earlier
     ):
         return False
     if over_budget(setup)():
@@ -314,6 +327,7 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     prompts = {**setup.protocol.prompt_hashes(), **setup.judge.prompt_hashes()}
     m = probe_manifest(opts, endpoint.label, setup.files, prompts)
     m["judge_model"] = judge_endpoint.label if judge_endpoint else rows_judge(rows)
+    m["judge_protocol"] = setup.judge.name if m["judge_model"] else None
     described = setup.protocol.describe(m["judge_model"], endpoint.label, judge_given=opts.judge_model is not None)
     if described is not None:
         m["protocol"] = described
@@ -321,7 +335,9 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     judge_label = judge_endpoint.label if judge_endpoint else None
     missing = fixes.unjudged(rows, judge_label, setup.judge.prompt_hash) if setup.errata else 0
     report.update(
-        probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost, missing)
+        probe_completeness(
+            rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost, missing, setup.judge.name
+        )
     )
     if setup.errata is not None:
         report["errata"] = fixes.errata_section(
