@@ -18,7 +18,7 @@ import os, sys
 from realtalk_cli.analysis.bertscore import BertScorer
 from realtalk_cli.errors import RealtalkError
 try:
-    BertScorer()
+    BertScorer("roberta-large", 17)  # named: no fallback to the packaged MiniLM (the default has one)
 except RealtalkError as e:
     print(e)
 print("offline:", os.environ.get("HF_HUB_OFFLINE"))

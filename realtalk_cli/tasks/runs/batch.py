@@ -60,7 +60,9 @@ def saved_run(run_dir: Path, options_of: dict[str, type], given: dict) -> tuple[
             and not isinstance(value, (expected, int if expected is float else expected))
         ):
             raise RealtalkError(f"{folder.path}: run.options.{f.name} = {value!r} is not of type {expected.__name__}")
-    check_settings({k: v for k, v in options.items() if k != "out"}, Options, f"{folder.path}: run.options")
+    # the record's own settings first (a NaN timeout), then what the command line decides (endpoint, key, memory)
+    checked = {k: v for k, v in options.items() if k != "out" and k not in FROM_COMMAND_LINE}
+    check_settings(checked, Options, f"{folder.path}: run.options")
     _check_given(folder.path, task, options, {f.name for f in fields(Options)}, given)
     return task, [_saved_chat(Path(p), run_dir, folder.path) for p in chats], opts
 
