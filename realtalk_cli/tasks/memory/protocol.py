@@ -34,10 +34,11 @@ class MemoryTools:
     """A folder for this chat under the run folder, kept between runs (None in a dry run): save slow work here."""
     count_tokens: Callable[[str], int]
     """Tokens of a text for the answering model, as the budget counts them."""
-    complete: Callable[[list[list[dict]]], list[str | None]] | None = None
-    """Realtalk's LLM client: chat requests in, reply texts out (None for a failed request). Concurrent,
-    cached, and its tokens and cost are reported as ingestion, apart from answering. In a dry run the requests
-    are counted for the estimate and every reply is None."""
+    complete: Callable[..., list[str | None]] | None = None
+    """Realtalk's LLM client: `complete(requests, max_tokens=400, temperature=0)`, chat requests in, reply
+    texts out (None for a failed request). Concurrent, cached,
+    and its tokens and cost are reported as ingestion, apart from answering. In a dry run the requests are
+    counted for the estimate (replies priced at `max_tokens`) and every reply is None."""
 
 
 @runtime_checkable

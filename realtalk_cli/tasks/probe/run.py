@@ -324,7 +324,9 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
     key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
     runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout)
 
-    def complete(requests: list[list[dict]]) -> list[str | None]:
+    def complete(
+        requests: list[list[dict]], max_tokens: int | None = None, temperature: float | None = None
+    ) -> list[str | None]:
         client = LLMClient(
             endpoint,
             concurrency=opts.concurrency,
@@ -337,7 +339,8 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
         def done(i: int, c: Completion) -> None:
             replies[i] = c.text if c.error is None else None
 
-        run_jobs(client, list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
+        sampling = {} if temperature is None else {"temperature": temperature}
+        run_jobs(client, list(enumerate(requests)), done, max_tokens=max_tokens or MEMORY_MAX_TOKENS, **sampling)
         runner.add_llm_usage(client.totals)
         return replies
 
