@@ -153,7 +153,9 @@ def test_locomo_recall_is_labelled_for_all_categories_and_for_1_to_4(tmp_path: P
     report = build_report([row(1, 0.5), row(4, 1.0), row(5, 1.0)], {})
     recall = report["overall"]["recall"]
     assert recall["categories_1_4"]["found"] == 0.75 and recall["categories_1_4"]["count"] == 2
-    assert recall["all_categories"]["found"] == pytest.approx(2.5 / 3, abs=1e-4) and recall["all_categories"]["count"] == 3
+    assert (
+        recall["all_categories"]["found"] == pytest.approx(2.5 / 3, abs=1e-4) and recall["all_categories"]["count"] == 3
+    )
     lines = recall_lines(recall)
     assert lines[0].startswith("- evidence recall, categories 1-4 (2 questions): 0.750")
     assert lines[1].startswith("- evidence recall, all categories (3 questions): 0.833")
@@ -217,3 +219,17 @@ def test_budgets_of_models_without_a_known_tokenizer_are_counted_with_a_real_one
     text = "a " * 100  # 100 tokens for a BPE tokenizer; 50 by 4 characters a token
     assert count_tokens(text, "offline-model") == (count_tokens(text, "gpt-4o")[0], False)
     assert count_tokens(text, "offline-model")[0] >= 100
+
+
+def test_dense_encoding_says_what_it_encodes_one_line_when_not_on_a_terminal(tmp_path: Path, llm_env):
+    args = ["probe", str(SAMPLE_JSON), "--model", "offline:bm25", "--context", "dense"]
+    shown = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert shown.exit_code == 0, shown.output
+    [line] = [x for x in shown.stderr.splitlines() if x.startswith("encoding ")]
+    assert line.startswith("encoding ") and "windows of Chat_S_Ana_Ben with minilm" in line
+    fresh = {"REALTALK_CACHE_DIR": str(tmp_path / "fresh-cache")}
+    quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--json"], env=fresh)
+    assert quiet.exit_code == 0 and "encoding" not in quiet.stderr  # --json: nothing but the report
+    assert (tmp_path / "fresh-cache" / "embeddings.sqlite").is_file()
+    dry = runner.invoke(app, [*args, "--out", str(tmp_path / "c"), "--dry-run", "--embedder", "minilm"])
+    assert dry.exit_code == 0 and "encoding" not in dry.stderr  # every window is in the cache by now

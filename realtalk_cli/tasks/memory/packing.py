@@ -2,8 +2,8 @@
 the token budget; messages shown in time order under their session's date.
 
 Message ids are matched case- and space-insensitively (`d3 : 12` is `D3:12`). Which evidence a prompt holds is
-read from its text: a message shown, or a passage holding most of the message's words (`Packer.in_prompt`), so
-a passage that claims ids its text does not hold earns no recall for them (its claim is kept apart).
+read from its text (`in_prompt`): a message shown, or a passage holding enough of the message's words, so a
+passage that claims ids its text does not hold earns no recall for them (its claim is kept apart).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from realtalk_cli.data.model import Chat, Message
 from realtalk_cli.data.text import words
 from realtalk_cli.errors import RealtalkError
+from realtalk_cli.scoring.f1 import stem
 from realtalk_cli.tasks.memory.protocol import Passage
 from realtalk_cli.tasks.prompts import render_message, session_header
 
@@ -29,7 +30,7 @@ class Recalled:
     over_budget_tokens: int = 0  # what those items would have cost, in tokens
     unknown_examples: list[str] = field(default_factory=list)  # a few of the strings that named no message
     shown: list[str] = field(default_factory=list)  # message ids shown as messages
-    passages: list[str] = field(default_factory=list)  # the passage texts in the prompt
+    passages: list[Passage] = field(default_factory=list)  # the passages in the prompt
 
 
 def id_key(dia_id: str) -> str:
@@ -125,7 +126,7 @@ class Packer:
         # Recall is unavailable only when the memory claimed no id at all: ids it gave that did not fit,
         # or that name no message, put no evidence in the prompt (recall 0), they are not "unknown".
         claims = any(isinstance(item, str) or item.ids for item in items)
-        passages = [p.text for p in chosen if isinstance(p, Passage)]
+        passages = [p for p in chosen if isinstance(p, Passage)]
         return Recalled(
             context,
             ids + list(dict.fromkeys(claimed)),
@@ -193,18 +194,34 @@ def _wrong_field(p: Passage) -> str | None:
 
 
 def in_prompt(recalled: Recalled, messages: list[Message]) -> list[str]:
-    """The ids of those `messages` whose text the prompt holds: shown as a message, or held by a passage (at least
-    half of the message's words, or all of its text when it has no content word, e.g. "Okay.")."""
+    """The ids of those `messages` whose text the prompt holds: shown as a message, or held by a passage in the
+    prompt that claims it (a claim its text bears out)."""
     shown = set(recalled.shown)
-    return [m.dia_id for m in messages if m.dia_id in shown or any(_holds(p, m) for p in recalled.passages)]
+    claims: dict[str, list[set[str]]] = {}
+    for p in recalled.passages:
+        held = _stems(p.text)
+        for claim in p.ids:
+            claims.setdefault(id_key(claim), []).append(held)
+    return [
+        m.dia_id
+        for m in messages
+        if m.dia_id in shown or any(_holds(held, m) for held in claims.get(id_key(m.dia_id), []))
+    ]
 
 
-def _holds(passage: str, m: Message) -> bool:
-    """Whether a passage's text holds message m: half of its words (captions included), or all of it."""
-    wanted = set(words(f"{m.clean_text} {m.blip_caption or ''}"))
-    if not wanted:
-        return " ".join(m.clean_text.lower().split()) in " ".join(passage.lower().split())
-    return len(wanted & set(words(passage))) * 2 >= len(wanted)
+HELD_WORDS = 3  # content words of a message a passage must hold (half of them for a shorter message)
+
+
+def _stems(text: str) -> set[str]:
+    return {stem(w) for w in words(text)}
+
+
+def _holds(passage: set[str], m: Message) -> bool:
+    """Whether a passage (its stemmed content words) holds message m: 3 of the message's content words, or half of
+    them when it has fewer than 6. A fact a memory extracted holds its message (LoCoMo's observations: 92% of the
+    messages they cite, against 6% of other messages); "Okay." holds no message but "Okay."."""
+    wanted = _stems(f"{m.clean_text} {m.blip_caption or ''}")
+    return bool(wanted) and len(wanted & passage) >= min(HELD_WORDS, (len(wanted) + 1) // 2)
 
 
 def render_passage(p: Passage) -> str:

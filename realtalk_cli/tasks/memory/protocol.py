@@ -9,12 +9,19 @@ evidence recall from the ids shown or claimed. The built-in retrievers and memor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from realtalk_cli.data.model import Chat
+
+
+@contextlib.contextmanager
+def quiet_stage(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress stage that shows nothing."""
+    yield lambda n: None
 
 
 @dataclass
@@ -39,6 +46,9 @@ class MemoryTools:
     texts out (None for a failed request). Concurrent, cached,
     and its tokens and cost are reported as ingestion, apart from answering. In a dry run the requests are
     counted for the estimate (replies priced at `max_tokens`) and every reply is None."""
+    progress: Callable = quiet_stage
+    """Shows a slow step to the user (a labelled bar with a total on a terminal, one line otherwise):
+    `with tools.progress("encoding 476 windows", 476) as advance:` ... `advance(n)` as n more are done."""
 
 
 @runtime_checkable

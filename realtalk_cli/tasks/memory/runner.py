@@ -99,7 +99,7 @@ class MemoryRunner:
         self.over_budget_questions: list[dict] = []  # per question: where, items and tokens left out, budget
         self.counted_with: str | None = None  # how the budget was counted, for the report
         self.prompts_over_limit = 0  # questions whose prompt exceeds the bound with no context at all
-        self.progress = None  # a probe's progress display (tools.progress); None: its own, on stderr
+        self.progress: Callable | None = None  # the run's progress display for tools.progress; None: lines on stderr
         self.recall_timeouts = 0
         self.recalls_not_asked = 0  # after GIVE_UP_AFTER timeouts in a row on a chat
         self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
@@ -200,7 +200,8 @@ class MemoryRunner:
 
         def build_and_ingest() -> Memory:
             memory = build_memory(self.choice.spec, self.choice.options)
-            memory.ingest(shown, MemoryTools(store, self.count, self._checked_complete if self.complete else None))
+            complete = self._checked_complete if self.complete else None
+            memory.ingest(shown, MemoryTools(store, self.count, complete, self.progress or line_stage))
             return memory
 
         started = time.perf_counter()
@@ -279,6 +280,13 @@ class MemoryRunner:
                     " ids are matched without case or spaces, like D3:12; report.json counts them (unknown_ids)\n"
                 )
         self.unknown_ids += recalled.unknown_ids
+
+
+@contextlib.contextmanager
+def line_stage(label: str, total: int):
+    """tools.progress without a run's progress display: one line on stderr as the step starts."""
+    sys.stderr.write(f"{label} ...\n")
+    yield lambda n: None
 
 
 def _plain(item: str | Passage) -> str | Passage:

@@ -83,6 +83,8 @@ class Answers:
 def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None, batch: bool = False) -> dict:
     """A live run (`batch` only prices a dry run at batch rates; batch.py runs batch jobs)."""
     setup = prepare(files, opts, dry_run)
+    if setup.memories is not None and hasattr(progress, "stage"):
+        setup.memories.progress = progress.stage  # e.g. encoding a chat's windows, before the first question
     if dry_run:
         return plan(setup, setup.items(), batch)
     # A bad chat is found before the folder is made; a memory's ingestion may write to the run folder, so it
