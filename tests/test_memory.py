@@ -77,8 +77,9 @@ def test_passages_without_ids_make_recall_unavailable_and_unknown_ids_are_counte
     path.write_text(PASSAGE_MEMORY)
     result = offline_probe(tmp_path, "--memory", f"{path}:Notes")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["memory"]["unknown_ids"] == 6  # D99:1 once per question
+    assert "'D99:1'" in result.stderr and "name no message" in result.stderr  # warned about, once
     rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     assert all(r["retrieved"] == ["D1:1"] for r in rows)
 
@@ -158,19 +159,21 @@ def test_the_readme_example_memory_runs_from_a_file_path(tmp_path: Path, llm_env
 
 
 def test_report_md_shows_items_over_budget_only_when_some_did_not_fit(tmp_path: Path, llm_env):
-    small = offline_probe(tmp_path, "--context", "bm25", "--context-tokens", "60")
+    small = offline_probe(tmp_path, "--context", "bm25", "--context-tokens", "160")  # the whole prompt
     assert small.exit_code == 0, small.output
-    skipped = json.loads(small.output)["memory"]["items_over_budget"]
-    assert skipped > 0
-    assert (
-        f"- {skipped} recalled items (message ids or passages) did not fit the budget"
-        in (tmp_path / "run" / "report.md").read_text()
-    )
+    memory = json.loads(small.output)["memory"]
+    skipped, tokens = memory["items_over_budget"], memory["items_over_budget_tokens"]
+    assert skipped > 0 and tokens > skipped and memory["questions_over_budget"] == 6
+    worst = memory["most_over_budget"][0]
+    assert worst["question"].startswith("Chat_S_Ana_Ben #") and worst["tokens"] > 0 and worst["budget"] < 160
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert f"- {skipped} recalled items (message ids or passages, {tokens} tokens) did not fit the budget" in md
+    assert "on 6 questions" in md and f"{worst['question']}: {worst['items']} items, {worst['tokens']} tokens" in md
     path = tmp_path / "notes.py"
     path.write_text(PASSAGE_MEMORY)
     fits = offline_probe(tmp_path, "--memory", f"{path}:Notes", "--force")
     assert fits.exit_code == 0, fits.output
-    assert json.loads(fits.output)["memory"]["items_over_budget"] == 0
+    assert json.loads(fits.stdout)["memory"]["items_over_budget"] == 0
     assert "did not fit" not in (tmp_path / "run" / "report.md").read_text()
 
 

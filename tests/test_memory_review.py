@@ -105,7 +105,7 @@ def test_a_passage_of_wrong_types_is_one_line_exit_2(tmp_path: Path, llm_env, sp
 def test_passage_claims_of_ids_that_name_no_message_are_counted_unknown(tmp_path: Path, llm_env):
     result = probe(tmp_path, "ClaimsUnknownIds")
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["memory"]["unknown_ids"] == 2 * len(rows(tmp_path))
     assert all(r["recall"] == 0.0 and r["retrieved"] == [] for r in rows(tmp_path))
 
@@ -115,7 +115,8 @@ def test_passage_claims_are_matched_like_message_ids(tmp_path: Path, llm_env):
     assert result.exit_code == 0, result.output
     first = rows(tmp_path)[0]  # evidence D1:6, D1:9, D3:1
     assert first["retrieved"] == ["D1:6", "D1:9"]
-    assert first["recall"] == pytest.approx(2 / 3)
+    assert first["recall_claimed"] == pytest.approx(2 / 3)
+    assert first["recall"] == 0.0  # "a fact" holds none of those messages' words (issue 22: read from the prompt)
 
 
 def test_a_version_property_is_refused_rather_than_a_new_identity_each_run(tmp_path: Path, llm_env):
@@ -150,7 +151,7 @@ def test_a_retriever_whose_windows_do_not_fit_has_recall_0_not_unavailable(tmp_p
 def test_claims_of_ids_that_name_no_message_are_recall_0(tmp_path: Path, llm_env):
     result = probe(tmp_path, "ClaimsNothingReal")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["memory"]["unknown_ids"] == len(rows(tmp_path))
+    assert json.loads(result.stdout)["memory"]["unknown_ids"] == len(rows(tmp_path))
     assert all(r["recall"] == 0.0 and r["retrieved"] == [] for r in rows(tmp_path))
 
 

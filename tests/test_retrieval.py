@@ -69,7 +69,7 @@ def test_reciprocal_rank_fusion_rewards_agreement():
     assert R.fuse([[1, 2, 3], [3, 2, 1], [2, 9]])[0] == 2
 
 
-def test_dense_embeddings_are_cached_on_disk_and_reused(tmp_path: Path, monkeypatch):
+def test_dense_embeddings_are_cached_on_disk_by_text_and_reused(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
     from realtalk_cli.tasks.memory.embeddings import Embedder, load_embedder
 
@@ -77,13 +77,38 @@ def test_dense_embeddings_are_cached_on_disk_and_reused(tmp_path: Path, monkeypa
     texts = ["Ana: I took up pottery", "Ben: the Porto half marathon is in May", "Ana: Miso is a good boy"]
     first = embedder.encode_cached(texts)
     assert first.shape == (3, 384) and np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-4)
-    assert len(list((tmp_path / "cache" / "embeddings").glob("*.npy"))) == 1
+    assert (tmp_path / "cache" / "embeddings.sqlite").is_file()
+    encoded = []
+    real = Embedder.encode
 
-    def never(self, texts, batch_size=64):
-        raise AssertionError("encoded again")
+    def counting(self, texts, batch_size=64, advance=None):
+        encoded.extend(texts)
+        return real(self, texts, batch_size, advance)
 
-    monkeypatch.setattr(Embedder, "encode", never)
+    monkeypatch.setattr(Embedder, "encode", counting)
     assert np.array_equal(embedder.encode_cached(texts), first)
+    assert encoded == []
+    # another window setting: the texts seen before are read back, only the new one is encoded
+    again = embedder.encode_cached([texts[2], "Ben: pizza tonight?", texts[0]])
+    assert encoded == ["Ben: pizza tonight?"]
+    assert np.array_equal(again[0], first[2]) and np.array_equal(again[2], first[0])
+
+
+def test_encoding_shows_a_labelled_stage_with_its_total(tmp_path: Path, monkeypatch):
+    import contextlib
+
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    from realtalk_cli.tasks.memory.embeddings import load_embedder
+
+    seen = []
+
+    @contextlib.contextmanager
+    def stage(label, total):
+        seen.append((label, total))
+        yield lambda n: seen.append(n)
+
+    load_embedder(None).encode_cached(["a", "b", "a"], stage, "windows of Chat_X")
+    assert seen == [("encoding 2 windows of Chat_X with minilm", 2), 2]
 
 
 def test_dense_ranks_the_paraphrase_first(tmp_path: Path, monkeypatch):
@@ -136,32 +161,43 @@ def test_locomo_observations_memory_claims_the_messages_it_came_from(tmp_path: P
     assert json.loads(result.output)["overall"]["overall"]["recall"] > 0.2
 
 
+def _damage_rows(path: Path, blob) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE vectors SET vector = ?", (blob,))
+
+
 CORRUPT_CACHES = {
     "torn": lambda path, good: path.write_bytes(path.read_bytes()[:100]),
     "text": lambda path, good: path.write_text("garbage"),
-    "npz": lambda path, good: np.savez(open(path, "wb"), a=good),
-    "one_dimension": lambda path, good: np.save(open(path, "wb"), good[:, 0]),
-    "narrow": lambda path, good: np.save(open(path, "wb"), good[:, :10]),
-    "nan": lambda path, good: np.save(open(path, "wb"), np.full_like(good, np.nan)),
-    "zeros": lambda path, good: np.save(open(path, "wb"), np.zeros_like(good)),
-    "strings": lambda path, good: np.save(open(path, "wb"), np.array(["x"] * len(good))),
-    "float64": lambda path, good: np.save(open(path, "wb"), good.astype(np.float64)),
+    "short": lambda path, good: _damage_rows(path, good[0][:10].tobytes()),
+    "nan": lambda path, good: _damage_rows(path, np.full_like(good[0], np.nan).tobytes()),
+    "zeros": lambda path, good: _damage_rows(path, np.zeros_like(good[0]).tobytes()),
+    "float64": lambda path, good: _damage_rows(path, good[0].astype(np.float64).tobytes()),
+    "text_row": lambda path, good: _damage_rows(path, "x" * 1536),
 }
 
 
 @pytest.mark.parametrize("damage", sorted(CORRUPT_CACHES))
 def test_a_damaged_embedding_cache_warns_and_is_computed_again(tmp_path: Path, monkeypatch, capsys, damage):
     monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
-    from realtalk_cli.tasks.memory.embeddings import load_embedder
+    from realtalk_cli.tasks.memory.embeddings import Embedder, load_embedder
 
     embedder = load_embedder(None)
     texts = ["Ana: I took up pottery", "Ben: the Porto half marathon is in May"]
     good = embedder.encode_cached(texts)
-    [path] = (tmp_path / "cache" / "embeddings").glob("*.npy")
+    path = tmp_path / "cache" / "embeddings.sqlite"
     CORRUPT_CACHES[damage](path, good)
     assert np.allclose(embedder.encode_cached(texts), good, atol=1e-5)
     assert "warning:" in capsys.readouterr().err
-    assert np.allclose(np.load(path), good, atol=1e-5)  # replaced by the right vectors
+
+    def never(self, texts, batch_size=64, advance=None):
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(Embedder, "encode", never)
+    assert np.allclose(embedder.encode_cached(texts), good, atol=1e-5)  # replaced by the right vectors
+    assert "warning:" not in capsys.readouterr().err
 
 
 def test_an_unusable_embedding_cache_dir_warns_and_runs_without(tmp_path: Path, monkeypatch, capsys):

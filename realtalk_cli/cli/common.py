@@ -365,8 +365,24 @@ def finish_run(report: dict, score: float | None, fail_under: float | None, scor
 class _Shown:
     """The callback a task calls per finished item; `start` tells the total and what a resume skips."""
 
-    def __init__(self, bar, task) -> None:
-        self.bar, self.task = bar, task
+    def __init__(self, bar, task, quiet: bool = False) -> None:
+        self.bar, self.task, self.quiet = bar, task, quiet
+
+    @contextlib.contextmanager
+    def stage(self, label: str, total: int):
+        """A slow step before the items run (e.g. encoding a chat): the bar shows its label and total on a
+        terminal; otherwise one line on stderr (none when quiet)."""
+        if self.bar.disable:
+            if not self.quiet:
+                err.print(f"{label} ...", markup=False, highlight=False, soft_wrap=True)
+            yield lambda n: None
+            return
+        description = self.bar.tasks[0].description
+        self.bar.update(self.task, description=label, total=total, completed=0)
+        try:
+            yield lambda n: self.bar.update(self.task, advance=n)
+        finally:
+            self.bar.update(self.task, description=description, total=None, completed=0)
 
     def start(self, total: int, already: int = 0, verb: str = "done") -> None:
         note = f"{already} already {verb} " if already else ""
@@ -394,7 +410,7 @@ def progress(label: str, quiet: bool):
     )
 
     columns = (
-        TextColumn(label),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
@@ -406,4 +422,4 @@ def progress(label: str, quiet: bool):
     )
     with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
         task = bar.add_task(label, total=None, info="", note="", rate="")
-        yield _Shown(bar, task)
+        yield _Shown(bar, task, quiet)

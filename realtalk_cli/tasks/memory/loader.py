@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -64,6 +65,7 @@ def load_factory(spec: str) -> Loaded:
         path = Path(target)
         if not path.is_file():
             raise RealtalkError(f"--memory {spec}: {path}: no such file")
+        importable_beside(path)
         source = path.read_bytes()
         module_name = "realtalk_memory_" + re.sub(r"\W", "_", str(path.resolve()))
         loader = importlib.util.spec_from_file_location(module_name, path)
@@ -86,6 +88,41 @@ def load_factory(spec: str) -> Loaded:
     if inspect.isclass(factory) and not all(callable(getattr(factory, m, None)) for m in ("ingest", "recall")):
         raise RealtalkError(f"--memory {spec}: {name} lacks an ingest(chat, tools) or recall(question, budget) method")
     return Loaded(spec, factory, None if source is None else hashlib.sha256(source).hexdigest())
+
+
+def importable_beside(path: Path) -> None:
+    """Make the modules beside a plug-in file importable (`from helpers import x` next to my_memory.py).
+
+    Its folder goes last on sys.path, so a name of the standard library, of realtalk or of an installed package
+    keeps meaning that module (a `json.py` or `realtalk_cli/` beside the plug-in never replaces it, for the
+    plug-in or for realtalk); a module the plug-in imports that is hidden that way is warned about."""
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return  # importing it says what is wrong
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    for name in sorted(names):
+        beside = [p for p in (Path(folder) / f"{name}.py", Path(folder) / name / "__init__.py") if p.is_file()]
+        if not beside:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        origin = spec.origin if spec else None
+        if origin and Path(origin).resolve() != beside[0].resolve():
+            sys.stderr.write(
+                f"warning: {beside[0]} beside {path.name} is not what `import {name}` finds there: {origin} is"
+                f" (the standard library, realtalk and installed packages come first); rename {beside[0].name}\n"
+            )
 
 
 def build_memory(loaded: Loaded, options: dict[str, str]) -> Memory:

@@ -9,12 +9,19 @@ evidence recall from the ids shown or claimed. The built-in retrievers and memor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from realtalk_cli.data.model import Chat
+
+
+@contextlib.contextmanager
+def quiet_stage(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress stage that shows nothing."""
+    yield lambda n: None
 
 
 @dataclass
@@ -34,10 +41,14 @@ class MemoryTools:
     """A folder for this chat under the run folder, kept between runs (None in a dry run): save slow work here."""
     count_tokens: Callable[[str], int]
     """Tokens of a text for the answering model, as the budget counts them."""
-    complete: Callable[[list[list[dict]]], list[str | None]] | None = None
-    """Realtalk's LLM client: chat requests in, reply texts out (None for a failed request). Concurrent,
-    cached, and its tokens and cost are reported as ingestion, apart from answering. In a dry run the requests
-    are counted for the estimate and every reply is None."""
+    complete: Callable[..., list[str | None]] | None = None
+    """Realtalk's LLM client: `complete(requests, max_tokens=400, temperature=0)`, chat requests in, reply
+    texts out (None for a failed request). Concurrent, cached,
+    and its tokens and cost are reported as ingestion, apart from answering. In a dry run the requests are
+    counted for the estimate (replies priced at `max_tokens`) and every reply is None."""
+    progress: Callable = quiet_stage
+    """Shows a slow step to the user (a labelled bar with a total on a terminal, one line otherwise):
+    `with tools.progress("encoding 476 windows", 476) as advance:` ... `advance(n)` as n more are done."""
 
 
 @runtime_checkable

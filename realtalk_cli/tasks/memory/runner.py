@@ -79,7 +79,7 @@ class MemoryRunner:
         choice: MemoryChoice,
         count: Callable[[str], int],
         store_root: Path | None = None,
-        complete: Callable[[list[list[dict]]], list[str | None]] | None = None,
+        complete: Callable[..., list[str | None]] | None = None,
         timeout: float | None = None,
         key_envs: tuple[str, ...] = (),
     ):
@@ -102,22 +102,48 @@ class MemoryRunner:
         self.timeout = timeout
         self.ingest_s: dict[str, float] = {}
         self.unknown_ids = 0
+        self.unknown_examples: list[str] = []
         self.over_budget = 0
+        self.over_budget_tokens = 0
+        self.over_budget_questions: list[dict] = []  # per question: where, items and tokens left out, budget
+        self.counted_with: str | None = None  # how the budget was counted, for the report
+        self.prompts_over_limit = 0  # questions whose prompt exceeds the bound with no context at all
+        self.progress: Callable | None = None  # the run's progress display for tools.progress; None: lines on stderr
         self.recall_timeouts = 0
         self.recalls_not_asked = 0  # after GIVE_UP_AFTER timeouts in a row on a chat
         self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
         self.dry_requests: list[list[dict]] = []  # what ingesting would send, in a dry run
         self._held: list[Memory] = []  # the memory of the chat being asked about
         self._held_chat = ""
+        self.dry_max_tokens: int | None = None  # the largest max_tokens those requests asked for
 
-    def count_requests(self, requests: list[list[dict]]) -> list[str | None]:
+    def count_requests(
+        self, requests: list[list[dict]], max_tokens: int | None = None, temperature: float | None = None
+    ) -> list[str | None]:
         """A dry run's `tools.complete`: the requests are kept for the estimate and every reply is None, as for a
         failed request."""
         self.dry_requests += requests
+        if max_tokens is not None:
+            self.dry_max_tokens = max(self.dry_max_tokens or 0, max_tokens)
         return [None] * len(requests)
 
-    def _checked_complete(self, requests: list[list[dict]]) -> list[str | None]:
-        """`tools.complete` as the memory sees it: its requests checked, then sent (or counted in a dry run)."""
+    def _checked_complete(
+        self, requests: list[list[dict]], max_tokens: int | None = None, temperature: float | None = None
+    ) -> list[str | None]:
+        """`tools.complete` as the memory sees it: its requests and parameters checked, then sent (or counted in a
+        dry run)."""
+        if max_tokens is not None and (type(max_tokens) is not int or not 1 <= max_tokens <= 1_000_000):
+            raise RealtalkError(
+                f"--memory {self.choice.spec}: tools.complete(max_tokens={max_tokens!r}): expected a whole number"
+                " of tokens, at least 1"
+            )
+        if temperature is not None and (
+            type(temperature) not in (int, float) or not 0 <= temperature <= 2  # nan fails both comparisons
+        ):
+            raise RealtalkError(
+                f"--memory {self.choice.spec}: tools.complete(temperature={temperature!r}): expected a number from"
+                " 0 to 2"
+            )
         if not isinstance(requests, list) or not all(
             isinstance(r, list) and r and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in r)
             for r in requests
@@ -127,7 +153,7 @@ class MemoryRunner:
                 ' like {"role": "user", "content": "text"}'
             )
         with self.calls.not_counted():  # realtalk's client: each request has its own --timeout
-            return self.complete(requests)
+            return self.complete(requests, max_tokens=max_tokens, temperature=temperature)
 
     def dry_run_notes(self, endpoint: Endpoint, prices: Prices, max_tokens: int, context_max: int) -> dict:
         """What a dry run adds for the memory: questions left out (recall past the deadline) and, for a memory
@@ -137,7 +163,8 @@ class MemoryRunner:
         if self.recall_timeouts:  # questions left out: recalls past the deadline, and those then not asked
             notes["recall_timeouts"] = self.recall_timeouts + self.recalls_not_asked
         if self.dry_requests:
-            notes["memory"] = dry_run_plan(endpoint, prices, self.dry_requests, 0, "request", max_tokens)
+            replies = self.dry_max_tokens or max_tokens
+            notes["memory"] = dry_run_plan(endpoint, prices, self.dry_requests, 0, "request", replies)
             notes["memory"]["answer_context_tokens_max"] = context_max
         return notes
 
@@ -151,6 +178,7 @@ class MemoryRunner:
         return {
             **self.identity,
             "note": self.choice.note,
+            "counted_with": self.counted_with,
             "ingest_s": self.ingest_s,
             "ingest_total_s": round(sum(self.ingest_s.values()), 3),
             "ingest_llm": {
@@ -162,7 +190,12 @@ class MemoryRunner:
                 "cost_usd": round(t.cost_usd, 6),
             },
             "unknown_ids": self.unknown_ids,
+            "unknown_id_examples": self.unknown_examples,
             "items_over_budget": self.over_budget,
+            "items_over_budget_tokens": self.over_budget_tokens,
+            "questions_over_budget": len(self.over_budget_questions),
+            "most_over_budget": sorted(self.over_budget_questions, key=lambda q: -q["tokens"])[:5],
+            "prompts_over_limit": self.prompts_over_limit,
             "recall_timeouts": self.recall_timeouts,
             "recalls_not_asked": self.recalls_not_asked,
         }
@@ -195,7 +228,8 @@ class MemoryRunner:
 
         def build_and_ingest() -> Memory:
             memory = build_memory(self.loaded, self.choice.options)
-            memory.ingest(shown, MemoryTools(store, self.count, self._checked_complete if self.complete else None))
+            complete = self._checked_complete if self.complete else None
+            memory.ingest(shown, MemoryTools(store, self.count, complete, self.progress or line_stage))
             return memory
 
         started = time.perf_counter()
@@ -222,7 +256,10 @@ class MemoryRunner:
 
         timeouts_in_a_row = 0
 
-        def ask(question: str, budget: int) -> Recalled:
+        def ask(question: str, budget: int, where: str = "", over: Callable[[str], int] | None = None) -> Recalled:
+            """What the memory recalls, packed into `budget` context tokens. `where` names the question in the
+            report (e.g. `Chat_1 #3`); `over(context)`, when given, is by how many tokens the whole prompt around
+            that context exceeds its bound: the context is packed again, smaller, until it fits."""
             nonlocal timeouts_in_a_row
             if timeouts_in_a_row >= GIVE_UP_AFTER:  # a memory stuck for good would cost the deadline per question
                 self.recalls_not_asked += 1
@@ -238,11 +275,49 @@ class MemoryRunner:
                 raise
             timeouts_in_a_row = 0
             recalled = packer.pack(items, budget)
-            self.unknown_ids += recalled.unknown_ids
-            self.over_budget += recalled.over_budget
+            while over is not None and (excess := over(recalled.context)) > 0:
+                if not recalled.context:  # instructions and question alone exceed the bound
+                    self.prompts_over_limit += 1
+                    break
+                budget = max(0, budget - excess)
+                recalled = packer.pack(items, budget)
+            self.note_unknown(chat.name, recalled)
+            if recalled.over_budget:
+                self.over_budget += recalled.over_budget
+                self.over_budget_tokens += recalled.over_budget_tokens
+                self.over_budget_questions.append(
+                    {
+                        "question": where or question[:80],
+                        "items": recalled.over_budget,
+                        "tokens": recalled.over_budget_tokens,
+                        "budget": budget,
+                    }
+                )
             return recalled
 
         return ask
+
+    def note_unknown(self, chat: str, recalled: Recalled) -> None:
+        """Count the ids that named no message; the first time on a chat, say so on stderr with examples."""
+        if not recalled.unknown_ids:
+            return
+        if not any(e in self.unknown_examples for e in recalled.unknown_examples) and len(self.unknown_examples) < 5:
+            first = not self.unknown_examples
+            self.unknown_examples += recalled.unknown_examples[: 5 - len(self.unknown_examples)]
+            if first:
+                shown = ", ".join(repr(e) for e in recalled.unknown_examples)
+                sys.stderr.write(
+                    f"warning: --memory {self.choice.spec}: on {chat} it gave ids that name no message ({shown});"
+                    " ids are matched without case or spaces, like D3:12; report.json counts them (unknown_ids)\n"
+                )
+        self.unknown_ids += recalled.unknown_ids
+
+
+@contextlib.contextmanager
+def line_stage(label: str, total: int):
+    """tools.progress without a run's progress display: one line on stderr as the step starts."""
+    sys.stderr.write(f"{label} ...\n")
+    yield lambda n: None
 
 
 def store_name(chat_id: str) -> str:

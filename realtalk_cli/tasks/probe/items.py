@@ -25,13 +25,15 @@ class Item:
     template: str
     values: dict[str, str]  # the context string is shared by a chat's items, never copied
     retrieved: list[str] | None = None  # message ids shown or claimed, when a retriever or memory chose the context
-    recall: float | None = None  # evidence recall of `retrieved`; None when unavailable
+    recall: float | None = None  # evidence recall read from the prompt's text; None when unavailable
     context_tokens: int | None = None
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
     error: str | None = None  # the memory's recall failed (past --memory-timeout): not asked, an error row
     system: str | None = None  # a system message sent before the prompt (mem0's full-context protocol)
     role: str = "user"  # the prompt's role (LoCoMo sends gpt-3.5 models the prompt as a system message)
+    recall_claimed: float | None = None  # evidence recall of the ids the memory gave (shown or claimed)
+    claims: bool = False  # whether the memory gave any message id for this question
 
     @classmethod
     def with_prompt(cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: str) -> Item:
@@ -85,7 +87,7 @@ def recall_if_claimed(items: list[Item], claims: bool) -> list[Item]:
     A memory that gives ids has recall 0 where it gave none: left out, those questions would raise its mean."""
     if not claims:
         for item in items:
-            item.recall = None
+            item.recall = item.recall_claimed = None
     return items
 
 

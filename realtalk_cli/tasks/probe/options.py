@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_toml
+from realtalk_cli.fileio import RUN_FILE, read_regular, read_toml
 from realtalk_cli.llm.providers import resolve_model
 from realtalk_cli.llm.spending import USAGE_FILE
 from realtalk_cli.tasks.memory.runner import RETRIEVER_CONTEXTS, MemoryRunner
@@ -26,7 +28,7 @@ class ProbeOptions:
     judge_model: str | None = None
     judge_protocol: str | None = None  # the judge alone (judges/): None is the --compat protocol's own
     context: ContextMode = "full"
-    context_tokens: int = 2700  # budget of a retrieved or memory context, in prompt tokens
+    context_tokens: int = 2700  # with a retriever or memory: each question's whole prompt, in tokens
     top_k: int | None = None  # retrievers: at most this many windows
     memory: str | None = None  # --memory SPEC: a built-in name, module:Name or path/to/file.py:Name
     memory_options: dict[str, str] = field(default_factory=dict)
@@ -110,7 +112,29 @@ def probe_identity(
     identity = run_identity(opts, endpoint, files, protocol.prompt_hashes(), dict(protocol.answer_params))
     if memories is not None:
         identity["memory"] = memories.identity
+        identity["context_tokens_bound"] = CONTEXT_TOKENS_BOUND
+        if not opts.force:
+            refuse_old_budget(opts.out)
     return identity
+
+
+# What --context-tokens bounds. Runs recorded before it was in the identity bounded the retrieved context alone.
+CONTEXT_TOKENS_BOUND = "whole prompt"
+
+
+def refuse_old_budget(out: Path) -> None:
+    """Exit 2, saying why, for a folder holding a retrieval or memory run made when --context-tokens bounded the
+    retrieved context alone: resumed now, its questions would mix two meanings of one number."""
+    try:
+        recorded = orjson.loads(read_regular(out / RUN_FILE)).get("identity")
+    except (OSError, ValueError, AttributeError):
+        return  # no run there, or an unreadable one: check_run_identity says so
+    if isinstance(recorded, dict) and "memory" in recorded and "context_tokens_bound" not in recorded:
+        raise RealtalkError(
+            f"{out} holds a run whose --context-tokens {recorded.get('context_tokens')} bounded the retrieved context"
+            " alone; it now bounds the whole prompt (instructions + question + context), so that run cannot resume:"
+            " use a new --out, or --force to start that folder afresh"
+        )
 
 
 def probe_manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:

@@ -92,6 +92,19 @@ def _stats(rows: list[dict], judge: tuple[str, str] | None) -> dict:
         out["recall"] = _mean([r.get("recall") for r in rows])
         out["recall_count"] = sum(r.get("recall") is not None for r in rows)
         out["context_tokens"] = _mean([r.get("context_tokens") for r in rows])
+        if any("recall_claimed" in r for r in rows):
+            out["recall_claimed"] = _mean([r.get("recall_claimed") for r in rows])
+    return out
+
+
+def _recall(rows: list[dict]) -> dict:
+    """Evidence recall over all categories and over categories 1-4 (LoCoMo's adversarial 5 left out, as `overall`):
+    read from the prompts' text (`found`) and from the ids the memory gave (`claimed`), with their counts."""
+    out = {}
+    for name, pool in (("all_categories", rows), ("categories_1_4", [r for r in rows if not _adversarial(r)])):
+        found = [r["recall"] for r in pool if r.get("recall") is not None]
+        claimed = [r.get("recall_claimed", r["recall"]) for r in pool if r.get("recall") is not None]
+        out[name] = {"found": _mean(found), "claimed": _mean(claimed), "count": len(found)}
     return out
 
 
@@ -105,7 +118,9 @@ def _summary(rows: list[dict], judge: tuple[str, str] | None) -> dict:
     for k, v in by_category.items():
         if _adversarial(v[0]):
             categories[k]["measure"] = NOT_MENTIONED_MEASURE
+    recall = {"recall": _recall(rows)} if any("recall" in r for r in rows) else {}
     return {
+        **recall,
         "overall": _stats(answered, judge),
         "overall_1_4": _stats(answered, judge),
         "overall_1_3": _stats([r for r in answered if r["category"] in (1, 2, 3)], judge),
@@ -167,6 +182,7 @@ def report_markdown(report: dict) -> str:
     memory = report.get("memory")
     if memory:
         lines[-1:-1] = memory_lines(memory, m.get("parameters", {}).get("context_tokens"))
+        lines[-1:-1] = recall_lines(report["overall"].get("recall"))
     recall = "recall" in report["overall"]["overall"]
     lines += [
         "| chat | category | count | F1 | F1 (dates normalised) | judge |"
@@ -239,9 +255,15 @@ def memory_lines(memory: dict, budget: int | None) -> list[str]:
     """What chose the context, and what ingesting cost, as report.md and the terminal show it."""
     options = ", ".join(f"{k}={v}" for k, v in memory["options"].items())
     llm = memory["ingest_llm"]
+    counted = memory.get("counted_with")
     lines = [
         f"- memory: `{memory['spec']}`" + (f" ({options})" if options else "") + ", version "
-        f"{memory['version'] or 'not given'}; budget {budget} context tokens per question",
+        f"{memory['version'] or 'not given'}; "
+        + (
+            f"budget {budget} tokens per question's whole prompt (instructions + question + context), {counted}"
+            if counted
+            else f"budget {budget} context tokens per question"  # a run made before the budget bounded the prompt
+        ),
         f"- ingestion: {memory['ingest_total_s']} s"
         + (
             f"; its own LLM requests: {llm['requests']} ({llm['prompt_tokens']} prompt + "
@@ -253,11 +275,28 @@ def memory_lines(memory: dict, budget: int | None) -> list[str]:
     if memory.get("note"):
         lines.append(f"- note: {memory['note']}")
     if memory.get("unknown_ids"):
-        lines.append(f"- the memory returned {memory['unknown_ids']} ids that name no message (left out)")
-    if memory.get("items_over_budget"):
+        examples = ", ".join(f"`{e}`" for e in memory.get("unknown_id_examples") or [])
         lines.append(
-            f"- {memory['items_over_budget']} recalled items (message ids or passages) did not fit the budget and were"
-            " left out (a retriever returns its whole ranking: the rest of it counts here)"
+            f"- the memory returned {memory['unknown_ids']} ids that name no message (left out)"
+            + (f", e.g. {examples}; ids are matched without case or spaces, like `D3:12`" if examples else "")
+        )
+    if memory.get("items_over_budget"):
+        worst = "; ".join(
+            f"{q['question']}: {q['items']} items, {q['tokens']} tokens over a {q['budget']}-token context"
+            for q in memory.get("most_over_budget") or []
+        )
+        lines.append(
+            f"- {memory['items_over_budget']} recalled items (message ids or passages"
+            + (f", {memory['items_over_budget_tokens']} tokens" if "items_over_budget_tokens" in memory else "")
+            + ") did not fit the budget and were left out"
+            + (f" on {memory['questions_over_budget']} questions" if "questions_over_budget" in memory else "")
+            + " (a retriever returns its whole ranking: the rest of it counts here)"
+            + (f"; most left out: {worst}" if worst else "")
+        )
+    if memory.get("prompts_over_limit"):
+        lines.append(
+            f"- {memory['prompts_over_limit']} questions' prompts exceed the budget with no context at all"
+            " (instructions and question alone)"
         )
     if memory.get("recall_timeouts"):
         lines.append(
@@ -269,5 +308,32 @@ def memory_lines(memory: dict, budget: int | None) -> list[str]:
             f"- {memory['recalls_not_asked']} questions failed unasked, after 3 recalls in a row on their chat took"
             " longer than --memory-timeout (the same command asks them again)"
         )
-    lines.append("- evidence recall: share of a question's resolvable evidence messages shown (or claimed by passages)")
+    lines.append(
+        "- evidence recall: share of a question's resolvable evidence messages whose text is in the prompt (shown,"
+        " or held by a passage); `claimed`: counted from the ids the memory gave instead"
+    )
+    return lines
+
+
+def recall_lines(recall: dict | None) -> list[str]:
+    """Overall evidence recall, labelled by the categories it pools, found in the prompt and claimed; a claim that
+    the prompt's text does not bear out is marked."""
+    if not recall or recall["all_categories"]["count"] == 0:
+        return []
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = []
+    for key, label in (("categories_1_4", "categories 1-4"), ("all_categories", "all categories")):
+        r = recall[key]
+        mark = ""
+        if r["claimed"] is not None and r["found"] is not None and abs(r["claimed"] - r["found"]) >= 0.0005:
+            mark = " **(differs: the memory claims evidence that its passages' text does not hold)**"
+        lines.append(
+            f"- evidence recall, {label} ({r['count']} questions): {fmt(r['found'])} in the prompt's text, "
+            f"{fmt(r['claimed'])} claimed{mark}"
+        )
+    if recall["all_categories"] == recall["categories_1_4"]:
+        lines = [lines[1].replace("all categories", "all categories (1-4 the same)")]
     return lines

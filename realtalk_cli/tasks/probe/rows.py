@@ -78,6 +78,7 @@ def prediction_row(item: Item, c: Completion, model: str, protocol: ProbeProtoco
     if item.retrieved is not None:
         row["retrieved"] = item.retrieved
         row["recall"] = row["recall_at_k"] = item.recall
+        row["recall_claimed"] = item.recall_claimed
         row["context_tokens"] = item.context_tokens
     return row
 

@@ -96,6 +96,8 @@ class Answers:
 def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None, batch: bool = False) -> dict:
     """A live run (`batch` only prices a dry run at batch rates; batch.py runs batch jobs)."""
     setup = prepare(files, opts, dry_run)
+    if setup.memories is not None and hasattr(progress, "stage"):
+        setup.memories.progress = progress.stage  # e.g. encoding a chat's windows, before the first question
     if dry_run:
         return plan(setup, setup.items(), batch)
     # A bad chat is found before the folder is made; a memory's ingestion may write to the run folder, so it
@@ -421,7 +423,9 @@ def memory_runner(
     key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
     runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout, key_envs=keys)
 
-    def complete(requests: list[list[dict]]) -> list[str | None]:
+    def complete(
+        requests: list[list[dict]], max_tokens: int | None = None, temperature: float | None = None
+    ) -> list[str | None]:
         client = LLMClient(
             endpoint,
             concurrency=opts.concurrency,
@@ -440,7 +444,14 @@ def memory_runner(
             if budget():
                 raise StopRun()
 
-        run_jobs(client, [] if budget() else list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
+        sampling = {} if temperature is None else {"temperature": temperature}
+        run_jobs(
+            client,
+            [] if budget() else list(enumerate(requests)),
+            done,
+            max_tokens=max_tokens or MEMORY_MAX_TOKENS,
+            **sampling,
+        )
         runner.add_llm_usage(client.totals)
         return replies
 

@@ -1,6 +1,9 @@
 """realtalk's own probe protocol (the default): the whole chat oldest first (or its events, or what a retriever
 or memory recalls), the editable answer prompts of configs/prompts, a date hint on temporal questions,
 LoCoMo's adversarial questions as its two-choice prompt, temperature 0 and short answers.
+
+With a retriever or memory, `--context-tokens N` bounds each question's whole prompt (instructions, question and
+context, counted as the endpoint counts a request): the memory fills what is left after the rest.
 """
 
 from __future__ import annotations
@@ -8,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from realtalk_cli.data.evidence import resolve_evidence
-from realtalk_cli.llm.tokens import count_tokens
+from realtalk_cli.llm.tokens import count_message_tokens, count_tokens, counted_with
 from realtalk_cli.scoring.evidence import evidence_recall
+from realtalk_cli.tasks.memory.packing import in_prompt
 from realtalk_cli.tasks.memory.runner import CallTimeout, MemoryRunner, memory_choice
 from realtalk_cli.tasks.probe.items import Item, adversarial_options, chosen_questions, recall_if_claimed
 from realtalk_cli.tasks.probe.prompts import TEMPORAL_HINT, Templates, fit_sessions
@@ -39,6 +43,8 @@ def build_items(
     choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
     if choice is not None and memories is None:
         memories = MemoryRunner(choice, lambda text: count_tokens(text, model_name)[0])
+    if memories is not None:
+        memories.counted_with = counted_with(model_name)
     try:
         items = _build_items(files, opts, templates, model_name, choice, memories)
     except KeyboardInterrupt:
@@ -63,16 +69,8 @@ def _build_items(files, opts, templates: Templates, model_name: str, choice, mem
         index = chat.message_index()
         for i, qa in questions:
             adversarial = chat.dataset == "locomo" and qa.category == 5
-            context, retrieved, recall, context_tokens, options, error = full_context, None, None, None, None, None
-            if ask is not None:
-                try:
-                    recalled = ask(qa.question, opts.context_tokens)
-                    context, retrieved, context_tokens = recalled.context, recalled.ids, recalled.tokens
-                    recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
-                    claims = claims or recalled.claims
-                except CallTimeout as e:
-                    error = str(e)
-            values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
+            values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": full_context}
+            options = None
             if adversarial:
                 options = adversarial_options(qa)
                 template = templates.adversarial
@@ -80,7 +78,30 @@ def _build_items(files, opts, templates: Templates, model_name: str, choice, mem
             else:
                 template = templates.answer
                 values["question"] = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
-            items.append(
-                Item(chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped, options, error)
-            )
+            item = Item(chat, path, i, qa, template, values, dropped_sessions=dropped, options=options)
+            if ask is not None:
+                recall_into(item, ask, opts.context_tokens, model_name, index)
+                claims = claims or item.claims
+            items.append(item)
     return recall_if_claimed(items, claims)
+
+
+def recall_into(item: Item, ask, limit: int, model: str, index: dict) -> None:
+    """Fill `item`'s context with what the memory recalls, its whole prompt within `limit` tokens; set its recall
+    from the prompt's text (`recall`) and from the ids the memory claims (`recall_claimed`)."""
+
+    def over(context: str) -> int:  # tokens by which the whole prompt would exceed the limit
+        item.values["context"] = context
+        return count_message_tokens(item.messages, model)[0] - limit
+
+    rest = over("")  # the prompt without a context: instructions and question
+    try:
+        recalled = ask(item.qa.question, max(0, -rest), f"{item.chat.name} #{item.qa_index}", over)
+    except CallTimeout as e:
+        item.values["context"], item.error = "", str(e)
+        return
+    item.values["context"] = recalled.context
+    item.retrieved, item.context_tokens, item.claims = recalled.ids, recalled.tokens, recalled.claims
+    evidence = resolve_evidence(item.chat, item.qa.evidence, index).resolved
+    item.recall = evidence_recall(evidence, in_prompt(recalled, [index[e] for e in evidence]))
+    item.recall_claimed = evidence_recall(evidence, recalled.ids)
