@@ -1,4 +1,7 @@
-"""Descriptive statistics of chats (REALTALK and LoCoMo alike)."""
+"""Descriptive statistics of chats (REALTALK, LoCoMo and LongMemEval alike).
+
+A LongMemEval file is one row: its instances' haystacks pooled (sessions, turns and tokens summed over the
+instances, so `tokens` is about what one full-context run sends), read one instance at a time."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
+from realtalk_cli.data.formats import iter_chats
 from realtalk_cli.data.model import DATASET_NAMES, Chat
 from realtalk_cli.llm.tokens import count_tokens
 
@@ -94,6 +99,14 @@ def chat_stats(chat: Chat) -> ChatStats:
             s.gaps_hours.append(round((starts[i] - ends[i - 1]).total_seconds() / 3600, 2))
     _fill_summaries(s)
     return s
+
+
+def file_stats(path: Path) -> ChatStats:
+    """One row per file: its chat's, or a LongMemEval file's instances pooled under the file's name."""
+    stats = [(chat_stats(chat), reload) for chat, reload in iter_chats(path)]
+    if len(stats) == 1 and stats[0][1] is None:
+        return stats[0][0]
+    return total_stats([s for s, _ in stats], path.stem)
 
 
 def _fill_summaries(s: ChatStats) -> None:

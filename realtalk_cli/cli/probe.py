@@ -117,7 +117,12 @@ def probe(
             "--compat",
             help="paper: the paper's protocol byte for byte (evaluate_memory.py: prompts, no sampling parameters, "
             "its judge prompt graded by the answering model unless --judge-model); paper-once: the same with each "
-            "session once; official: alias of paper. Example: --compat paper --model gpt-4o-mini",
+            "session once; official: alias of paper. longmemeval: LongMemEval's long-context setting byte for byte "
+            "(run_generation.py: whole history as JSON, chain of thought, temperature 0, max_tokens 800), its "
+            "yes/no judge with --judge-model (its published numbers: gpt-4o-2024-08-06); LongMemEval files only "
+            "(others: exit 2), no --context/--memory, no --batch; the history is cut to 126,200 o200k tokens only "
+            "for the gpt-4o names LongMemEval lists, other models get it whole (recorded in the manifest). "
+            "Example: --compat paper --model gpt-4o-mini",
         ),
     ] = None,
     config: Annotated[
@@ -159,6 +164,11 @@ def probe(
     Example: `realtalk probe ../shared/locomo --model gpt-4o-mini --context hybrid --context-tokens 2700 --out runs/h`
 
     Example: `realtalk probe CHATS --model M --memory my_memory.py:MyMemory --memory-option k=5 --out runs/mine`
+
+    LongMemEval files (longmemeval_s.json, _m, _oracle, _cleaned): each instance is its own haystack and question,
+    read one at a time; the report adds LongMemEval's per-type, task-averaged, overall and abstention figures.
+    Example: `realtalk probe longmemeval_s.json --compat longmemeval --model gpt-4o --judge-model gpt-4o-2024-08-06
+    --out runs/lme --dry-run`
     """
     from realtalk_cli.tasks.memory.loader import parse_options
     from realtalk_cli.tasks.probe.options import probe_settings
@@ -318,7 +328,7 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, memory_lines
+    from realtalk_cli.tasks.probe.report import category_label, memory_lines, overall_labels
 
     recall = "recall" in report["overall"]["overall"]
     from rich.table import Table
@@ -343,10 +353,15 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     summary = report["overall"]
     for cat, s in summary["categories"].items():
         table.add_row(category_label(cat, s), *cells(s))
-    for key, label in OVERALL_LABELS.items():
+    for key, label in overall_labels(summary).items():
         if key in summary:
             table.add_row(label, *cells(summary[key]), style="bold")
     out.print(table)
+    if report.get("longmemeval"):
+        from realtalk_cli.tasks.probe.report import longmemeval_lines
+
+        for line in longmemeval_lines(report["longmemeval"]):
+            out.print(line, soft_wrap=True, markup=False)
     if summary.get("evidence_dangling"):
         out.print(f"{summary['evidence_dangling']} evidence ids point to no message (left out of recall)")
     if report.get("memory"):

@@ -1,17 +1,22 @@
-"""Readers for the REALTALK and LoCoMo JSON layouts, and the REALTALK writer.
+"""Readers for the REALTALK, LoCoMo and LongMemEval JSON layouts, and the REALTALK writer.
 
-`load_chat` detects the layout. Shape errors raise `RealtalkError` naming the file and the key.
+`load_chat` detects the layout of a one-chat file; `iter_chats` reads any file, also a LongMemEval list of
+instances (one chat each, read one at a time by `longmemeval.py`). Shape errors raise `RealtalkError` naming
+the file and the key.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from realtalk_cli.data.longmemeval import instance_chat as longmemeval_chat
+from realtalk_cli.data.longmemeval import is_longmemeval_file, iter_instances
 from realtalk_cli.data.model import Chat, Dataset, Event, Message, QAItem, Session
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
@@ -84,10 +89,32 @@ def detect_layout(obj: Any) -> Dataset | None:
     return None
 
 
+def file_layout(path: Path) -> Dataset | None:
+    """A file's layout from its first bytes alone when it is LongMemEval's (a JSON list), else None: only then
+    may it be read whole."""
+    return "longmemeval" if is_longmemeval_file(path) else None
+
+
 def load_chat(path: Path | str) -> Chat:
     path = Path(path)
+    if path.is_file() and file_layout(path) == "longmemeval":
+        raise RealtalkError(
+            f"{path}: a LongMemEval file (one haystack per question); this command reads REALTALK and LoCoMo chats "
+            "(validate, analyze stats, probe, probe show and report read LongMemEval files)"
+        )
     obj = read_json(path)
     return chat_from_obj(obj, path)
+
+
+def iter_chats(path: Path) -> Iterator[tuple[Chat, Callable[[], Chat] | None]]:
+    """Every chat a file holds, with a way to read it again: a REALTALK or LoCoMo file is one chat (None: keep it);
+    a LongMemEval file one chat per instance, read one at a time, each of which can be read again from the file
+    (so that a long run need not keep every haystack)."""
+    if path.is_file() and file_layout(path) == "longmemeval":
+        for ref, obj in iter_instances(path):
+            yield longmemeval_chat(obj, ref), ref.chat
+        return
+    yield load_chat(path), None
 
 
 def chat_from_obj(obj: Any, path: Path) -> Chat:
@@ -98,6 +125,7 @@ def chat_from_obj(obj: Any, path: Path) -> Chat:
         return _read_locomo(obj, path)
     raise RealtalkError(
         f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation')"
+        + (" nor a LongMemEval list of instances" if isinstance(obj, list) else "")
     )
 
 

@@ -24,6 +24,11 @@ def _encoding(name: str):
     return tiktoken.Encoding(**spec)
 
 
+def encoding(name: str):
+    """The tiktoken encoding `o200k_base` or `cl100k_base`, built offline (for protocols that cut text by tokens)."""
+    return _encoding(name)
+
+
 def encoding_name(model: str) -> str | None:
     from tiktoken.model import encoding_name_for_model
 

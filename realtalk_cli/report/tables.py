@@ -158,7 +158,7 @@ def group_lines(board: dict) -> list[str]:
             f"group {g['id']}: dataset {g['dataset']}, {g['items']['count']} items ({g['items']['hash']}), "
             f"judge {g['judge'] or 'none'}; ranked by overall {by}: {ranked}"
         )
-        lines.append(line + (f" ({g['why']})" if g.get("why") else ""))
+        lines.append(line + (f" ({g['why']})" if g.get("why") else "") + (f"; {g['note']}" if g.get("note") else ""))
     return lines
 
 

@@ -5,6 +5,7 @@ needs from it (the context chosen, its evidence recall, LoCoMo's two-choice opti
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,26 +29,36 @@ class Item:
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
     error: str | None = None  # the memory's recall failed (past --memory-timeout): not asked, an error row
+    # The context built only when the request is: a LongMemEval haystack is read again from its file then, so
+    # that a run does not hold every instance's haystack (`values["context"]` is not used when this is set).
+    context_of: Callable[[], str] | None = None
 
     @classmethod
     def with_prompt(cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: str) -> Item:
         """An item whose prompt is given whole (the paper's protocol builds its own)."""
         return cls(chat, chat_file, qa_index, qa, "{prompt}", {"prompt": prompt})
 
+    @classmethod
+    def with_lazy_prompt(
+        cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: Callable[[], str]
+    ) -> Item:
+        """An item whose whole prompt is built when the request is (LongMemEval's protocol)."""
+        return cls(chat, chat_file, qa_index, qa, "{context}", {}, context_of=prompt)
+
     @property
     def messages(self) -> list[dict]:
         """The request, built when asked for: a run holds one context per chat, not one per question."""
-        context = self.values.get("context", "")
+        context = self.context_of() if self.context_of is not None else self.values.get("context", "")
         rest = {k: v for k, v in self.values.items() if k != "context"}
         if "{" in context or any("{context}" in v for v in rest.values()):
-            return [{"role": "user", "content": fill(self.template, **self.values)}]
+            return [{"role": "user", "content": fill(self.template, **{**self.values, "context": context})}]
         # the same text as filling every key in order, without scanning the long context once per key
         return [{"role": "user", "content": fill(self.template, **rest).replace("{context}", context)}]
 
     @property
     def shares_context(self) -> bool:
         """Whether the chat's other questions send the same context (full and events do; retrieval does not)."""
-        return self.retrieved is None and bool(self.values.get("context"))
+        return self.retrieved is None and self.context_of is None and bool(self.values.get("context"))
 
     def prefix(self) -> str:
         """The prompt up to the question: what a provider's prompt cache can serve for the chat's other questions."""

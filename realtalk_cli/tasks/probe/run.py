@@ -37,6 +37,7 @@ from realtalk_cli.tasks.probe.rows import (
     item_key,
     prediction_row,
     probe_completeness,
+    qa_fields,
     row_key,
     rows_judge,
 )
@@ -67,7 +68,10 @@ class ProbeSetup:
         return self.opts.out / "predictions.jsonl"
 
     def items(self) -> list[Item]:
-        return self.protocol.build_items(self.files, self.opts, self.endpoint.model, self.memories)
+        items = self.protocol.build_items(self.files, self.opts, self.endpoint.model, self.memories)
+        for it in items:  # a judge that cannot grade an item (another dataset's) says so before anything is asked
+            self.judge.check_item(it.qa, f"{it.chat_file}: {it.chat.name} question {it.qa_index}")
+        return items
 
 
 @dataclass
@@ -139,7 +143,7 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
     estimate = dry_run_plan(
         endpoint,
         prices,
-        [it.messages for it in todo],
+        (it.messages for it in todo),  # one prompt at a time: a LongMemEval haystack is built, counted, let go
         len(items) - len(todo),
         "question",
         answer_tokens,
@@ -153,7 +157,10 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
     if setup.judge_endpoint:
         judge = setup.judge
         stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash)]
-        future = [{"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold} for it in todo]
+        future = [
+            {"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold, **qa_fields(it.qa)}
+            for it in todo
+        ]
         requests = [judge.messages(r) for r in stale + future]
         estimate["judge"] = dry_run_plan(setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens)
     return estimate

@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 import sys
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,20 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in blocks (a LongMemEval-M file is ~2.7 GB); remembered while the file is unchanged."""
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def dataset_hashes(files: list[Path]) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in chat_paths(files)}
+    return {str(p): file_sha256(p) for p in chat_paths(files)}
 
 
 def run_identity(options: Any, endpoint: Endpoint, files: list[Path], prompts: dict, sampling: dict) -> dict:
