@@ -99,8 +99,9 @@ def load_chat(path: Path | str) -> Chat:
     path = Path(path)
     if path.is_file() and file_layout(path) == "longmemeval":
         raise RealtalkError(
-            f"{path}: a LongMemEval file (one haystack per question); this command reads REALTALK and LoCoMo chats "
-            "(validate, analyze stats, probe, probe show and report read LongMemEval files)"
+            f"{path}: a LongMemEval file (one haystack per question): this reads REALTALK and LoCoMo chats only "
+            "(validate, analyze stats, probe with realtalk's protocol or --compat longmemeval, probe show and "
+            "report read LongMemEval files)"
         )
     obj = read_json(path)
     return chat_from_obj(obj, path)
@@ -127,6 +128,13 @@ def chat_from_obj(obj: Any, path: Path) -> Chat:
         f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation')"
         + (" nor a LongMemEval list of instances" if isinstance(obj, list) else "")
     )
+
+
+def check_chats(paths: list[Path]) -> None:
+    """Read every chat of the files once (one at a time) so that a bad one is found before slow work starts."""
+    for path in chat_paths(paths):
+        for _ in iter_chats(path):
+            pass
 
 
 def chat_paths(paths: list[Path]) -> list[Path]:

@@ -87,6 +87,7 @@ class _Window:
         self.pos = 0  # the next character to read in `text`
         self.byte = 0  # byte offset of text[0]
         self.line = 1  # line number of text[0]
+        self.column = 1  # its column
         self.read_bytes = 0  # bytes read from the file so far
         self.eof = False
 
@@ -110,6 +111,8 @@ class _Window:
         done = self.text[: self.pos]
         self.byte += len(done.encode("utf-8"))
         self.line += done.count("\n")
+        newline = done.rfind("\n")
+        self.column = len(done) - newline if newline >= 0 else self.column + len(done)
         self.text = self.text[self.pos :]
         self.pos = 0
 
@@ -118,7 +121,8 @@ class _Window:
 
     def place(self, pos: int) -> str:
         line = self.line + self.text.count("\n", 0, pos)
-        column = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+        newline = self.text.rfind("\n", 0, pos)
+        column = pos - newline if newline >= 0 else self.column + pos
         return f"line {line}, column {column}"
 
     def next_char(self) -> str:
@@ -193,12 +197,13 @@ def _decode(w: _Window, decoder: json.JSONDecoder, index: int) -> tuple[object, 
             if end < len(w.text) or w.eof or isinstance(obj, (dict, list, str)):
                 return obj, end
         except json.JSONDecodeError as e:
-            cut = e.msg.startswith("Unterminated string") or e.pos >= len(w.text) - _NEAR_END
-            if w.eof or not cut:
-                where = f"instance {index}, {w.place(e.pos)}"
-                if w.eof and cut:
+            unterminated = e.msg.startswith("Unterminated string")
+            if w.eof:  # all is read: cut if nothing but the beginning of a value follows the error
+                if unterminated or not any(c in w.text[e.pos :] for c in ",:]}"):
                     raise RealtalkError(f"{w.path}: the file ends inside instance {index} (truncated?)") from None
-                raise RealtalkError(f"{w.path}: {where}: malformed JSON ({e.msg})") from None
+                raise RealtalkError(f"{w.path}: instance {index}, {w.place(e.pos)}: malformed JSON ({e.msg})") from None
+            if not unterminated and e.pos < len(w.text) - _NEAR_END:  # not where the window cuts it
+                raise RealtalkError(f"{w.path}: instance {index}, {w.place(e.pos)}: malformed JSON ({e.msg})") from None
         except RecursionError:
             raise RealtalkError(f"{w.path}: instance {index}: JSON nested too deep") from None
         w.more(max(CHUNK, len(w.text)))  # doubles the window: an instance of n bytes is decoded O(log n) times

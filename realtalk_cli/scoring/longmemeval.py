@@ -24,8 +24,13 @@ TYPES: tuple[str, ...] = tuple(CATEGORY_NAMES["longmemeval"].values())  # print_
 
 
 def _mean(values: list[float | None]) -> float | None:
+    """The mean of the numbers given, unrounded (the script rounds only what it prints)."""
     present = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return round(sum(present) / len(present), 4) if present else None
+    return sum(present) / len(present) if present else None
+
+
+def _rounded(figures: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
 
 
 def session_recall(row: dict) -> float | None:
@@ -61,7 +66,7 @@ def longmemeval_metrics(rows: list[dict], judge: str | None) -> dict:
     by_type = {t: [r for r in rows if r.get("category_name") == t] for t in TYPES}
     types = {t: _figures(rs, judge_score) for t, rs in by_type.items()}
     present = [t for t in TYPES if by_type[t]]
-    averaged = {  # over the types present; None while one of them has no score yet
+    averaged = {  # the mean of the unrounded type means, over the types present; None while one has no score
         metric: _mean([types[t][metric] for t in present])
         if all(types[t][metric] is not None for t in present)
         else None
@@ -70,8 +75,8 @@ def longmemeval_metrics(rows: list[dict], judge: str | None) -> dict:
     return {
         "source": "xiaowu0162/LongMemEval src/evaluation/print_qa_metrics.py",
         "judge_model": judge,
-        "types": types,
-        "task_averaged": {**averaged, "over": present, "all_types": len(present) == len(TYPES)},
-        "overall": _figures(rows, judge_score),
-        "abstention": _figures([r for r in rows if r.get("abstention")], judge_score),
+        "types": {t: _rounded(f) for t, f in types.items()},
+        "task_averaged": {**_rounded(averaged), "over": present, "all_types": len(present) == len(TYPES)},
+        "overall": _rounded(_figures(rows, judge_score)),
+        "abstention": _rounded(_figures([r for r in rows if r.get("abstention")], judge_score)),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from realtalk_cli.data.formats import check_chats
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, Totals, Usage
@@ -90,8 +91,9 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     if dry_run:
         return plan(setup, setup.items(), batch)
     # A bad chat is found before the folder is made; a memory's ingestion may write to the run folder, so it
-    # runs only once the folder is ours.
-    items = setup.items() if setup.memories is None else None
+    # runs only once the folder is ours (the files are read through first: a LongMemEval file cut at instance 400
+    # must not cost 399 ingestions).
+    items = setup.items() if setup.memories is None else check_chats(files)
     with run_folder(opts.out, setup.identity, PROBE_FILES, opts.force):
         items = setup.items() if items is None else items
         rows = resumed_rows(setup.predictions)
