@@ -474,6 +474,22 @@ def test_compat_longmemeval_runs_its_prompt_parameters_and_judge_and_resumes(tmp
     assert "## LongMemEval" in md and "| **task-averaged** |  | 0.9167 |" in md and "overall (1-4)" not in md
     again = _probe(url, out, "--compat", "longmemeval", "--judge-model", "judge-model")
     assert again.exit_code == 0 and len(fake.requests) == 14  # resumed: nothing asked again
+    rescored = runner.invoke(
+        app,
+        [
+            "probe",
+            "rescore",
+            str(out),
+            "--judge-model",
+            "judge-model",
+            "--base-url",
+            url,
+            "--api-key-env",
+            "TEST_LLM_KEY",
+        ],
+    )
+    assert rescored.exit_code == 0, rescored.output
+    assert json.loads((out / "report.json").read_text())["longmemeval"]["overall"]["judge"] == round(6 / 7, 4)
 
 
 def test_retrieval_and_a_memory_plugin_ingest_each_instance_on_its_own(tmp_path: Path, loopback):
