@@ -594,6 +594,8 @@ def test_what_cannot_apply_is_refused_in_one_line(tmp_path: Path, loopback):
     assert result.exit_code == 2 and "is also in" in result.output
     result = _probe(url, tmp_path / "r", "--context", "events")
     assert result.exit_code == 2 and "no events" in result.output
+    result = _probe(url, tmp_path / "r", "--compat", "paper")  # the paper's layout reads one chat per file
+    assert result.exit_code == 2 and "a LongMemEval file (one haystack per question)" in result.output
     assert not (tmp_path / "r").exists()
 
 
