@@ -64,7 +64,8 @@ def validate_file(path: Path) -> ValidationReport:
     layout = detect_layout(obj)
     if layout is None:
         raise RealtalkError(
-            f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation')"
+            f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation') nor a"
+            " LongMemEval list of instances"
         )
     report = ValidationReport(str(path), layout)
     try:
