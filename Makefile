@@ -38,6 +38,11 @@ demo: install
 	$(VENV)/bin/realtalk analyze stats out/demo/Chat_S_Ana_Ben.json
 	REALTALK_CACHE_DIR=out/demo/cache $(VENV)/bin/realtalk probe out/demo/Chat_S_Ana_Ben.json --model offline:bm25 --context retrieval --out out/demo/probe
 	$(VENV)/bin/realtalk analyze ei out/demo/Chat_S_Ana_Ben.json --out out/demo/ei
+	# your own chat: a small invented WhatsApp export (data/sample/whatsapp/) converted and analysed
+	$(VENV)/bin/realtalk convert "data/sample/whatsapp/WhatsApp Chat with Ben.txt" -o out/demo/whatsapp.json
+	$(VENV)/bin/realtalk validate out/demo/whatsapp.json
+	$(VENV)/bin/realtalk analyze stats out/demo/whatsapp.json
+	$(VENV)/bin/realtalk analyze ei out/demo/whatsapp.json --out out/demo/ei-whatsapp
 
 bench: install
 	$(PY) bench/convert.py

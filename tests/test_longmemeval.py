@@ -577,6 +577,17 @@ def test_dry_run_counts_every_prompt_and_the_judges_requests(tmp_path: Path, loo
     assert not (tmp_path / "r").exists()
 
 
+def test_category_chooses_question_types_in_both_protocols(tmp_path: Path, loopback):
+    _, url = loopback
+    for extra, wanted in [
+        (("--compat", "longmemeval", "--category", "temporal-reasoning"), 1),
+        (("--category", "4"), 2),
+    ]:
+        result = _probe(url, tmp_path / "r", *extra, "--dry-run", "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["requests"] == wanted
+
+
 def test_what_cannot_apply_is_refused_in_one_line(tmp_path: Path, loopback):
     _, url = loopback
     result = _probe(url, tmp_path / "r", "--compat", "longmemeval", data=SAMPLE_JSON)

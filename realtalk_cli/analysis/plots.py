@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from realtalk_cli.errors import RealtalkError
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 200
+PAGE_WIDTH_IN = 7.0  # every figure fits a page this wide at the size it is saved
+MIN_FONT_PT = 8
 POINTS_UP_TO = 50  # groups this small show every point over the box
 
 UNITS = {
@@ -90,19 +93,19 @@ def make_plots(sides: list[dict], out: Path, fmt: str = "png") -> dict[str, Figu
 
     available = [m for m in METRIC_NAMES if any(speaker_values(s["metrics"], m) for s in sides)]
     if available:
-        cols = 4
+        cols = 2  # a page's width: every text at least MIN_FONT_PT when the figure is printed 7 in wide
         rows = (len(available) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH_IN, 2.6 * rows), squeeze=False)
         for ax, metric in zip(axes.flat, available, strict=False):
             _boxes_with_points(ax, [speaker_values(s["metrics"], metric) for s in sides], names)
             ax.set_title(metric.replace("_", " "), fontsize=10)
-            ax.set_ylabel(UNITS.get(metric, "value"), fontsize=8)
+            ax.set_ylabel(UNITS.get(metric, "value"), fontsize=MIN_FONT_PT)
+            ax.tick_params(labelsize=MIN_FONT_PT)
         for ax in list(axes.flat)[len(available) :]:
             ax.axis("off")
         top = sides[0]["metrics"].get("emotion_entropy_max_bits")
-        fig.suptitle(
-            f"EI metrics per speaker: {' vs '.join(names)} (labels: {backend}; emotion entropy at most {top} bits)"
-        )
+        title = f"EI metrics per speaker: {' vs '.join(names)} (labels: {backend}; emotion entropy at most {top} bits)"
+        fig.suptitle(textwrap.fill(title, 90), fontsize=10)
         fig.tight_layout()
         figures["metrics"] = Figure(
             _save(fig, out, "metrics", fmt, plt),
@@ -126,7 +129,7 @@ def make_plots(sides: list[dict], out: Path, fmt: str = "png") -> dict[str, Figu
             "backend.",
         )
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH_IN, 3.2))
     for ax, (unit, key) in zip(axes, (("messages", "messages"), ("turns", "turns")), strict=True):
         groups = [[_session_count(ses, key) for c in s["chats"] for ses in c.sessions] for s in sides]
         top = max((max(g) for g in groups if g), default=1)
@@ -136,7 +139,7 @@ def make_plots(sides: list[dict], out: Path, fmt: str = "png") -> dict[str, Figu
         ax.set_title(f"{unit.capitalize()} per session")
         ax.set_xlabel(f"{unit} per session")
         ax.set_ylabel("sessions")
-        ax.legend()
+        ax.legend(fontsize=MIN_FONT_PT)
     fig.tight_layout()
     figures["session_lengths"] = Figure(
         _save(fig, out, "session_lengths", fmt, plt),

@@ -38,6 +38,7 @@ class ChatStats:
     gap_hours_mean: float | None = None
     gap_hours_median: float | None = None
     gap_hours_max: float | None = None
+    speakers: int = 0  # group chats converted from an app have more than two
     # kept for the total row and plots; not printed per chat
     session_lengths: list[int] = field(default_factory=list, repr=False)
     gaps_hours: list[float] = field(default_factory=list, repr=False)
@@ -77,6 +78,7 @@ def _session_end(chat: Chat, i: int) -> datetime | None:
 def chat_stats(chat: Chat) -> ChatStats:
     s = ChatStats(chat=chat.name, dataset=chat.dataset)
     s.sessions = len(chat.sessions)
+    s.speakers = len(chat.speakers)
     messages = list(chat.messages())
     s.messages = len(messages)
     s.turns = len(chat.turns())
@@ -123,7 +125,7 @@ def _fill_summaries(s: ChatStats) -> None:
 def total_stats(items: list[ChatStats], name: str = "total") -> ChatStats:
     datasets = sorted({i.dataset for i in items})
     t = ChatStats(chat=name, dataset="+".join(datasets))
-    for name in ("sessions", "messages", "turns", "words", "tokens", "pictures", "events", "qa"):
+    for name in ("sessions", "messages", "turns", "words", "tokens", "pictures", "events", "qa", "speakers"):
         setattr(t, name, sum(getattr(i, name) for i in items))
     for i in items:
         for k, v in i.qa_by_category.items():

@@ -169,6 +169,12 @@ class DefaultGroup(TyperGroup):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, "[run] ARGS... | COMMAND [ARGS]...")
 
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's commands, then the run command's own help and options (what `probe CHAT...` takes)."""
+        super().format_help(ctx, formatter)
+        run = self.commands[self.default_command]
+        run.format_help(type(ctx)(run, info_name=self.default_command, parent=ctx), formatter)
+
 
 # --- errors, output, progress --------------------------------------------------------------------
 

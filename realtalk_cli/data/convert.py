@@ -338,3 +338,231 @@ def write_pictures(sheet: RawSheet, folder: Path) -> int:
         write_atomic(folder / f"{picture_file_name(picture)}_opt.jpg", sheet.read_media(picture))
         written += 1
     return written
+
+
+# --- chat-app exports ----------------------------------------------------------------------------
+
+TRIED = (
+    "an .xlsx sheet, a WhatsApp .txt or .zip, Telegram's result.json, DiscordChatExporter JSON, "
+    "Messenger message_N.json"
+)
+
+
+@dataclass
+class ExportOptions:
+    """What `convert` takes for a chat-app export (see `realtalk convert --help`)."""
+
+    format: str = "auto"
+    chat: str | None = None
+    date_order: str | None = None
+    session_gap_hours: float | None = None
+    anonymize: bool = False
+    anonymize_map: Path | None = None
+    images_dir: Path | None = None
+    force: bool = False
+
+
+def detect_format(path: Path) -> str:
+    """The format of `path` from its content (an .xlsx name keeps today's sheet reader)."""
+    return _read_source(path, "auto")[0]
+
+
+def convert_source(
+    source: Path,
+    output: Path | None,
+    options: ExportOptions,
+    captions_source: Path | None = None,
+    captioner: Captioner | None = None,
+) -> tuple[list, list[str]]:
+    """`realtalk convert`: an .xlsx sheet (or a folder of them) as `convert_many` does; any chat-app export as
+    `convert_export`. Returns the reports and one line per failed sheet of a folder."""
+    if options.format not in ("auto", "xlsx", "whatsapp", "telegram", "discord", "messenger"):
+        raise RealtalkError(f"--format {options.format!r}: choose auto, xlsx, whatsapp, telegram, discord or messenger")
+    if not source.exists():
+        raise RealtalkError(f"{source}: no such file or directory")
+    fmt = options.format
+    if fmt == "auto" and source.is_dir() and not _messenger_folder(source) and not any(source.glob("*.xlsx")):
+        raise RealtalkError(f"{source}: a folder with neither message_N.json files (Messenger) nor .xlsx sheets")
+    if fmt == "auto" and (source.suffix.lower() == ".xlsx" or source.is_dir() and not _messenger_folder(source)):
+        fmt = "xlsx"
+    if fmt == "xlsx":
+        return convert_many(source, output, options.force, options.images_dir, captions_source, captioner)
+    if captions_source is not None or captioner is not None:
+        raise RealtalkError("--captions-from and --caption-model apply to the dataset's .xlsx sheets only")
+    return [convert_export(source, output, options)], []
+
+
+def _messenger_folder(path: Path) -> bool:
+    from realtalk_cli.data.messenger import message_files
+
+    return bool(message_files(path))
+
+
+def convert_export(source: Path, output: Path | None, options: ExportOptions):
+    """One chat-app export -> REALTALK JSON (no `qa`, empty events); media files from the export are copied to
+    `images_dir`. Everything is checked before anything is written; the JSON is written atomically."""
+    from realtalk_cli.data.anonymize import anonymize_chat, replacer
+    from realtalk_cli.data.exports import build_chat, report_for
+    from realtalk_cli.data.formats import write_realtalk
+    from realtalk_cli.fileio import refuse_overwrite, write_atomic
+
+    if options.session_gap_hours is not None and not options.session_gap_hours > 0:
+        raise RealtalkError(f"--session-gap {options.session_gap_hours}: give a number of hours above 0")
+    if options.date_order not in (None, "dmy", "mdy", "ymd"):
+        raise RealtalkError(f"--date-order {options.date_order!r}: choose dmy, mdy or ymd")
+    target = output or (source.parent / f"{source.name}.json" if source.is_dir() else source.with_suffix(".json"))
+    if target.is_dir():
+        target = target / f"{source.stem}.json"
+    if target.resolve() == source.resolve():
+        raise RealtalkError(f"{target}: that is the export itself; name the output with -o OUT.json")
+    if target.exists() and not options.force:
+        raise RealtalkError(f"{target}: already exists (use --force to overwrite)")
+    mapping_file = options.anonymize_map
+    if mapping_file is not None:
+        if mapping_file.resolve() in (target.resolve(), source.resolve()):
+            raise RealtalkError(f"--anonymize-map {mapping_file}: give the mapping a file of its own")
+        refuse_overwrite(mapping_file, options.force)
+    try:
+        fmt, export = _read_source(source, options.format, options.chat, options.date_order)
+        built = build_chat(export, source, target.stem, options.session_gap_hours)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError, UnicodeError) as e:
+        # a shape no rule foresaw (a number where text belongs, JSON nested a thousand deep): one line, not a
+        # traceback; the exception's type and text say where to look
+        raise RealtalkError(f"{source}: cannot read this export ({type(e).__name__}: {str(e)[:200]})") from None
+    mapping: dict[str, str] = {}
+    if options.anonymize or mapping_file is not None:
+        mapping = anonymize_chat(built.chat, export.names)
+        built.bots = [mapping.get(b, b) for b in built.bots]
+        replace = replacer(mapping)
+        export.unparsed = [(w, replace(t)) for w, t in export.unparsed]
+    report = report_for(export, built, source)
+    report.anonymized = bool(mapping)
+    if options.images_dir is not None:
+        report.media_copied = _copy_media(built.media, options.images_dir, options.force)
+    write_realtalk(built.chat, target, with_qa=False)
+    report.output = str(target)
+    if mapping_file is not None:
+        import json
+
+        write_atomic(mapping_file, json.dumps(mapping, ensure_ascii=False, indent=2) + "\n")
+        report.anonymize_map = str(mapping_file)
+    return report
+
+
+def _read_source(path: Path, fmt: str, chat: str | None = None, date_order: str | None = None):
+    """(format, Export) for `path`; with fmt "auto" the format is read from the content."""
+    from realtalk_cli.data import discord, messenger, telegram, whatsapp
+    from realtalk_cli.data.formats import read_json
+
+    if not path.exists():
+        raise RealtalkError(f"{path}: no such file or directory")
+    if path.is_dir():
+        files = messenger.message_files(path)
+        if not files:
+            raise RealtalkError(f"{path}: a folder without message_N.json files (a Messenger chat) or .xlsx sheets")
+        return "messenger", messenger.read_messenger([(f, read_json(f)) for f in files])
+    if not path.is_file():
+        raise RealtalkError(f"{path}: not a regular file")
+    if fmt == "xlsx":
+        raise RealtalkError(f"{path}: the .xlsx reader takes .xlsx sheets")
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    first = head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text_head = head.decode("utf-16", errors="replace")
+    else:
+        text_head = head.decode("utf-8", errors="replace") if b"\x00" not in head else ""
+    if fmt == "auto" and head.startswith(b"PK\x03\x04"):
+        _check_zip_export(path)
+    if (
+        fmt == "whatsapp"
+        or fmt == "auto"
+        and (head.startswith(b"PK\x03\x04") or whatsapp.looks_like_whatsapp(text_head))
+    ):
+        return "whatsapp", whatsapp.read_whatsapp(path, date_order)
+    if first in (b"{", b"[") or fmt in ("telegram", "discord", "messenger"):
+        obj = read_json(path)
+        readers = {
+            "telegram": (telegram.looks_like_telegram, lambda: telegram.read_telegram(obj, path, chat)),
+            "discord": (discord.looks_like_discord, lambda: discord.read_discord(obj, path)),
+            "messenger": (messenger.looks_like_messenger, lambda: _messenger_file(path, obj)),
+        }
+        for name, (looks, read) in readers.items():
+            if fmt in (name, "auto") and looks(obj):
+                return name, read()
+        if fmt != "auto":
+            raise RealtalkError(f"{path}: not a {_names[fmt]} export (its keys: {_keys(obj)})")
+        raise RealtalkError(
+            f"{path}: JSON of no chat export this version reads (its keys: {_keys(obj)}); tried {TRIED}"
+        )
+    raise RealtalkError(f"{path}: not a chat export this version reads; tried {TRIED}")
+
+
+_names = {
+    "telegram": "Telegram result.json",
+    "discord": "DiscordChatExporter JSON",
+    "messenger": "Messenger message_N.json",
+}
+
+
+def _keys(obj) -> str:
+    if isinstance(obj, dict):
+        keys = list(obj)[:8]
+        return ", ".join(map(repr, keys)) + (", ..." if len(obj) > 8 else "") if keys else "none"
+    return f"a {type(obj).__name__}, not an object"
+
+
+def _check_zip_export(path: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise RealtalkError(f"{path}: corrupt or truncated zip archive ({e})") from None
+    if "xl/workbook.xml" in names:
+        raise RealtalkError(f"{path}: an .xlsx workbook under another name; name it .xlsx or pass --format xlsx")
+    if not any(n.lower().endswith(".txt") for n in names):
+        raise RealtalkError(f"{path}: a zip archive without a chat inside; tried {TRIED}")
+
+
+def _messenger_file(path: Path, obj):
+    from realtalk_cli.data.messenger import MESSAGE_FILE, message_files, read_messenger
+
+    export = read_messenger([(path, obj)])
+    if MESSAGE_FILE.match(path.name):
+        others = [p.name for p in message_files(path.parent) if p != path]
+        if others:
+            export.warnings.append(
+                f"the folder also holds {', '.join(others[:5])}: pass the folder to read the whole thread"
+            )
+    return export
+
+
+def _copy_media(media: list, folder: Path, force: bool) -> int:
+    """The export's files behind the messages' img_file, under the names img_file gives them."""
+    from realtalk_cli.fileio import write_atomic
+
+    copied = 0
+    for message, files in media:
+        for i, item in enumerate(files):
+            if item.read is None:
+                continue
+            name = _safe_name(message.img_file[i])
+            message.img_file[i] = name
+            target = folder / name
+            if target.exists() and not force:
+                continue
+            try:
+                data = item.read()
+            except (OSError, KeyError, ValueError) as e:
+                raise RealtalkError(f"{name}: cannot read it from the export ({e})") from None
+            write_atomic(target, data)
+            copied += 1
+    return copied
+
+
+def _safe_name(name: str) -> str:
+    """A file name from an export as a plain name in one folder: no folders, no leading dots."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "").lstrip(".").strip()
+    return base or "file"

@@ -22,6 +22,7 @@ from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
 
 _SESSION_KEY = re.compile(r"^session_(\d+)$")
+_SPEAKER_KEY = re.compile(r"^speaker_(\d+)$")
 
 
 class _Shape:
@@ -70,6 +71,12 @@ def read_json(path: Path) -> Any:
         raw = path.read_bytes()
     except OSError as e:
         raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM (Messenger archives have one) is no JSON
+    if raw[:4] == b"PK\x03\x04":
+        raise RealtalkError(
+            f"{path}: is a raw sheet or zip archive, not a chat JSON; convert it first: "
+            f"realtalk convert {path} -o {path.with_suffix('.json').name}"
+        )
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -137,12 +144,16 @@ def check_chats(paths: list[Path]) -> None:
             pass
 
 
+# The JSON files realtalk writes into run and report folders: never chats, even in a folder of chats.
+RUN_FILES = frozenset({"run.json", "report.json", "batch.json", "metrics.json"})
+
+
 def chat_paths(paths: list[Path]) -> list[Path]:
-    """Expand directories into the chat JSON files they hold, sorted by chat number."""
+    """Expand directories into the chat JSON files they hold, sorted by chat number (a run's own files left out)."""
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files = sorted(p.glob("*.json"), key=_natural_key)
+            files = sorted((f for f in p.glob("*.json") if f.name not in RUN_FILES), key=_natural_key)
             if not files:
                 raise RealtalkError(f"{p}: no .json files in this directory")
             found.extend(files)
@@ -163,6 +174,10 @@ def _read_realtalk(obj: dict, path: Path) -> Chat:
     names = s.get(obj, "name", dict, "")
     speaker_1 = s.get(names, "speaker_1", str, "name")
     speaker_2 = s.get(names, "speaker_2", str, "name")
+    extra = sorted(int(m.group(1)) for k in names if (m := _SPEAKER_KEY.match(k)) and int(m.group(1)) > 2)
+    if extra and extra != list(range(3, extra[-1] + 1)):
+        raise s.fail("name", f"speaker keys are not speaker_1..speaker_{extra[-1]} without gaps")
+    extra_speakers = [s.get(names, f"speaker_{n}", str, "name") for n in extra]
     numbers = sorted(int(m.group(1)) for k in obj if (m := _SESSION_KEY.match(k)))
     sessions = []
     for n in numbers:
@@ -180,7 +195,7 @@ def _read_realtalk(obj: dict, path: Path) -> Chat:
         }
         sessions.append(Session(number=n, date_time=date_time, messages=messages, events=events))
     qa = [_realtalk_qa(s, q, f"qa[{i}]") for i, q in enumerate(s.opt(obj, "qa", list, "", []))]
-    return Chat(path.stem, "realtalk", speaker_1, speaker_2, sessions, qa)
+    return Chat(path.stem, "realtalk", speaker_1, speaker_2, sessions, qa, extra_speakers=extra_speakers)
 
 
 def _realtalk_message(s: _Shape, row: Any, where: str, session: int) -> Message:
@@ -222,9 +237,10 @@ def _realtalk_qa(s: _Shape, q: Any, where: str) -> QAItem:
     )
 
 
-def realtalk_dict(chat: Chat) -> dict:
-    """The published REALTALK layout, keys in the published order."""
-    out: dict[str, Any] = {"name": {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2}}
+def realtalk_dict(chat: Chat, with_qa: bool = True) -> dict:
+    """The published REALTALK layout, keys in the published order (a converted app export has no `qa` key:
+    nobody wrote questions for it)."""
+    out: dict[str, Any] = {"name": {f"speaker_{i}": name for i, name in enumerate(chat.speakers, start=1)}}
     for session in chat.sessions:
         out[f"session_{session.number}"] = [_message_dict(m) for m in session.messages]
         out[f"events_session_{session.number}"] = {
@@ -233,9 +249,11 @@ def realtalk_dict(chat: Chat) -> dict:
         }
     for session in chat.sessions:
         out[f"session_{session.number}_date_time"] = session.date_time
-    out["qa"] = [
-        {"question": q.question, "answer": q.answer, "evidence": q.evidence, "category": q.category} for q in chat.qa
-    ]
+    if with_qa:
+        out["qa"] = [
+            {"question": q.question, "answer": q.answer, "evidence": q.evidence, "category": q.category}
+            for q in chat.qa
+        ]
     return out
 
 
@@ -253,13 +271,23 @@ def _message_dict(m: Message) -> dict:
     return d
 
 
-def dumps_realtalk(chat: Chat) -> str:
-    """Exactly the published byte layout: 4-space indent, UTF-8 kept, no trailing newline."""
-    return json.dumps(realtalk_dict(chat), ensure_ascii=False, indent=4)
+def dumps_realtalk(chat: Chat, with_qa: bool = True) -> str:
+    """Exactly the published byte layout: 4-space indent, UTF-8 kept, no trailing newline.
+
+    orjson writes it with a 2-space indent, then every indent is doubled: the bytes of `json.dumps(obj,
+    ensure_ascii=False, indent=4)` (strings escape the same characters; the layout holds no floats) in a tenth
+    of its time, which a 200,000-line chat export needs. Text orjson refuses (a lone surrogate) goes through json.
+    """
+    obj = realtalk_dict(chat, with_qa)
+    try:
+        text = orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode("utf-8")
+    except TypeError:
+        return json.dumps(obj, ensure_ascii=False, indent=4)
+    return "\n".join([" " * (len(line) - len(line.lstrip(" "))) + line for line in text.split("\n")])
 
 
-def write_realtalk(chat: Chat, path: Path) -> None:
-    write_atomic(path, dumps_realtalk(chat))
+def write_realtalk(chat: Chat, path: Path, with_qa: bool = True) -> None:
+    write_atomic(path, dumps_realtalk(chat, with_qa))
 
 
 # --- LoCoMo ------------------------------------------------------------------------------------

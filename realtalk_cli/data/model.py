@@ -30,6 +30,25 @@ CATEGORY_NAMES: dict[str, dict[int, str]] = {
     },
 }
 
+CATEGORY_MAP_NOTE = (
+    "Categories by LoCoMo's own numbering: 1 multi-hop, 2 temporal, 3 open-domain (REALTALK: commonsense), "
+    "4 single-hop, 5 adversarial; mem0's papers number the same questions 1 single-hop, 3 multi-hop, "
+    "4 open-domain."
+)
+
+LONGMEMEVAL_MAP_NOTE = (
+    "LongMemEval question types numbered in the order its metrics script prints them: 1 single-session-user, "
+    "2 single-session-preference, 3 single-session-assistant, 4 multi-session, 5 temporal-reasoning, "
+    "6 knowledge-update."
+)
+
+
+def category_notes(datasets: set[str]) -> list[str]:
+    """The category maps a report over these datasets prints: LoCoMo's numbering, LongMemEval's types."""
+    notes = [CATEGORY_MAP_NOTE] if datasets - {"longmemeval"} else []
+    return notes + ([LONGMEMEVAL_MAP_NOTE] if "longmemeval" in datasets else [])
+
+
 # As the papers write them, for tables and plots.
 DATASET_NAMES: dict[str, str] = {"realtalk": "REALTALK", "locomo": "LoCoMo", "longmemeval": "LongMemEval"}
 
@@ -43,6 +62,13 @@ _DATE_FORMATS = (
 )
 
 _DIA_ID = re.compile(r"^D(\d+):(\d+)$")
+
+
+def matches_category(number: object, name: object, wanted: str) -> bool:
+    """`--category` as a number (`2`), a name (`temporal`) or both (`2 temporal`), case-insensitive."""
+    wanted = " ".join(wanted.lower().split())
+    label = f"{number} {name or ''}".strip().lower()
+    return wanted in (str(number), str(name or "").lower(), label)
 
 
 def parse_date(text: str) -> datetime | None:
@@ -157,10 +183,13 @@ class Chat:
     speaker_2: str
     sessions: list[Session] = field(default_factory=list)
     qa: list[QAItem] = field(default_factory=list)
+    # speaker_3, speaker_4...: group chats converted from a messaging app keep every speaker
+    extra_speakers: list[str] = field(default_factory=list)
 
     @property
-    def speakers(self) -> tuple[str, str]:
-        return (self.speaker_1, self.speaker_2)
+    def speakers(self) -> tuple[str, ...]:
+        """Every speaker in `name` order: speaker_1, speaker_2, then speaker_3... of a group chat."""
+        return (self.speaker_1, self.speaker_2, *self.extra_speakers)
 
     def messages(self) -> Iterator[Message]:
         for session in self.sessions:

@@ -18,6 +18,7 @@ from realtalk_cli.data.evidence import resolve_evidence
 from realtalk_cli.data.formats import chat_from_obj, detect_layout, file_layout, read_json
 from realtalk_cli.data.longmemeval import instance_chat, iter_instances, quirks
 from realtalk_cli.data.model import CATEGORY_NAMES, Chat, dia_id_session
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 
 Level = Literal["error", "warning"]
@@ -95,6 +96,9 @@ def _check_chat(chat: Chat, report: ValidationReport) -> None:
     if numbers != list(range(1, len(numbers) + 1)):
         report.add("error", "sessions", f"session numbers are not 1..{len(numbers)}: {numbers}")
     speakers = set(chat.speakers)
+    for name, count in Counter(chat.speakers).items():
+        if count > 1:
+            report.add("error", "name", f"speaker {name!r} is named {count} times")
     dia_counts = Counter(m.dia_id for m in chat.messages())
     for dia_id, count in dia_counts.items():
         if count > 1:
@@ -114,14 +118,12 @@ def _check_chat(chat: Chat, report: ValidationReport) -> None:
         for i, m in enumerate(session.messages):
             where = f"{key}[{i}] {m.dia_id}"
             if m.speaker not in speakers:
-                report.add(
-                    "error", where, f"speaker {m.speaker!r} is neither {chat.speaker_1!r} nor {chat.speaker_2!r}"
-                )
+                report.add("error", where, f"speaker {m.speaker!r} is {_none_of(chat.speakers)}")
             if not _DIA_ID.match(m.dia_id):
                 report.add("error", where, f"dia_id {m.dia_id!r} is not of the form D<session>:<n>")
             elif dia_id_session(m.dia_id) != session.number:
                 foreign[dia_id_session(m.dia_id)] += 1
-            if not m.clean_text.strip():
+            if not m.clean_text.strip() and not m.img_file:
                 report.add("warning", where, "empty text")
             if m.date_time and m.time is None:
                 report.add("error", where, f"date {m.date_time!r} does not parse")
@@ -133,8 +135,15 @@ def _check_chat(chat: Chat, report: ValidationReport) -> None:
             )
     if uncaptioned:
         shown = ", ".join(uncaptioned[:5]) + (", ..." if len(uncaptioned) > 5 else "")
-        report.add("warning", "messages", f"{len(uncaptioned)} messages have a caption but no picture ({shown})")
+        found = plural(len(uncaptioned), "message")
+        report.add("warning", "messages", f"{found} with a caption but no picture ({shown})")
     _check_qa(chat, report)
+
+
+def _none_of(speakers: tuple[str, ...]) -> str:
+    if len(speakers) == 2:
+        return f"neither {speakers[0]!r} nor {speakers[1]!r}"
+    return f"none of the speakers in 'name' ({', '.join(map(repr, speakers))})"
 
 
 def _check_qa(chat: Chat, report: ValidationReport) -> None:

@@ -10,7 +10,7 @@ from realtalk_cli.fileio import write_atomic
 from realtalk_cli.report import tables
 from realtalk_cli.report.explorer import explorer_data, find_chats, render_html
 from realtalk_cli.report.leaderboard import build_leaderboard
-from realtalk_cli.report.runs import Run, load_runs
+from realtalk_cli.report.runs import Run, load_runs, only_category
 
 MAX_RESAMPLES = 100_000  # beyond this the interval's own noise is far below its width; time grows linearly
 OUTPUTS = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.json", "report.html")
@@ -48,6 +48,7 @@ def make_report(
     common_only: bool = False,
     chat_files: list[Path] | None = None,
     force: bool = False,
+    category: str | None = None,
 ) -> dict:
     if not 0 <= resamples <= MAX_RESAMPLES:
         raise RealtalkError(f"--resamples {resamples}: expected 0 (no intervals) to {MAX_RESAMPLES}")
@@ -57,7 +58,10 @@ def make_report(
         raise RealtalkError("no run directories given")
     check_writable(out, OUTPUTS, force)
     runs = load_runs(run_dirs)
+    if category is not None:
+        only_category(runs, category)
     board = build_leaderboard(runs, resamples, seed, common_only)
+    board["settings"]["category"] = category
     page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report")
     write_atomic(out / "leaderboard.md", tables.markdown(board))
     write_atomic(out / "leaderboard.csv", tables.csv_text(board))

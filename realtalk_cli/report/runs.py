@@ -13,12 +13,16 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.data.formats import read_json
+from realtalk_cli.data.model import matches_category
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 
 PROBE_METRICS = {
     "f1": "F1",
     "f1_date_normalised": "date-normalised F1",
     "judge_score": "judge",
+    "f1_locomo": "F1 (LoCoMo, rounded)",
+    "f1_mem0": "F1 (mem0, token sets)",
     "recall": "evidence recall",  # share of evidence messages the retriever or memory put in the prompt
 }
 SIMULATE_METRICS = {
@@ -92,7 +96,11 @@ class Run:
         """Protocol and context: full, retrieval (k), events; with the compatibility layout when one was used."""
         p = self.parameters
         if self.kind == "simulate":
-            return f"{p.get('targets', 'messages')}, {p.get('sessions', '?')} sessions"
+            speaker = p.get("speaker") or "every speaker"
+            return (
+                f"simulate {speaker}, split {p.get('split', 'all')}, {p.get('targets', 'messages')}, "
+                f"{p.get('sessions', '?')} sessions of history"
+            )
         context = str(p.get("context") or "full")
         if context == "memory":
             return context
@@ -121,7 +129,7 @@ class Run:
             reason = detail.get("reason") if isinstance(detail, dict) else None
             return reason if isinstance(reason, str) and reason else "its report.json says it did not finish"
         if self.failed:
-            return f"{self.failed} items failed"
+            return f"{plural(self.failed, 'item')} failed"
         if not self.summary:
             return "no report.json: the run may not have finished"
         if self.summary.get("complete") is not True:
@@ -279,3 +287,21 @@ def _run_id(i: int) -> str:
         i, rest = divmod(i - 1, 26)
         letters = chr(65 + rest) + letters
     return letters
+
+
+def only_category(runs: list[Run], wanted: str) -> None:
+    """Keep each probe run's questions of one category (number or name, as `--category` gives it)."""
+
+    def keep(row: dict) -> bool:
+        return matches_category(row.get("category"), row.get("category_name"), wanted)
+
+    if not any(keep(r) for run in runs for r in run.all_rows):
+        known = sorted(
+            {f"{r.get('category')} {r.get('category_name') or ''}".strip() for run in runs for r in run.all_rows}
+        )
+        raise RealtalkError(f"--category {wanted}: no question of that category in these runs ({', '.join(known)})")
+    for run in runs:  # as load_run: the latest line per question counts
+        run.all_rows = [r for r in run.all_rows if keep(r)]
+        latest = {run.key(r): r for r in run.all_rows}
+        run.rows = [r for r in latest.values() if r.get("error") is None]
+        run.failed = len(latest) - len(run.rows)

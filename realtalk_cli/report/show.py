@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from realtalk_cli.data.model import matches_category
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.explorer import evidence_ids, find_chats, message_date
 from realtalk_cli.report.leaderboard import category_of
@@ -11,8 +12,7 @@ from realtalk_cli.report.runs import load_run
 
 
 def _category_matches(row: dict, wanted: str) -> bool:
-    wanted = wanted.strip().lower()
-    return wanted in (str(row.get("category")), str(row.get("category_name") or "").lower(), category_of(row).lower())
+    return matches_category(row.get("category"), row.get("category_name"), wanted)
 
 
 def show_questions(

@@ -6,6 +6,8 @@ import csv
 import io
 import re
 
+from realtalk_cli.data.model import category_notes
+
 
 def number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -61,6 +63,7 @@ def markdown(board: dict) -> str:
         "",
         f"Means with {int(s['level'] * 100)}% percentile-bootstrap intervals over items "
         f"({s['resamples']} resamples, seed {s['seed']}). {questions_note(board)}",
+        *(["", *category_notes(board_datasets(board))] if board["kind"] == "probe" else []),
         "",
         "| run | model | context | memory | judge | answered | failed | tokens (prompt+completion) | cost | wall "
         "time | group |",
@@ -126,6 +129,11 @@ def markdown(board: dict) -> str:
                         f"{md_escape(c)} | {d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
                     )
     return "\n".join(lines) + "\n"
+
+
+def board_datasets(board: dict) -> set[str]:
+    """The datasets of a board's runs, as their groups name them."""
+    return {d.strip() for g in board.get("groups", []) for d in str(g.get("dataset", "")).split(",")}
 
 
 def group_runs(board: dict, group: dict) -> list[dict]:
@@ -220,34 +228,48 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in _CONTROL.sub(" ", text))
 
 
+def _tex_column(category: str) -> str:
+    """A narrow column head: the category's number (`1`), `1--3` or `all`; the caption names them."""
+    if category == "overall":
+        return "all"
+    if category.startswith("overall (1-3)"):
+        return "1--3"
+    return tex_escape(category.split(" ", 1)[0])
+
+
+def _tex_cell(ci: dict | None) -> str:
+    """The mean, with its interval in small type on a second line (so that a column stays narrow)."""
+    ci = ci or {}
+    if ci.get("mean") is None:
+        return "--"
+    if ci.get("low") is None:
+        return number(ci["mean"])
+    low, high = (f"{v:.3f}".replace("0.", ".", 1) for v in (ci["low"], ci["high"]))
+    return f"\\shortstack[r]{{{number(ci['mean'])}\\\\{{\\tiny {low}--{high}}}}}"
+
+
 def latex(board: dict) -> str:
-    """One booktabs table per score and group of comparable runs; needs `\\usepackage{booktabs}`."""
+    """One booktabs table per score and group of comparable runs, fitted to `\\linewidth` (tabularx: the run
+    column wraps, category columns carry numbers named in the caption, intervals on a second line)."""
     s = board["settings"]
     cats = board["categories"]
-    parts = [f"% realtalk {board['kind']} leaderboard; requires \\usepackage{{booktabs}}"]
+    legend = "; ".join(f"{_tex_column(c)}: {tex_escape(c)}" for c in cats)
+    parts = [r"% \usepackage{booktabs,tabularx}", f"% realtalk {board['kind']} leaderboard"]
     several = len(board["groups"]) > 1
     for group in board["groups"]:
         for metric, name in group_metrics(board, group).items():
             parts += [
                 r"\begin{table}[t]",
                 r"\centering",
-                r"\small",
-                r"\begin{tabular}{l" + "r" * len(cats) + "}",
+                r"\scriptsize",
+                r"\setlength{\tabcolsep}{3pt}",
+                r"\begin{tabularx}{\linewidth}{@{}>{\raggedright\arraybackslash}X*{" + str(len(cats)) + "}{r}@{}}",
                 r"\toprule",
-                "Run & " + " & ".join(tex_escape(c) for c in cats) + r" \\",
+                "Run & " + " & ".join(_tex_column(c) for c in cats) + r" \\",
                 r"\midrule",
             ]
             for r in group_runs(board, group):
-                cells = []
-                for c in cats:
-                    ci = r["scores"][metric].get(c) or {}
-                    if ci.get("mean") is None:
-                        cells.append("--")
-                    elif ci.get("low") is None:
-                        cells.append(number(ci["mean"]))
-                    else:
-                        low, high = number(ci["low"]), number(ci["high"])
-                        cells.append(f"{number(ci['mean'])} {{\\scriptsize [{low}, {high}]}}")
+                cells = [_tex_cell(r["scores"][metric].get(c)) for c in cats]
                 setup = [r["context"]] + [f"{k} {r[k]}" for k in ("memory", "judge") if r[k]]
                 parts.append(tex_escape(f"{r['model']} ({', '.join(setup)})") + " & " + " & ".join(cells) + r" \\")
             scope = (
@@ -258,9 +280,9 @@ def latex(board: dict) -> str:
             )
             parts += [
                 r"\bottomrule",
-                r"\end{tabular}",
+                r"\end{tabularx}",
                 f"\\caption{{{tex_escape(name)} per category: mean and {int(s['level'] * 100)}\\% bootstrap interval "
-                f"over items ({s['resamples']} resamples).{tex_escape(scope)}}}",
+                f"over items ({s['resamples']} resamples). Columns: {legend}.{tex_escape(scope)}}}",
                 r"\end{table}",
                 "",
             ]

@@ -78,7 +78,7 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
             old = rows.get(cid)
             if cid not in items or (c.error is not None and old is not None and old.get("error") is None):
                 continue  # a failure never replaces an answer
-            row = prediction_row(items[cid], c, client.endpoint.label)
+            row = prediction_row(items[cid], c, client.endpoint.label, setup.protocol)
             if batch_id:
                 row["batch_id"] = batch_id
             if c.error is not None:

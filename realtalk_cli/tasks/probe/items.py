@@ -5,11 +5,13 @@ needs from it (the context chosen, its evidence recall, LoCoMo's two-choice opti
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtalk_cli.data.model import Chat, QAItem
+from realtalk_cli.data.formats import chat_paths, iter_chats, load_chat
+from realtalk_cli.data.model import Chat, QAItem, matches_category
+from realtalk_cli.errors import RealtalkError
 from realtalk_cli.tasks.prompts import fill
 
 NOT_MENTIONED = "Not mentioned in the conversation"
@@ -29,6 +31,8 @@ class Item:
     dropped_sessions: int = 0
     options: dict[str, str] | None = None  # LoCoMo adversarial two-choice question
     error: str | None = None  # the memory's recall failed (past --memory-timeout): not asked, an error row
+    system: str | None = None  # a system message sent before the prompt (mem0's full-context protocol)
+    role: str = "user"  # the prompt's role (LoCoMo sends gpt-3.5 models the prompt as a system message)
     # The context built only when the request is: a LongMemEval haystack is read again from its file then, so
     # that a run does not hold every instance's haystack (`values["context"]` is not used when this is set).
     context_of: Callable[[], str] | None = None
@@ -51,9 +55,11 @@ class Item:
         context = self.context_of() if self.context_of is not None else self.values.get("context", "")
         rest = {k: v for k, v in self.values.items() if k != "context"}
         if "{" in context or any("{context}" in v for v in rest.values()):
-            return [{"role": "user", "content": fill(self.template, **{**self.values, "context": context})}]
-        # the same text as filling every key in order, without scanning the long context once per key
-        return [{"role": "user", "content": fill(self.template, **rest).replace("{context}", context)}]
+            content = fill(self.template, **{**self.values, "context": context})
+        else:  # the same text as filling every key in order, without scanning the long context once per key
+            content = fill(self.template, **rest).replace("{context}", context)
+        head = [{"role": "system", "content": self.system}] if self.system is not None else []
+        return [*head, {"role": self.role, "content": content}]
 
     @property
     def shares_context(self) -> bool:
@@ -92,3 +98,46 @@ def recall_if_claimed(items: list[Item], claims: bool) -> list[Item]:
         for item in items:
             item.recall = None
     return items
+
+
+def chosen_questions(
+    files: list[Path], opts, asks: Callable[[Chat, QAItem], bool] | None = None
+) -> Iterator[tuple[Path, Chat, list[tuple[int, QAItem]]]]:
+    """Each chat with the questions a run asks of it (index in `qa`, question), in file order: those the
+    protocol asks (`asks`), without LoCoMo's category 5 under --skip-adversarial, of --category when given, at
+    most --limit in all. A chat with none is left out, so nothing is built or ingested for it. One chat per file:
+    a LongMemEval file is one line, exit 2 (protocols that read it use `chosen_chats`)."""
+    for path, chat, _, questions in chosen_chats(files, opts, asks, haystacks=False):
+        yield path, chat, questions
+
+
+def chosen_chats(
+    files: list[Path], opts, asks: Callable[[Chat, QAItem], bool] | None = None, haystacks: bool = True
+) -> Iterator[tuple[Path, Chat, Callable[[], Chat] | None, list[tuple[int, QAItem]]]]:
+    """`chosen_questions`, also over LongMemEval files (`haystacks`: one chat per instance, read one at a time),
+    with each chat's way to be read again (None: a one-chat file, keep it). A chat name met twice in a run (a
+    LongMemEval question_id in two files) is one line, exit 2: its rows would overwrite each other."""
+    left = opts.limit
+    seen: dict[str, Path] = {}
+    for path in chat_paths(files):
+        for chat, reload in iter_chats(path) if haystacks else [(load_chat(path), None)]:
+            if chat.name in seen:
+                raise RealtalkError(
+                    f"{path}: chat {chat.name} is also in {seen[chat.name]}; a run takes each chat once "
+                    "(LongMemEval: each question_id)"
+                )
+            seen[chat.name] = path
+            questions = [
+                (i, qa)
+                for i, qa in enumerate(chat.qa)
+                if (asks is None or asks(chat, qa))
+                and not (opts.skip_adversarial and chat.dataset == "locomo" and qa.category == 5)
+                and (opts.category is None or matches_category(qa.category, qa.category_name, opts.category))
+            ]
+            if left is not None:
+                questions = questions[:left]
+                left -= len(questions)
+            if questions:
+                yield path, chat, reload, questions
+            if left == 0:
+                return

@@ -32,6 +32,7 @@ class ProbeOptions:
     embedder: str | None = None  # dense retrieval model: a local directory or a cached name
     concurrency: int = 8
     limit: int | None = None
+    category: str | None = None  # only the questions of this category (number or name)
     skip_adversarial: bool = False
     max_context_tokens: int = 120_000
     max_cost: float | None = None

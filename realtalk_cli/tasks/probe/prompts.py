@@ -27,7 +27,7 @@ def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
     if mode == "events":
         lines = [
             f"{speaker}: {e.sub_event}"
-            for speaker, agent in zip(chat.speakers, ("agent_a", "agent_b"), strict=True)
+            for speaker, agent in zip(chat.speakers[:2], ("agent_a", "agent_b"), strict=True)  # events name two
             for e in s.events.get(agent, [])
             if e.sub_event
         ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from realtalk_cli.data.model import QAItem
+from realtalk_cli.llm.client import Completion
 from realtalk_cli.tasks.probe.items import Item
 
 if TYPE_CHECKING:
@@ -46,6 +47,24 @@ class ProbeProtocol:
         """One item per question asked, in order, at most `opts.limit` (`opts`: the run's ProbeOptions, which
         import the protocols, hence no annotation); `memories` chooses the context when set."""
         raise NotImplementedError
+
+    def requests(self, items: list[Item]) -> list[list[Item]]:
+        """The items asked together, one request each: one item per request unless the protocol batches questions."""
+        return [[item] for item in items]
+
+    def request(self, group: list[Item]) -> list[dict]:
+        """The messages of one request for a group of `requests`."""
+        return group[0].messages
+
+    def replies(self, group: list[Item], completion: Completion) -> list[Completion]:
+        """The reply of one request as one completion per item of its group, in order; the request's usage is
+        counted once (on the first)."""
+        return [completion]
+
+    def scores(self, row: dict) -> dict[str, float]:
+        """The protocol's own scores of an answered row beside realtalk's (e.g. LoCoMo's rounded F1), each
+        under a name of its own (`f1_locomo`): never one column for two different scores."""
+        return {}
 
     def describe(self, judge: str | None, answering: str, judge_given: bool) -> dict | None:
         """What the report's manifest says about the protocol (None: realtalk's own, described in the README)."""

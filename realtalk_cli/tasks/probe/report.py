@@ -10,10 +10,13 @@ numbers are not categories 1-3.
 
 from __future__ import annotations
 
+from realtalk_cli.data.model import category_notes
+from realtalk_cli.data.text import plural
 from realtalk_cli.scoring.longmemeval import TYPES, longmemeval_metrics
 from realtalk_cli.tasks.runs.results import status_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
+PROTOCOL_SCORES = {"f1_locomo": "F1 (LoCoMo: each item rounded to 3 places)", "f1_mem0": "F1 (mem0: token sets)"}
 OVERALL_LABELS = {"overall_1_3": "overall (paper: categories 1-3)", "overall_1_4": "overall (1-4)"}
 
 
@@ -44,6 +47,9 @@ def _stats(rows: list[dict], judge: str | None) -> dict:
         "f1_date_normalised": _mean([r.get("f1_date_normalised") for r in rows]),
         "judge": _mean([r.get("judge_score") if r.get("judge_model") == judge else None for r in rows]),
     }
+    for name in PROTOCOL_SCORES:  # another harness's own F1, beside realtalk's, never in its column
+        if any(name in r for r in rows):
+            out[name] = _mean([r.get(name) for r in rows])
     if any("recall_at_k" in r for r in rows):
         out["recall_at_k"] = _mean([r.get("recall_at_k") for r in rows])
     if any("recall" in r for r in rows):
@@ -101,16 +107,13 @@ def build_report(rows: list[dict], manifest: dict) -> dict:
 
 
 def _protocol_lines(protocol: dict | None) -> list[str]:
+    """The protocol a run followed as its manifest describes it: every choice it made, one line each."""
     if not protocol:
         return ["- protocol: realtalk's own (see README: our protocol and the paper's)"]
-    if "speaker_order" in protocol:
-        return [
-            f"- protocol: the paper's (`--compat {protocol['compat']}`, {protocol['source']})",
-            f"  - sessions: {protocol['sessions']}; speaker order: {protocol['speaker_order']}",
-            f"  - request parameters: {protocol['request_parameters']}; judge: {protocol['judge']}",
-        ]
-    return [f"- protocol: `--compat {protocol.get('compat')}` ({protocol.get('source')})"] + [
-        f"  - {key.replace('_', ' ')}: {value}" for key, value in protocol.items() if key not in ("compat", "source")
+    details = {k: v for k, v in protocol.items() if k not in ("compat", "source")}
+    return [
+        f"- protocol: `--compat {protocol.get('compat')}` ({protocol.get('source')})",
+        *(f"  - {k.replace('_', ' ')}: {v}" for k, v in details.items()),
     ]
 
 
@@ -198,11 +201,22 @@ def report_markdown(report: dict) -> str:
             o = summary[key]
             cells = (o["count"], fmt(o["f1"]), fmt(o.get("f1_date_normalised")), fmt(o["judge"]))
             lines.append(f"| **{name}** | **{label}** | " + " | ".join(map(str, cells)) + f" |{recall_cells(o)}")
+    extra = [k for k in PROTOCOL_SCORES if k in report["overall"]["overall"]]
+    if extra:
+        lines += ["", "| chat | category | " + " | ".join(PROTOCOL_SCORES[k] for k in extra) + " |"]
+        lines.append("|---|---|" + "---:|" * len(extra))
+        for name, summary in [("all", report["overall"]), *report["chats"].items()]:
+            for category, st in [*summary["categories"].items(), ("overall (1-4)", summary["overall"])]:
+                lines.append(f"| {name} | {category} | " + " | ".join(fmt(st.get(k)) for k in extra) + " |")
     if report.get("longmemeval"):
         lines += longmemeval_lines(report["longmemeval"])
     o = report["overall"]
+    datasets = {"longmemeval"} if report.get("longmemeval") else set()
+    if not report.get("longmemeval") or "overall_1_3" in report["overall"]:
+        datasets.add("realtalk")
     lines += [
         "",
+        *category_notes(datasets),
         "F1 is the paper's token F1; the date-normalised F1 writes every date in the answer and the gold one way"
         " first (`29.12.2023` = `29 December 2023`).",
         f"Evidence ids: {o['evidence_ids']} resolve to a message, {o['evidence_dangling']} point to none"
@@ -220,7 +234,9 @@ def report_markdown(report: dict) -> str:
             f"Wall time {r['wall_time_s']} s, {r['requests']} requests ({r['cached']} cached), {r['retries']} retries."
         )
     if report["failed_questions"]:
-        lines.append(f"{report['failed_questions']} questions failed; running the same command again retries them.")
+        lines.append(
+            f"{plural(report['failed_questions'], 'question')} failed; running the same command again retries them."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -42,7 +42,8 @@ def rescore(
     old_report = read_json(report_path) if report_path.exists() else {}
     _check_old_report(old_report, report_path)
     # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
-    verdicts = judge_protocol(probe_protocol(_run_compat(old_report, report_path)).judge)
+    protocol = probe_protocol(_run_compat(old_report, report_path))
+    verdicts = judge_protocol(protocol.judge)
     judge_hash = verdicts.prompt_hash
     judge = None
     if judge_model:
@@ -53,7 +54,7 @@ def rescore(
         rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
         answered = [r for r in rows if r.get("error") is None]
         for r in answered:
-            score_row(r)
+            score_row(r, protocol)
         stopped = False
         if judge is not None:
             stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)

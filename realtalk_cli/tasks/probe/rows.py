@@ -10,6 +10,7 @@ from realtalk_cli.llm.client import Completion
 from realtalk_cli.scoring.f1 import answer_f1, date_normalised_f1
 from realtalk_cli.tasks.probe.items import Item, pick_option
 from realtalk_cli.tasks.probe.judge import needs_judging
+from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 from realtalk_cli.tasks.runs.results import completeness
 
 PROBE_FIELDS = {"qa_index": int, "question": str, "prediction": str, "category": int, "dataset": str}
@@ -23,12 +24,14 @@ def row_key(row: dict) -> tuple[str, int]:
     return (row["chat"], row["qa_index"])
 
 
-def score_row(row: dict) -> None:
-    """The paper's F1 and the date-normalised F1 of an answered predictions row."""
+def score_row(row: dict, protocol: ProbeProtocol | None = None) -> None:
+    """The paper's F1 and the date-normalised F1 of an answered predictions row, and the protocol's own scores."""
     gold = row.get("answer", row.get("adversarial_answer")) or ""
     args = (row["prediction"], gold, row["category"], row["dataset"])
     row["f1"] = answer_f1(*args)
     row["f1_date_normalised"] = date_normalised_f1(*args)
+    if protocol is not None:
+        row.update(protocol.scores(row))
 
 
 _INDEXES: dict[int, tuple] = {}
@@ -56,8 +59,9 @@ def qa_fields(qa: QAItem) -> dict:
     }
 
 
-def prediction_row(item: Item, c: Completion, model: str, raw: bool = False) -> dict:
-    """One predictions line; `raw` keeps the reply unstripped as the paper's script does."""
+def prediction_row(item: Item, c: Completion, model: str, protocol: ProbeProtocol | None = None) -> dict:
+    """One predictions line, scored as the protocol says (the paper's keeps the reply unstripped)."""
+    raw = protocol is not None and protocol.keep_raw_reply
     qa = item.qa
     prediction = pick_option(c.text, item.options) if item.options else c.text if raw else c.text.strip()
     # LoCoMo's adversarial gold is the trap, not the answer: it keeps its own name.
@@ -86,7 +90,7 @@ def prediction_row(item: Item, c: Completion, model: str, raw: bool = False) -> 
         "error": c.error,
     }
     if c.error is None:
-        score_row(row)
+        score_row(row, protocol)
     if item.retrieved is not None:
         row["retrieved"] = item.retrieved
         row["recall"] = row["recall_at_k"] = item.recall

@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.data.formats import check_chats
+from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, Totals, Usage
@@ -72,6 +73,8 @@ class ProbeSetup:
         items = self.protocol.build_items(self.files, self.opts, self.endpoint.model, self.memories)
         for it in items:  # a judge that cannot grade an item (another dataset's) says so before anything is asked
             self.judge.check_item(it.qa, f"{it.chat_file}: {it.chat.name} question {it.qa_index}")
+        if not items and self.opts.category is not None:
+            raise RealtalkError(f"--category {self.opts.category}: no question of that category in the chats given")
         return items
 
 
@@ -142,14 +145,15 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
     done = {row_key(r) for r in rows if r.get("error") is None}
     todo = [it for it in items if item_key(it) not in done and it.error is None]
     answer_tokens = setup.protocol.answer_params.get("max_tokens") or PRICED_ANSWER_TOKENS
+    groups = setup.protocol.requests(todo)
     estimate = dry_run_plan(
         endpoint,
         prices,
-        (it.messages for it in todo),  # one prompt at a time: a LongMemEval haystack is built, counted, let go
+        (setup.protocol.request(g) for g in groups),  # one prompt at a time: a LongMemEval haystack is let go
         len(items) - len(todo),
         "question",
         answer_tokens,
-        cached_tokens=estimate_cached_tokens(todo, endpoint.model),
+        cached_tokens=estimate_cached_tokens([g[0] for g in groups], endpoint.model),
         batch=batch,
     )
     if setup.memories is not None:
@@ -221,23 +225,25 @@ def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spendi
             result.rows.append(prediction_row(it, Completion("", Usage(), it.error), endpoint.label))
             sink.write(orjson.dumps(result.rows[-1]) + b"\n")
 
-        async def finish(item: Item, c: Completion) -> None:
-            row = prediction_row(item, c, endpoint.label, raw=setup.protocol.keep_raw_reply)
-            if judge is not None and c.error is None:
-                await judge_row(judge, row, setup.judge)
-            sink.write(orjson.dumps(row) + b"\n")
-            sink.flush()
-            result.rows.append(row)
-            if progress:
-                progress(row, client.totals)
+        async def finish(group: list[Item], reply: Completion) -> None:
+            for item, c in zip(group, setup.protocol.replies(group, reply), strict=True):
+                row = prediction_row(item, c, endpoint.label, setup.protocol)
+                if judge is not None and c.error is None:
+                    await judge_row(judge, row, setup.judge)
+                sink.write(orjson.dumps(row) + b"\n")
+                sink.flush()
+                result.rows.append(row)
+                if progress:
+                    progress(row, client.totals)
             if spent.over_budget():
                 raise StopRun()
 
-        jobs = [(it, lambda it=it: it.messages) for it in todo]
+        protocol = setup.protocol
+        jobs = [(g, lambda g=g: protocol.request(g)) for g in protocol.requests(todo)]
         if progress and hasattr(progress, "start"):
             progress.start(len(todo), len(items) - len(todo), "answered")
         result.stopped_for_cost = run_jobs(
-            client, jobs, finish, also_close=[judge], group_of=_context_group, **setup.protocol.answer_params
+            client, jobs, finish, also_close=[judge], group_of=lambda g: _context_group(g[0]), **protocol.answer_params
         )
     result.client = client.totals
     result.judges = [judge.totals] if judge else []

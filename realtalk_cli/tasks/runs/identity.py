@@ -18,8 +18,8 @@ from realtalk_cli.llm.providers import Endpoint
 
 # Options that change how a run goes, never what it answers: they may differ between a run and its resume.
 RUN_ONLY = {
-    "out", "concurrency", "limit", "max_cost", "api_key_env", "use_cache", "force", "timeout", "memory_timeout",
-    "judge_model", "price_in", "price_out", "bertscore", "fail_under",
+    "out", "concurrency", "limit", "category", "max_cost", "api_key_env", "use_cache", "force", "timeout",
+    "memory_timeout", "judge_model", "price_in", "price_out", "bertscore", "fail_under",
 }  # fmt: skip
 
 

@@ -28,6 +28,19 @@ def _accepts(hint: Any, value: Any) -> bool:
     return isinstance(value, origin or hint)
 
 
+def _described(hint: Any) -> str:
+    """A type as a user reads it: `one of full, events, ...` for a choice, `a number or none`, `a list of ...`."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_described(a) for a in typing.get_args(hint))
+    names = {int: "a whole number", float: "a number", str: "a text", bool: "true or false", Path: "a path"}
+    if hint is type(None):
+        return "none"
+    return names.get(hint, f"a {getattr(origin or hint, '__name__', hint)}")
+
+
 def check_settings(settings: dict, options_class: type, source: str) -> None:
     """Types as the options declare them (`chats = "path"` is not a list) and counts of at least 1."""
     hints = typing.get_type_hints(options_class)
@@ -37,7 +50,7 @@ def check_settings(settings: dict, options_class: type, source: str) -> None:
             if not ok:
                 raise RealtalkError(f'{source}: chats must be a list of paths, e.g. chats = ["a.json"]')
         elif key in hints and not _accepts(hints[key], value):
-            raise RealtalkError(f"{source}: {key} = {value!r} is not a {hints[key]}")
+            raise RealtalkError(f"{source}: {key} = {value!r} is not {_described(hints[key])}")
         elif isinstance(value, int) and abs(value) >= 2**53:  # JSON (run.json, reports) cannot hold it exactly
             raise RealtalkError(f"{source}: {key} = {value} is too large")
     for key in ("top_k", "concurrency", "limit", "max_context_tokens", "sessions"):

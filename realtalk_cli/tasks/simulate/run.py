@@ -56,6 +56,8 @@ def build_targets(files: list[Path], opts: SimulateOptions) -> list[Target]:
         )
         if opts.limit is not None and len(targets) >= opts.limit:
             return targets[: opts.limit]
+    if not targets and opts.split != "all":
+        raise RealtalkError(f"--split {opts.split}: no message of these chats is in that split (nothing to simulate)")
     return targets
 
 

@@ -97,8 +97,14 @@ def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) 
 
 
 def add_bertscore(rows: list[dict], scorer) -> None:
-    """BERTScore F1 for every answered row that lacks it, in one batch."""
-    missing = [r for r in rows if r.get("error") is None and r.get("bertscore") is None]
+    """BERTScore F1 for every answered row that lacks this model's, in one batch (a row scored by another model,
+    e.g. before an offline fallback, is scored again: one report never mixes two models)."""
+    missing = [
+        r
+        for r in rows
+        if r.get("error") is None
+        and (r.get("bertscore") is None or r.get("bertscore_model", scorer.label) != scorer.label)
+    ]
     scores = scorer.score([r["prediction"] for r in missing], [r["reference"] for r in missing])
     for r, s in zip(missing, scores, strict=True):
-        r["bertscore"] = s
+        r["bertscore"], r["bertscore_model"] = s, scorer.label

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.tasks.probe.judges.longmemeval import LongMemEvalJudge
+from realtalk_cli.tasks.probe.judges.mem0 import Mem0Judge
 from realtalk_cli.tasks.probe.judges.paper import PaperJudge
 from realtalk_cli.tasks.probe.judges.realtalk import RealtalkJudge
 from realtalk_cli.tasks.probe.protocol import JudgeProtocol
 
-JUDGES: dict[str, type[JudgeProtocol]] = {j.name: j for j in (RealtalkJudge, PaperJudge, LongMemEvalJudge)}
+JUDGES: dict[str, type[JudgeProtocol]] = {
+    j.name: j for j in (RealtalkJudge, PaperJudge, Mem0Judge, LongMemEvalJudge)
+}
 
 
 def register(judge: type[JudgeProtocol]) -> None:

@@ -6,8 +6,9 @@ long-context setting: `run_generation.sh FILE MODEL full-history-session 1000 js
 (`useronly false`), reading method `con` = `--cot true`. Facts and exact strings: shared/LITERATURE_PROTOCOLS.md
 §2.2 (the answer template's SHA-256 `9e2b3110…`).
 
-- Items: every instance of the file, in order; one question each; its prompt is built when its request is, from
-  the instance read again from the file, so that a run holds no haystack but those in flight.
+- Items: every instance of the file, in order (of `--category` when given: a question type), one question each;
+  its prompt is built when its request is, from the instance read again from the file, so that a run holds no
+  haystack but those in flight.
 - History: the sessions in file order (the last 1000), `has_answer` deleted from every turn (other keys and their
   order stay), sorted by the date string (stable), each as `\\n### Session {i}:\\nSession Date: {date}\\nSession
   Content:\\n{json}\\n` with `json.dumps` defaults (", " and ": " separators, ASCII escapes).
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from realtalk_cli.data.formats import chat_paths, file_layout
 from realtalk_cli.data.longmemeval import InstanceRef, instance_chat, iter_instances, skeleton
+from realtalk_cli.data.model import matches_category
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.tokens import encoding
 from realtalk_cli.tasks.probe.items import Item
@@ -156,6 +158,9 @@ class LongMemEvalProtocol(ProbeProtocol):
                 if ref.question_id in seen:
                     raise RealtalkError(f"{ref.where}: question_id also in {seen[ref.question_id]}; give it once")
                 seen[ref.question_id] = path
+                qa = chat.qa[0]
+                if opts.category is not None and not matches_category(qa.category, qa.category_name, opts.category):
+                    continue
                 if not chat.sessions:
                     raise RealtalkError(f"{ref.where}: the haystack is empty (LongMemEval's script stops on it)")
                 cut = None
@@ -165,7 +170,6 @@ class LongMemEvalProtocol(ProbeProtocol):
                         cut = budget
                         self.cut += 1
                 self.instances += 1
-                qa = chat.qa[0]
                 items.append(Item.with_lazy_prompt(skeleton(chat), path, 0, qa, partial(_prompt_again, ref, cut)))
                 if opts.limit is not None and len(items) >= opts.limit:
                     return items

@@ -33,9 +33,9 @@ import json
 import re
 from pathlib import Path
 
-from realtalk_cli.data.formats import chat_paths, load_chat, read_json
+from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.tasks.probe.items import Item
+from realtalk_cli.tasks.probe.items import Item, chosen_questions
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 from realtalk_cli.tasks.prompts import text_hash
 
@@ -177,15 +177,14 @@ def file_prompts(path: Path, duplicate: bool = True) -> list[tuple[int, dict, st
     return [(i, q, head + qa_prompt(str(q.get("question", "")))) for i, q in file_items(path, data)]
 
 
-def build_items(files: list[Path], duplicate: bool, limit: int | None = None) -> list[Item]:
-    """Every question the paper's script asks of the given files, with its exact prompt as one user message."""
+def build_items(files: list[Path], duplicate: bool, opts) -> list[Item]:
+    """Every question the paper's script asks of the given files (of those the run chose), with its exact prompt
+    as one user message."""
     items: list[Item] = []
-    for path in chat_paths(files):
-        chat = load_chat(path)  # checks the file, names the chat, resolves evidence for the predictions
-        for i, _, text in file_prompts(path, duplicate):
-            items.append(Item.with_prompt(chat, path, i, chat.qa[i], text))
-            if limit is not None and len(items) >= limit:
-                return items
+    asks = lambda chat, qa: qa.category not in SKIPPED_CATEGORIES  # noqa: E731
+    for path, chat, questions in chosen_questions(files, opts, asks):
+        prompts = {i: text for i, _, text in file_prompts(path, duplicate)}
+        items += [Item.with_prompt(chat, path, i, qa, prompts[i]) for i, qa in questions if i in prompts]
     return items
 
 
@@ -226,7 +225,7 @@ class PaperProtocol(ProbeProtocol):
         return {k: v for k, v in prompt_hashes().items() if k != "paper:judge"}
 
     def build_items(self, files, opts, model, memories) -> list[Item]:
-        return build_items(files, self.duplicate, opts.limit)
+        return build_items(files, self.duplicate, opts)
 
     def describe(self, judge: str | None, answering: str, judge_given: bool) -> dict:
         return describe(self.name, self.duplicate, judge, answering, judge_given)

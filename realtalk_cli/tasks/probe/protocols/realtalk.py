@@ -14,14 +14,13 @@ from functools import partial
 from pathlib import Path
 
 from realtalk_cli.data.evidence import resolve_evidence
-from realtalk_cli.data.formats import chat_paths, iter_chats
 from realtalk_cli.data.longmemeval import skeleton
 from realtalk_cli.data.model import Chat, QAItem
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.scoring.evidence import evidence_recall
 from realtalk_cli.tasks.memory.runner import CallTimeout, MemoryRunner, memory_choice
-from realtalk_cli.tasks.probe.items import Item, adversarial_options, recall_if_claimed
+from realtalk_cli.tasks.probe.items import Item, adversarial_options, chosen_chats, recall_if_claimed
 from realtalk_cli.tasks.probe.prompts import (
     QUESTION_DATE,
     TEMPORAL_HINT,
@@ -58,54 +57,42 @@ def build_items(
     choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
     if choice is not None and memories is None:
         memories = MemoryRunner(choice, lambda text: count_tokens(text, model_name)[0])
-    seen: dict[str, Path] = {}
-    for path in chat_paths(files):
-        for chat, reload in iter_chats(path):
-            if chat.name in seen:
-                raise RealtalkError(
-                    f"{path}: chat {chat.name} is also in {seen[chat.name]}; a run takes each chat once "
-                    "(LongMemEval: each question_id)"
-                )
-            seen[chat.name] = path
-            if chat.dataset == "longmemeval" and opts.context == "events":
-                raise RealtalkError(f"{path}: --context events: LongMemEval haystacks have no events")
-            full_context, dropped, context_of = "", 0, None
-            if choice is None:
-                if reload is None:
-                    full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
-                else:  # counted now, rendered again from the file when its question is asked
-                    kept = fitted_sessions(chat, opts.context, model_name, opts.max_context_tokens)
-                    dropped = sum(1 for s in chat.sessions if s.messages) - len(kept)
-                    context_of = partial(_render_again, reload, opts.context, kept)
-            ask = memories.open(chat) if memories is not None else None
-            index = chat.message_index()
-            kept_chat = chat if reload is None else skeleton(chat)  # a haystack is not kept past its questions
-            for i, qa in enumerate(chat.qa):
-                adversarial = chat.dataset == "locomo" and qa.category == 5
-                if adversarial and opts.skip_adversarial:
-                    continue
-                context, retrieved, recall, context_tokens, options, error = full_context, None, None, None, None, None
-                if ask is not None:
-                    try:
-                        recalled = ask(qa.question, opts.context_tokens)
-                        context, retrieved, context_tokens = recalled.context, recalled.ids, recalled.tokens
-                        recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
-                        claims = claims or recalled.claims
-                    except CallTimeout as e:
-                        error = str(e)
-                values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
-                if adversarial:
-                    options = adversarial_options(qa)
-                    template = templates.adversarial
-                    values.update(question=qa.question, option_a=options["a"], option_b=options["b"])
-                else:
-                    template = templates.answer
-                    values["question"] = qa.question + _after_question(qa)
-                item = Item(kept_chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped)
-                item.options, item.error, item.context_of = options, error, context_of
-                items.append(item)
-                if opts.limit is not None and len(items) >= opts.limit:
-                    return recall_if_claimed(items, claims)
+    for path, chat, reload, questions in chosen_chats(files, opts):
+        if chat.dataset == "longmemeval" and opts.context == "events":
+            raise RealtalkError(f"{path}: --context events: LongMemEval haystacks have no events")
+        full_context, dropped, context_of = "", 0, None
+        if choice is None:
+            if reload is None:
+                full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
+            else:  # counted now, rendered again from the file when its question is asked
+                kept = fitted_sessions(chat, opts.context, model_name, opts.max_context_tokens)
+                dropped = sum(1 for s in chat.sessions if s.messages) - len(kept)
+                context_of = partial(_render_again, reload, opts.context, kept)
+        ask = memories.open(chat) if memories is not None else None
+        index = chat.message_index()
+        kept_chat = chat if reload is None else skeleton(chat)  # a haystack is not kept past its questions
+        for i, qa in questions:
+            adversarial = chat.dataset == "locomo" and qa.category == 5
+            context, retrieved, recall, context_tokens, options, error = full_context, None, None, None, None, None
+            if ask is not None:
+                try:
+                    recalled = ask(qa.question, opts.context_tokens)
+                    context, retrieved, context_tokens = recalled.context, recalled.ids, recalled.tokens
+                    recall = evidence_recall(resolve_evidence(chat, qa.evidence, index).resolved, recalled.ids)
+                    claims = claims or recalled.claims
+                except CallTimeout as e:
+                    error = str(e)
+            values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": context}
+            if adversarial:
+                options = adversarial_options(qa)
+                template = templates.adversarial
+                values.update(question=qa.question, option_a=options["a"], option_b=options["b"])
+            else:
+                template = templates.answer
+                values["question"] = qa.question + _after_question(qa)
+            item = Item(kept_chat, path, i, qa, template, values, retrieved, recall, context_tokens, dropped)
+            item.options, item.error, item.context_of = options, error, context_of
+            items.append(item)
     return recall_if_claimed(items, claims)
 
 
