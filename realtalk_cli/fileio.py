@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -73,12 +74,24 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def read_toml(path: Path) -> dict:
+    """A TOML file the user names (--config, --split, configs/): one line for a missing file, one that is no
+    regular file (a FIFO would hang the read), bytes that are not UTF-8, or malformed TOML."""
+    try:
+        raw = read_regular(path)
+    except FileNotFoundError:
+        raise RealtalkError(f"{path}: no such file") from None
+    except OSError as e:
+        raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
+    return parse_toml(raw, path)
+
+
+def parse_toml(raw: bytes, path: Path) -> dict:
     import tomllib
 
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such file") from None
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise RealtalkError(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise RealtalkError(f"{path}: malformed TOML ({e})") from None
 
@@ -111,8 +124,8 @@ def identity_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: bool = False) -> bool:
     """True when `run_dir` holds this run (resume) or nothing of a run; exit 2 for another run's folder.
 
-    A run's identity is everything that changes its answers. With `force` the folder's run files are removed
-    when they belong to another run (the caller holds the lock).
+    A run's identity is everything that changes its answers. With `force` the folder starts afresh: its run files
+    are removed, whichever run they belong to (the caller holds the lock); False then.
     """
     try:
         recorded = orjson.loads(read_regular(run_dir / RUN_FILE)).get("identity")
@@ -122,8 +135,12 @@ def check_run_identity(run_dir: Path, identity: dict, owned: list[str], force: b
         recorded = {}
     if recorded is not None and not isinstance(recorded, dict):
         recorded = {}  # a hand-edited identity (a list, a number) is as unreadable as torn JSON
+    if recorded:  # a setting added to identities later reads as its default (None) in an older run.json
+        recorded = {**{k: None for k, v in identity.items() if v is None}, **recorded}
     leftovers = [name for name in owned if (run_dir / name).exists()]
-    if recorded == identity or (recorded is None and not leftovers):
+    if recorded is None and not leftovers:
+        return True
+    if recorded == identity and not force:
         return True
     if force:
         for name in [*owned, RUN_FILE]:
@@ -188,3 +205,29 @@ def run_folder(run_dir: Path, identity: dict | None, owned: list[str], force: bo
         finally:
             handle.seek(0)
             handle.truncate()
+
+
+UNFINISHED = (
+    "the latest invocation of this run has not finished (interrupted, or a batch job pending): the figures are "
+    "an earlier invocation's, over its items"
+)
+
+
+def mark_unfinished(run_dir: Path, report_name: str = "report.json", markdown_name: str | None = "report.md") -> None:
+    """An invocation starts: the report of an earlier one (perhaps over fewer items: a smaller --limit) no longer
+    says the run is complete, in case this one never finishes; a finished invocation writes its own."""
+    path = run_dir / report_name
+    try:
+        report = json.loads(read_regular(path))
+    except (OSError, ValueError):  # none yet, or unreadable: nothing claims completeness
+        return
+    if not isinstance(report, dict):
+        return
+    earlier = report.get("incomplete")
+    report["complete"] = False
+    report["incomplete"] = {**(earlier if isinstance(earlier, dict) else {}), "reason": UNFINISHED, "unfinished": True}
+    write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False))
+    markdown = run_dir / markdown_name if markdown_name else None
+    if markdown is not None and markdown.is_file():
+        title, _, rest = markdown.read_text(encoding="utf-8", errors="replace").partition("\n")
+        write_atomic(markdown, f"{title}\n\n> **INCOMPLETE RUN: {UNFINISHED}.**\n{rest}")

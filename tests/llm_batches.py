@@ -5,6 +5,9 @@ every GET /v1/batches/{id} moves the batch one step along `steps` (validating, i
 then its end); when it ends, the output file holds a chat completion per answered line and the error
 file a line per item that failed or expired. `item_faults` maps a custom_id to "error" (a 500 for that
 item), "expired" (not run before the window closed) or "malformed" (a 200 whose body is not a completion).
+GET /v1/batches lists them newest first with their metadata, as OpenAI's API does. `lose_create_replies`
+creates a batch and then drops the connection instead of answering (a reply lost on the way); a batch whose
+id is in `unlisted` is left out of the list (a listing that lags behind a create).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class FakeBatches:
     created: list[str] = field(default_factory=list)  # batch ids in the order they were created
     mangle_output: Callable[[bytes], bytes] | None = None  # rewrites an output file as it is made
     file_status: int | None = None  # every file download answers with this HTTP error
+    lose_create_replies: int = 0  # the next creates make their batch, then drop the connection
+    unlisted: set[str] = field(default_factory=set)  # batch ids the list leaves out
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _file(self, content: bytes, purpose: str, name: str) -> dict:
@@ -88,11 +93,18 @@ class FakeBatches:
                 "_step": 0,
             }
             self.created.append(batch_id)
+            if self.lose_create_replies:
+                self.lose_create_replies -= 1
+                return None, {}  # the server made it; the client never hears
         return 200, self._public(self.batches[batch_id])
 
     def get(self, path: str) -> tuple[int, dict | bytes]:
         if path.split("?")[0].rstrip("/") == "/v1/batches":  # the list, newest first, in one page
-            listed = [self._public(self.batches[b]) for b in reversed(self.created) if b in self.batches]
+            listed = [
+                self._public(self.batches[b])
+                for b in reversed(self.created)
+                if b in self.batches and b not in self.unlisted
+            ]
             return 200, {"object": "list", "data": listed, "has_more": False}
         parts = path.strip("/").split("/")  # v1 files ID content | v1 batches ID
         if parts[1] == "files" and self.file_status is not None:

@@ -108,6 +108,7 @@ class FakeLLM:
     prefix_cache: bool = False
     cached_prefixes: set[bytes] = field(default_factory=set)
     batches: FakeBatches = field(default=None)  # the files and batches endpoints (tests/llm_batches.py)
+    authorizations: list[str] = field(default_factory=list)  # the Authorization header of every request
 
     def __post_init__(self) -> None:
         if self.batches is None:
@@ -200,6 +201,7 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 pass  # the client gave up, as it should
 
         def do_GET(self) -> None:
+            fake.authorizations.append(self.headers.get("Authorization") or "")
             if self.path.rstrip("/") == "/v1/models":
                 self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]})
             elif self.path.startswith(("/v1/files/", "/v1/batches")):
@@ -214,11 +216,17 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
+            fake.authorizations.append(self.headers.get("Authorization") or "")
             if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                 self._send(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
                 return
             if self.path.rstrip("/") in ("/v1/files", "/v1/batches") or self.path.endswith("/cancel"):
-                self._send(*fake.batches.post(self.path, self.headers.get("Content-Type", ""), raw))
+                status, answer = fake.batches.post(self.path, self.headers.get("Content-Type", ""), raw)
+                if status is None:  # a reply lost on the way
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self._send(status, answer)
                 return
             body = json.loads(raw or b"{}")
             if self.path.rstrip("/") != "/v1/chat/completions":

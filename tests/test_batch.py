@@ -29,6 +29,11 @@ def output_json(result) -> dict:
     return json.JSONDecoder().raw_decode(result.output)[0]
 
 
+def endpoint_flags(url: str) -> list[str]:
+    """What `batch status` needs to reach the loopback server: a run folder never names its endpoint or key."""
+    return ["--base-url", url, "--api-key-env", "TEST_LLM_KEY"]
+
+
 def until_done(url: str, run: Path, *extra: str, limit: int = 20):
     """Run the same command until no batch is pending any more; the exit codes seen and the last result
     (whose output is the report: exit 0 complete, 3 incomplete)."""
@@ -59,7 +64,7 @@ def test_batch_probe_end_to_end_with_judge(tmp_path: Path):
         codes, last = until_done(url, run, "--judge-model", "judge-model")
         # answer batch: in_progress, finalizing, then completed -> collected, judge batch submitted; then the judge's
         assert codes == [3, 3, 3, 3, 3, 0], codes
-        status = runner.invoke(app, ["batch", "status", str(run), "--json"])
+        status = runner.invoke(app, ["batch", "status", str(run), "--json", *endpoint_flags(url)])
     assert status.exit_code == 0, status.output  # a complete run stays complete
     assert fake.requests == [] and fake.batches.created == ["batch_1", "batch_2"]
     report = output_json(last)
@@ -197,7 +202,7 @@ def test_simulate_batch_end_to_end(tmp_path: Path):
         first = runner.invoke(app, args)
         assert first.exit_code == 3 and "submitted reply batch batch_1 (4 requests)" in output_json(first)["pending"]
         for _ in range(5):
-            result = runner.invoke(app, ["batch", "status", str(run), "--json"])
+            result = runner.invoke(app, ["batch", "status", str(run), "--json", *endpoint_flags(url)])
             assert "Traceback" not in result.output, result.output
             if "pending" not in output_json(result):
                 break

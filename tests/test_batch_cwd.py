@@ -14,7 +14,7 @@ from realtalk_cli.cli import app
 
 from .conftest import SAMPLE_JSON
 from .llm_server import FakeLLM, serve_llm
-from .test_batch import output_json
+from .test_batch import endpoint_flags, output_json
 from .test_probe import gold_reply
 
 runner = CliRunner()
@@ -35,9 +35,9 @@ def start(url: str, command: str, *extra: str):
     return runner.invoke(app, [*args, "--api-key-env", "TEST_LLM_KEY", "--batch", "--json", *extra])
 
 
-def status_until_done(run: str) -> object:
+def status_until_done(run: str, url: str) -> object:
     for _ in range(10):
-        result = runner.invoke(app, ["batch", "status", run, "--json"])
+        result = runner.invoke(app, ["batch", "status", run, "--json", *endpoint_flags(url)])
         assert "Traceback" not in result.output, result.output
         if result.exit_code != 3:
             return result
@@ -52,7 +52,7 @@ def test_probe_batch_status_from_another_directory_completes_and_scores(tmp_path
         saved = json.loads((home / "runs/b/batch.json").read_text())["run"]["chats"]
         assert saved == [str(home.resolve() / CHAT)]
         monkeypatch.chdir(tmp_path / "elsewhere")
-        result = status_until_done(str(home / "runs/b"))
+        result = status_until_done(str(home / "runs/b"), url)
     assert result.exit_code == 0, result.output
     report = output_json(result)
     assert report["complete"] and report["overall"]["overall"]["count"] == 6
@@ -66,7 +66,7 @@ def test_simulate_batch_status_from_another_directory_completes(tmp_path: Path, 
         monkeypatch.chdir(home)
         assert start(url, "simulate", "--no-bertscore", "--limit", "4").exit_code == 3
         monkeypatch.chdir(tmp_path / "elsewhere")
-        result = status_until_done(str(home / "runs/b"))
+        result = status_until_done(str(home / "runs/b"), url)
     assert result.exit_code == 0, result.output
     assert output_json(result)["complete"] and fake.requests == []
 
@@ -88,7 +88,7 @@ def test_a_run_folder_of_an_earlier_version_is_found_from_inside_it(tmp_path: Pa
         record = as_earlier_versions_saved_it(home / "runs/b")
         run_json = (home / "runs/b/run.json").read_bytes()
         monkeypatch.chdir(home / "runs/b")  # `cd runs/b && realtalk batch status .`: found from the folder's parents
-        result = status_until_done(".")
+        result = status_until_done(".", url)
     assert result.exit_code == 0, result.output
     assert output_json(result)["overall"]["overall"]["f1"] == 1.0
     assert (home / "runs/b/run.json").read_bytes() == run_json  # the run's identity is unchanged
@@ -103,10 +103,10 @@ def test_a_run_folder_of_an_earlier_version_goes_on_from_where_it_was_started(tm
         assert start(url, "probe", "--out", str(run)).exit_code == 3
         as_earlier_versions_saved_it(run)
         monkeypatch.chdir(tmp_path / "elsewhere")
-        lost = runner.invoke(app, ["batch", "status", str(run)])
+        lost = runner.invoke(app, ["batch", "status", str(run), *endpoint_flags(url)])
         assert lost.exit_code == 2 and "Traceback" not in lost.output
         assert CHAT in lost.output and "from the directory the run was started in" in lost.output
         monkeypatch.chdir(home)
-        result = status_until_done(str(run))
+        result = status_until_done(str(run), url)
     assert result.exit_code == 0, result.output
     assert output_json(result)["overall"]["overall"]["f1"] == 1.0

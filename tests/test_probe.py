@@ -61,7 +61,8 @@ def test_probe_end_to_end_with_judge_writes_predictions_and_reports(tmp_path: Pa
         "error",
     } <= set(rows[0])
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["overall"]["overall"] == {"count": 6, "f1": 1.0, "f1_date_normalised": 1.0, "judge": 1.0}
+    overall = {"count": 6, "f1": 1.0, "f1_date_normalised": 1.0, "judge": 1.0, "judge_count": 6}
+    assert report["overall"]["overall"] == overall
     assert report["overall"]["overall_1_3"] == report["overall"]["overall_1_4"] == report["overall"]["overall"]
     assert report["manifest"]["judge_model"] == "openai:judge-model"
     assert set(report["manifest"]["prompts"]) == {"probe_answer.txt", "probe_adversarial.txt", "probe_judge.txt"}
@@ -146,6 +147,14 @@ def test_probe_offline_retrieval_reports_recall_within_the_token_budget(tmp_path
         ('{"score": "x"}', None),
         ("Score: great", None),
         ('{score: 1, reason: "ok"}', 1.0),
+        # off the scale: a judge error (asked again), never clamped to 1 or 0
+        ('{"score": 7}', None),
+        ('{"score": -1}', None),
+        ('{"score": NaN}', None),
+        ('{"score": Infinity}', None),
+        ('{"score": true}', None),
+        ("{score: 7}", None),
+        ("1.5", None),
     ],
 )
 def test_judge_score_parsing_tolerates_quirks(text: str, score):
@@ -264,6 +273,7 @@ def test_locomo_adversarial_question_is_two_choice_and_scored_by_its_rule(tmp_pa
         "f1": 1.0,
         "f1_date_normalised": 1.0,
         "judge": None,
+        "judge_count": 0,
         "measure": "not-mentioned accuracy",
     }
     assert report["overall"]["overall"]["count"] == 1  # adversarial kept out of the overall mean

@@ -102,7 +102,9 @@ def test_a_judge_added_to_a_finished_run_judges_what_lacks_its_score(tmp_path: P
         assert again.exit_code == 0 and len(fake.requests) == 12
 
 
-@pytest.mark.parametrize("verdict", ['{"score": ...}', "It is correct.", "", '{"score": "high"}'])
+@pytest.mark.parametrize(
+    "verdict", ['{"score": ...}', "It is correct.", "", '{"score": "high"}', '{"score": 7}', '{"score": NaN}']
+)
 def test_an_unreadable_verdict_is_a_judge_error_retried_next_run(tmp_path: Path, verdict: str):
     out = tmp_path / "run"
     replies = {"verdict": verdict}

@@ -212,8 +212,8 @@ def _report(summary: dict) -> str:
         f"| | {name_a} | {name_b} |",
         "|---|---:|---:|",
     ]
-    keys = [k for k in summary["stats"][a] if k not in ("chat", "dataset")]
-    keys += [k for k in summary["stats"][b] if k not in keys and k not in ("chat", "dataset")]
+    keys = [k for k in summary["stats"][a] if k not in ("chat", "dataset", "aggregation")]
+    keys += [k for k in summary["stats"][b] if k not in keys and k not in ("chat", "dataset", "aggregation")]
     for k in keys:
         lines.append(f"| {k} | {summary['stats'][a].get(k, '-')} | {summary['stats'][b].get(k, '-')} |")
     lines += [

@@ -44,7 +44,8 @@ from realtalk_cli.analysis.metrics import (
 from realtalk_cli.data.model import Chat
 from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, read_jsonl, run_folder, write_atomic
+from realtalk_cli.fileio import check_run_identity, mark_unfinished, read_jsonl, run_folder, write_atomic
+from realtalk_cli.llm.spending import USAGE_FILE, Spending, halting
 
 # --- aggregation -------------------------------------------------------------------------------
 
@@ -201,12 +202,20 @@ def run_ei(
             empathy_client = LLMClient(endpoint, concurrency=concurrency, prices=prices, timeout_s=timeout)
     labellers = {"hf": HFLabeler(hf_models) if backend == "hf" else None, "paper": paper_classifiers}
     with run_folder(out, ei_identity(chats, backend, endpoint, per, hf_models, unit), EI_FILES, force):
-        return _label_and_measure(
-            chats, out, backend, per, unit, (client, empathy_client), labellers, progress, max_cost, batch
-        )
+        spending = Spending(out).start()
+        mark_unfinished(out, "metrics.json", None)
+        try:
+            for c in (client, empathy_client):
+                spending.attach(c, "labels")
+            clients = (client, empathy_client)
+            return _label_and_measure(
+                chats, out, backend, per, unit, clients, labellers, progress, max_cost, batch, spending
+            )
+        finally:
+            spending.finish()
 
 
-EI_FILES = ["annotations.jsonl", "metrics.json"]
+EI_FILES = ["annotations.jsonl", "metrics.json", USAGE_FILE]
 
 
 def ei_identity(
@@ -235,7 +244,7 @@ def _chat_hash(chat: Chat) -> str:
 
 
 def _label_and_measure(
-    chats, out: Path, backend, per, unit, clients, labellers, progress, max_cost, batch=False
+    chats, out: Path, backend, per, unit, clients, labellers, progress, max_cost, batch, spending: Spending
 ) -> dict:
     client, empathy_client = clients
     hf_labeler = labellers["hf"]
@@ -262,13 +271,13 @@ def _label_and_measure(
         if backend == "llm" and batch:
             from realtalk_cli.llm.batch import BatchFolder
 
-            waiting = label_llm_batch(pending, client, per, sink, BatchFolder(out), max_cost)
+            waiting, stopped = label_llm_batch(pending, client, per, sink, BatchFolder(out), max_cost, spending)
             if client.cache is not None:
                 client.cache.close()  # writes what the batch answered
             if waiting:
                 return {"complete": False, "pending": waiting}
         elif backend == "llm":
-            stopped = label_llm(pending, client, per, sink, max_cost)
+            stopped = label_llm(pending, client, per, sink, halting(spending, max_cost, lambda: [client]))
         elif backend == "paper":
             label_paper(pending, labellers["paper"], client, empathy_client, sink)
         for chat, todo in pending if backend in ("lexicon", "hf") else []:
@@ -315,6 +324,7 @@ def _label_and_measure(
             "cost_usd": round(sum(t.cost_usd for t in both), 6),
             "stopped_for_max_cost": stopped,
         }
+        metrics["spending"] = spending.summary()  # this invocation and the whole folder (usage.jsonl)
     wanted = sum(sum(1 for _ in c.messages()) for c in chats)
     failed = wanted - len({(r["chat"], r["index"]) for r in rows if r["chat"] in metrics["chats"]})
     reasons = [f"{plural(failed, 'message')} without labels (failed or unreadable replies)"] if failed else []

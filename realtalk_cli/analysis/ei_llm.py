@@ -76,11 +76,29 @@ def _loads_lenient(text: str):
 
 
 def reply_has_labels(text: str) -> bool:
-    """Whether a labelling reply holds a readable label at all (else it is a bad reply, never cached)."""
+    """Whether a reply labelling one message holds a readable label (else it is a bad reply, never cached)."""
     parsed = _loads_lenient(text)
-    if isinstance(parsed, list):
-        return any(isinstance(x, dict) and readable(_labels_dict(x)) for x in parsed)
     return isinstance(parsed, dict) and readable(_labels_dict(parsed))
+
+
+def labels_every(members: list[tuple[int, Message]], per: str):
+    """The reply check of one labelling call: it labels every message it was asked about (else it is a bad
+    reply, asked again and never cached: a partial reply, cached, would answer its re-ask forever)."""
+
+    def check(text: str) -> bool:
+        by_index = _labels_by_index(_loads_lenient(text), members, per)
+        return all(readable(_labels_dict(by_index.get(i, {}))) for i, _ in members)
+
+    return check
+
+
+def _labels_by_index(parsed, members: list[tuple[int, Message]], per: str) -> dict[int, dict]:
+    """A parsed reply's labels by message number: a list of objects with "i" per session, one object per message."""
+    if per == "session" and isinstance(parsed, list):
+        return {int(x["i"]): x for x in parsed if isinstance(x, dict) and str(x.get("i", "")).isdigit()}
+    if isinstance(parsed, dict):
+        return {members[0][0]: parsed}
+    return {}
 
 
 def readable(labels: dict) -> bool:
@@ -142,11 +160,7 @@ def _record(tag: tuple[Chat, list[tuple[int, Message]]], completion, per: str, s
     """Write the labels a reply holds for its messages; a message without readable labels is not written."""
     chat, members = tag
     parsed = _loads_lenient(completion.text) if completion.error is None else None
-    by_index: dict[int, dict] = {}
-    if per == "session" and isinstance(parsed, list):
-        by_index = {int(x["i"]): x for x in parsed if isinstance(x, dict) and str(x.get("i", "")).isdigit()}
-    elif isinstance(parsed, dict):
-        by_index = {members[0][0]: parsed}
+    by_index = _labels_by_index(parsed, members, per)
     for i, m in members:
         labels = _labels_dict(by_index.get(i, {}))
         if completion.error is not None or not readable(labels):
@@ -154,32 +168,46 @@ def _record(tag: tuple[Chat, list[tuple[int, Message]]], completion, per: str, s
         sink(annotate(chat, i, m, source, labels))
 
 
-def label_llm_batch(pending: list[tuple[Chat, set[int]]], client, per: str, sink, folder, max_cost=None) -> str | None:
-    """The labelling calls as a batch job (llm/batch.py): record what came back; what is pending, if anything."""
+def label_llm_batch(
+    pending: list[tuple[Chat, set[int]]], client, per: str, sink, folder, max_cost=None, spending=None
+) -> tuple[str | None, bool]:
+    """The labelling calls as a batch job (llm/batch.py): record what came back (in the run folder's `spending`
+    too); (what is pending, if anything; whether --max-cost held calls back)."""
     from realtalk_cli.llm import batch
 
     calls, max_tokens = llm_requests(pending, per)
     tags = {f"{chat.name}#{members[0][0]}": (chat, members) for chat, members, _ in calls}
     requests = [(f"{chat.name}#{members[0][0]}", [{"role": "user", "content": p}]) for chat, members, p in calls]
     params = {"temperature": 0.0, "max_tokens": max_tokens}  # as a live run sends: the same cache keys
-    results, pending_message = batch.step(client, folder, "label", requests, params, max_cost, accept=reply_has_labels)
-    for custom_id, completion in results.items():
-        if custom_id in tags:
-            _record(tags[custom_id], completion, per, f"llm:{client.endpoint.label}", sink)
-    return pending_message
+
+    def accept(custom_id: str, text: str) -> bool:
+        return custom_id in tags and labels_every(tags[custom_id][1], per)(text)
+
+    def record(results: dict, batch_id: str | None) -> None:
+        if spending is not None:
+            spending.record("labels", results.values(), batch=batch_id)
+        for custom_id, completion in results.items():
+            if custom_id in tags:
+                _record(tags[custom_id], completion, per, f"llm:{client.endpoint.label}", sink)
+
+    spent = spending.spent() if spending is not None else 0.0
+    return batch.step(client, folder, "label", requests, params, record, max_cost, spent, accept=accept)
 
 
-def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, max_cost: float | None = None) -> bool:
+def label_llm(pending: list[tuple[Chat, set[int]]], client, per: str, sink, over_budget=lambda: False) -> bool:
     """Label every pending message with one call per message or per session; write each as it arrives.
-    Returns True when the run stopped at `max_cost` (USD)."""
+    Returns True when the run stopped at --max-cost (`over_budget()`: what the run folder spent reached it)."""
     from realtalk_cli.llm.jobs import StopRun, run_jobs
 
     calls, max_tokens = llm_requests(pending, per)
 
     def done(tag: tuple[Chat, list[tuple[int, Message]]], completion) -> None:
         _record(tag, completion, per, f"llm:{client.endpoint.label}", sink)
-        if max_cost is not None and client.totals.cost_usd >= max_cost:
+        if over_budget():
             raise StopRun()
 
     jobs = [((chat, members), [{"role": "user", "content": p}]) for chat, members, p in calls]
-    return run_jobs(client, jobs, done, max_tokens=max_tokens, accept=reply_has_labels)
+    stopped = bool(jobs) and over_budget()  # spent already by earlier invocations: nothing is sent
+    jobs = [] if stopped else jobs
+    every = run_jobs(client, jobs, done, max_tokens=max_tokens, accept_of=lambda tag: labels_every(tag[1], per))
+    return every or stopped

@@ -1,7 +1,10 @@
 """Descriptive statistics of chats (REALTALK, LoCoMo and LongMemEval alike).
 
-A LongMemEval file is one row: its instances' haystacks pooled (sessions, turns and tokens summed over the
-instances, so `tokens` is about what one full-context run sends), read one instance at a time."""
+Figures are computed from exact values and rounded once, where they are stored. A total row says how it
+aggregates (`aggregation`): counts are sums, `days_spanned` is the mean per chat, per-session figures and
+gaps pool every session of its chats. A LongMemEval file is one row, its instances' haystacks pooled the same
+way (so `tokens` is about what one full-context run sends), read one instance at a time.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from realtalk_cli.data.model import DATASET_NAMES, Chat
 from realtalk_cli.llm.tokens import count_tokens
 
 TOKEN_MODEL = "gpt-4o"  # o200k_base; counts are exact and offline
+TOTAL_AGGREGATION = "counts: sum over chats; days_spanned: mean per chat; per-session and gap figures: all sessions"
 
 
 @dataclass
@@ -39,15 +43,19 @@ class ChatStats:
     gap_hours_median: float | None = None
     gap_hours_max: float | None = None
     speakers: int = 0  # group chats converted from an app have more than two
-    # kept for the total row and plots; not printed per chat
+    aggregation: str | None = None  # a total row: how its figures aggregate the chats'
+    # kept exact for the total row and plots; not printed per chat
     session_lengths: list[int] = field(default_factory=list, repr=False)
     gaps_hours: list[float] = field(default_factory=list, repr=False)
+    spans_days: list[float] = field(default_factory=list, repr=False)
 
     def row(self) -> dict:
         """Flat values for tables and CSV."""
         d = asdict(self)
-        d.pop("session_lengths")
-        d.pop("gaps_hours")
+        for kept in ("session_lengths", "gaps_hours", "spans_days"):
+            d.pop(kept)
+        if d["aggregation"] is None:
+            d.pop("aggregation")
         by_cat = d.pop("qa_by_category")
         d.update({f"qa {k}": v for k, v in sorted(by_cat.items(), key=_category_order)})
         return d
@@ -95,23 +103,30 @@ def chat_stats(chat: Chat) -> ChatStats:
     ends = [_session_end(chat, i) for i in range(len(chat.sessions))]
     known = [t for t in starts + ends if t is not None]
     if known:
-        s.days_spanned = round((max(known) - min(known)).total_seconds() / 86400, 2)
+        s.spans_days = [(max(known) - min(known)).total_seconds() / 86400]
     for i in range(1, len(chat.sessions)):
         if ends[i - 1] is not None and starts[i] is not None:
-            s.gaps_hours.append(round((starts[i] - ends[i - 1]).total_seconds() / 3600, 2))
+            s.gaps_hours.append((starts[i] - ends[i - 1]).total_seconds() / 3600)
     _fill_summaries(s)
     return s
 
 
 def file_stats(path: Path) -> ChatStats:
     """One row per file: its chat's, or a LongMemEval file's instances pooled under the file's name."""
-    stats = [(chat_stats(chat), reload) for chat, reload in iter_chats(path)]
+    stats, speakers = [], set()
+    for chat, reload in iter_chats(path):
+        stats.append((chat_stats(chat), reload))
+        speakers.update(chat.speakers)
     if len(stats) == 1 and stats[0][1] is None:
         return stats[0][0]
-    return total_stats([s for s, _ in stats], path.stem)
+    pooled = total_stats([s for s, _ in stats], path.stem)
+    pooled.speakers = len(speakers)  # the same two (user, assistant) in every instance, not their sum
+    return pooled
 
 
 def _fill_summaries(s: ChatStats) -> None:
+    if s.spans_days:  # one chat's span, or the mean per chat of a total
+        s.days_spanned = round(statistics.mean(s.spans_days), 2)
     if s.session_lengths:
         s.messages_per_session_mean = round(statistics.mean(s.session_lengths), 2)
         s.messages_per_session_min = min(s.session_lengths)
@@ -119,12 +134,12 @@ def _fill_summaries(s: ChatStats) -> None:
     if s.gaps_hours:
         s.gap_hours_mean = round(statistics.mean(s.gaps_hours), 2)
         s.gap_hours_median = round(statistics.median(s.gaps_hours), 2)
-        s.gap_hours_max = max(s.gaps_hours)
+        s.gap_hours_max = round(max(s.gaps_hours), 2)
 
 
 def total_stats(items: list[ChatStats], name: str = "total") -> ChatStats:
     datasets = sorted({i.dataset for i in items})
-    t = ChatStats(chat=name, dataset="+".join(datasets))
+    t = ChatStats(chat=name, dataset="+".join(datasets), aggregation=TOTAL_AGGREGATION)
     for name in ("sessions", "messages", "turns", "words", "tokens", "pictures", "events", "qa", "speakers"):
         setattr(t, name, sum(getattr(i, name) for i in items))
     for i in items:
@@ -132,8 +147,7 @@ def total_stats(items: list[ChatStats], name: str = "total") -> ChatStats:
             t.qa_by_category[k] = t.qa_by_category.get(k, 0) + v
         t.session_lengths += i.session_lengths
         t.gaps_hours += i.gaps_hours
-    spans = [i.days_spanned for i in items if i.days_spanned is not None]
-    t.days_spanned = round(statistics.mean(spans), 2) if spans else None  # mean per chat
+        t.spans_days += i.spans_days
     _fill_summaries(t)
     return t
 

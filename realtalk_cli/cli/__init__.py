@@ -71,6 +71,20 @@ def _needs_teardown() -> bool:
     return _must_wait() or (bool(memory and memory.plugins_loaded) and not abandoned)
 
 
+def _plugin_exit_prints_to_stderr() -> None:
+    """realtalk's output is written; what a --memory plug-in prints from here on (its atexit handlers, a __del__
+    at teardown, a thread it left running) goes to stderr, never after the `--json` output on stdout."""
+    memory = sys.modules.get("realtalk_cli.tasks.memory.loader")
+    if not (memory and memory.plugins_loaded):
+        return
+    try:
+        sys.stdout.flush()
+        os.dup2(2, 1)  # child processes and C code too
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.stdout = sys.stderr
+
+
 def main() -> None:
     """The console script. Once everything is written it ends the process without the interpreter's teardown,
     which spends 0.2-0.3 s freeing the openai SDK's thousand classes: atexit handlers still run and output is
@@ -82,6 +96,7 @@ def main() -> None:
         if not isinstance(end.code, int | None):  # a message for Python to print
             raise
         code = end.code or 0
+    _plugin_exit_prints_to_stderr()
     if _needs_teardown():
         sys.exit(code)
     atexit._run_exitfuncs()

@@ -19,6 +19,7 @@ from realtalk_cli.cli.common import (
     Timeout,
     cell,
     concurrency_option,
+    err,
     exit_if_pending,
     finish_run,
     handles_errors,
@@ -74,9 +75,14 @@ def analyze_stats(
                 return "+".join(DATASET_NAMES.get(d, d) for d in str(r.get(c)).split("+"))
             return cell(r.get(c))
 
+        columns = [c for c in columns if c != "aggregation"]  # said once, in the title
         headers = [c.replace("_", " ") for c in columns[1:]]
         table_rows = [(r["chat"], [shown(r, c) for c in columns[1:]]) for r in rows]
-        print_wide_table("chat statistics (one row per chat; totals last)", "chat", headers, table_rows)
+        title = (
+            "chat statistics (one row per chat; totals last: counts are sums over the chats, days spanned the "
+            "mean per chat, per-session and gap figures over all their sessions)"
+        )
+        print_wide_table(title, "chat", headers, table_rows)
 
 
 @app.command("ei")
@@ -124,9 +130,12 @@ def analyze_ei(
     """
     from realtalk_cli.analysis.ei import METRIC_NAMES, run_ei
     from realtalk_cli.analysis.ei_hf import parse_hf_models
-    from realtalk_cli.data.formats import chat_paths, load_chat
+    from realtalk_cli.data.formats import chat_files
 
-    chats = [load_chat(p) for p in chat_paths(files)]
+    chat_list, notes = chat_files(files)  # each content once, named by its id in the run
+    chats = [c.load() for c in chat_list]
+    for note in notes:
+        err.print(f"note: {note}", soft_wrap=True)
     hf_models = parse_hf_models(hf_model)
     llm = {"base_url": base_url, "api_key_env": api_key_env, "max_cost": max_cost, "force": force}
     llm["timeout"] = timeout or 120.0

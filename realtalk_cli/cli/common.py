@@ -69,6 +69,17 @@ def out_option(*names: str, help: str) -> object:
 OutDir = Annotated[Path | None, out_option(help="Run directory for predictions and reports.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="Override the provider's endpoint.")]
 ApiKeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="Environment variable with the key.")]
+MemorySpec = Annotated[
+    str | None,
+    typer.Option(
+        "--memory",
+        help="A memory system choosing the context: module:Name, path/to/file.py:Name, or a built-in "
+        "(bm25, dense, hybrid, observations, session-summaries, llm-summaries).",
+    ),
+]
+MemoryOptions = Annotated[
+    list[str] | None, typer.Option("--memory-option", help="key=value passed to the memory (repeatable).")
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Count requests, tokens and cost; call nothing.")]
 MaxCost = Annotated[float | None, typer.Option("--max-cost", help="Stop cleanly once this many USD are spent.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
@@ -82,7 +93,10 @@ Batch = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 Force = Annotated[
-    bool, typer.Option("--force", help="Overwrite existing outputs; a run folder holding another run starts afresh.")
+    bool,
+    typer.Option(
+        "--force", help="Overwrite existing outputs; a run folder starts afresh (its earlier answers discarded)."
+    ),
 ]
 Timeout = Annotated[
     float | None,
@@ -292,6 +306,8 @@ def print_plan(plan: dict, unit: str, as_json: bool) -> None:
     out.print(line(plan, "dry run"), soft_wrap=True)
     if plan.get("judge"):
         out.print(line(plan["judge"], f"judge {plan['judge']['model']}"), soft_wrap=True)
+    if plan.get("labels"):
+        out.print(line(plan["labels"], f"EI labels {plan['labels']['model']}", "request"), soft_wrap=True)
     if plan.get("recall_timeouts"):
         out.print(
             f"{plan['recall_timeouts']} questions left out: the memory's recall took longer than --memory-timeout",
@@ -305,6 +321,13 @@ def print_plan(plan: dict, unit: str, as_json: bool) -> None:
             f"{memory['answer_context_tokens_max']} more prompt tokens (--context-tokens per question)",
             soft_wrap=True,
         )
+    total = plan.get("total")
+    if total:
+        cost = f"${total['estimated_cost_usd']:.4f}" if total["priced"] else "unknown (a model not in prices.toml)"
+        spent = f"; the run folder has spent ${total['spent_usd']:.4f} so far" if total["spent_usd"] else ""
+        cap = f"; --max-cost {total['max_cost']:g} covers both" if total["max_cost"] is not None else ""
+        what = ", ".join(["answers", *(k for k in ("judge", "memory ingestion", "labels") if plan.get(k.split()[0]))])
+        out.print(f"estimated total ({what}): {cost}{spent}{cap}", soft_wrap=True)
 
 
 def finish_run(report: dict, score: float | None, fail_under: float | None, score_name: str) -> None:

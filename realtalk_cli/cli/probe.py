@@ -18,6 +18,8 @@ from realtalk_cli.cli.common import (
     JudgeModel,
     Limit,
     MaxCost,
+    MemoryOptions,
+    MemorySpec,
     Model,
     NoCache,
     OutDir,
@@ -75,17 +77,8 @@ def probe(
         ),
     ] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Retrievers: at most this many windows.")] = None,
-    memory: Annotated[
-        str | None,
-        typer.Option(
-            "--memory",
-            help="A memory system choosing the context: module:Name, path/to/file.py:Name, or a built-in "
-            "(bm25, dense, hybrid, observations, session-summaries, llm-summaries).",
-        ),
-    ] = None,
-    memory_option: Annotated[
-        list[str] | None, typer.Option("--memory-option", help="key=value passed to the memory (repeatable).")
-    ] = None,
+    memory: MemorySpec = None,
+    memory_option: MemoryOptions = None,
     memory_timeout: Annotated[
         float | None,
         typer.Option(
@@ -346,7 +339,7 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe.report import category_label, memory_lines, overall_labels
+    from realtalk_cli.tasks.probe.report import category_label, judge_cell, memory_lines, overall_labels
 
     recall = "recall" in report["overall"]["overall"]
     from rich.table import Table
@@ -363,7 +356,7 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     def cells(s: dict) -> list[str]:
-        row = [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), fmt(s["judge"])]
+        row = [str(s["count"]), fmt(s["f1"]), fmt(s.get("f1_date_normalised")), judge_cell(s)]
         if recall:
             row += [fmt(s.get("recall")), "-" if s.get("context_tokens") is None else f"{s['context_tokens']:.0f}"]
         return row
@@ -389,11 +382,19 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     run = report.get("run") or {}
     if not run:
         return
-    out.print(
-        f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
-        f"{report['overall'].get('cached_tokens', 0)} prompt tokens from the provider's cache, "
-        f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
-        soft_wrap=True,
-    )
+    if isinstance(report.get("usage"), dict):
+        from realtalk_cli.llm.spending import usage_lines
+
+        for line in usage_lines(report["usage"]):
+            out.print(line, soft_wrap=True)
+        cached = report["overall"].get("cached_tokens", 0)
+        out.print(f"{cached} prompt tokens from the provider's cache; written to {run_dir}", soft_wrap=True)
+    else:  # `probe rescore` of a run written before the usage record
+        out.print(
+            f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
+            f"{report['overall'].get('cached_tokens', 0)} prompt tokens from the provider's cache, "
+            f"{run['wall_time_s']} s, ${report['overall']['cost_usd']:.4f}; written to {run_dir}",
+            soft_wrap=True,
+        )
     if run.get("stopped_for_max_cost"):
         out.print("stopped at --max-cost; run again with a higher limit to continue")

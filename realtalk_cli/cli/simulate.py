@@ -196,11 +196,11 @@ def _print_simulate_report(report: dict, run_dir: Path) -> None:
     rows.append(("mean", ["", *(cell(report["overall"][s]["mean"]) for s in SCORES)]))
     rows.append(("std", ["", *(cell(report["overall"][s]["std"]) for s in SCORES)]))
     print_wide_table(f"simulate: {report['manifest']['model']} (one row per speaker)", "speaker", headers, rows)
+    from realtalk_cli.llm.spending import usage_lines
+
     run = report["run"]
-    out.print(
-        f"{run['requests']} requests ({run['cached']} cached, {run['retries']} retries, {run['errors']} errors), "
-        f"{run['wall_time_s']} s, ${run['cost_usd']:.4f}; written to {run_dir}",
-        soft_wrap=True,
-    )
+    for line in usage_lines(report["usage"]):
+        out.print(line, soft_wrap=True)
+    out.print(f"written to {run_dir}", soft_wrap=True)
     if run.get("stopped_for_max_cost"):
         out.print("stopped at --max-cost; run again with a higher limit to continue")

@@ -7,9 +7,14 @@ the file and the key.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +165,91 @@ def chat_paths(paths: list[Path]) -> list[Path]:
         else:
             found.append(p)
     return found
+
+
+@dataclass(frozen=True)
+class ChatFile:
+    """One chat of a run: its file, its content's sha256 and its id, unique within the run (rows, per-chat tables,
+    memory stores and `probe show --chat` use it): the file name without .json; where two files of different
+    content share that name, their folder is added (`a/Chat_1`), or a short hash where the folders share a name
+    too (`Chat_1#1a2b3c4d`)."""
+
+    path: Path
+    id: str
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        """How a run's identity names it: the file name (as every earlier run did), the id where names collide."""
+        return self.path.name if self.id == self.path.stem else self.id + self.path.suffix
+
+    def load(self) -> Chat:
+        chat = load_chat(self.path)
+        chat.name = self.id
+        return chat
+
+    def chats(self) -> Iterator[tuple[Chat, Callable[[], Chat] | None]]:
+        """`load` for any file: a LongMemEval file gives one chat per instance (named by its question_id), read one
+        at a time, each with a way to read it again; a one-chat file gives its chat and None (keep it)."""
+        if self.path.is_file() and file_layout(self.path) == "longmemeval":
+            yield from iter_chats(self.path)
+        else:
+            yield self.load(), None
+
+
+def chat_files(paths: list[Path]) -> tuple[list[ChatFile], list[str]]:
+    """The chats of a run (directories expanded), each file read once here, and notes for the reader: a file
+    whose content was given before is the same chat and is left out (asked once). A pipe or a device is refused:
+    a run reads its chats again (to resume it, to show its evidence), and a pipe can be read only once."""
+    found: list[tuple[Path, str]] = []
+    notes: list[str] = []
+    seen: dict[str, Path] = {}
+    for p in chat_paths(paths):
+        if p.exists() and not p.is_file():
+            raise RealtalkError(f"{p}: not a regular file; save the chat to a file (a run reads its chats again)")
+        if not p.exists():
+            raise RealtalkError(f"{p}: no such file")
+        digest = file_sha256(p)
+        if digest in seen:
+            if Path(os.path.abspath(p)) != Path(os.path.abspath(seen[digest])):
+                notes.append(f"{p} holds the same chat as {seen[digest]}: asked once, as {seen[digest]}")
+            continue
+        seen[digest] = p
+        found.append((p, digest))
+    return [ChatFile(p, i, d) for (p, d), i in zip(found, chat_ids(found), strict=True)], notes
+
+
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in blocks (a LongMemEval-M file is ~2.7 GB); remembered while the file is unchanged."""
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def chat_ids(files: list[tuple[Path, str]]) -> list[str]:
+    """Ids for (path, sha256) pairs of different content, unique among them (see ChatFile)."""
+    stems = Counter(p.stem for p, _ in files)
+    folders = Counter((p.stem, p.parent.name) for p, _ in files)  # the folder as named: the same from any directory
+    ids = []
+    for p, digest in files:
+        folder = p.parent.name
+        if stems[p.stem] == 1:
+            ids.append(p.stem)
+        elif folder and folders[(p.stem, folder)] == 1:
+            ids.append(f"{folder}/{p.stem}")
+        else:
+            ids.append(f"{p.stem}#{digest[:8]}")
+    return ids
+
+
+def chat_file_stem(chat_id: str) -> str:
+    """The file name (without .json) a chat id was made from."""
+    return chat_id.rsplit("/", 1)[-1].split("#", 1)[0]
 
 
 def _natural_key(p: Path) -> list:

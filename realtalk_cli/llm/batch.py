@@ -6,6 +6,12 @@ the next invocation polls it and, once it has ended, downloads its output and er
 line is checked like a live reply (`parse_reply`): a malformed one is an error for that item. A cache
 hit never goes into a batch, and batch answers go into the response cache. An item the batch did not
 answer (failed, expired, cancelled) comes back as an error, to be sent again by the next invocation.
+
+Submission is idempotent: the job is saved with a client key (sent as the batch's metadata) and the uploaded
+file's id *before* the batch is created, and the create is never retried blindly: a create whose reply was
+lost is looked up by that key and adopted. Every batch created under the key is recorded in the job; one
+beyond the first (a stray) is cancelled. A job is marked collected only once its caller has written the
+results (`mark_collected`): a failure in between collects it again.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -25,6 +33,8 @@ from realtalk_cli.llm.tokens import count_message_tokens
 
 ENDED = ("completed", "failed", "expired", "cancelled", "not found")  # not found: the provider no longer has it
 EXPIRED = "not answered by the batch"  # the start of the error of an item a batch ended without
+CREATE_ATTEMPTS = 3  # creates whose reply was lost and whose batch cannot be found by its key
+Accept = Callable[[str, str], bool]  # (custom_id, reply text) -> whether the caller can use the reply
 
 
 class BatchFolder:
@@ -47,6 +57,12 @@ class BatchFolder:
                     raise RealtalkError(f"{self.path}: job {n} lacks its id, stage, input_file or status")
                 if not isinstance(job.get("params"), dict) or not isinstance(job.get("requests"), int):
                     raise RealtalkError(f"{self.path}: job {n} lacks its params or request count")
+                for key in ("batch_ids", "strays"):
+                    ids = job.get(key, [])
+                    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                        raise RealtalkError(f"{self.path}: job {n}: {key} is not a list of batch ids")
+                if not isinstance(job.get("client_key", ""), str):
+                    raise RealtalkError(f"{self.path}: job {n}: client_key is not text")
 
     @property
     def jobs(self) -> list[dict]:
@@ -61,12 +77,13 @@ class BatchFolder:
 
 
 def split_cached(
-    client: LLMClient, requests: list[tuple[str, list[dict]]], params: dict
+    client: LLMClient, requests: list[tuple[str, list[dict]]], params: dict, accept: Accept | None = None
 ) -> tuple[dict[str, Completion], list[tuple[str, list[dict]]]]:
-    """(answers from the response cache, requests still to send)."""
+    """(answers from the response cache, requests still to send); a cached reply `accept` rejects is sent again."""
     hits, rest = {}, []
     for custom_id, messages in requests:
-        if (hit := client.cached(messages, params)) is not None:
+        hit = client.cached(messages, params)
+        if hit is not None and (accept is None or accept(custom_id, hit.text)):
             hits[custom_id] = hit
         else:
             rest.append((custom_id, messages))
@@ -101,7 +118,7 @@ def submit(
     write_atomic(input_path, data)
     sdk = client.batch_sdk()
     job = {
-        "id": "",  # until the batch is created: an interrupted run finds it by its input file (poll)
+        "id": "",  # until the batch is created: an interrupted run finds it by its client key (poll)
         "stage": stage,
         "model": client.endpoint.label,
         "input_file": input_path.name,
@@ -109,37 +126,83 @@ def submit(
         "params": params,
         "status": "creating",
         "collected": False,
+        "client_key": f"realtalk-{uuid.uuid4().hex}",
+        "batch_ids": [],  # every batch created under the client key
     }
     try:
         uploaded = sdk.files.create(file=(input_path.name, data), purpose="batch")
         job["input_file_id"] = uploaded.id
         folder.jobs.append(job)
-        folder.save()
-        batch = sdk.batches.create(
-            input_file_id=uploaded.id,
-            endpoint="/v1/chat/completions",
-            completion_window="24h",
-            metadata={"realtalk_stage": stage},
-        )
+        folder.save()  # the key and file id, before anything is created
+        batch, retried = _create(sdk, job)
+        if retried:
+            job["check_strays"] = True  # a create may have gone through unseen: the next poll looks
     except openai.APIError as e:
-        if job in folder.jobs and isinstance(e, openai.APIStatusError):  # refused: no batch was created
-            folder.jobs.remove(job)
+        if job in folder.jobs and isinstance(e, openai.APIStatusError) and e.status_code < 500:
+            folder.jobs.remove(job)  # refused: no batch was created
             folder.save()
         raise _api_error(client, f"submitting the {stage} batch", e) from None
     finally:
         sdk.close()
     job.update(id=batch.id, status=batch.status, submitted_at=round(time.time(), 3))
+    _adopt(job, [batch.id])
     folder.save()
     return job
 
 
+def _create(sdk, job: dict) -> tuple[object, bool]:
+    """(the job's batch, created once; whether the create was sent more than once). The SDK's own retries are
+    off for this call (a create whose reply was lost, retried, is a second batch billed): after a failure that
+    may have created it, the batch is looked up by the job's client key before another create is sent."""
+    openai = openai_sdk()
+    create = sdk.with_options(max_retries=0).batches.create
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            batch = create(
+                input_file_id=job["input_file_id"],
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+                metadata={"realtalk_stage": job["stage"], "realtalk_key": job["client_key"]},
+            )
+            return batch, attempt > 0
+        except (openai.APIConnectionError, openai.InternalServerError) as e:  # created or not: unknown
+            found = _with_key(sdk, job)
+            if found:
+                return found[0], True
+            if attempt + 1 == CREATE_ATTEMPTS:
+                raise e from None
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _with_key(sdk, job: dict) -> list:
+    """The batches created for this job, oldest first: those with its client key (a job of an earlier version,
+    without one: those over its input file)."""
+    if not job.get("client_key") and not job.get("input_file_id"):
+        return []
+    found = []
+    for batch in itertools.islice(sdk.batches.list(limit=100), 1000):  # newest first
+        key = (getattr(batch, "metadata", None) or {}).get("realtalk_key")
+        if (key == job["client_key"]) if job.get("client_key") else batch.input_file_id == job.get("input_file_id"):
+            found.append(batch)
+    return sorted(reversed(found), key=lambda b: b.created_at or 0)
+
+
+def _adopt(job: dict, ids: list[str]) -> None:
+    job["batch_ids"] = list(dict.fromkeys([*job.get("batch_ids", []), *ids]))
+
+
 def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
-    """The batch's status now (saved with its request counts)."""
+    """The batch's status now (saved with its request counts). A job without its batch id (an interrupted
+    submit), or whose create was sent more than once, is first reconciled with the provider's batches by its
+    client key."""
     openai = openai_sdk()
 
     sdk = client.batch_sdk()
     try:
-        batch = sdk.batches.retrieve(job["id"]) if job["id"] else _created_from(sdk, job)
+        batch = _reconcile(sdk, job) if not job["id"] or job.get("check_strays") else None
+        if batch is None and job["id"]:
+            batch = sdk.batches.retrieve(job["id"])
         if batch is None:
             raise LookupError
     except (openai.NotFoundError, LookupError):  # deleted on the provider's side: its requests are sent again
@@ -160,19 +223,34 @@ def poll(client: LLMClient, folder: BatchFolder, job: dict) -> str:
     return job["status"]
 
 
-def _created_from(sdk, job: dict):
-    """The batch created from the job's input file by a run interrupted before it saved the id."""
-    for batch in itertools.islice(sdk.batches.list(limit=100), 1000):
-        if batch.input_file_id == job.get("input_file_id"):
-            job["id"] = batch.id
-            return batch
-    return None
+def _reconcile(sdk, job: dict):
+    """The provider's batches under the job's client key: the job adopts its own (the oldest, when it has no id
+    yet: a run interrupted before it saved the id, or a create whose reply was lost); every one is recorded in
+    `batch_ids`, and the others (strays, billed for nothing) are cancelled and listed in `strays`."""
+    openai = openai_sdk()
+    found = _with_key(sdk, job)
+    job.pop("check_strays", None)
+    if not found:
+        return None
+    job["id"] = job["id"] or found[0].id
+    _adopt(job, [b.id for b in found])
+    strays = job.setdefault("strays", [])
+    for stray in (b for b in found if b.id != job["id"] and b.id not in strays):
+        if str(stray.status) not in ENDED:
+            try:
+                sdk.batches.cancel(stray.id)
+            except openai.APIStatusError:  # ended meanwhile: nothing more to stop
+                pass
+        strays.append(stray.id)
+    return next((b for b in found if b.id == job["id"]), None)
 
 
-def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> dict[str, Completion]:
-    """Every request of an ended batch, answered or with its error; answers go into the response cache.
+def collect(client: LLMClient, folder: BatchFolder, job: dict, accept: Accept | None = None) -> dict[str, Completion]:
+    """Every request of an ended batch, answered or with its error; answers go into the response cache. The job
+    is not marked collected here: the caller does (`mark_collected`) once it has written the results.
 
-    `accept(text)` False makes a reply the caller cannot read a bad reply (an error, never cached)."""
+    `accept(custom_id, text)` False makes a reply the caller cannot read a bad reply (an error, never cached,
+    asked again), billed all the same."""
     openai = openai_sdk()
 
     submitted = _submitted(folder, job)
@@ -202,13 +280,17 @@ def collect(client: LLMClient, folder: BatchFolder, job: dict, accept=None) -> d
         c = results.get(custom_id)
         if c is None:
             results[custom_id] = Completion("", Usage(), f"{EXPIRED} (batch {job['id']} {job['status']})")
-        elif c.error is None and accept is not None and not accept(c.text):
+        elif c.error is None and accept is not None and not accept(custom_id, c.text):
             results[custom_id] = Completion("", c.usage, f"bad reply: unreadable for the caller: {c.text[:80]!r}")
         else:
             client.remember(messages, job["params"], c)
+    return results
+
+
+def mark_collected(folder: BatchFolder, job: dict) -> None:
+    """The job's results are written (durably): it is never collected again."""
     job["collected"] = True
     folder.save()
-    return results
 
 
 def _submitted(folder: BatchFolder, job: dict) -> dict[str, list[dict]]:
@@ -248,26 +330,32 @@ def step(
     stage: str,
     requests: list[tuple[str, list[dict]]],
     params: dict,
+    record: Callable[[dict[str, Completion], str | None], None],
     max_cost: float | None = None,
     spent: float = 0.0,
-    accept=None,
-) -> tuple[dict[str, Completion], str | None]:
-    """One invocation's share of a one-stage batch run: (results to record now, what is pending or None).
+    accept: Accept | None = None,
+) -> tuple[str | None, bool]:
+    """One invocation's share of a one-stage batch run: (what is pending or None, whether --max-cost held
+    requests back). Results are handed to `record(results, batch_id)`, which writes them.
 
-    An ended job of this stage is collected (its failed items are left to the next invocation); a running
-    one is reported pending; otherwise cache hits come back at once and the rest is submitted.
+    An ended job of this stage is collected (its failed items are left to the next invocation) and marked
+    collected once recorded; a running one is reported pending; otherwise cache hits are recorded at once and
+    the rest is submitted, as much as fits under --max-cost (`spent`: what the run folder spent so far).
     """
     job = folder.open_job(stage)
     if job is not None:
         status = poll(client, folder, job)
         if status not in ENDED:
-            return {}, pending_message(job)
-        return collect(client, folder, job, accept), None
-    hits, rest = split_cached(client, requests, params)
-    rest, _ = within_budget(client, rest, params.get("max_tokens") or 0, max_cost, spent)
+            return pending_message(job), False
+        record(collect(client, folder, job, accept), job["id"])
+        mark_collected(folder, job)
+        return None, False
+    hits, rest = split_cached(client, requests, params, accept)
+    record(hits, None)
+    rest, stopped = within_budget(client, rest, params.get("max_tokens") or 0, max_cost, spent)
     if not rest:
-        return hits, None
-    return hits, submitted_message(submit(client, folder, stage, rest, params))
+        return None, stopped
+    return submitted_message(submit(client, folder, stage, rest, params)), stopped
 
 
 def pending_message(job: dict) -> str:

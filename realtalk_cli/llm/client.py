@@ -60,7 +60,10 @@ class Usage:
     cached_tokens_ignored: object = None  # a cached-token count the reply gave that cannot be true (billed in full)
 
     def as_row(self) -> dict:
-        """The fields every predictions line carries."""
+        """The fields every predictions line carries (and two flags when they apply)."""
+        flags = {"tokens_estimated": True} if self.estimated else {}
+        if self.cached_tokens_ignored is not None:
+            flags["cached_tokens_ignored"] = self.cached_tokens_ignored
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -69,7 +72,7 @@ class Usage:
             "latency_s": round(self.latency_s, 4),
             "retries": self.retries,
             "cached": self.cached,
-        } | ({"cached_tokens_ignored": self.cached_tokens_ignored} if self.cached_tokens_ignored is not None else {})
+        } | flags
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Totals:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: float = 0.0
+    estimated: int = 0  # requests whose reply came without usage: tokens and cost estimated with our tokenizer
 
     def add(self, c: Completion) -> None:
         self.requests += 1
@@ -99,10 +103,19 @@ class Totals:
         self.completion_tokens += c.usage.completion_tokens
         self.cached_tokens += c.usage.cached_tokens
         self.cost_usd += c.usage.cost_usd
+        self.estimated += c.usage.estimated
+
+    def plus(self, other: Totals) -> Totals:
+        """The sum of two totals, field by field."""
+        return Totals(**{f: getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__})
 
 
 class FatalModelError(RealtalkError):
     """The endpoint refuses every request (bad key, unknown model): stop the run."""
+
+
+class NotSent(Exception):
+    """The client was halted (the run stopped, e.g. at --max-cost) before this request was sent."""
 
 
 class LLMClient:
@@ -129,6 +142,8 @@ class LLMClient:
         self.totals = Totals()
         self.limiter = limiter or Limiter(concurrency)
         self.priority = priority
+        self.on_completion: Callable[[Completion], None] | None = None  # e.g. the run folder's spending record
+        self.halted = False  # set by halt(): requests not yet sent raise NotSent
         self._sdk = None
         self._timeout_s = timeout_s
         self.max_reply_bytes = max_reply_bytes
@@ -166,21 +181,38 @@ class LLMClient:
         max_tokens: int | None = 256,
         response_format: dict | None = None,
         accept: Callable[[str], bool] | None = None,
+        reply_attempts: int = BAD_REPLY_ATTEMPTS,
     ) -> Completion:
         """One chat completion; a parameter given as None is left out of the request (the provider's default).
 
         `accept` is the caller's check of the text (a judge's verdict holds a score, labels parse): a reply it
-        rejects is a bad reply like any other (asked once more, never cached, an error in the end)."""
+        rejects is a bad reply like any other (never cached, an error in the end), billed like any reply.
+        A bad reply is asked again until `reply_attempts` replies came back (transport faults retry apart)."""
         params = {"temperature": temperature, "max_tokens": max_tokens, "response_format": response_format}
         params = {k: v for k, v in params.items() if v is not None}
+        if self.halted:
+            raise NotSent
         if (hit := self.cached(messages, params)) is not None and (accept is None or accept(hit.text)):
-            self.totals.add(hit)
+            self.count(hit)
             return hit
         async with self.limiter.slot(self.priority):
-            c = await self._call(messages, params, accept)
+            if self.halted:
+                raise NotSent
+            c = await self._call(messages, params, accept, reply_attempts)
         self.remember(messages, params, c)
-        self.totals.add(c)
+        self.count(c)
         return c
+
+    def count(self, c: Completion) -> None:
+        """A finished request (sent, or answered by the cache) into the totals and the spending record."""
+        self.totals.add(c)
+        if self.on_completion is not None:
+            self.on_completion(c)
+
+    def halt(self) -> None:
+        """Send nothing more: requests in flight finish (their replies are billed and recorded), the others raise
+        NotSent."""
+        self.halted = True
 
     def _cache_key(self, messages: list[dict], params: dict) -> str:
         return cache_key(self.endpoint.base_url or self.endpoint.label, self.endpoint.model, messages, params)
@@ -205,7 +237,11 @@ class LLMClient:
         return OpenAI(api_key=self._api_key, base_url=self.endpoint.base_url, max_retries=2, timeout=self._timeout_s)
 
     async def _call(
-        self, messages: list[dict], params: dict, accept: Callable[[str], bool] | None = None
+        self,
+        messages: list[dict],
+        params: dict,
+        accept: Callable[[str], bool] | None = None,
+        reply_attempts: int = BAD_REPLY_ATTEMPTS,
     ) -> Completion:
         if self.endpoint.offline:
             text = LOCAL_MODELS[self.endpoint.model](messages)
@@ -216,6 +252,7 @@ class LLMClient:
         usage = Usage()
         start = time.perf_counter()
         last_error = ""
+        bad_replies = 0
         for attempt in range(self.max_attempts):
             wait = None
             try:
@@ -223,6 +260,7 @@ class LLMClient:
                     raw = await self._post(messages, params)
                 reply = parse_reply(raw)
                 if accept is not None and not accept(reply.text):
+                    self.bill(usage, reply, messages)  # unusable to the caller, billed all the same
                     raise BadReply(f"no usable answer in the reply ({reply.text[:60]!r})")
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 raise FatalModelError(
@@ -251,7 +289,8 @@ class LLMClient:
             except BadReply as e:
                 self._reached = True
                 last_error = f"bad reply: {self._redact(str(e))}"
-                if not e.retry or attempt + 1 >= BAD_REPLY_ATTEMPTS:
+                bad_replies += 1
+                if not e.retry or bad_replies >= reply_attempts:
                     usage.latency_s = time.perf_counter() - start
                     return Completion("", usage, last_error)
             else:
@@ -267,17 +306,23 @@ class LLMClient:
         return Completion("", usage, f"{last_error} (after {usage.retries + 1} attempts)")
 
     def bill(self, usage: Usage, reply: Reply, messages: list[dict], batch: bool = False) -> None:
-        """A reply's token counts and cost into `usage`; a reply without usage is counted here, flagged as estimated."""
+        """Add a reply's token counts and cost to `usage` (every billed reply of a request: a re-asked one too); a
+        reply without usage is counted with our tokenizer, flagged as estimated."""
         if reply.prompt_tokens is not None:
-            usage.prompt_tokens, usage.completion_tokens = reply.prompt_tokens, reply.completion_tokens
-            usage.cached_tokens, usage.cached_tokens_ignored = reply.cached_tokens, reply.cached_tokens_ignored
+            prompt, completion, cached = reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens
+            if reply.cached_tokens_ignored is not None:
+                usage.cached_tokens_ignored = reply.cached_tokens_ignored
         else:
-            usage.prompt_tokens, _ = count_message_tokens(messages, self.endpoint.model)
-            usage.completion_tokens, _ = count_tokens(reply.text, self.endpoint.model)
+            prompt, completion, cached = (
+                count_message_tokens(messages, self.endpoint.model)[0],
+                count_tokens(reply.text, self.endpoint.model)[0],
+                0,
+            )
             usage.estimated = True
-        usage.cost_usd = self.prices.cost(
-            self.endpoint.model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, batch=batch
-        )
+        usage.prompt_tokens += prompt
+        usage.completion_tokens += completion
+        usage.cached_tokens += cached
+        usage.cost_usd += self.prices.cost(self.endpoint.model, prompt, completion, cached, batch=batch)
 
     async def _post(self, messages: list[dict], params: dict) -> bytes:
         """The raw body of one chat-completion reply, read up to `max_reply_bytes` (more is a BadReply)."""

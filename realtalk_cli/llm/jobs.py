@@ -9,7 +9,7 @@ import asyncio
 import gc
 from collections.abc import Awaitable, Callable, Iterable
 
-from realtalk_cli.llm.client import Completion, LLMClient
+from realtalk_cli.llm.client import Completion, LLMClient, NotSent
 from realtalk_cli.llm.providers import Endpoint, Prices
 from realtalk_cli.llm.tokens import count_message_tokens
 
@@ -42,8 +42,8 @@ def dry_run_plan(
         "cached_tokens_estimate": cached,
         "tokens_exact": exact,
         f"prompt_tokens_per_{unit}": round(tokens / count, 1) if count else 0,
-        "estimated_cost_usd": round(cost, 4),
-        "estimated_cost_uncached_usd": round(prices.cost(endpoint.model, tokens, max_tokens * count, batch=batch), 4),
+        "estimated_cost_usd": cost,  # exact: rounded once, where it is shown
+        "estimated_cost_uncached_usd": prices.cost(endpoint.model, tokens, max_tokens * count, batch=batch),
         "batch": batch,
         "priced": prices.known(endpoint.model),
         "model": endpoint.label,
@@ -51,7 +51,8 @@ def dry_run_plan(
 
 
 class StopRun(Exception):
-    """Raised by an on_done callback to end a run cleanly (e.g. the cost limit is reached)."""
+    """Raised by an on_done callback to end a run cleanly (e.g. the cost limit is reached): nothing more is sent,
+    and the requests already in flight finish and reach on_done (their replies are billed: they are recorded)."""
 
 
 Messages = list[dict] | Callable[[], list[dict]]  # a callable builds the prompt only when its turn comes
@@ -64,17 +65,21 @@ def run_jobs(
     max_tokens: int | None = 256,
     also_close: Iterable[LLMClient | None] = (),
     group_of: Callable[[object], object] | None = None,
+    accept_of: Callable[[object], Callable[[str], bool]] | None = None,
     **params,
 ) -> bool:
     """Run `run_all` to the end from synchronous code, then close the clients and their caches.
 
-    Returns True when on_done stopped the run early with StopRun. `params` go to every `complete` call.
+    Returns True when on_done stopped the run early with StopRun. `params` go to every `complete` call;
+    `accept_of(tag)`, when given, is the reply check of that job's call.
     """
     clients = [client, *(c for c in also_close if c is not None)]
 
     async def main() -> bool:
         try:
-            await run_all(client, jobs, on_done, max_tokens=max_tokens, group_of=group_of, **params)
+            await run_all(
+                client, jobs, on_done, max_tokens=max_tokens, group_of=group_of, accept_of=accept_of, **params
+            )
             return False
         except StopRun:
             return True
@@ -99,6 +104,7 @@ async def run_all(
     on_done: Callable[[object, Completion], Awaitable[None] | None],
     max_tokens: int | None = 256,
     group_of: Callable[[object], object] | None = None,
+    accept_of: Callable[[object], Callable[[str], bool]] | None = None,
     **params,
 ) -> None:
     """Send every (tag, messages) job within the client's concurrency limit; call on_done as each finishes.
@@ -106,7 +112,8 @@ async def run_all(
     Jobs are started a few at a time (four times the limit are alive at once), so memory does not grow with
     their number and an interrupted run loses only those. With `group_of`, jobs of one group share a long
     prompt prefix: the first of each group is sent alone and the rest once it has answered, so that the
-    provider's prompt cache holds the prefix.
+    provider's prompt cache holds the prefix. A StopRun from on_done halts the client: nothing more is sent, and
+    the requests in flight are waited for and handed to on_done before StopRun is raised again.
     """
     jobs = list(jobs)
     window = asyncio.Semaphore(4 * client.limiter.limit)
@@ -128,7 +135,8 @@ async def run_all(
             if callable(messages):
                 messages = messages()
             try:
-                completion = await client.complete(messages, max_tokens=max_tokens, **params)
+                check = {"accept": accept_of(tag)} if accept_of is not None else {}
+                completion = await client.complete(messages, max_tokens=max_tokens, **params, **check)
             finally:
                 if i in firsts:
                     opened[group].set()
@@ -153,6 +161,15 @@ async def run_all(
             for error in errors:
                 if error is not None:
                     raise error
+    except (StopRun, NotSent):  # NotSent: a request found the client halted before StopRun reached here
+        client.halt()
+        while running:  # the replies in flight are billed: wait for them and record them
+            done, running = await asyncio.wait(running)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is not None and not isinstance(error, (StopRun, NotSent)):
+                    raise error from None
+        raise StopRun() from None
     finally:
         for task in running:
             task.cancel()

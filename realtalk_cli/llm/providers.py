@@ -71,6 +71,18 @@ def resolve_model(spec: str, base_url: str | None = None, api_key_env: str | Non
     return Endpoint(provider, model, url, key_env)
 
 
+def api_keys(key_envs: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The API keys in this environment: of the variables given (a run's --api-key-env) and of every provider in
+    providers.toml. Text from elsewhere (a server's error, a plug-in's exception) never shows them."""
+    try:
+        providers = _load_toml("providers.toml")
+    except RealtalkError:
+        providers = {}
+    names = {*key_envs, "OPENAI_API_KEY"}
+    names |= {c.get("api_key_env") for c in providers.values() if isinstance(c, dict)}
+    return [os.environ[n] for n in sorted(n for n in names if isinstance(n, str) and n) if os.environ.get(n)]
+
+
 @dataclass
 class Prices:
     table: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -15,13 +15,12 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.data.evidence import parse_evidence
-from realtalk_cli.data.formats import chat_paths, file_layout, iter_chats
+from realtalk_cli.data.formats import chat_ids, chat_paths, file_layout, file_sha256, iter_chats
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.chart import bar_chart_svg
 from realtalk_cli.report.leaderboard import category_of
 from realtalk_cli.report.runs import Run
-from realtalk_cli.tasks.runs.identity import file_sha256
 
 
 def evidence_ids(row: dict) -> list[str]:
@@ -42,34 +41,37 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
     chats: dict[str, Chat] = {}
     warnings: list[str] = []
     wanted = _wanted_ids(runs)
-    given: dict[str, tuple[Path, str]] = {}  # file stem -> the --chats file and its sha256
+    given: dict[str, tuple[Path, str]] = {}  # chat id (a file's stem) -> the --chats file and its sha256
     for path in chat_paths(extra):
         given.setdefault(path.stem, (path, file_sha256(path)))
         for chat in _chats_in(path, None, wanted):
             chats.setdefault(chat.name, chat)
     for run in runs:
         datasets = run.manifest.get("datasets")
-        for name, digest in datasets.items() if isinstance(datasets, dict) else []:
-            path = Path(name)
-            if path.stem in given and isinstance(digest, str) and given[path.stem][1] != digest:
+        named = [(Path(n), d) for n, d in datasets.items() if isinstance(d, str)] if isinstance(datasets, dict) else []
+        for (path, digest), chat_id in zip(named, chat_ids(named), strict=True):  # the ids the run's rows carry
+            name = str(path)
+            if chat_id in given and given[chat_id][1] != digest:
                 warnings.append(
-                    f"{given[path.stem][0]}: not the file run {run.id} was made with ({name}, sha256 differs); "
+                    f"{given[chat_id][0]}: not the file run {run.id} was made with ({name}, sha256 differs); "
                     "evidence shown from it"
                 )
             if not path.is_file():
                 continue
-            many = file_layout(path) == "longmemeval"
+            many = file_layout(path) == "longmemeval"  # its chats are named by question_id, not by the file
             missing = set(wanted) - set(chats)
-            if not missing or (not many and (path.stem in chats or path.stem not in wanted)):
+            if not missing or (not many and (chat_id in chats or chat_id not in wanted)):
                 continue
             try:
-                found = list(_chats_in(path, missing, wanted))
+                found = list(_chats_in(path, missing if many else None, wanted))
             except RealtalkError as e:
                 warnings.append(str(e))
                 continue
-            if isinstance(digest, str) and file_sha256(path) != digest:
+            if file_sha256(path) != digest:
                 warnings.append(f"{path}: changed since run {run.id} was made; evidence shown from the current file")
             for chat in found:
+                if not many:
+                    chat.name = chat_id
                 chats.setdefault(chat.name, chat)
     missing_names = sorted(set(wanted) - set(chats))
     if missing_names:

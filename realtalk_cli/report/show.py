@@ -67,7 +67,7 @@ def show_questions(
                 "qa_index": r["qa_index"],
                 "category": category_of(r),
                 "question": r["question"],
-                "gold": r.get("answer"),
+                "gold": r.get("answer", r.get("adversarial_answer")),  # LoCoMo's category 5 keeps its own name
                 "prediction": r.get("prediction"),
                 "f1": r.get("f1"),
                 "f1_date_normalised": r.get("f1_date_normalised"),

@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
@@ -31,14 +33,28 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
 
 
 # The user's plug-ins imported by this process: the console script then ends with the interpreter's full
-# teardown, which flushes and closes what a plug-in left open (see cli.main).
+# teardown, which flushes and closes what a plug-in left open, and sends what the plug-in prints at exit
+# (atexit handlers, __del__) to stderr (see cli.main).
 plugins_loaded: list[str] = []
 
 
-def load_factory(spec: str) -> Callable[..., Memory]:
-    """The class (or function) a SPEC names: a built-in name, `module:Name` or `path/to/file.py:Name`."""
+@dataclass
+class Loaded:
+    """A memory's class (or function), loaded once per run, and what pins its code in the run's identity: the
+    sha256 of the plug-in's source file (None for a built-in, whose `version` says it)."""
+
+    spec: str
+    factory: Callable[..., Memory]
+    source_sha256: str | None = None
+    plugin: bool = True  # a user's code, not one of BUILTIN
+
+
+def load_factory(spec: str) -> Loaded:
+    """The class (or function) a SPEC names: a built-in name, `module:Name` or `path/to/file.py:Name`. A file is
+    read once and the bytes hashed are the bytes executed: the run calls this once (its import side effects and
+    atexit handlers happen once), and an edit to the file is another memory."""
     if spec in BUILTIN:
-        return BUILTIN[spec]
+        return Loaded(spec, BUILTIN[spec], plugin=False)
     plugins_loaded.append(spec)
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
@@ -48,12 +64,13 @@ def load_factory(spec: str) -> Callable[..., Memory]:
         path = Path(target)
         if not path.is_file():
             raise RealtalkError(f"--memory {spec}: {path}: no such file")
+        source = path.read_bytes()
         module_name = "realtalk_memory_" + re.sub(r"\W", "_", str(path.resolve()))
         loader = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader)
         sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
         try:
-            loader.loader.exec_module(module)
+            exec(compile(source, str(path), "exec"), module.__dict__)  # the bytes hashed below
         except (Exception, SystemExit) as e:
             raise RealtalkError(f"--memory {spec}: {path} failed to import: {type(e).__name__}: {e}") from None
     else:
@@ -61,18 +78,20 @@ def load_factory(spec: str) -> Callable[..., Memory]:
             module = importlib.import_module(target)
         except (Exception, SystemExit) as e:
             raise RealtalkError(f"--memory {spec}: cannot import {target}: {type(e).__name__}: {e}") from None
+        file = getattr(module, "__file__", None)
+        source = Path(file).read_bytes() if isinstance(file, str) and Path(file).is_file() else None
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
         raise RealtalkError(f"--memory {spec}: {target} has no class or function {name!r}")
     if inspect.isclass(factory) and not all(callable(getattr(factory, m, None)) for m in ("ingest", "recall")):
         raise RealtalkError(f"--memory {spec}: {name} lacks an ingest(chat, tools) or recall(question, budget) method")
-    return factory
+    return Loaded(spec, factory, None if source is None else hashlib.sha256(source).hexdigest())
 
 
-def build_memory(spec: str, options: dict[str, str]) -> Memory:
-    factory = load_factory(spec)
+def build_memory(loaded: Loaded, options: dict[str, str]) -> Memory:
+    spec = loaded.spec
     try:
-        memory = factory(**options)
+        memory = loaded.factory(**options)
     except TypeError as e:
         raise RealtalkError(f"--memory {spec}: options {sorted(options)} not accepted: {e}") from None
     except (Exception, SystemExit) as e:  # a plug-in's bug while building: one line, not a traceback
@@ -82,15 +101,19 @@ def build_memory(spec: str, options: dict[str, str]) -> Memory:
     return memory
 
 
-def memory_identity(spec: str, options: dict[str, str]) -> dict:
-    """What names a memory in a run's identity: its spec, options and version (the class's `version`)."""
-    factory = load_factory(spec)
+def memory_identity(loaded: Loaded, options: dict[str, str]) -> dict:
+    """What names a memory in a run's identity: its spec, options, version (the class's `version`) and, for a
+    plug-in, the sha256 of its source file (an edit without a `version` bump is another memory too)."""
+    factory, spec = loaded.factory, loaded.spec
     version = getattr(getattr(factory, "func", factory), "version", None)  # BUILTIN holds partials
     if version is not None and not isinstance(version, (str, int, float)):
         # e.g. a property: its repr changes every run, so every resume would look like another memory
         raise RealtalkError(f"--memory {spec}: `version` must be a plain string class attribute, not {version!r}")
-    return {
+    identity = {
         "spec": spec,
         "options": dict(sorted(options.items())),
         "version": None if version is None else str(version),
     }
+    if loaded.source_sha256 is not None:
+        identity["source_sha256"] = loaded.source_sha256
+    return identity

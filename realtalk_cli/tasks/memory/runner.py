@@ -1,10 +1,10 @@
 """Running the memory of a probe run: choosing it, calling into it safely, packing what it recalls.
 
-Each call into a memory (building and ingesting a chat, recalling for a question) runs under a deadline in a
-daemon thread. A thread cannot be killed: one past its deadline is left running, and the console script's
-exit waits neither for it nor for threads the plug-in started. What the plug-in prints goes to stderr
-(stdout carries realtalk's own output, e.g. `--json`), and a working directory it changes is put back
-(relative `--out` and chat paths are used after it).
+Each call into a memory (importing it once per run, building and ingesting a chat, recalling for a question,
+letting go of it so that its `__del__` runs) is guarded: under a deadline in a daemon thread (a thread cannot
+be killed: one past its deadline is left running, and the console script's exit waits neither for it nor for
+threads the plug-in started), what it prints going to stderr (stdout carries realtalk's own output, e.g.
+`--json`), a working directory it changes put back, and its exception text one line with API keys redacted.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import gc
+import hashlib
 import os
 import queue
 import re
@@ -26,8 +28,9 @@ from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import IncompleteRun, RealtalkError
 from realtalk_cli.llm.client import Totals
 from realtalk_cli.llm.jobs import dry_run_plan
-from realtalk_cli.llm.providers import Endpoint, Prices
-from realtalk_cli.tasks.memory.loader import build_memory, memory_identity
+from realtalk_cli.llm.providers import Endpoint, Prices, api_keys
+from realtalk_cli.llm.replies import redact
+from realtalk_cli.tasks.memory.loader import Loaded, build_memory, load_factory, memory_identity
 from realtalk_cli.tasks.memory.packing import Packer, Recalled, check_recalled
 from realtalk_cli.tasks.memory.protocol import Memory, MemoryTools, Passage
 
@@ -78,11 +81,17 @@ class MemoryRunner:
         store_root: Path | None = None,
         complete: Callable[[list[list[dict]]], list[str | None]] | None = None,
         timeout: float | None = None,
+        key_envs: tuple[str, ...] = (),
     ):
         self.choice = choice
-        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout)
-        try:  # importing a plug-in runs its code: guarded as its calls are
-            self.identity = self.calls.run("import", choice.spec, lambda: memory_identity(choice.spec, choice.options))
+        self.calls = GuardedCalls(f"--memory {choice.spec}", timeout, key_envs)
+
+        def load() -> tuple[Loaded, dict]:
+            loaded = load_factory(choice.spec)
+            return loaded, memory_identity(loaded, choice.options)
+
+        try:  # importing a plug-in runs its code: guarded as its calls are, and once per run
+            self.loaded, self.identity = self.calls.run("import", choice.spec, load)
         except CallTimeout:
             raise RealtalkError(
                 f"--memory {choice.spec}: importing it took longer than --memory-timeout {timeout:g} s"
@@ -98,6 +107,8 @@ class MemoryRunner:
         self.recalls_not_asked = 0  # after GIVE_UP_AFTER timeouts in a row on a chat
         self.llm_totals = Totals()  # the memory's own LLM requests, apart from answering
         self.dry_requests: list[list[dict]] = []  # what ingesting would send, in a dry run
+        self._held: list[Memory] = []  # the memory of the chat being asked about
+        self._held_chat = ""
 
     def count_requests(self, requests: list[list[dict]]) -> list[str | None]:
         """A dry run's `tools.complete`: the requests are kept for the estimate and every reply is None, as for a
@@ -156,17 +167,34 @@ class MemoryRunner:
             "recalls_not_asked": self.recalls_not_asked,
         }
 
+    def release(self) -> None:
+        """Let go of the memory of the chat done with, inside a guarded call, so that its `__del__` is guarded like
+        its other calls (prints to stderr, working directory put back, bounded by the deadline)."""
+        held, self._held = self._held, []
+        if not held:
+            return
+
+        def drop() -> None:
+            held.clear()
+            if self.loaded.plugin:
+                gc.collect()  # a memory in a reference cycle: its __del__ runs now, not at a random later point
+
+        with contextlib.suppress(CallTimeout):
+            self.calls.run("release", self._held_chat, drop)
+
     def open(self, chat: Chat) -> Callable[[str, int], Recalled]:
-        """Ingest `chat`; returns the recall of its questions (CallTimeout past the deadline)."""
+        """Ingest `chat` (releasing the memory of the chat before); returns the recall of its questions
+        (CallTimeout past the deadline)."""
+        self.release()
         store = None
         if self.store_root is not None:
-            store = self.store_root / re.sub(r"[^\w.-]", "_", chat.name)
+            store = self.store_root / store_name(chat.name)
             store.mkdir(parents=True, exist_ok=True)
         # The memory reads a copy without the questions: it may not see the gold answers, nor change the chat.
         shown = copy.deepcopy(dataclasses.replace(chat, qa=[]))
 
         def build_and_ingest() -> Memory:
-            memory = build_memory(self.choice.spec, self.choice.options)
+            memory = build_memory(self.loaded, self.choice.options)
             memory.ingest(shown, MemoryTools(store, self.count, self._checked_complete if self.complete else None))
             return memory
 
@@ -181,9 +209,12 @@ class MemoryRunner:
             ) from None
         self.ingest_s[chat.name] = round(time.perf_counter() - started, 3)
         packer = Packer(chat, self.count)
+        held = self._held = [memory]  # the only reference kept: release() ends it
+        self._held_chat = chat.name
+        del memory
 
         def recall(question: str, budget: int) -> list[str | Passage]:
-            items = memory.recall(question, budget)
+            items = held[0].recall(question, budget)
             # checked and copied into plain values here, under the deadline: a list, str or Passage may be a
             # subclass whose iteration, __str__ or attributes hang or raise when realtalk reads them
             check_recalled(items, self.choice.spec)
@@ -214,11 +245,27 @@ class MemoryRunner:
         return ask
 
 
+def store_name(chat_id: str) -> str:
+    """The folder of a chat's memory store: its id as a plain file name, with a short hash of the id where that
+    changed it ("Ana Ben" and "Ana_Ben" keep a store each; "a/Chat_1" stays inside the run folder)."""
+    plain = re.sub(r"[^\w.-]", "_", chat_id)
+    if plain == chat_id and plain.strip("."):
+        return plain
+    return f"{plain}-{hashlib.sha256(chat_id.encode()).hexdigest()[:8]}"
+
+
 def _plain(item: str | Passage) -> str | Passage:
     if isinstance(item, Passage):
         date = None if item.date is None else str.__str__(item.date)
         return Passage(str.__str__(item.text), [str.__str__(i) for i in item.ids], date)
     return str.__str__(item)
+
+
+def _error_text(error: BaseException) -> str:
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:
+        return f"{type(error).__name__} (its message could not be read)"
 
 
 class CallTimeout(Exception):
@@ -234,9 +281,10 @@ class GuardedCalls:
     client, whose requests have their own --timeout) does not count towards the deadline.
     """
 
-    def __init__(self, who: str, timeout: float | None):
+    def __init__(self, who: str, timeout: float | None, key_envs: tuple[str, ...] = ()):
         self.who = who
         self.timeout = timeout
+        self.key_envs = key_envs  # the run's API-key variables, redacted from error text with every provider's
         self._warned: set[str] = set()
         self._jobs: queue.SimpleQueue | None = None  # the worker thread's queue
         self._lock = threading.Lock()
@@ -291,29 +339,45 @@ class GuardedCalls:
                 outcome["value"] = call()
             except BaseException as e:  # reported in the calling thread
                 outcome["error"] = e
+                outcome["text"] = _error_text(e)  # read here, under the deadline: its __str__ is the plug-in's code
             finally:
                 finished.set()
 
         cwd = os.getcwd()
         before = set(threading.enumerate())
+        failure: BaseException | None = None
         with _stdout_to_stderr():
             if self.timeout is None:
                 work()
             else:
                 self._submit(work)
-                self._wait(finished)
+                try:
+                    self._wait(finished)
+                except BaseException:  # Ctrl-C: the worker may be busy for good; a later call gets a new one
+                    self._jobs = None
+                    raise
+            if finished.is_set() and "error" in outcome:
+                # the plug-in's exception and its frames are freed here, under the redirect
+                failure = self._failure(outcome.pop("error"), outcome.pop("text"), step, where)
         self._restore(cwd, before)
         if not finished.is_set():
             self._jobs = None  # its worker is busy with this call, perhaps for good
             if not isinstance(sys.stdout, _StuckPrints):  # what it prints from now on must not reach stdout either
                 sys.stdout = _StuckPrints(sys.stdout)
             raise CallTimeout(f"{self.who}: {step} on {where} took longer than --memory-timeout {self.timeout:g} s")
-        error = outcome.get("error")
-        if error is None:
-            return outcome["value"]
-        if isinstance(error, (RealtalkError, KeyboardInterrupt)):
-            raise error
-        raise RealtalkError(f"{self.who}: {step} failed on {where}: {type(error).__name__}: {error}") from None
+        if failure is not None:
+            raise failure
+        return outcome["value"]
+
+    def _failure(self, error: BaseException, text: str, step: str, where: str) -> BaseException:
+        """What the caller raises for a plug-in's exception: one line, with any API key or bearer token in its text
+        redacted as in a server's error text. A new exception: the plug-in's frames are not kept alive by it."""
+        if isinstance(error, KeyboardInterrupt):
+            return KeyboardInterrupt()
+        keys = api_keys(self.key_envs)
+        if isinstance(error, RealtalkError):  # realtalk's own checks of what the plug-in did, and the loader's
+            return type(error)(" ".join(redact(str(error), keys).split()))
+        return RealtalkError(f"{self.who}: {step} failed on {where}: {' '.join(redact(text, keys).split())}")
 
     def _restore(self, cwd: str, threads_before: set[threading.Thread]) -> None:
         if os.getcwd() != cwd:

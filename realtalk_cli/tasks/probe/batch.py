@@ -10,14 +10,14 @@ The run record in batch.json: tasks/runs/batch.py.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_jsonl, run_folder, write_jsonl
+from realtalk_cli.fileio import mark_unfinished, read_jsonl, run_folder, write_jsonl
 from realtalk_cli.llm import batch
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import Completion, LLMClient, Usage
+from realtalk_cli.llm.spending import request_counts, run_times
 from realtalk_cli.tasks.probe.judge import needs_judging, record_verdict
 from realtalk_cli.tasks.probe.options import PROBE_FILES, ProbeOptions, probe_manifest
 from realtalk_cli.tasks.probe.protocols import probe_protocol
@@ -47,33 +47,42 @@ def run_probe_batch(files: list[Path], opts: ProbeOptions) -> tuple[dict | None,
     if endpoint.offline:
         raise RealtalkError(f"--batch needs an API endpoint; {endpoint.label} answers at once without one")
     with run_folder(opts.out, setup.identity, BATCH_FILES, opts.force):
-        items = {custom_id(it.chat.name, it.qa_index): it for it in setup.items()}  # a memory may write to the folder
-        folder = batch.BatchFolder(opts.out)
-        record_run(folder, "probe", files, opts)
-        cache = open_cache(opts.use_cache)
-        client = LLMClient(endpoint, cache=cache, prices=prices, timeout_s=opts.timeout)
-        judge = (
-            LLMClient(judge_endpoint, cache=cache, prices=prices, timeout_s=opts.timeout) if judge_endpoint else None
-        )
+        setup.spending.start()
+        mark_unfinished(opts.out)
+        cache = None
         try:
+            items = {custom_id(it.chat.name, it.qa_index): it for it in setup.items()}  # a memory may write here
+            folder = batch.BatchFolder(opts.out)
+            record_run(folder, "probe", setup.files, opts)
+            cache = open_cache(opts.use_cache)
+            client = LLMClient(endpoint, cache=cache, prices=prices, timeout_s=opts.timeout)
+            judge = None
+            if judge_endpoint:
+                judge_cache = cache if setup.judge.cached else None
+                judge = LLMClient(judge_endpoint, cache=judge_cache, prices=prices, timeout_s=opts.timeout)
             return _advance(folder, setup, items, client, judge)
         finally:
             if cache is not None:
                 cache.close()
+            setup.spending.finish()
 
 
 def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | None, str]:
-    started = time.perf_counter()
-    opts, protocol, verdicts = setup.opts, setup.protocol, setup.judge
+    opts, protocol, verdicts, spending = setup.opts, setup.protocol, setup.judge, setup.spending
     pred_path = setup.predictions
     rows = {_row_id(r): r for r in final_rows(read_jsonl(pred_path), row_key)}
     judge_hash = verdicts.prompt_hash
     answer_tokens = protocol.answer_params.get("max_tokens") or PRICED_ANSWER_TOKENS
     failed_now: set[str] = set()  # failed in a batch collected now: sent again by the next invocation, not this one
 
-    def answered(results: dict[str, Completion], batch_id: str | None) -> None:
+    def readable(_cid: str, text: str) -> bool:
+        return verdicts.settled(text)
+
+    def answered(results: dict[str, Completion], batch_id: str | None, sent: bool = True) -> None:
         if not results:
             return
+        if sent:  # what the batch (or the cache) answered, in the spending record before the rows are written
+            spending.record("answer", results.values(), batch=batch_id)
         for cid, c in results.items():
             old = rows.get(cid)
             if cid not in items or (c.error is not None and old is not None and old.get("error") is None):
@@ -89,6 +98,7 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
     def judged(results: dict[str, Completion], batch_id: str | None) -> None:
         if not results:
             return
+        spending.record("judge", results.values(), batch=batch_id)
         for cid, c in results.items():
             row = rows.get(cid)
             if row is None or row.get("error") is not None:
@@ -104,7 +114,7 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
                 row["judge_batch_id"] = batch_id
         write_jsonl(pred_path, list(rows.values()))
 
-    for stage, owner, take in (("answer", client, answered), ("judge", judge, judged)):
+    for stage, owner, take, accept in (("answer", client, answered, None), ("judge", judge, judged, readable)):
         job = folder.open_job(stage)
         if job is None or owner is None:
             continue
@@ -116,10 +126,12 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
         status = batch.poll(owner, folder, job)
         if status not in batch.ENDED:
             return None, batch.pending_message(job)
-        take(batch.collect(owner, folder, job), job["id"])
+        take(batch.collect(owner, folder, job, accept), job["id"])
+        batch.mark_collected(folder, job)  # only now: the rows are written
 
     # questions whose recall outlived --memory-timeout are error rows, never sent (asked again next time)
-    answered({cid: Completion("", Usage(), it.error) for cid, it in items.items() if it.error is not None}, None)
+    unasked = {cid: Completion("", Usage(), it.error) for cid, it in items.items() if it.error is not None}
+    answered(unasked, None, sent=False)
     stopped = False
     todo = [
         (cid, it.messages)
@@ -129,7 +141,7 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
     if todo:
         hits, rest = batch.split_cached(client, todo, protocol.answer_params)
         answered(hits, None)
-        rest, stopped = batch.within_budget(client, rest, answer_tokens, opts.max_cost, _spent(rows))
+        rest, stopped = batch.within_budget(client, rest, answer_tokens, opts.max_cost, spending.spent())
         if rest:
             return None, batch.submitted_message(batch.submit(client, folder, "answer", rest, protocol.answer_params))
     if judge is not None and not stopped:
@@ -139,19 +151,23 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
             if cid in items and cid not in failed_now and needs_judging(r, judge.endpoint.label, judge_hash)
         ]
         requests = [(_row_id(r), verdicts.messages(r)) for r in wanted]
-        hits, rest = batch.split_cached(judge, requests, verdicts.batch_params)
+        hits, rest = batch.split_cached(judge, requests, verdicts.batch_params, readable)
         judged(hits, None)
-        rest, stopped = batch.within_budget(judge, rest, verdicts.max_tokens, opts.max_cost, _spent(rows))
+        rest, stopped = batch.within_budget(judge, rest, verdicts.max_tokens, opts.max_cost, spending.spent())
         if rest:
             return None, batch.submitted_message(batch.submit(judge, folder, "judge", rest, verdicts.batch_params))
 
     final = list(rows.values())
     prompts = {**protocol.prompt_hashes(), **verdicts.prompt_hashes()}
     report = build_report(final, probe_manifest(opts, client.endpoint.label, setup.files, prompts))
-    report["manifest"]["batches"] = [{k: j.get(k) for k in ("id", "stage", "status", "requests")} for j in folder.jobs]
+    report["manifest"]["batches"] = [
+        {k: j.get(k) for k in ("id", "stage", "status", "requests")} | {"batch_ids": j.get("batch_ids") or [j["id"]]}
+        for j in folder.jobs
+    ]
     report.update(probe_completeness(final, list(items.values()), judge and judge.endpoint, judge_hash, stopped))
+    usage = spending.summary()
     report["run"] = {
-        "wall_time_s": round(time.perf_counter() - started, 3),
+        **run_times(usage),
         "requests": sum(j.get("requests", 0) for j in folder.jobs if j.get("stage") == "answer"),
         "judge_requests": sum(j.get("requests", 0) for j in folder.jobs if j.get("stage") == "judge"),
         "cached": sum(bool(r.get("cached")) for r in final),
@@ -162,12 +178,12 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
         "stopped_for_max_cost": stopped,
         "dropped_sessions": max((it.dropped_sessions for it in items.values()), default=0),
         "batch": True,
+        **request_counts(usage),
     }
+    report["usage"] = usage
     if setup.memories is not None:
         report["memory"] = setup.memories.summary()
+    if setup.notes:
+        report["warnings"] = list(setup.notes)
     write_reports(opts.out, report, report_markdown(report))
     return report, ""
-
-
-def _spent(rows: dict[str, dict]) -> float:
-    return sum(r.get("cost_usd", 0.0) + (r.get("judge_cost_usd") or 0.0) for r in rows.values())

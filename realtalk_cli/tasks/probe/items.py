@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtalk_cli.data.formats import chat_paths, iter_chats, load_chat
+from realtalk_cli.data.formats import chat_files
 from realtalk_cli.data.model import Chat, QAItem, matches_category
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.tasks.prompts import fill
@@ -114,13 +114,14 @@ def chosen_questions(
 def chosen_chats(
     files: list[Path], opts, asks: Callable[[Chat, QAItem], bool] | None = None, haystacks: bool = True
 ) -> Iterator[tuple[Path, Chat, Callable[[], Chat] | None, list[tuple[int, QAItem]]]]:
-    """`chosen_questions`, also over LongMemEval files (`haystacks`: one chat per instance, read one at a time),
-    with each chat's way to be read again (None: a one-chat file, keep it). A chat name met twice in a run (a
-    LongMemEval question_id in two files) is one line, exit 2: its rows would overwrite each other."""
+    """`chosen_questions`, also over LongMemEval files (`haystacks`: one chat per instance, named by its
+    question_id, read one at a time), with each chat's way to be read again (None: a one-chat file, keep it). A
+    LongMemEval question_id met in two files is one line, exit 2: its rows would overwrite each other."""
     left = opts.limit
     seen: dict[str, Path] = {}
-    for path in chat_paths(files):
-        for chat, reload in iter_chats(path) if haystacks else [(load_chat(path), None)]:
+    for chat_file in chat_files(files)[0]:  # each content once; chat.name is the chat's id in the run
+        path = chat_file.path
+        for chat, reload in chat_file.chats() if haystacks else [(chat_file.load(), None)]:
             if chat.name in seen:
                 raise RealtalkError(
                     f"{path}: chat {chat.name} is also in {seen[chat.name]}; a run takes each chat once "

@@ -20,6 +20,10 @@ def record_verdict(row: dict, score: float | None, c: Completion, cost: float, c
     row["judge_prompt_tokens"] = c.usage.prompt_tokens
     row["judge_completion_tokens"] = c.usage.completion_tokens
     row["judge_cost_usd"] = cost
+    if c.usage.estimated:  # a reply without usage: counted with realtalk's tokenizer
+        row["judge_tokens_estimated"] = True
+    else:
+        row.pop("judge_tokens_estimated", None)
 
 
 def needs_judging(row: dict, judge_label: str, prompt: str) -> bool:
@@ -31,16 +35,11 @@ def needs_judging(row: dict, judge_label: str, prompt: str) -> bool:
 
 
 async def judge_row(client: LLMClient, row: dict, judge: JudgeProtocol, first: Completion | None = None) -> None:
-    """Grade one answered row, asking again (up to the protocol's attempts) while the reply does not settle it;
-    `first` is a reply already received for this row."""
-    cost = 0.0
-    for attempt in range(judge.attempts):
-        c = first if attempt == 0 and first is not None else await client.complete(judge.messages(row), **judge.params)
-        cost += c.usage.cost_usd
-        if c.error is None and judge.settled(c.text):
-            break
+    """Grade one answered row (the client re-asks an unsettled reply, up to the protocol's attempts in all);
+    `first` is the reply already received for this row."""
+    c = first if first is not None else await client.complete(judge.messages(row), **judge.request)
     score = judge.parse(c.text) if c.error is None else None
-    record_verdict(row, score, c, cost, client, judge.prompt_hash)
+    record_verdict(row, score, c, c.usage.cost_usd, client, judge.prompt_hash)
 
 
 def judge_rows(rows, client: LLMClient, judge: JudgeProtocol, progress, over_budget, everything: bool = False) -> bool:
@@ -60,4 +59,4 @@ def judge_rows(rows, client: LLMClient, judge: JudgeProtocol, progress, over_bud
         if over_budget():
             raise StopRun()
 
-    return run_jobs(client, jobs, judged, **judge.params) if jobs else False
+    return run_jobs(client, jobs, judged, **judge.request) if jobs else False

@@ -10,6 +10,7 @@ from pathlib import Path
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_toml
 from realtalk_cli.llm.providers import resolve_model
+from realtalk_cli.llm.spending import USAGE_FILE
 from realtalk_cli.tasks.memory.runner import RETRIEVER_CONTEXTS, MemoryRunner
 from realtalk_cli.tasks.probe.prompts import ContextMode
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
@@ -46,7 +47,8 @@ class ProbeOptions:
     price_out: float | None = None
 
 
-PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory"]  # memory: the --memory stores
+# memory: the --memory stores; usage.jsonl: what the folder spent, every invocation (llm/spending.py)
+PROBE_FILES = ["predictions.jsonl", "report.json", "report.md", "memory", USAGE_FILE]
 
 
 def load_run_config(path: Path) -> dict:
@@ -89,7 +91,10 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
         raise RealtalkError("--memory-option is passed to a --memory; give one")
     if isinstance(settings.get("context_tokens"), int) and settings["context_tokens"] < 1:
         raise RealtalkError(f"--context-tokens {settings['context_tokens']}: expected at least 1")
-    return files, ProbeOptions(**{**settings, "out": Path(settings["out"])}), fail_under
+    # paths made absolute now: a --memory plug-in that changes the working directory cannot move what is read or
+    # written later
+    files = [p.absolute() for p in files]
+    return files, ProbeOptions(**{**settings, "out": Path(settings["out"]).absolute()}), fail_under
 
 
 def probe_identity(

@@ -76,11 +76,12 @@ class JudgeProtocol:
 
     name: ClassVar[str] = ""
     params: ClassVar[dict] = {}
-    """Parameters of a live judge request (sampling, `response_format`, an `accept` check of the reply)."""
+    """Parameters of a live judge request (sampling, `response_format`)."""
     batch_params: ClassVar[dict] = {}
     """The same request's parameters in a batch job's body."""
-    attempts: ClassVar[int] = 1
-    """How often an item is asked at most while `settled` rejects the reply."""
+    attempts: ClassVar[int] = 2
+    """How many replies an item is asked for at most in one invocation while they are unusable (malformed, or
+    `settled` rejects them): the client's re-asks, all of them billed and counted, never multiplied by others."""
     cached: ClassVar[bool] = True
     """Whether verdicts may come from the response cache (not when a re-ask must reach the model)."""
     max_tokens: ClassVar[int] = 200
@@ -108,5 +109,10 @@ class JudgeProtocol:
         raise NotImplementedError
 
     def settled(self, text: str) -> bool:
-        """Whether a reply ends the re-asking (within `attempts`)."""
-        return True
+        """Whether a reply ends the re-asking (within `attempts`); a reply it rejects is never cached."""
+        return self.parse(text) is not None
+
+    @property
+    def request(self) -> dict:
+        """What a live judge request passes to the client: `params`, the reply check and the attempts."""
+        return {**self.params, "accept": self.settled, "reply_attempts": self.attempts}

@@ -6,12 +6,17 @@ overall figure at all, only per-category means). Category 5 is the not-mentioned
 LongMemEval questions get LongMemEval's own figures besides (`longmemeval`: per type, task-averaged, overall,
 abstention, as its metrics script prints them; scoring/longmemeval.py), and no `overall_1_3`: their type
 numbers are not categories 1-3.
+
+Means and costs are kept exact in report.json and rounded once, where they are shown. The judge's mean is
+over the rows this judge scored (`judge_count`); where that is fewer than `count` (the F1's rows), the
+tables say its n.
 """
 
 from __future__ import annotations
 
 from realtalk_cli.data.model import category_notes
 from realtalk_cli.data.text import plural
+from realtalk_cli.llm.spending import usage_lines
 from realtalk_cli.scoring.longmemeval import TYPES, longmemeval_metrics
 from realtalk_cli.tasks.runs.results import status_lines
 
@@ -29,6 +34,14 @@ def _adversarial(row: dict) -> bool:
     return row["dataset"] == "locomo" and row["category"] == 5
 
 
+def judge_cell(stats: dict) -> str:
+    """The judge's mean as shown, rounded once; with its n when it covers fewer rows than the F1 beside it."""
+    if stats.get("judge") is None:
+        return "-"
+    n = stats.get("judge_count", stats["count"])
+    return f"{stats['judge']:.3f}" + (f" (n={n})" if n != stats["count"] else "")
+
+
 def category_label(key: str, stats: dict) -> str:
     """How a category is shown: LoCoMo's category 5 is an accuracy, not an F1."""
     return f"{key} ({stats['measure']})" if stats.get("measure") else key
@@ -36,16 +49,18 @@ def category_label(key: str, stats: dict) -> str:
 
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
-    return round(sum(present) / len(present), 4) if present else None
+    return sum(present) / len(present) if present else None
 
 
 def _stats(rows: list[dict], judge: str | None) -> dict:
     # only this run's judge counts: rows still carrying another judge's score wait for re-judging
+    verdicts = [r.get("judge_score") if r.get("judge_model") == judge else None for r in rows]
     out = {
         "count": len(rows),
         "f1": _mean([r["f1"] for r in rows]),
         "f1_date_normalised": _mean([r.get("f1_date_normalised") for r in rows]),
-        "judge": _mean([r.get("judge_score") if r.get("judge_model") == judge else None for r in rows]),
+        "judge": _mean(verdicts),
+        "judge_count": sum(v is not None for v in verdicts),
     }
     for name in PROTOCOL_SCORES:  # another harness's own F1, beside realtalk's, never in its column
         if any(name in r for r in rows):
@@ -81,11 +96,11 @@ def _summary(rows: list[dict], judge: str | None) -> dict:
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "cached_tokens": sum(r.get("cached_tokens", 0) for r in rows),
-        "cost_usd": round(sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows), 6),
-        "answer_cost_usd": round(sum(r["cost_usd"] for r in rows), 6),
+        "cost_usd": sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows),
+        "answer_cost_usd": sum(r["cost_usd"] for r in rows),
         "judge_prompt_tokens": sum(r.get("judge_prompt_tokens") or 0 for r in rows),
         "judge_completion_tokens": sum(r.get("judge_completion_tokens") or 0 for r in rows),
-        "judge_cost_usd": round(sum(r.get("judge_cost_usd") or 0.0 for r in rows), 6),
+        "judge_cost_usd": sum(r.get("judge_cost_usd") or 0.0 for r in rows),
     }
 
 
@@ -193,13 +208,13 @@ def report_markdown(report: dict) -> str:
 
     for name, summary in [("all", report["overall"]), *report["chats"].items()]:
         for category, st in summary["categories"].items():
-            cells = (st["count"], fmt(st["f1"]), fmt(st.get("f1_date_normalised")), fmt(st["judge"]))
+            cells = (st["count"], fmt(st["f1"]), fmt(st.get("f1_date_normalised")), judge_cell(st))
             lines.append(
                 f"| {name} | {category_label(category, st)} | " + " | ".join(map(str, cells)) + f" |{recall_cells(st)}"
             )
         for key, label in overall_labels(summary).items():
             o = summary[key]
-            cells = (o["count"], fmt(o["f1"]), fmt(o.get("f1_date_normalised")), fmt(o["judge"]))
+            cells = (o["count"], fmt(o["f1"]), fmt(o.get("f1_date_normalised")), judge_cell(o))
             lines.append(f"| **{name}** | **{label}** | " + " | ".join(map(str, cells)) + f" |{recall_cells(o)}")
     extra = [k for k in PROTOCOL_SCORES if k in report["overall"]["overall"]]
     if extra:
@@ -228,7 +243,9 @@ def report_markdown(report: dict) -> str:
         f"Judge: {o['judge_prompt_tokens']} prompt + {o['judge_completion_tokens']} completion tokens, "
         f"${o['judge_cost_usd']:.4f}. Total ${o['cost_usd']:.4f}.",
     ]
-    if report.get("run"):
+    if isinstance(report.get("usage"), dict):
+        lines += ["", *(line[0].upper() + line[1:] + "." for line in usage_lines(report["usage"]))]
+    elif report.get("run"):
         r = report["run"]
         lines.append(
             f"Wall time {r['wall_time_s']} s, {r['requests']} requests ({r['cached']} cached), {r['retries']} retries."

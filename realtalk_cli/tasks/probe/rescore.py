@@ -12,6 +12,7 @@ from realtalk_cli.fileio import run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.providers import Prices, resolve_model
+from realtalk_cli.llm.spending import Spending
 from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
@@ -44,39 +45,80 @@ def rescore(
     # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
     protocol = probe_protocol(_run_compat(old_report, report_path))
     verdicts = judge_protocol(protocol.judge)
-    judge_hash = verdicts.prompt_hash
     judge = None
     if judge_model:
         cache = open_cache(use_cache) if verdicts.cached else None
         endpoint = resolve_model(judge_model, base_url, api_key_env)
         judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load(), timeout_s=timeout)
     with run_folder(run_dir, None, PROBE_FILES):
-        rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
-        answered = [r for r in rows if r.get("error") is None]
-        for r in answered:
-            score_row(r, protocol)
-        stopped = False
-        if judge is not None:
-            stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
-        write_jsonl(pred_path, rows)
-        m = old_report.get("manifest", {})
-        m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
-        if judge is not None:
-            m["prompts"] = {**m.get("prompts", {}), **verdicts.prompt_hashes()}
-            if isinstance(m.get("protocol"), dict):
-                m["protocol"]["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
-        m["rescored_with"] = command_line()
-        report = build_report(rows, m)
-        unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
-        report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
-        report["run"] = old_report.get("run", {})
-        if judge is not None:
-            report["run"]["rescore_judge_requests"] = judge.totals.requests
-        report["warnings"] = old_report.get("warnings", [])
-        if old_report.get("memory"):
-            report["memory"] = old_report["memory"]
-        write_reports(run_dir, report, report_markdown(report))
+        spending = Spending(run_dir).start()  # the judge's requests are the run folder's spending too
+        try:
+            report = _rescore(run_dir, old_report, protocol, verdicts, judge, spending, progress)
+        finally:
+            spending.finish()
     return report
+
+
+def _rescore(
+    run_dir: Path, old_report: dict, protocol, verdicts, judge: LLMClient | None, spending: Spending, progress
+) -> dict:
+    """The rescore itself, in the locked run folder: F1 (and the protocol's own scores) again, the judge when
+    given, completeness, reports."""
+    pred_path = run_dir / "predictions.jsonl"
+    judge_hash = verdicts.prompt_hash
+    spending.attach(judge, "judge")
+    rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
+    answered = [r for r in rows if r.get("error") is None]
+    for r in answered:
+        score_row(r, protocol)
+    stopped = False
+    if judge is not None:
+        stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
+    write_jsonl(pred_path, rows)
+    m = old_report.get("manifest", {})
+    m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
+    if judge is not None:
+        m["prompts"] = {**m.get("prompts", {}), **verdicts.prompt_hashes()}
+        if isinstance(m.get("protocol"), dict):
+            m["protocol"]["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
+    m["rescored_with"] = command_line()
+    report = build_report(rows, m)
+    unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
+    report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
+    _keep_unfinished(report, old_report, run_dir / "report.json")
+    report["run"] = old_report.get("run", {})
+    if judge is not None:
+        report["run"]["rescore_judge_requests"] = judge.totals.requests
+    report["usage"] = spending.summary()
+    report["warnings"] = old_report.get("warnings", [])
+    if old_report.get("memory"):
+        report["memory"] = old_report["memory"]
+    write_reports(run_dir, report, report_markdown(report))
+    return report
+
+
+def _keep_unfinished(report: dict, old: dict, path: Path) -> None:
+    """Rescoring judges the rows there are, never the questions the run did not ask: a run stopped by --max-cost,
+    with questions not run, interrupted (its report marked unfinished) or without a report at all stays
+    incomplete."""
+    before = old.get("incomplete") if isinstance(old.get("incomplete"), dict) else {}
+    not_run = before.get("not_run") if type(before.get("not_run")) is int else 0
+    stopped = before.get("stopped_for_max_cost") is True
+    reasons = [r for r in (report.get("incomplete") or {}).get("reason", "").split("; ") if r]
+    if not path.exists():
+        reasons.append("no report.json: whether the run asked every question is unknown")
+    elif before.get("unfinished") is True:
+        reasons.append(str(before.get("reason") or "the run's latest invocation has not finished"))
+    else:
+        reasons += ["stopped at --max-cost"] if stopped else []
+        reasons += [f"{not_run} questions not run"] if not_run else []
+    if not reasons:
+        return
+    incomplete = report.get("incomplete") or {"failed": 0, "not_run": 0, "unscored": 0, "stopped_for_max_cost": False}
+    incomplete["not_run"] = max(incomplete.get("not_run", 0), not_run)
+    incomplete["stopped_for_max_cost"] = incomplete.get("stopped_for_max_cost") or stopped
+    incomplete["reason"] = "; ".join(dict.fromkeys(reasons))
+    report["complete"], report["incomplete"] = False, incomplete
 
 
 def _check_old_report(report, path: Path) -> None:
@@ -100,4 +142,3 @@ def _run_compat(report: dict, path: Path) -> str | None:
     if compat is not None and not isinstance(compat, str):
         raise RealtalkError(f"{path}: manifest.parameters.compat is {compat!r}, not a protocol name")
     return compat
-

@@ -11,20 +11,20 @@ rescore`: rescore.py; batch jobs: batch.py.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from realtalk_cli.data.formats import check_chats
+from realtalk_cli.data.formats import chat_files, check_chats
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import check_run_identity, run_folder, write_jsonl
+from realtalk_cli.fileio import check_run_identity, mark_unfinished, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
-from realtalk_cli.llm.client import Completion, LLMClient, Totals, Usage
+from realtalk_cli.llm.client import Completion, LLMClient, NotSent, Totals, Usage
 from realtalk_cli.llm.jobs import StopRun, dry_run_plan, run_jobs
 from realtalk_cli.llm.providers import Endpoint, Prices, resolve_model
 from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
+from realtalk_cli.llm.spending import Spending, halting, planned_total, request_counts, run_times
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks.memory.runner import MemoryRunner, memory_choice
 from realtalk_cli.tasks.probe.items import Item
@@ -64,6 +64,9 @@ class ProbeSetup:
     prices: Prices
     memories: MemoryRunner | None
     identity: dict
+    spending: Spending  # the run folder's spending record, read once the run holds the folder
+    clients: list[LLMClient] = field(default_factory=list)  # this invocation's, halted at --max-cost
+    notes: list[str] = field(default_factory=list)  # e.g. a chat given twice, asked once
 
     @property
     def predictions(self) -> Path:
@@ -98,22 +101,27 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     # must not cost 399 ingestions).
     items = setup.items() if setup.memories is None else check_chats(files)
     with run_folder(opts.out, setup.identity, PROBE_FILES, opts.force):
-        items = setup.items() if items is None else items
-        rows = resumed_rows(setup.predictions)
-        started = time.perf_counter()
-        spent = Spending(opts.max_cost, setup.memories)
-        answers = answer(setup, items, rows, spent, progress)
-        rows = final_rows(rows + answers.rows, row_key)  # the file is read once per run
-        if not answers.stopped_for_cost:
-            answers.stopped_for_cost = judge_earlier_rows(setup, rows, answers, spent, progress)
-        write_jsonl(setup.predictions, rows)
-        report = probe_report(setup, items, rows, answers, time.perf_counter() - started)
-        write_reports(opts.out, report, report_markdown(report))
+        setup.spending.start()
+        mark_unfinished(opts.out)
+        try:
+            items = setup.items() if items is None else items
+            rows = resumed_rows(setup.predictions)
+            answers = answer(setup, items, rows, progress)
+            rows = final_rows(rows + answers.rows, row_key)  # the file is read once per run
+            if not answers.stopped_for_cost:
+                answers.stopped_for_cost = judge_earlier_rows(setup, rows, answers, progress)
+            write_jsonl(setup.predictions, rows)
+            report = probe_report(setup, items, rows, answers)
+            write_reports(opts.out, report, report_markdown(report))
+        finally:
+            setup.spending.finish()
     return report
 
 
 def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
-    """The protocol, endpoints, judge, prices, memory and the run's identity, checked before any request."""
+    """The chats, protocol, endpoints, judge, prices, memory and the run's identity, checked before any request."""
+    chats, notes = chat_files(files)  # each content once
+    files = [c.path for c in chats]
     protocol = probe_protocol(opts.compat)
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
@@ -122,10 +130,19 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     prices = load_prices(
         [endpoint, *([judge_endpoint] if judge_endpoint else [])], opts.max_cost, opts.price_in, opts.price_out
     )
-    memories = memory_runner(opts, endpoint, prices, dry_run)
+    spending = Spending(opts.out)
+    clients: list[LLMClient] = []
+    memories = memory_runner(opts, endpoint, prices, dry_run, spending, clients)
     identity = probe_identity(opts, endpoint, files, protocol, memories)
     judge = judge_protocol(protocol.judge)
-    return ProbeSetup(files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity)
+    return ProbeSetup(
+        files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity, spending, clients, notes
+    )
+
+
+def over_budget(setup: ProbeSetup):
+    """The run's --max-cost check: the whole folder's spending (answers, judge, memory; every invocation)."""
+    return halting(setup.spending, setup.opts.max_cost, lambda: setup.clients)
 
 
 def resumed_rows(path: Path) -> list[dict]:
@@ -168,29 +185,17 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
             for it in todo
         ]
         requests = [judge.messages(r) for r in stale + future]
-        estimate["judge"] = dry_run_plan(setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens)
+        estimate["judge"] = dry_run_plan(
+            setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens, batch=batch
+        )
+    estimate["total"] = planned_total(estimate, opts.out, opts.max_cost)  # answers + judge + memory ingestion
     return estimate
-
-
-class Spending:
-    """What the run's clients and its memory have spent, against --max-cost."""
-
-    def __init__(self, max_cost: float | None, memories: MemoryRunner | None):
-        self.max_cost = max_cost
-        self.memories = memories
-        self.clients: list[LLMClient] = []
-
-    def over_budget(self) -> bool:
-        if self.max_cost is None:
-            return False
-        ingested = self.memories.llm_totals.cost_usd if self.memories else 0.0
-        return sum(c.totals.cost_usd for c in self.clients) + ingested >= self.max_cost
 
 
 def judge_client(setup: ProbeSetup, limiter: Limiter, beside: LLMClient | None = None) -> LLMClient:
     """The judge's client: beside the answering client (sharing its limiter, cache and connections), or alone."""
     cache = (beside.cache if beside else open_cache(setup.opts.use_cache)) if setup.judge.cached else None
-    return LLMClient(
+    client = LLMClient(
         setup.judge_endpoint,
         cache=cache,
         prices=setup.prices,
@@ -199,9 +204,11 @@ def judge_client(setup: ProbeSetup, limiter: Limiter, beside: LLMClient | None =
         share_connections_with=beside,
         timeout_s=setup.opts.timeout,
     )
+    setup.clients.append(client)
+    return setup.spending.attach(client, "judge")
 
 
-def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spending, progress) -> Answers:
+def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], progress) -> Answers:
     """Ask every question not answered yet; each answer is judged as it arrives and appended as one line."""
     opts, endpoint = setup.opts, setup.endpoint
     done = {row_key(r) for r in rows if r.get("error") is None}
@@ -217,8 +224,9 @@ def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spendi
         priority=ANSWER,
         timeout_s=opts.timeout,
     )
+    setup.clients.append(setup.spending.attach(client, "answer"))
     judge = judge_client(setup, limiter, beside=client) if setup.judge_endpoint else None
-    spent.clients += [client, *([judge] if judge else [])]
+    budget = over_budget(setup)
     result = Answers()
     with open(setup.predictions, "ab") as sink:
         for it in unasked:
@@ -228,43 +236,55 @@ def answer(setup: ProbeSetup, items: list[Item], rows: list[dict], spent: Spendi
         async def finish(group: list[Item], reply: Completion) -> None:
             for item, c in zip(group, setup.protocol.replies(group, reply), strict=True):
                 row = prediction_row(item, c, endpoint.label, setup.protocol)
-                if judge is not None and c.error is None:
-                    await judge_row(judge, row, setup.judge)
+                if judge is not None and c.error is None and not budget():
+                    try:
+                        await judge_row(judge, row, setup.judge)
+                    except NotSent:  # the run stopped at --max-cost: the next invocation judges it
+                        pass
                 sink.write(orjson.dumps(row) + b"\n")
                 sink.flush()
                 result.rows.append(row)
                 if progress:
                     progress(row, client.totals)
-            if spent.over_budget():
+            if budget():
                 raise StopRun()
 
         protocol = setup.protocol
         jobs = [(g, lambda g=g: protocol.request(g)) for g in protocol.requests(todo)]
         if progress and hasattr(progress, "start"):
             progress.start(len(todo), len(items) - len(todo), "answered")
-        result.stopped_for_cost = run_jobs(
+        if todo and budget():  # spent already (earlier invocations, the memory's ingestion): nothing is sent
+            result.stopped_for_cost = True
+            jobs = []
+        stopped = run_jobs(
             client, jobs, finish, also_close=[judge], group_of=lambda g: _context_group(g[0]), **protocol.answer_params
         )
+        result.stopped_for_cost = result.stopped_for_cost or stopped
     result.client = client.totals
     result.judges = [judge.totals] if judge else []
     return result
 
 
-def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, spent: Spending, progress) -> bool:
-    """Judge the rows answered earlier (or judged by another judge, or whose verdict failed); True when
-    --max-cost stopped it. The judge runs alone, after the answering client closed."""
+def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, progress) -> bool:
+    """Judge the rows answered earlier (or judged by another judge, or whose verdict failed in an earlier
+    invocation: one judged as it was answered now waits for the next, so an item is asked at most the judge's
+    attempts per invocation); True when --max-cost stopped it. The judge runs alone, after the answering
+    client closed."""
+    judged_now = {row_key(r) for r in answers.rows}
+    earlier = [r for r in rows if row_key(r) not in judged_now]
     if setup.judge_endpoint is None or not any(
-        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in rows
+        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in earlier
     ):
         return False
+    if over_budget(setup)():
+        return True
     judge = judge_client(setup, Limiter(setup.opts.concurrency))
-    spent.clients.append(judge)
-    stopped = judge_rows(rows, judge, setup.judge, progress, spent.over_budget)
+    stopped = judge_rows(earlier, judge, setup.judge, progress, over_budget(setup))
     answers.judges.append(judge.totals)
     return stopped
 
 
-def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers: Answers, seconds: float) -> dict:
+def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers: Answers) -> dict:
     """report.json's content: scores of the final rows, the manifest, completeness and the run's figures."""
     opts, endpoint, judge_endpoint = setup.opts, setup.endpoint, setup.judge_endpoint
     prompts = {**setup.protocol.prompt_hashes(), **setup.judge.prompt_hashes()}
@@ -274,12 +294,11 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     if described is not None:
         m["protocol"] = described
     report = build_report(rows, m)
-    report.update(
-        probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost)
-    )
+    report.update(probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost))
     client, judges = answers.client, answers.judges
+    usage = setup.spending.summary()
     report["run"] = {
-        "wall_time_s": round(seconds, 3),
+        **run_times(usage),
         "requests": client.requests,
         "cached": client.cached,
         "retries": client.retries + sum(t.retries for t in judges),
@@ -289,14 +308,19 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
         "judge_errors": sum(t.errors for t in judges),
         "stopped_for_max_cost": answers.stopped_for_cost,
         "dropped_sessions": max((it.dropped_sessions for it in items), default=0),
+        **request_counts(usage),
     }
+    report["usage"] = usage
     if setup.memories is not None:
         report["memory"] = setup.memories.summary()
+    warnings = list(setup.notes)
     if report["run"]["dropped_sessions"]:
-        report["warnings"] = [
+        warnings.append(
             f"context cut to fit --max-context-tokens {opts.max_context_tokens}: up to "
             f"{report['run']['dropped_sessions']} oldest sessions left out of a prompt"
-        ]
+        )
+    if warnings:
+        report["warnings"] = warnings
     return report
 
 
@@ -323,8 +347,17 @@ def estimate_cached_tokens(items: list[Item], model: str) -> list[int]:
     return estimates
 
 
-def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_run: bool) -> MemoryRunner | None:
-    """The run's retriever or memory; a memory that writes with an LLM uses the answering model's endpoint."""
+def memory_runner(
+    opts: ProbeOptions,
+    endpoint: Endpoint,
+    prices: Prices,
+    dry_run: bool,
+    spending: Spending | None = None,
+    clients: list[LLMClient] | None = None,
+) -> MemoryRunner | None:
+    """The run's retriever or memory; a memory that writes with an LLM uses the answering model's endpoint. Its
+    requests are recorded in the run folder's `spending` (stage "memory") and stop at --max-cost like the others
+    (a request not sent is a None reply: the memory asks it again next run)."""
     choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
     if choice is None:
         return None
@@ -332,12 +365,13 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
     def count(text: str) -> int:
         return count_tokens(text, endpoint.model)[0]
 
+    keys = (endpoint.api_key_env,)  # redacted from the memory's error text, with every provider's
     if dry_run:  # the memory's own requests are counted, not sent
-        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout)
+        runner = MemoryRunner(choice, count, timeout=opts.memory_timeout, key_envs=keys)
         runner.complete = runner.count_requests
         return runner
     key = text_hash(json.dumps([choice.spec, choice.options], sort_keys=True))
-    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout)
+    runner = MemoryRunner(choice, count, opts.out / "memory" / key, timeout=opts.memory_timeout, key_envs=keys)
 
     def complete(requests: list[list[dict]]) -> list[str | None]:
         client = LLMClient(
@@ -348,11 +382,17 @@ def memory_runner(opts: ProbeOptions, endpoint: Endpoint, prices: Prices, dry_ru
             timeout_s=opts.timeout,
         )
         replies: list[str | None] = [None] * len(requests)
+        if spending is not None:
+            spending.attach(client, "memory")
+            clients.append(client)
+        budget = halting(spending, opts.max_cost, lambda: [client]) if spending is not None else lambda: False
 
         def done(i: int, c: Completion) -> None:
             replies[i] = c.text if c.error is None else None
+            if budget():
+                raise StopRun()
 
-        run_jobs(client, list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
+        run_jobs(client, [] if budget() else list(enumerate(requests)), done, max_tokens=MEMORY_MAX_TOKENS)
         runner.add_llm_usage(client.totals)
         return replies
 

@@ -4,22 +4,21 @@ the same identity) and its provenance (version, git commit, dataset hashes, para
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from dataclasses import asdict
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from realtalk_cli import __version__
-from realtalk_cli.data.formats import chat_paths
+from realtalk_cli.data.formats import chat_files
 from realtalk_cli.llm.providers import Endpoint
 
 # Options that change how a run goes, never what it answers: they may differ between a run and its resume.
+# The API-key variable is not one of them: it says whose account a run is billed to and where the key goes.
 RUN_ONLY = {
-    "out", "concurrency", "limit", "category", "max_cost", "api_key_env", "use_cache", "force", "timeout",
-    "memory_timeout", "judge_model", "price_in", "price_out", "bertscore", "fail_under",
+    "out", "concurrency", "limit", "category", "max_cost", "use_cache", "force", "timeout", "memory_timeout",
+    "judge_model", "price_in", "price_out", "bertscore", "fail_under",
 }  # fmt: skip
 
 
@@ -37,27 +36,17 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def file_sha256(path: Path) -> str:
-    """A file's sha256, read in blocks (a LongMemEval-M file is ~2.7 GB); remembered while the file is unchanged."""
-    stat = path.stat()
-    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def dataset_hashes(files: list[Path]) -> dict[str, str]:
-    return {str(p): file_sha256(p) for p in chat_paths(files)}
+    """The run's chat files (each content once) and their sha256."""
+    return {str(c.path): c.sha256 for c in chat_files(files)[0]}
 
 
 def run_identity(options: Any, endpoint: Endpoint, files: list[Path], prompts: dict, sampling: dict) -> dict:
     """Everything that changes a run's answers; a run folder resumes only a run with the same identity.
 
     Every option counts unless it is listed in RUN_ONLY, so an option added later is part of it by default.
-    Chats are named by file name (a moved folder still resumes) and pinned by sha256.
+    Chats are named by file name (a moved folder still resumes; with the id's folder or hash where two names
+    collide, see data.formats.ChatFile) and pinned by sha256.
     """
     params = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items() if k not in RUN_ONLY}
     params.pop("model", None)
@@ -68,7 +57,7 @@ def run_identity(options: Any, endpoint: Endpoint, files: list[Path], prompts: d
         **params,
         "prompts": prompts,
         "sampling": sampling,
-        "chats": {Path(k).name: v for k, v in dataset_hashes(files).items()},
+        "chats": {c.key: c.sha256 for c in chat_files(files)[0]},
     }
 
 

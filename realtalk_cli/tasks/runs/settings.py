@@ -4,6 +4,7 @@ timeouts in range, and prices for every model that --max-cost must bound.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from pathlib import Path
@@ -57,8 +58,11 @@ def check_settings(settings: dict, options_class: type, source: str) -> None:
         if isinstance(settings.get(key), int) and settings[key] < 1:
             raise RealtalkError(f"{source}: {key} must be at least 1, not {settings[key]}")
     for key in ("timeout", "memory_timeout"):
-        if isinstance(settings.get(key), (int, float)) and not settings[key] > 0:  # NaN too
-            raise RealtalkError(f"{source}: {key} must be more than 0 seconds")
+        if isinstance(settings.get(key), (int, float)) and not 0 < settings[key] < math.inf:  # NaN too
+            raise RealtalkError(f"{source}: {key} must be a number of seconds more than 0")
+    for key in ("max_cost", "price_in", "price_out"):
+        if isinstance(settings.get(key), (int, float)) and not math.isfinite(settings[key]):
+            raise RealtalkError(f"{source}: {key} must be a finite number")
 
 
 def load_prices(models: list[Endpoint], max_cost: float | None, price_in: float | None, price_out: float | None):

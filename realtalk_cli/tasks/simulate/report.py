@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+from realtalk_cli.llm.spending import usage_lines
 from realtalk_cli.tasks.runs.results import status_lines
 
 EI_LABELS = ("reflective", "grounding", "sentiment", "emotion")
@@ -77,4 +78,6 @@ def report_markdown(report: dict) -> str:
         + " | ".join(f"{_fmt(report['overall'][s]['mean'])} ± {_fmt(report['overall'][s]['std'])}" for s in SCORES)
         + " |"
     )
+    if isinstance(report.get("usage"), dict):
+        lines += ["", *(line[0].upper() + line[1:] + "." for line in usage_lines(report["usage"]))]
     return "\n".join(lines) + "\n"

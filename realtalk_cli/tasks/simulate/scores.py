@@ -11,8 +11,9 @@ from realtalk_cli.analysis.ei_lexicon import lexicon_labels
 from realtalk_cli.analysis.ei_llm import labels_from_reply, readable, reply_has_labels, text_prompt
 from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
-from realtalk_cli.llm.jobs import run_jobs
+from realtalk_cli.llm.jobs import StopRun, run_jobs
 from realtalk_cli.llm.providers import resolve_model
+from realtalk_cli.llm.spending import Spending, halting
 from realtalk_cli.tasks.simulate.prompts import target_key, transcript
 from realtalk_cli.tasks.simulate.report import EI_LABELS
 
@@ -33,10 +34,13 @@ def agreement(reference: dict, prediction: dict) -> dict:
     return out
 
 
-def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labeler, prices) -> dict | None:
-    """EI labels of the real and the generated message for every answered row that lacks them."""
+def add_labels(
+    rows: list[dict], targets: dict, opts: SimulateOptions, hf_labeler, prices, spending: Spending | None = None
+) -> tuple[dict | None, bool]:
+    """EI labels of the real and the generated message for every answered row that lacks them: (the llm
+    backend's usage, whether --max-cost stopped it; its requests go to the run folder's `spending`)."""
     pending = [r for r in rows if r.get("error") is None and "labels" not in r]
-    usage = None
+    usage, stopped = None, False
     if opts.ei_backend == "lexicon":
         labels = [
             (
@@ -51,16 +55,27 @@ def add_labels(rows: list[dict], targets: dict, opts: SimulateOptions, hf_labele
         flat = hf_labeler.label(texts, partners)
         labels = list(zip(flat[: len(pending)], flat[len(pending) :], strict=True))
     else:
-        labels, usage = _llm_labels(pending, targets, opts, prices)
+        labels, usage, stopped = _llm_labels(pending, targets, opts, prices, spending)
     for r, (reference, prediction) in zip(pending, labels, strict=True):
         if reference is None or prediction is None:
             continue  # a labelling call failed or its reply held no labels: the next run asks again
         r["labels"] = {"reference": reference, "prediction": prediction}
         r.update(agreement(reference, prediction))
-    return usage
+    return usage, stopped
 
 
-def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) -> tuple[list, dict]:
+LABEL_MAX_TOKENS = 150
+
+
+def label_messages(target, speaker: str, text: str) -> list[dict]:
+    """The request that labels one message (the real or the generated one) with the history before it."""
+    context = transcript(target.chat, target.history) if target else ""
+    return [{"role": "user", "content": text_prompt(context, speaker, text)}]
+
+
+def _llm_labels(
+    rows: list[dict], targets: dict, opts: SimulateOptions, prices, spending: Spending | None
+) -> tuple[list, dict, bool]:
     cache = open_cache(opts.use_cache)
     client = LLMClient(
         resolve_model(opts.ei_model, opts.base_url, opts.api_key_env),
@@ -72,10 +87,13 @@ def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) 
     jobs = []
     for n, r in enumerate(rows):
         target = targets.get(target_key(r))
-        context = transcript(target.chat, target.history) if target else ""
         for side, text in ((0, r["reference"]), (1, r["prediction"])):
-            jobs.append(((n, side), [{"role": "user", "content": text_prompt(context, r["speaker"], text)}]))
+            jobs.append(((n, side), label_messages(target, r["speaker"], text)))
     results: list[list] = [[None, None] for _ in rows]
+    budget = lambda: False  # noqa: E731
+    if spending is not None:
+        spending.attach(client, "labels")
+        budget = halting(spending, opts.max_cost, lambda: [client])
 
     def done(tag, completion) -> None:
         n, side = tag
@@ -83,8 +101,12 @@ def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) 
             labels = labels_from_reply(completion.text)
             # a reply without a single readable label is an error for that row, not a row of null labels
             results[n][side] = labels if readable(labels) else None
+        if budget():
+            raise StopRun()
 
-    run_jobs(client, jobs, done, max_tokens=150, accept=reply_has_labels)
+    stopped = bool(jobs) and budget()
+    every = run_jobs(client, [] if stopped else jobs, done, max_tokens=LABEL_MAX_TOKENS, accept=reply_has_labels)
+    stopped = every or stopped
     t = client.totals
     usage = {
         "model": client.endpoint.label,
@@ -93,7 +115,7 @@ def _llm_labels(rows: list[dict], targets: dict, opts: SimulateOptions, prices) 
         "prompt_tokens": t.prompt_tokens,
         "cost_usd": round(t.cost_usd, 6),
     }
-    return [tuple(x) for x in results], usage
+    return [tuple(x) for x in results], usage, stopped
 
 
 def add_bertscore(rows: list[dict], scorer) -> None:

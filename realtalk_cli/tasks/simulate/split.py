@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from realtalk_cli.data.formats import chat_file_stem
 from realtalk_cli.data.model import Chat, person_key
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.fileio import read_toml
+from realtalk_cli.fileio import parse_toml, read_regular
 
 PAPER_TEST_CHATS = {"emi": "Chat_1"}  # PAPER_PROTOCOL.md §3: "Emi trains on Chat_4 and tests on Chat_1"
 PAPER_TEST_SESSIONS = 3
@@ -28,13 +30,15 @@ class Split:
     name: str
     test_chats: dict[str, str] = field(default_factory=dict)  # person key -> chat name prefix; empty: all
     sessions: int | None = None  # only the first N sessions of a test chat
+    sha256: str | None = None  # a split file's content, part of the run's identity
 
     def includes(self, chat: Chat, speaker: str) -> bool:
         """Whether `speaker`'s messages in `chat` are test targets."""
         if self.name == "all":
             return True
         wanted = self.test_chats.get(person_key(speaker))
-        return wanted is not None and (chat.name == wanted or chat.name.startswith(wanted + "_"))
+        name = chat_file_stem(chat.name)  # a chat's id may carry its folder (two chats of one name)
+        return wanted is not None and (name == wanted or name.startswith(wanted + "_"))
 
     def includes_session(self, number: int) -> bool:
         return self.sessions is None or number <= self.sessions
@@ -56,11 +60,16 @@ def load_split(value: str) -> Split:
     path = Path(value)
     if not path.suffix == ".toml":
         raise RealtalkError(f"--split {value!r}: choose all, paper, or a .toml split file")
-    conf = read_toml(path)
+    try:
+        raw = read_regular(path)  # read once: the bytes parsed are the bytes hashed
+    except FileNotFoundError:
+        raise RealtalkError(f"--split {path}: no such file") from None
+    conf = parse_toml(raw, path)
     chats = conf.get("test_chats")
     if not isinstance(chats, dict) or not all(isinstance(v, str) and v for v in chats.values()):
         raise RealtalkError(f'{path}: expected a [test_chats] table of person = "Chat_N"')
     sessions = conf.get("sessions")
-    if sessions is not None and (not isinstance(sessions, int) or sessions < 1):
-        raise RealtalkError(f"{path}: sessions must be a positive integer")
-    return Split(str(path), {person_key(k): v for k, v in chats.items()}, sessions)
+    if sessions is not None and (not isinstance(sessions, int) or isinstance(sessions, bool) or sessions < 1):
+        raise RealtalkError(f"{path}: sessions = {sessions!r}: expected a positive integer")
+    digest = hashlib.sha256(raw).hexdigest()
+    return Split(str(path), {person_key(k): v for k, v in chats.items()}, sessions, digest)

@@ -60,6 +60,7 @@ class Mem0Judge(JudgeProtocol):
     name = "mem0"
     params = {"temperature": 0.0, "max_tokens": None, "response_format": {"type": "json_object"}}
     batch_params = params
+    attempts = 1  # evals.py asks once per answer, no repeats
 
     def prompt_hashes(self) -> dict[str, str]:
         return {"mem0:judge": text_hash(ACCURACY_PROMPT)}

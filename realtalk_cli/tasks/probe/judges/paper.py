@@ -1,5 +1,5 @@
 """The paper's judge (`qa_tool.py`'s GPT score): its prompt in JSON mode with no sampling parameters, re-asked
-on invalid JSON up to 4 attempts as `utils_llm.py` does, never from the cache (a cached reply would only
+on invalid JSON up to 4 attempts in all as `utils_llm.py` does, never from the cache (a cached reply would only
 repeat itself); a reply without a number in [0, 1] under "score" is no score for the item.
 """
 

@@ -40,7 +40,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from realtalk_cli.data.formats import chat_paths, file_layout
+from realtalk_cli.data.formats import chat_files, file_layout
 from realtalk_cli.data.longmemeval import InstanceRef, instance_chat, iter_instances, skeleton
 from realtalk_cli.data.model import matches_category
 from realtalk_cli.errors import RealtalkError
@@ -146,7 +146,8 @@ class LongMemEvalProtocol(ProbeProtocol):
         budget = openai_budget(model)
         items: list[Item] = []
         seen: dict[str, Path] = {}
-        for path in chat_paths(files):
+        for chat_file in chat_files(files)[0]:  # each content once, as every protocol reads its chats
+            path = chat_file.path
             if not path.is_file() or file_layout(path) != "longmemeval":
                 raise RealtalkError(
                     f"{path}: --compat longmemeval reads LongMemEval files (a JSON list of instances with "

@@ -52,12 +52,26 @@ def build_items(
     files: list[Path], opts, templates: Templates, model_name: str, memories: MemoryRunner | None = None
 ) -> list[Item]:
     """One prompt per question. `memories` runs the retriever or memory (one without an LLM is made when omitted)."""
-    items: list[Item] = []
-    claims = False  # whether the memory gave any message id in this run
     choice = memory_choice(opts.context, opts.memory, opts.memory_options, opts.top_k, opts.embedder)
     if choice is not None and memories is None:
         memories = MemoryRunner(choice, lambda text: count_tokens(text, model_name)[0])
-    for path, chat, reload, questions in chosen_chats(files, opts):
+    try:
+        items = _build_items(files, opts, templates, model_name, choice, memories)
+    except KeyboardInterrupt:
+        raise  # the process ends at once: nothing waits on the memory
+    except BaseException:
+        if memories is not None:
+            memories.release()
+        raise
+    if memories is not None:
+        memories.release()  # the last chat's memory: its __del__ guarded like its other calls
+    return items
+
+
+def _build_items(files, opts, templates: Templates, model_name: str, choice, memories) -> list[Item]:
+    items: list[Item] = []
+    claims = False  # whether the memory gave any message id in this run
+    for path, chat, reload, questions in chosen_chats(files, opts):  # chat.name: the chat's id in this run
         if chat.dataset == "longmemeval" and opts.context == "events":
             raise RealtalkError(f"{path}: --context events: LongMemEval haystacks have no events")
         full_context, dropped, context_of = "", 0, None
