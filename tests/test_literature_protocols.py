@@ -232,3 +232,34 @@ def test_locomo_batched_asks_a_chats_questions_in_one_request_and_reads_the_json
     assert rows[0]["prediction"] == "a lake" and rows[1]["prediction"] == "9 May 2023"
     assert rows[2]["prediction"] == options["b"]
     assert rows[0]["prompt_tokens"] > 0 and rows[1]["prompt_tokens"] == rows[2]["prompt_tokens"] == 0
+
+
+def test_one_run_keeps_several_judges_each_under_its_protocol_and_model(tmp_path: Path, llm_env):
+    from .test_probe import gold_reply
+
+    def reply(body: dict) -> str:
+        prompt = body["messages"][0]["content"]
+        if "Generated answer:" in prompt:  # mem0's J: strict, says WRONG
+            return '{"label": "WRONG"}'
+        return gold_reply(body)
+
+    fake = FakeLLM(reply=reply)
+    out = tmp_path / "run"
+    with serve_llm(fake) as url:
+        first = runner.invoke(app, model_run_args("probe", url, out, "--judge-model", "judge-model"))
+        assert first.exit_code == 0, first.output
+        extra = ["--judge-protocol", "mem0", "--judge-model", "judge-model", "--base-url", url]
+        second = runner.invoke(app, ["probe", "rescore", str(out), *extra, "--api-key-env", "TEST_LLM_KEY"])
+        assert second.exit_code == 0, second.output
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    keys = {"realtalk/openai:judge-model", "mem0/openai:judge-model"}
+    assert all(set(r["judges"]) == keys for r in rows)
+    assert all(r["judges"]["mem0/openai:judge-model"]["score"] == 0.0 for r in rows)
+    # the first judge's verdict stays where scripts read it
+    assert all(r["judge_score"] == 1.0 and r["judge_key"] == "realtalk/openai:judge-model" for r in rows)
+    report = json.loads((out / "report.json").read_text())
+    judges = report["overall"]["overall"]["judges"]
+    assert judges["realtalk/openai:judge-model"]["mean"] == 1.0 and judges["mem0/openai:judge-model"]["mean"] == 0.0
+    assert report["manifest"]["judge_protocol"] == "mem0" and report["overall"]["overall"]["judge"] == 0.0
+    bad = runner.invoke(app, ["probe", "rescore", str(out), "--judge-protocol", "mem1", "--judge-model", "j"])
+    assert bad.exit_code == 2 and "judge protocol 'mem1': choose" in bad.output

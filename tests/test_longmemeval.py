@@ -577,6 +577,30 @@ def test_dry_run_counts_every_prompt_and_the_judges_requests(tmp_path: Path, loo
     assert not (tmp_path / "r").exists()
 
 
+def test_judge_protocol_longmemeval_grades_realtalk_protocol_rows_and_refuses_other_data(tmp_path: Path, loopback):
+    fake, url = loopback
+    judged = ("--judge-protocol", "longmemeval", "--judge-model", "judge-model")
+    result = _probe(url, tmp_path / "r", "--context", "bm25", *judged)
+    assert result.exit_code == 0, result.output
+    verdicts = [r for r in fake.requests if r["model"] == "judge-model"]
+    assert len(verdicts) == 7 and all(r["max_tokens"] == 10 for r in verdicts)
+    assert all(r["messages"][0]["content"].startswith("I will give you a") for r in verdicts)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["longmemeval"]["judge_model"] == "longmemeval/openai:judge-model"
+    assert report["longmemeval"]["overall"]["judged"] == 7
+    asked = len(fake.requests)
+    result = _probe(url, tmp_path / "rt", *judged, data=SAMPLE_JSON)  # REALTALK items have no question type
+    assert result.exit_code == 2 and "LongMemEval's judge needs a LongMemEval question" in result.output
+    assert len(fake.requests) == asked and not (tmp_path / "rt").exists()
+    plain = tmp_path / "plain"
+    assert _probe(url, plain, data=SAMPLE_JSON).exit_code == 0
+    before = (plain / "predictions.jsonl").read_bytes()
+    rescore = ["probe", "rescore", str(plain), *judged, "--base-url", url, "--api-key-env", "TEST_LLM_KEY"]
+    result = runner.invoke(app, rescore)
+    assert result.exit_code == 2 and "needs a LongMemEval question" in result.output
+    assert (plain / "predictions.jsonl").read_bytes() == before
+
+
 def test_category_chooses_question_types_in_both_protocols(tmp_path: Path, loopback):
     _, url = loopback
     for extra, wanted in [

@@ -62,6 +62,7 @@ def test_probe_end_to_end_with_judge_writes_predictions_and_reports(tmp_path: Pa
     } <= set(rows[0])
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     overall = {"count": 6, "f1": 1.0, "f1_date_normalised": 1.0, "judge": 1.0, "judge_count": 6}
+    overall["judges"] = {"realtalk/openai:judge-model": {"mean": 1.0, "count": 6}}  # every judge, keyed protocol/model
     assert report["overall"]["overall"] == overall
     assert report["overall"]["overall_1_3"] == report["overall"]["overall_1_4"] == report["overall"]["overall"]
     assert report["manifest"]["judge_model"] == "openai:judge-model"

@@ -53,6 +53,16 @@ debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 
 Model = Annotated[str | None, typer.Option("--model", "-m", help="provider:model, an OpenAI model, or offline:NAME.")]
 JudgeModel = Annotated[str | None, typer.Option("--judge-model", help="Model that grades the answers.")]
+JudgeProtocolName = Annotated[
+    str | None,
+    typer.Option(
+        "--judge-protocol",
+        help="The judge alone, another harness's: realtalk, paper, mem0 (mem0's J), longmemeval (LongMemEval's "
+        "per-type yes/no prompts, for LongMemEval questions only); without it, the --compat protocol's own. Each "
+        "judge's verdicts are kept on the rows under judges, keyed "
+        "protocol/model: a run can carry several. Example: --judge-protocol mem0 --judge-model gpt-4o-mini",
+    ),
+]
 
 
 def output_path(value: str) -> Path:
@@ -107,6 +117,16 @@ Timeout = Annotated[
 PriceIn = Annotated[float | None, typer.Option("--price-in", min=0, help="USD per million prompt tokens.")]
 PriceOut = Annotated[float | None, typer.Option("--price-out", min=0, help="USD per million completion tokens.")]
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N items.")]
+ErrataFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--errata",
+        metavar="FILE",
+        help="Corrected gold answers (the LoCoMo audit's errors.json, or REALTALK reference fixes, as JSON): scores "
+        "against the corrected gold beside the published one, the ceiling per category, the changed items. "
+        "Example: --errata errors.json",
+    ),
+]
 HfModels = Annotated[
     list[str] | None, typer.Option("--hf-model", help="hf backend: KIND=MODEL (sentiment, emotion, intimacy).")
 ]

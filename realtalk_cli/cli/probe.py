@@ -14,8 +14,10 @@ from realtalk_cli.cli.common import (
     Batch,
     DefaultGroup,
     DryRun,
+    ErrataFile,
     Force,
     JudgeModel,
+    JudgeProtocolName,
     Limit,
     MaxCost,
     MemoryOptions,
@@ -33,11 +35,13 @@ from realtalk_cli.cli.common import (
     finish_run,
     handles_errors,
     out,
+    out_option,
     print_json,
     print_plan,
     progress,
 )
 from realtalk_cli.data.text import plural
+from realtalk_cli.errors import RealtalkError
 
 app = typer.Typer(
     cls=DefaultGroup,
@@ -58,6 +62,7 @@ def probe(
     model: Model = None,
     out_dir: OutDir = None,
     judge_model: JudgeModel = None,
+    judge_protocol: JudgeProtocolName = None,
     context: Annotated[
         str | None,
         typer.Option(
@@ -151,6 +156,7 @@ def probe(
     price_in: PriceIn = None,
     price_out: PriceOut = None,
     batch: Batch = False,
+    errata: ErrataFile = None,
 ) -> None:
     """Memory probing: a model answers every question about the whole chat; token F1 and LLM-judge scores.
 
@@ -189,6 +195,7 @@ def probe(
         "model": model,
         "out": out_dir,
         "judge_model": judge_model,
+        "judge_protocol": judge_protocol,
         "context": context,
         "top_k": top_k,
         "context_tokens": context_tokens,
@@ -211,8 +218,13 @@ def probe(
         "force": force or None,
         "price_in": price_in,
         "price_out": price_out,
+        "errata": errata,
     }
     files, opts, fail_under = probe_settings(config, given)
+    if batch and opts.errata is not None:
+        raise RealtalkError(
+            "--errata applies to live runs; once the batch run is done: `realtalk probe rescore RUN --errata FILE`"
+        )
 
     if dry_run:
         print_plan(run_probe(files, opts, dry_run=True, batch=batch), "question", as_json)
@@ -231,6 +243,7 @@ def probe(
 def probe_rescore(
     run_dir: Annotated[Path, typer.Argument(help="A probe run directory.", show_default=False)],
     judge_model: JudgeModel = None,
+    judge_protocol: JudgeProtocolName = None,
     concurrency: Annotated[int, concurrency_option()] = 8,
     fail_under: Annotated[float | None, fail_under_option("the overall F1")] = None,
     base_url: BaseUrl = None,
@@ -239,6 +252,7 @@ def probe_rescore(
     html: Html = False,
     as_json: AsJson = False,
     timeout: Timeout = None,
+    errata: ErrataFile = None,
 ) -> None:
     """Score a run's saved predictions again (F1, and the judge when --judge-model is given) without asking
     the answering model; rewrites predictions.jsonl, report.json and report.md in the run directory.
@@ -248,9 +262,101 @@ def probe_rescore(
     from realtalk_cli.tasks.probe.rescore import rescore
 
     with progress("rescore", as_json) as show:
-        report = rescore(run_dir, judge_model, concurrency, base_url, api_key_env, not no_cache, show, timeout or 120.0)
+        report = rescore(
+            run_dir,
+            judge_model,
+            concurrency,
+            base_url,
+            api_key_env,
+            not no_cache,
+            show,
+            timeout or 120.0,
+            errata,
+            judge_protocol,
+        )
     _write_html(run_dir, html, as_json)
     _finish_probe(report, run_dir, as_json, fail_under)
+
+
+@app.command("judge-audit")
+@handles_errors
+def probe_judge_audit(
+    data: Annotated[list[Path], typer.Argument(help="Chat files or directories.", show_default=False)],
+    judge_model: Annotated[str, typer.Option("--judge-model", help="The judge model to audit.", show_default=False)],
+    out_dir: Annotated[Path, out_option(help="Run directory for the verdicts and the report.")],
+    judge_protocol: Annotated[
+        str,
+        typer.Option(
+            "--judge-protocol", help="The judge's prompt and verdict rule: realtalk, paper or mem0 (mem0's J)."
+        ),
+    ] = "realtalk",
+    concurrency: Annotated[int, concurrency_option()] = 8,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N questions (5 answers each).")
+    ] = None,
+    dry_run: DryRun = False,
+    max_cost: MaxCost = None,
+    base_url: BaseUrl = None,
+    api_key_env: ApiKeyEnv = None,
+    no_cache: NoCache = False,
+    as_json: AsJson = False,
+    timeout: Timeout = None,
+    force: Force = False,
+    price_in: PriceIn = None,
+    price_out: PriceOut = None,
+) -> None:
+    """How lenient is a judge? It grades answers of known correctness built from each question's gold: the gold,
+    a paraphrase (case, punctuation, a date written another way), a specific wrong answer (another question's
+    gold of the same type), a vague on-topic answer (the question's words without the fact) and an abstention
+    ("Not mentioned in the conversation"). A score of at least 0.5 counts as accepted. Writes report.json and
+    report.md: accept rate per kind, the false-accept rate (the three wrong kinds pooled) and the true-accept
+    rate (gold and paraphrase), with 95% bootstrap intervals. Cached and resumable like every run; give the
+    audit folder to `realtalk report` beside runs graded by the same judge to show its false-accept rate there.
+
+    Exit codes: 0 complete, 2 bad input (nothing run), 3 incomplete (verdicts missing, or stopped by --max-cost).
+
+    Example: `realtalk probe judge-audit ../shared/locomo --judge-model gpt-4o-mini --judge-protocol mem0 --out
+    runs/audit-mem0`
+    """
+    from realtalk_cli.tasks.probe.audit import AuditOptions, run_audit
+
+    opts = AuditOptions(
+        judge_model=judge_model,
+        out=out_dir,
+        judge_protocol=judge_protocol,
+        concurrency=concurrency,
+        limit=limit,
+        max_cost=max_cost,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        use_cache=not no_cache,
+        timeout=timeout or 120.0,
+        force=force,
+        price_in=price_in,
+        price_out=price_out,
+    )
+    if dry_run:
+        print_plan(run_audit(data, opts, dry_run=True), "answer", as_json)
+        return
+    with progress("judge-audit", as_json) as show:
+        report = run_audit(data, opts, progress=show)
+    if as_json:
+        print_json(report)
+    else:
+        _print_audit(report, out_dir)
+    finish_run(report, None, None, "")
+
+
+def _print_audit(report: dict, run_dir: Path) -> None:
+    from realtalk_cli.tasks.probe.audit import rate_text
+
+    out.print(f"judge {report['protocol']}/{report['model']}: {report['questions']} questions", soft_wrap=True)
+    for kind, s in report["kinds"].items():
+        out.print(f"  {kind}: {s['accepted']} of {s['n']} accepted, {rate_text(s)}")
+    out.print(f"false-accept rate (wrong kinds pooled): {rate_text(report['false_accept'])}")
+    out.print(f"true-accept rate (gold, paraphrase): {rate_text(report['true_accept'])}")
+    run = report["run"]
+    out.print(f"{run['requests']} requests ({run['cached']} cached), ${run['cost_usd']:.4f}; written to {run_dir}")
 
 
 @app.command("show")
@@ -307,6 +413,27 @@ def _print_question(item: dict) -> None:
         else:
             why = "dangling id: no such message" if item["chat_file_found"] else "chat file not found"
             out.print(f"  {escape(e['id'])}{hit} ({why})", markup=True)
+
+
+def _print_errata(section: dict) -> None:
+    c, overall = section["counts"], section["scores"]["overall"]
+    ceiling = (section["ceiling"].get("overall") or {}).get("ceiling")
+    judged = (
+        ""
+        if section.get("judge") is None
+        else f", judge {_score(overall.get('judge'))} -> {_score(overall.get('judge_corrected'))}"
+    )
+    out.print(
+        f"errata {section['file']}: {c['applied']} golds corrected, {c['evidence-only']} evidence-only, "
+        f"{c['not-found']} entries naming no question; ceiling {_score(ceiling)}; overall F1 {_score(overall['f1'])} "
+        f"against the published gold, {_score(overall['f1_corrected'])} against the corrected{judged} (report.md lists "
+        "the changed items)",
+        soft_wrap=True,
+    )
+
+
+def _score(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def finish_batch_run(files: list[Path], opts, as_json: bool, fail_under: float | None, html: bool) -> None:
@@ -379,6 +506,8 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
         budget = report["manifest"].get("parameters", {}).get("context_tokens")
         for line in memory_lines(report["memory"], budget):
             out.print(line.removeprefix("- "), soft_wrap=True, markup=False)
+    if report.get("errata"):
+        _print_errata(report["errata"])
     run = report.get("run") or {}
     if not run:
         return

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich import box
 
-from realtalk_cli.cli.common import AsJson, handles_errors, out, out_option, print_json, print_wide_table
+from realtalk_cli.cli.common import (
+    AsJson,
+    ErrataFile,
+    handles_errors,
+    out,
+    out_option,
+    print_json,
+    print_wide_table,
+)
 
 app = typer.Typer()
 
@@ -37,6 +45,17 @@ def report(
         bool, typer.Option("--force", help="Replace the leaderboard files of an earlier report in --out.")
     ] = False,
     as_json: AsJson = False,
+    errata: ErrataFile = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            metavar="FILE.toml",
+            help="Published results written down by hand ([[result]] tables with system, dataset, protocol, judge, "
+            "scores per category name and a required source; see configs/reference-example.toml): shown marked "
+            "beside the runs, never ranked.",
+        ),
+    ] = None,
 ) -> None:
     """Compare runs: a leaderboard with 95% bootstrap intervals and paired tests between every two runs.
 
@@ -47,12 +66,28 @@ def report(
     """
     from realtalk_cli.report.build import make_report
 
-    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force, category)
+    board = make_report(runs, out_dir, resamples, seed, common_only, chats, force, errata, reference, category)
     if as_json:
         print_json(board)
         return
     print_leaderboard(board)
     out.print(f"written to {out_dir}: leaderboard.md, leaderboard.csv, leaderboard.tex, report.json, report.html")
+
+
+def _print_references(board: dict) -> None:
+    from realtalk_cli.report import reference
+    from realtalk_cli.report.tables import reference_metrics
+
+    out.print(reference.NOTE, soft_wrap=True)
+    cats = board["categories"]
+    for metric, name in reference_metrics(board).items():
+        rows = [
+            (f"{ref['id']} {ref['system']}", [_two_lines({"mean": v}) for v in values] + [other or "-"])
+            for ref, values, other in reference.rows(board, metric)
+        ]
+        print_wide_table(f"{name} (published, not measured here)", "published", [*cats, "other"], rows)
+    for ref in board["references"]:
+        out.print(f"{reference.label(ref)}; source: {ref['source']}", soft_wrap=True)
 
 
 def _two_lines(ci: dict | None, digits: int = 3) -> str:
@@ -94,6 +129,9 @@ def print_leaderboard(board: dict) -> None:
         for metric, name in group_metrics(board, group).items():
             rows = [(r["id"], [_two_lines(r["scores"][metric].get(c)) for c in cats]) for r in runs_of_group]
             title = f"{name}, group {group['id']}" if several else name
+            fa = ((group.get("judge_audit") or {}).get("false_accept") or {}).get("rate")
+            if metric.startswith("judge_score") and fa is not None:
+                title += f" (this judge's false-accept rate: {fa:.3f})"
             print_wide_table(f"{title}: mean and 95% interval", "run", cats, rows)
     for metric, name in board["metrics"].items():
         if not board["comparisons"]:
@@ -110,4 +148,11 @@ def print_leaderboard(board: dict) -> None:
                 cells.append(f"{d['mean']:+.3f}\np {p_value(d['p'])}{mark}")
             rows.append((f"{comp['b']} - {comp['a']}\nn={comp['common']}", cells))
         print_wide_table(f"{name}: paired difference b - a, p-value (ns: not significant)", "b - a", cats, rows)
+    if board.get("references"):
+        _print_references(board)
     out.print(questions_note(board), soft_wrap=False)
+    if board.get("errata"):
+        from realtalk_cli.report.errata import lines
+
+        for line in lines(board["errata"]):
+            out.print(line, soft_wrap=True)

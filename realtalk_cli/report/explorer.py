@@ -136,6 +136,9 @@ def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
                     "runs": {},
                 }
                 remember(row["chat"], q["evidence"])
+            fix = row.get("erratum") if board.get("errata") else None
+            if isinstance(fix, dict):  # `report --errata`: the corrected gold beside the published one
+                q["corrected"] = {"id": fix.get("id"), "gold": fix.get("gold")}
             retrieved = row.get("retrieved")
             answer = {
                 "prediction": row.get("prediction"),

@@ -21,6 +21,8 @@ PROBE_METRICS = {
     "f1": "F1",
     "f1_date_normalised": "date-normalised F1",
     "judge_score": "judge",
+    "f1_errata": "F1 (errata applied)",  # only with `report --errata` (report/errata.py), never read from a run
+    "judge_score_errata": "judge (errata applied)",
     "f1_locomo": "F1 (LoCoMo, rounded)",
     "f1_mem0": "F1 (mem0, token sets)",
     "recall": "evidence recall",  # share of evidence messages the retriever or memory put in the prompt
@@ -158,7 +160,7 @@ class Run:
         rows = self.all_rows
         run = self.summary.get("run") if isinstance(self.summary.get("run"), dict) else {}
         wall = run.get("wall_time_s")  # shown as '-' unless it is a duration
-        cost = sum(_number(r.get("cost_usd")) + _number(r.get("judge_cost_usd")) for r in rows)
+        cost = sum(_number(r.get("cost_usd")) + _number(r.get("judge_cost_usd")) + _erratum_cost(r) for r in rows)
         usage = {
             "prompt_tokens": int(sum(_number(r.get("prompt_tokens")) for r in rows)),
             "completion_tokens": int(sum(_number(r.get("completion_tokens")) for r in rows)),
@@ -172,6 +174,13 @@ class Run:
 
 def _number(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _erratum_cost(row: dict) -> float:
+    """The judge's verdict against an erratum's corrected gold (`probe run --errata`), paid beside the row's own."""
+    fix = row.get("erratum")
+    value = _number(fix.get("judge_cost_usd")) if isinstance(fix, dict) else 0.0
+    return value if 0 <= value <= _MAX_USAGE else 0.0
 
 
 def _first(rows: list[dict], key: str):

@@ -7,6 +7,7 @@ import io
 import re
 
 from realtalk_cli.data.model import category_notes
+from realtalk_cli.report.audits import audit_text
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -101,6 +102,8 @@ def markdown(board: dict) -> str:
             counts = [
                 "/".join(str(r["scores"][metric].get(c, {}).get("n", 0)) for r in runs) for c in board["categories"]
             ]
+            if metric.startswith("judge_score") and group.get("judge_audit"):  # beside the judge's scores
+                lines += [f"Judge audit: {md_escape(audit_text(group['judge_audit']))}.", ""]
             lines.append(
                 "Items scored per run ("
                 + "/".join(r["id"] for r in runs)
@@ -108,6 +111,8 @@ def markdown(board: dict) -> str:
                 + "; ".join(f"{md_escape(c)} {n}" for c, n in zip(board["categories"], counts, strict=True))
                 + "."
             )
+    if board.get("references"):
+        lines += reference_markdown(board)
     if board["comparisons"] and board["metrics"]:
         lines += [
             "",
@@ -128,12 +133,68 @@ def markdown(board: dict) -> str:
                         f"| {comp['b']} - {comp['a']} | {comp['common']} | {board['metrics'][metric]} | "
                         f"{md_escape(c)} | {d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
                     )
+    if board.get("errata"):
+        lines += errata_markdown(board)
     return "\n".join(lines) + "\n"
 
 
 def board_datasets(board: dict) -> set[str]:
     """The datasets of a board's runs, as their groups name them."""
     return {d.strip() for g in board.get("groups", []) for d in str(g.get("dataset", "")).split(",")}
+
+
+def reference_metrics(board: dict) -> dict[str, str]:
+    """The scores the published results give, in the report's order (also those no run has)."""
+    from realtalk_cli.report.runs import PROBE_METRICS
+
+    given = {m for ref in board.get("references", []) for m in ref["scores"]}
+    return {m: name for m, name in PROBE_METRICS.items() if m in given}
+
+
+def reference_markdown(board: dict) -> list[str]:
+    """Published results, one table per score, marked and unranked, with their sources."""
+    from realtalk_cli.report import reference
+
+    out = ["", "## Published results (not measured here)", "", md_escape(reference.NOTE)]
+    for metric, name in reference_metrics(board).items():
+        rows = reference.rows(board, metric)
+        out += ["", f"### {md_escape(name)} (published)", ""]
+        out.append("| published result | " + " | ".join(map(md_escape, board["categories"])) + " | other categories |")
+        out.append("|---|" + "---:|" * len(board["categories"]) + "---|")
+        for ref, values, other in rows:
+            cells = [number(v) for v in values]
+            out.append(
+                f"| {md_escape(reference.label(ref))} | " + " | ".join(cells) + f" | {md_escape(other or '-')} |"
+            )
+    out += ["", "Sources:", ""]
+    for ref in board["references"]:
+        note = f" ({ref['note']})" if ref.get("note") else ""
+        out.append(f"- {ref['id']}: {md_escape(ref['source'] + note)}")
+    return out
+
+
+def errata_markdown(board: dict) -> list[str]:
+    """The errata section: what became of the entries, the ceiling per run and category, the changed items."""
+    from realtalk_cli.report.errata import lines as errata_lines
+
+    section = board["errata"]
+    out = ["", "## Errata", "", *(f"- {md_escape(line)}" for line in errata_lines(section))]
+    cats = [c for c in board["categories"] if any(c in r["ceiling"] for r in section["runs"].values())]
+    if cats:
+        out += ["", "Ceiling (asked / corrected / share right):", ""]
+        out.append("| run | " + " | ".join(map(md_escape, cats)) + " |")
+        out.append("|---|" + "---:|" * len(cats))
+        for run_id, r in section["runs"].items():
+            cells = [r["ceiling"].get(c) for c in cats]
+            shown = [f"{c['asked']} / {c['corrected']} / {c['ceiling']:.3f}" if c else "-" for c in cells]
+            out.append(f"| {run_id} | " + " | ".join(shown) + " |")
+    if section["changed"]:
+        out += ["", "| changed item | chat | qa | category | published gold | corrected gold | runs |"]
+        out.append("|---|---|---:|---|---|---|---|")
+        for ch in section["changed"]:
+            cells = [ch["id"], ch["chat"], ch["qa_index"], ch["category"], ch["published"], ch["corrected"]]
+            out.append("| " + " | ".join(md_escape(c) for c in cells) + f" | {', '.join(ch['runs'])} |")
+    return out
 
 
 def group_runs(board: dict, group: dict) -> list[dict]:
@@ -167,6 +228,12 @@ def group_lines(board: dict) -> list[str]:
             f"judge {g['judge'] or 'none'}; ranked by overall {by}: {ranked}"
         )
         lines.append(line + (f" ({g['why']})" if g.get("why") else "") + (f"; {g['note']}" if g.get("note") else ""))
+        if g.get("judge_audit"):
+            lines.append(f"group {g['id']}: judge {audit_text(g['judge_audit'])}")
+    unused = [a for a in board.get("judge_audits", []) if not a["used"]]
+    for a in unused:
+        why = "no group is graded by this judge" if not a["groups"] else "another audit of this judge is used"
+        lines.append(f"judge audit {a['path']} ({a['judge']}) not shown: {why}")
     return lines
 
 
@@ -187,6 +254,8 @@ def csv_text(board: dict) -> str:
         "cost_usd",
         "wall_time_s",
     ]
+    if board.get("judge_audits"):
+        fixed.append("judge_false_accept")
     score_columns = [
         (m, c, part) for m in board["metrics"] for c in board["categories"] for part in ("mean", "low", "high", "n")
     ]
@@ -195,7 +264,9 @@ def csv_text(board: dict) -> str:
     writer.writerow(map(csv_cell, fixed + [f"{m} {c} {part}" for m, c, part in score_columns]))
     for r in board["runs"]:
         scores = [r["scores"][m].get(c, {}).get(part) for m, c, part in score_columns]
-        writer.writerow(map(csv_cell, [r.get(k) for k in fixed] + ["" if v is None else v for v in scores]))
+        audit = (r.get("judge_audit") or {}).get("false_accept") or {}
+        values = [audit.get("rate") if k == "judge_false_accept" else r.get(k) for k in fixed]
+        writer.writerow(map(csv_cell, values + ["" if v is None else v for v in scores]))
     return buffer.getvalue()
 
 
@@ -278,6 +349,8 @@ def latex(board: dict) -> str:
                 if several
                 else ""
             )
+            if metric.startswith("judge_score") and group.get("judge_audit"):
+                scope += f" Judge audit: {audit_text(group['judge_audit'])}."
             parts += [
                 r"\bottomrule",
                 r"\end{tabularx}",

@@ -42,13 +42,15 @@
 
   function groupText(g) {
     const items = g.items ? `${g.items.count} items (${g.items.hash})` : "";
-    const text = `Group ${g.id}: dataset ${g.dataset}, ${items}, judge ${g.judge || "none"}`;
+    let text = `Group ${g.id}: dataset ${g.dataset}, ${items}, judge ${g.judge || "none"}`;
+    const fa = g.judge_audit && g.judge_audit.false_accept;
+    if (fa && fa.rate !== null) text += ` (judge false-accept rate ${fmt(fa.rate)} ${ciText(fa)}, audit ${g.judge_audit.path})`;
     return g.why ? `${text}; ${g.why}` : text;
   }
 
   function renderGroup(table, group, metric, several) {
     table.replaceChildren();
-    if (several) table.append(el("caption", { text: groupText(group) }));
+    if (several || group.judge_audit) table.append(el("caption", { text: groupText(group) }));
     const members = new Set(group.runs);
     const columns = ["run", "model", "context", ...board.categories, "cost", "tokens"];
     const head = el("tr");
@@ -93,6 +95,28 @@
       body.append(tr);
     }
     table.append(body);
+  }
+
+  // Published results written down by the user (`--reference`): beside the runs, marked, never ranked.
+  function renderReferences() {
+    const box = document.getElementById("references");
+    const refs = board.references || [];
+    if (!refs.length) return;
+    box.append(el("h3", { text: "Published results: written down from their sources, not measured here, not ranked" }));
+    const table = el("table", { cls: "published" });
+    table.append(el("thead", {}, [el("tr", {}, ["published result", "score", ...board.categories, "other", "source"].map(
+      (h) => el("th", { text: h })))]));
+    const body = el("tbody");
+    for (const r of refs) {
+      for (const metric of Object.keys(r.scores)) {
+        const cells = board.categories.map((c) => el("td", { cls: "num", text: fmt((r.columns[metric] || {})[c]) }));
+        const other = Object.entries(r.other[metric] || {}).map(([k, v]) => `${k} ${fmt(v)}`).join("; ") || "-";
+        body.append(el("tr", {}, [el("td", { text: `${r.id} † ${r.system} (${r.dataset}, ${r.protocol}, judge ${r.judge})` }),
+          el("td", { text: metric }), ...cells, el("td", { text: other }), el("td", { text: r.source })]));
+      }
+    }
+    table.append(body);
+    box.append(table);
   }
 
   function renderRuns() {
@@ -197,6 +221,10 @@
     box.append(el("div", { cls: "meta", text: `${q.chat} · question ${q.qa} · ${q.category}` }));
     box.append(el("div", { cls: "q", text: q.question }));
     box.append(el("div", { cls: "gold" }, [el("b", { text: "gold: " }), q.gold === null ? "-" : String(q.gold)]));
+    if (q.corrected) {
+      box.append(el("div", { cls: "gold corrected" }, [el("b", { text: `corrected gold (errata ${q.corrected.id}): ` }),
+        String(q.corrected.gold)]));
+    }
     const table = el("table", { cls: "answers" });
     table.append(el("tr", {}, ["run", "prediction", "F1", "date F1", "judge"].map((h) => el("th", { text: h }))));
     for (const r of DATA.runs) {
@@ -245,6 +273,7 @@
     `${board.questions.common} of ${board.questions.union} items answered by every run.`;
   renderLeaderboard();
   renderRuns();
+  renderReferences();
   if (board.kind === "probe") renderQuestions();
   else $("explorer").hidden = true;
 })();

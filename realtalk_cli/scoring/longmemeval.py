@@ -56,11 +56,16 @@ def _figures(rows: list[dict], judge_score: Callable[[dict], float | None]) -> d
     return out
 
 
-def longmemeval_metrics(rows: list[dict], judge: str | None) -> dict:
-    """LongMemEval's per-type, task-averaged, overall and abstention figures of answered rows (only scores given
-    by `judge`, the run's judge model, count as judge scores)."""
+def longmemeval_metrics(
+    rows: list[dict], judge: str | None, score: Callable[[dict], float | None] | None = None
+) -> dict:
+    """LongMemEval's per-type, task-averaged, overall and abstention figures of answered rows. Judge scores are
+    the run's judge's (`judge` names it): `score` reads a row's verdict by that judge; without it, the row's
+    top-level verdict when `judge` is its judge model."""
 
     def judge_score(row: dict) -> float | None:
+        if score is not None:
+            return score(row)
         return row.get("judge_score") if judge is not None and row.get("judge_model") == judge else None
 
     by_type = {t: [r for r in rows if r.get("category_name") == t] for t in TYPES}

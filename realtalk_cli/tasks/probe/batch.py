@@ -107,7 +107,7 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
                 failed_now.add(cid)  # never judged: asked again next time
                 continue
             score = verdicts.parse(c.text) if c.error is None else None
-            record_verdict(row, score, c, c.usage.cost_usd, judge, judge_hash)
+            record_verdict(row, score, c, c.usage.cost_usd, judge, judge_hash, verdicts.name)
             if c.error is not None or score is None:
                 failed_now.add(cid)
             if batch_id:
@@ -148,7 +148,9 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
         wanted = [
             r
             for cid, r in rows.items()
-            if cid in items and cid not in failed_now and needs_judging(r, judge.endpoint.label, judge_hash)
+            if cid in items
+            and cid not in failed_now
+            and needs_judging(r, judge.endpoint.label, judge_hash, verdicts.name)
         ]
         requests = [(_row_id(r), verdicts.messages(r)) for r in wanted]
         hits, rest = batch.split_cached(judge, requests, verdicts.batch_params, readable)
@@ -164,7 +166,11 @@ def _advance(folder, setup: ProbeSetup, items, client, judge) -> tuple[dict | No
         {k: j.get(k) for k in ("id", "stage", "status", "requests")} | {"batch_ids": j.get("batch_ids") or [j["id"]]}
         for j in folder.jobs
     ]
-    report.update(probe_completeness(final, list(items.values()), judge and judge.endpoint, judge_hash, stopped))
+    report.update(
+        probe_completeness(
+            final, list(items.values()), judge and judge.endpoint, judge_hash, stopped, judge_name=verdicts.name
+        )
+    )
     usage = spending.summary()
     report["run"] = {
         **run_times(usage),

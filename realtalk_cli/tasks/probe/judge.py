@@ -10,11 +10,38 @@ from realtalk_cli.llm.jobs import StopRun, run_jobs
 from realtalk_cli.tasks.probe.protocol import JudgeProtocol
 
 
-def record_verdict(row: dict, score: float | None, c: Completion, cost: float, client: LLMClient, prompt: str) -> None:
-    """The judge's score, usage and model on a predictions row; a failed or unreadable verdict is a
-    `judge_error` (asked again by the next run), never a final null score."""
+def judge_key(protocol: str, judge_label: str) -> str:
+    """How a row's `judges` names a judge: `protocol/model` (`realtalk/openai:gpt-4o-mini`)."""
+    return f"{protocol}/{judge_label}" if protocol else judge_label
+
+
+def record_verdict(
+    row: dict, score: float | None, c: Completion, cost: float, client: LLMClient, prompt: str, protocol: str = ""
+) -> None:
+    """The judge's verdict on a predictions row, under `judges[protocol/model]`; a row's first judge also keeps
+    its verdict in the top-level fields (`judge_score`, `judge_error`, `judge_model`...) that scripts read. A
+    failed or unreadable verdict is a `judge_error` (asked again by the next run), never a final null score."""
+    key = judge_key(protocol, client.endpoint.label)
+    error = c.error or (None if score is not None else f"no score in the judge's reply: {c.text[:80]!r}")
+    entry = {
+        "score": score,
+        "error": error,
+        "prompt": prompt,
+        "prompt_tokens": c.usage.prompt_tokens,
+        "completion_tokens": c.usage.completion_tokens,
+        "cost_usd": cost,
+        **({"tokens_estimated": True} if c.usage.estimated else {}),
+    }
+    judges = row.get("judges") if isinstance(row.get("judges"), dict) else {}
+    row["judges"] = {**judges, key: entry}
+    first = row.get("judge_key") or (
+        key if row.get("judge_model") in (None, client.endpoint.label) else row.get("judge_model")
+    )
+    if first != key:  # another judge holds the top-level fields: this one's verdict is under `judges` alone
+        return
+    row["judge_key"] = key
     row["judge_score"] = score
-    row["judge_error"] = c.error or (None if score is not None else f"no score in the judge's reply: {c.text[:80]!r}")
+    row["judge_error"] = error
     row["judge_model"] = client.endpoint.label
     row["judge_prompt"] = prompt
     row["judge_prompt_tokens"] = c.usage.prompt_tokens
@@ -26,12 +53,23 @@ def record_verdict(row: dict, score: float | None, c: Completion, cost: float, c
         row.pop("judge_tokens_estimated", None)
 
 
-def needs_judging(row: dict, judge_label: str, prompt: str) -> bool:
+def verdict(row: dict, judge_label: str, prompt: str, protocol: str = "") -> float | None:
+    """This judge's score on the row under this judge prompt (rows of earlier versions: the top-level fields)."""
+    entry = (
+        (row.get("judges") or {}).get(judge_key(protocol, judge_label)) if isinstance(row.get("judges"), dict) else None
+    )
+    if isinstance(entry, dict):
+        return entry.get("score") if entry.get("prompt") == prompt else None
+    if (row.get("judge_model"), row.get("judge_prompt")) == (judge_label, prompt):
+        return row.get("judge_score")
+    return None
+
+
+def needs_judging(row: dict, judge_label: str, prompt: str, protocol: str = "") -> bool:
     """An answered row without a score from this judge and this judge prompt."""
     if row.get("error") is not None:
         return False
-    judged_by = (row.get("judge_model"), row.get("judge_prompt"))
-    return row.get("judge_score") is None or judged_by != (judge_label, prompt)
+    return verdict(row, judge_label, prompt, protocol) is None
 
 
 async def judge_row(client: LLMClient, row: dict, judge: JudgeProtocol, first: Completion | None = None) -> None:
@@ -39,7 +77,7 @@ async def judge_row(client: LLMClient, row: dict, judge: JudgeProtocol, first: C
     `first` is the reply already received for this row."""
     c = first if first is not None else await client.complete(judge.messages(row), **judge.request)
     score = judge.parse(c.text) if c.error is None else None
-    record_verdict(row, score, c, c.usage.cost_usd, client, judge.prompt_hash)
+    record_verdict(row, score, c, c.usage.cost_usd, client, judge.prompt_hash, judge.name)
 
 
 def judge_rows(rows, client: LLMClient, judge: JudgeProtocol, progress, over_budget, everything: bool = False) -> bool:
@@ -48,7 +86,8 @@ def judge_rows(rows, client: LLMClient, judge: JudgeProtocol, progress, over_bud
     wanted = [
         r
         for r in rows
-        if r.get("error") is None and (everything or needs_judging(r, client.endpoint.label, judge.prompt_hash))
+        if r.get("error") is None
+        and (everything or needs_judging(r, client.endpoint.label, judge.prompt_hash, judge.name))
     ]
     jobs = [(r, judge.messages(r)) for r in wanted]
 

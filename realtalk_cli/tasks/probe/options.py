@@ -24,6 +24,7 @@ class ProbeOptions:
     model: str
     out: Path
     judge_model: str | None = None
+    judge_protocol: str | None = None  # the judge alone (judges/): None is the --compat protocol's own
     context: ContextMode = "full"
     context_tokens: int = 2700  # budget of a retrieved or memory context, in prompt tokens
     top_k: int | None = None  # retrievers: at most this many windows
@@ -45,6 +46,7 @@ class ProbeOptions:
     force: bool = False
     price_in: float | None = None
     price_out: float | None = None
+    errata: Path | None = None  # corrected golds (data/errata.py); changes scores, never an answer
 
 
 # memory: the --memory stores; usage.jsonl: what the folder spent, every invocation (llm/spending.py)
@@ -91,6 +93,8 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
         raise RealtalkError("--memory-option is passed to a --memory; give one")
     if isinstance(settings.get("context_tokens"), int) and settings["context_tokens"] < 1:
         raise RealtalkError(f"--context-tokens {settings['context_tokens']}: expected at least 1")
+    if settings.get("errata") is not None:
+        settings["errata"] = Path(settings["errata"]).absolute()
     # paths made absolute now: a --memory plug-in that changes the working directory cannot move what is read or
     # written later
     files = [p.absolute() for p in files]
@@ -111,4 +115,5 @@ def probe_identity(
 
 def probe_manifest(opts: ProbeOptions, model: str, files: list[Path], prompts: dict) -> dict:
     judge = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env).label if opts.judge_model else None
-    return manifest(opts, files, model=model, judge_model=judge, prompts=prompts)
+    name = (opts.judge_protocol or PROTOCOLS[opts.compat or DEFAULT].judge) if judge else None
+    return manifest(opts, files, model=model, judge_model=judge, judge_protocol=name, prompts=prompts)

@@ -18,6 +18,7 @@ from realtalk_cli.data.model import category_notes
 from realtalk_cli.data.text import plural
 from realtalk_cli.llm.spending import usage_lines
 from realtalk_cli.scoring.longmemeval import TYPES, longmemeval_metrics
+from realtalk_cli.tasks.probe.errata import errata_markdown, judge_cost
 from realtalk_cli.tasks.runs.results import status_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
@@ -52,9 +53,35 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _stats(rows: list[dict], judge: str | None) -> dict:
+def judge_score(row: dict, judge: tuple[str, str] | None) -> float | None:
+    """The score a judge (its `protocol/model` key and model) gave the row: under `judges`, or for rows of
+    earlier versions the top-level fields when that model wrote them."""
+    if judge is None:
+        return None
+    key, label = judge
+    judges = row.get("judges") if isinstance(row.get("judges"), dict) else {}
+    entry = judges.get(key)
+    if entry is None:  # a manifest that names the model alone: its only judge of that model
+        same = [e for k, e in judges.items() if k.endswith("/" + label)]
+        entry = same[0] if len(same) == 1 else None
+    if isinstance(entry, dict):
+        return entry.get("score")
+    return row.get("judge_score") if row.get("judge_model") == label and not judges else None
+
+
+def _judges(rows: list[dict]) -> dict:
+    """Every judge's mean and n over these rows, keyed `protocol/model` (a run can carry several judges)."""
+    keys = sorted({k for r in rows if isinstance(r.get("judges"), dict) for k in r["judges"]})
+    out = {}
+    for key in keys:
+        scores = [e.get("score") for r in rows if isinstance(e := (r.get("judges") or {}).get(key), dict)]
+        out[key] = {"mean": _mean(scores), "count": sum(v is not None for v in scores)}
+    return out
+
+
+def _stats(rows: list[dict], judge: tuple[str, str] | None) -> dict:
     # only this run's judge counts: rows still carrying another judge's score wait for re-judging
-    verdicts = [r.get("judge_score") if r.get("judge_model") == judge else None for r in rows]
+    verdicts = [judge_score(r, judge) for r in rows]
     out = {
         "count": len(rows),
         "f1": _mean([r["f1"] for r in rows]),
@@ -62,6 +89,8 @@ def _stats(rows: list[dict], judge: str | None) -> dict:
         "judge": _mean(verdicts),
         "judge_count": sum(v is not None for v in verdicts),
     }
+    if any(isinstance(r.get("judges"), dict) for r in rows):
+        out["judges"] = _judges(rows)
     for name in PROTOCOL_SCORES:  # another harness's own F1, beside realtalk's, never in its column
         if any(name in r for r in rows):
             out[name] = _mean([r.get(name) for r in rows])
@@ -75,7 +104,7 @@ def _stats(rows: list[dict], judge: str | None) -> dict:
     return out
 
 
-def _summary(rows: list[dict], judge: str | None) -> dict:
+def _summary(rows: list[dict], judge: tuple[str, str] | None) -> dict:
     by_category: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["category"]):
         by_category.setdefault(f"{r['category']} {r['category_name']}", []).append(r)
@@ -96,17 +125,23 @@ def _summary(rows: list[dict], judge: str | None) -> dict:
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "cached_tokens": sum(r.get("cached_tokens", 0) for r in rows),
-        "cost_usd": sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) for r in rows),
+        "cost_usd": sum(r["cost_usd"] + (r.get("judge_cost_usd") or 0.0) + judge_cost(r) for r in rows),
         "answer_cost_usd": sum(r["cost_usd"] for r in rows),
-        "judge_prompt_tokens": sum(r.get("judge_prompt_tokens") or 0 for r in rows),
-        "judge_completion_tokens": sum(r.get("judge_completion_tokens") or 0 for r in rows),
-        "judge_cost_usd": sum(r.get("judge_cost_usd") or 0.0 for r in rows),
+        "judge_prompt_tokens": sum(
+            (r.get("judge_prompt_tokens") or 0) + int(judge_cost(r, "judge_prompt_tokens")) for r in rows
+        ),
+        "judge_completion_tokens": sum(
+            (r.get("judge_completion_tokens") or 0) + int(judge_cost(r, "judge_completion_tokens")) for r in rows
+        ),
+        "judge_cost_usd": sum((r.get("judge_cost_usd") or 0.0) + judge_cost(r) for r in rows),
     }
 
 
 def build_report(rows: list[dict], manifest: dict) -> dict:
     ok = [r for r in rows if r.get("error") is None]
-    judge = manifest.get("judge_model")
+    label = manifest.get("judge_model")
+    name = manifest.get("judge_protocol")
+    judge = (f"{name}/{label}" if name else label, label) if label else None
     # A LongMemEval instance is a chat of one question: its row in predictions.jsonl is its whole summary.
     chats = sorted({r["chat"] for r in ok if r["dataset"] != "longmemeval"})
     report = {
@@ -117,7 +152,9 @@ def build_report(rows: list[dict], manifest: dict) -> dict:
     }
     longmemeval = [r for r in ok if r["dataset"] == "longmemeval"]
     if longmemeval:
-        report["longmemeval"] = longmemeval_metrics(longmemeval, judge)
+        report["longmemeval"] = longmemeval_metrics(
+            longmemeval, judge[0] if judge else None, lambda r: judge_score(r, judge)
+        )
     return report
 
 
@@ -223,6 +260,10 @@ def report_markdown(report: dict) -> str:
         for name, summary in [("all", report["overall"]), *report["chats"].items()]:
             for category, st in [*summary["categories"].items(), ("overall (1-4)", summary["overall"])]:
                 lines.append(f"| {name} | {category} | " + " | ".join(fmt(st.get(k)) for k in extra) + " |")
+    judges = report["overall"]["overall"].get("judges") or {}
+    if len(judges) > 1 or (judges and m.get("judge_model") is None):
+        shown = "; ".join(f"`{k}` {fmt(v['mean'])} (n={v['count']})" for k, v in judges.items())
+        lines += ["", f"Every judge of this run (overall, categories 1-4): {shown}."]
     if report.get("longmemeval"):
         lines += longmemeval_lines(report["longmemeval"])
     o = report["overall"]
@@ -254,6 +295,8 @@ def report_markdown(report: dict) -> str:
         lines.append(
             f"{plural(report['failed_questions'], 'question')} failed; running the same command again retries them."
         )
+    if report.get("errata"):
+        lines += errata_markdown(report["errata"])
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from realtalk_cli.data.errata import read_errata
 from realtalk_cli.data.formats import read_json
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import run_folder, write_jsonl
@@ -13,6 +14,8 @@ from realtalk_cli.llm.cache import open_cache
 from realtalk_cli.llm.client import LLMClient
 from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.llm.spending import Spending
+from realtalk_cli.tasks.probe import errata as fixes
+from realtalk_cli.tasks.probe.audit import is_audit
 from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
@@ -32,19 +35,27 @@ def rescore(
     use_cache: bool = True,
     progress=None,
     timeout: float = 120.0,
+    errata_file: Path | None = None,
+    judge_protocol_name: str | None = None,
 ) -> dict:
     """Score saved predictions again (F1, and the judge when given) without asking the answering model.
 
-    Every answered row is judged again by the given judge."""
+    Every answered row is judged again by the given judge. With `errata_file`, the scores against its corrected
+    golds go beside (the judge, when given, grades the changed rows against them too)."""
     pred_path = run_dir / "predictions.jsonl"
+    if is_audit(run_dir):  # its rows are graded answers, not a model's: rescoring would overwrite its report
+        raise RealtalkError(f"{run_dir}: a judge audit, not a probe run (run `realtalk probe judge-audit` again)")
     if not pred_path.exists():
         raise RealtalkError(f"{pred_path}: no such file (is {run_dir} a probe run directory?)")
     report_path = run_dir / "report.json"
     old_report = read_json(report_path) if report_path.exists() else {}
     _check_old_report(old_report, report_path)
+    errata = read_errata(errata_file) if errata_file is not None else None
     # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
     protocol = probe_protocol(_run_compat(old_report, report_path))
-    verdicts = judge_protocol(protocol.judge)
+    verdicts = judge_protocol(judge_protocol_name or protocol.judge)
+    if judge_protocol_name and not judge_model:
+        raise RealtalkError(f"--judge-protocol {judge_protocol_name} grades with a --judge-model: give one")
     judge = None
     if judge_model:
         cache = open_cache(use_cache) if verdicts.cached else None
@@ -53,14 +64,14 @@ def rescore(
     with run_folder(run_dir, None, PROBE_FILES):
         spending = Spending(run_dir).start()  # the judge's requests are the run folder's spending too
         try:
-            report = _rescore(run_dir, old_report, protocol, verdicts, judge, spending, progress)
+            report = _rescore(run_dir, old_report, protocol, verdicts, judge, spending, progress, errata)
         finally:
             spending.finish()
     return report
 
 
 def _rescore(
-    run_dir: Path, old_report: dict, protocol, verdicts, judge: LLMClient | None, spending: Spending, progress
+    run_dir: Path, old_report: dict, protocol, verdicts, judge: LLMClient | None, spending: Spending, progress, errata
 ) -> dict:
     """The rescore itself, in the locked run folder: F1 (and the protocol's own scores) again, the judge when
     given, completeness, reports."""
@@ -74,16 +85,27 @@ def _rescore(
     stopped = False
     if judge is not None:
         stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
-    write_jsonl(pred_path, rows)
     m = old_report.get("manifest", {})
+    placements, catalog = [], {}
+    if errata is not None:
+        placements, catalog = _place_errata(errata, m, rows)
+        fixes.apply_errata(rows, placements, protocol)
+        if judge is not None:
+            stopped = fixes.judge_errata(rows, judge, verdicts, lambda: False, everything=True) or stopped
+    write_jsonl(pred_path, rows)
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
+    if judge is not None:
+        m["judge_protocol"] = verdicts.name
     if judge is not None:
         m["prompts"] = {**m.get("prompts", {}), **verdicts.prompt_hashes()}
         if isinstance(m.get("protocol"), dict):
             m["protocol"]["judge"] = f"{judge.endpoint.label} (probe rescore --judge-model)"
     m["rescored_with"] = command_line()
     report = build_report(rows, m)
-    unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash))
+    unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash, verdicts.name))
+    if errata is not None:
+        unjudged += fixes.unjudged(rows, judge.endpoint.label if judge else None, judge_hash)
+        report["errata"] = fixes.errata_section(errata, placements, rows, m.get("judge_model"), judge_hash, catalog)
     report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
     _keep_unfinished(report, old_report, run_dir / "report.json")
     report["run"] = old_report.get("run", {})
@@ -119,6 +141,15 @@ def _keep_unfinished(report: dict, old: dict, path: Path) -> None:
     incomplete["stopped_for_max_cost"] = incomplete.get("stopped_for_max_cost") or stopped
     incomplete["reason"] = "; ".join(dict.fromkeys(reasons))
     report["complete"], report["incomplete"] = False, incomplete
+
+
+def _place_errata(errata, manifest: dict, rows: list[dict]) -> tuple[list, dict]:
+    """Which question each entry names: the chat files the run's manifest names (when they are still there),
+    else the run's own rows."""
+    datasets = manifest.get("datasets")
+    paths = [Path(p) for p in datasets if isinstance(p, str)] if isinstance(datasets, dict) else []
+    catalog = fixes.add_rows(fixes.catalog_from_files(paths, quiet=True), rows)
+    return fixes.place(errata, catalog, {row_key(r) for r in rows}), catalog
 
 
 def _check_old_report(report, path: Path) -> None:

@@ -104,12 +104,17 @@ def rows_judge(rows: list[dict]) -> str | None:
     return judges.pop() if len(judges) == 1 else None
 
 
-def probe_completeness(rows, items, judge_endpoint, judge_hash, stopped_for_cost) -> dict:
+def probe_completeness(
+    rows, items, judge_endpoint, judge_hash, stopped_for_cost, unscored: int = 0, judge_name: str = ""
+) -> dict:
+    """`unscored`: verdicts missing besides the judge's own (e.g. against an erratum's corrected gold)."""
     by_key = {row_key(r): r for r in rows}
     wanted = [by_key.get(item_key(it)) for it in items]
     failed = sum(1 for r in wanted if r is not None and r.get("error") is not None)
     not_run = sum(1 for r in wanted if r is None)
     unjudged = 0
     if judge_endpoint is not None:
-        unjudged = sum(1 for r in wanted if r is not None and needs_judging(r, judge_endpoint.label, judge_hash))
-    return completeness(failed, not_run, stopped_for_cost, unjudged, "questions")
+        unjudged = sum(
+            1 for r in wanted if r is not None and needs_judging(r, judge_endpoint.label, judge_hash, judge_name)
+        )
+    return completeness(failed, not_run, stopped_for_cost, unjudged + unscored, "questions")

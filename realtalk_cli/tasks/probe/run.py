@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from realtalk_cli.data.errata import Errata, read_errata
 from realtalk_cli.data.formats import chat_files, check_chats
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, mark_unfinished, run_folder, write_jsonl
@@ -27,6 +28,7 @@ from realtalk_cli.llm.scheduler import ANSWER, JUDGE, Limiter
 from realtalk_cli.llm.spending import Spending, halting, planned_total, request_counts, run_times
 from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks.memory.runner import MemoryRunner, memory_choice
+from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.items import Item
 from realtalk_cli.tasks.probe.judge import judge_row, judge_rows, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
@@ -67,6 +69,9 @@ class ProbeSetup:
     spending: Spending  # the run folder's spending record, read once the run holds the folder
     clients: list[LLMClient] = field(default_factory=list)  # this invocation's, halted at --max-cost
     notes: list[str] = field(default_factory=list)  # e.g. a chat given twice, asked once
+    errata: Errata | None = None
+    placements: list[fixes.Placement] = field(default_factory=list)
+    catalog: dict[str, fixes.ChatQuestions] = field(default_factory=dict)
 
     @property
     def predictions(self) -> Path:
@@ -110,6 +115,8 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
             rows = final_rows(rows + answers.rows, row_key)  # the file is read once per run
             if not answers.stopped_for_cost:
                 answers.stopped_for_cost = judge_earlier_rows(setup, rows, answers, progress)
+            if setup.errata is not None:
+                answers.stopped_for_cost = apply_errata(setup, rows, answers)
             write_jsonl(setup.predictions, rows)
             report = probe_report(setup, items, rows, answers)
             write_reports(opts.out, report, report_markdown(report))
@@ -134,9 +141,24 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     clients: list[LLMClient] = []
     memories = memory_runner(opts, endpoint, prices, dry_run, spending, clients)
     identity = probe_identity(opts, endpoint, files, protocol, memories)
-    judge = judge_protocol(protocol.judge)
+    judge = judge_protocol(opts.judge_protocol or protocol.judge)
+    if opts.judge_protocol and judge_endpoint is None:
+        raise RealtalkError(f"--judge-protocol {opts.judge_protocol} grades with a --judge-model: give one")
+    errata = read_errata(opts.errata) if opts.errata is not None else None
     return ProbeSetup(
-        files, opts, protocol, endpoint, judge_endpoint, judge, prices, memories, identity, spending, clients, notes
+        files,
+        opts,
+        protocol,
+        endpoint,
+        judge_endpoint,
+        judge,
+        prices,
+        memories,
+        identity,
+        spending,
+        clients,
+        notes,
+        errata,
     )
 
 
@@ -179,12 +201,16 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
         )
     if setup.judge_endpoint:
         judge = setup.judge
-        stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash)]
+        stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash, judge.name)]
         future = [
             {"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold, **qa_fields(it.qa)}
             for it in todo
         ]
         requests = [judge.messages(r) for r in stale + future]
+        if setup.errata is not None:  # verdicts against corrected golds, counted with the judge's
+            catalog = fixes.add_rows(fixes.catalog_from_files(setup.files), rows)
+            placements = fixes.place(setup.errata, catalog, {item_key(it) for it in items} | {row_key(r) for r in rows})
+            requests += fixes.planned_requests(placements, rows, judge, setup.judge_endpoint.label)
         estimate["judge"] = dry_run_plan(
             setup.judge_endpoint, prices, requests, 0, "question", judge.max_tokens, batch=batch
         )
@@ -273,7 +299,7 @@ def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, pr
     judged_now = {row_key(r) for r in answers.rows}
     earlier = [r for r in rows if row_key(r) not in judged_now]
     if setup.judge_endpoint is None or not any(
-        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash) for r in earlier
+        needs_judging(r, setup.judge_endpoint.label, setup.judge.prompt_hash, setup.judge.name) for r in earlier
     ):
         return False
     if over_budget(setup)():
@@ -284,17 +310,46 @@ def judge_earlier_rows(setup: ProbeSetup, rows: list[dict], answers: Answers, pr
     return stopped
 
 
+def apply_errata(setup: ProbeSetup, rows: list[dict], answers: Answers) -> bool:
+    """Scores against the corrected golds beside the published ones, and the judge's verdicts against them
+    (unless --max-cost already stopped the run); True when --max-cost stopped the run."""
+    setup.catalog = fixes.add_rows(fixes.catalog_from_files(setup.files), rows)
+    setup.placements = fixes.place(setup.errata, setup.catalog, {row_key(r) for r in rows})
+    fixes.apply_errata(rows, setup.placements, setup.protocol)
+    if answers.stopped_for_cost or setup.judge_endpoint is None:
+        return answers.stopped_for_cost
+    if not fixes.unjudged(rows, setup.judge_endpoint.label, setup.judge.prompt_hash):
+        return False
+    if over_budget(setup)():
+        return True
+    judge = judge_client(setup, Limiter(setup.opts.concurrency))
+    stopped = fixes.judge_errata(rows, judge, setup.judge, over_budget(setup))
+    answers.judges.append(judge.totals)
+    return stopped
+
+
 def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers: Answers) -> dict:
     """report.json's content: scores of the final rows, the manifest, completeness and the run's figures."""
     opts, endpoint, judge_endpoint = setup.opts, setup.endpoint, setup.judge_endpoint
     prompts = {**setup.protocol.prompt_hashes(), **setup.judge.prompt_hashes()}
     m = probe_manifest(opts, endpoint.label, setup.files, prompts)
     m["judge_model"] = judge_endpoint.label if judge_endpoint else rows_judge(rows)
+    m["judge_protocol"] = setup.judge.name if m["judge_model"] else None
     described = setup.protocol.describe(m["judge_model"], endpoint.label, judge_given=opts.judge_model is not None)
     if described is not None:
         m["protocol"] = described
     report = build_report(rows, m)
-    report.update(probe_completeness(rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost))
+    judge_label = judge_endpoint.label if judge_endpoint else None
+    missing = fixes.unjudged(rows, judge_label, setup.judge.prompt_hash) if setup.errata else 0
+    report.update(
+        probe_completeness(
+            rows, items, judge_endpoint, setup.judge.prompt_hash, answers.stopped_for_cost, missing, setup.judge.name
+        )
+    )
+    if setup.errata is not None:
+        report["errata"] = fixes.errata_section(
+            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash, setup.catalog
+        )
     client, judges = answers.client, answers.judges
     usage = setup.spending.summary()
     report["run"] = {

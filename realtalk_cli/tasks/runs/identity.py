@@ -18,7 +18,7 @@ from realtalk_cli.llm.providers import Endpoint
 # The API-key variable is not one of them: it says whose account a run is billed to and where the key goes.
 RUN_ONLY = {
     "out", "concurrency", "limit", "category", "max_cost", "use_cache", "force", "timeout", "memory_timeout",
-    "judge_model", "price_in", "price_out", "bertscore", "fail_under",
+    "judge_model", "judge_protocol", "price_in", "price_out", "bertscore", "fail_under", "errata",
 }  # fmt: skip
 
 
@@ -71,4 +71,3 @@ def manifest(options: Any, files: list[Path], **fields: Any) -> dict:
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         "command": command_line(),
     }
-
