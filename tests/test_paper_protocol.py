@@ -201,6 +201,7 @@ def test_official_is_an_alias_and_judge_model_overrides(tmp_path: Path):
 def test_bad_compat_and_context_are_usage_errors(tmp_path: Path):
     base = ["probe", str(_chat(tmp_path)), "--model", "offline:bm25", "--out", str(tmp_path / "r")]
     result = runner.invoke(app, [*base, "--compat", "papr"])
-    assert result.exit_code == 2 and "choose paper, paper-once, locomo, locomo-batched, mem0, official" in result.output
+    names = "choose paper, paper-once, locomo, locomo-batched, mem0, longmemeval, official"
+    assert result.exit_code == 2 and names in result.output
     result = runner.invoke(app, [*base, "--compat", "paper", "--context", "retrieval"])
     assert result.exit_code == 2 and "Traceback" not in result.output

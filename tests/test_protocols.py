@@ -95,7 +95,7 @@ def test_a_registered_toy_protocol_runs_a_probe_with_its_prompts_parameters_and_
 
 def test_an_unregistered_protocol_is_a_usage_error_naming_the_registered_ones(tmp_path: Path, toy_registered):
     result = runner.invoke(app, model_run_args("probe", "http://127.0.0.1:9", tmp_path / "r", "--compat", "toys"))
-    names = "choose paper, paper-once, locomo, locomo-batched, mem0, toy, official"
+    names = "choose paper, paper-once, locomo, locomo-batched, mem0, longmemeval, toy, official"
     assert result.exit_code == 2 and names in result.output
     result = runner.invoke(
         app, model_run_args("probe", "http://127.0.0.1:9", tmp_path / "r", "--compat", "toy", "--context", "bm25")

@@ -1,8 +1,9 @@
-"""Descriptive statistics of chats (REALTALK and LoCoMo alike).
+"""Descriptive statistics of chats (REALTALK, LoCoMo and LongMemEval alike).
 
 Figures are computed from exact values and rounded once, where they are stored. A total row says how it
 aggregates (`aggregation`): counts are sums, `days_spanned` is the mean per chat, per-session figures and
-gaps pool every session of its chats.
+gaps pool every session of its chats. A LongMemEval file is one row, its instances' haystacks pooled the same
+way (so `tokens` is about what one full-context run sends), read one instance at a time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
+from realtalk_cli.data.formats import iter_chats
 from realtalk_cli.data.model import DATASET_NAMES, Chat
 from realtalk_cli.llm.tokens import count_tokens
 
@@ -106,6 +109,19 @@ def chat_stats(chat: Chat) -> ChatStats:
             s.gaps_hours.append((starts[i] - ends[i - 1]).total_seconds() / 3600)
     _fill_summaries(s)
     return s
+
+
+def file_stats(path: Path) -> ChatStats:
+    """One row per file: its chat's, or a LongMemEval file's instances pooled under the file's name."""
+    stats, speakers = [], set()
+    for chat, reload in iter_chats(path):
+        stats.append((chat_stats(chat), reload))
+        speakers.update(chat.speakers)
+    if len(stats) == 1 and stats[0][1] is None:
+        return stats[0][0]
+    pooled = total_stats([s for s, _ in stats], path.stem)
+    pooled.speakers = len(speakers)  # the same two (user, assistant) in every instance, not their sum
+    return pooled
 
 
 def _fill_summaries(s: ChatStats) -> None:

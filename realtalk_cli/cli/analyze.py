@@ -39,21 +39,25 @@ app = typer.Typer(
 @app.command("stats")
 @handles_errors
 def analyze_stats(
-    files: Annotated[list[Path], typer.Argument(help="Chat files or directories (REALTALK or LoCoMo).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Chat files or directories (REALTALK, LoCoMo, or LongMemEval files).")
+    ],
     as_json: AsJson = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
 ) -> None:
     """Per chat and in total: sessions, messages, turns, words, tokens, pictures, events, QA, days, gaps.
+
+    A LongMemEval file is one row, its instances' haystacks pooled (tokens: about what a full-context run sends).
 
     Example: `realtalk analyze stats ../shared/realtalk --csv > realtalk.csv`
     """
     import csv
     import io
 
-    from realtalk_cli.analysis.stats import chat_stats, stats_rows
-    from realtalk_cli.data.formats import chat_paths, load_chat
+    from realtalk_cli.analysis.stats import file_stats, stats_rows
+    from realtalk_cli.data.formats import chat_paths
 
-    rows = stats_rows([chat_stats(load_chat(p)) for p in chat_paths(files)])
+    rows = stats_rows([file_stats(p) for p in chat_paths(files)])
     columns = list(dict.fromkeys(k for r in rows for k in r))
     if as_json:
         print_json(rows)

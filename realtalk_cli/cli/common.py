@@ -57,8 +57,9 @@ JudgeProtocolName = Annotated[
     str | None,
     typer.Option(
         "--judge-protocol",
-        help="The judge alone, another harness's: realtalk, paper, mem0 (mem0's J), longmemeval where registered "
-        "(default: the --compat protocol's own). Each judge's verdicts are kept on the rows under judges, keyed "
+        help="The judge alone, another harness's: realtalk, paper, mem0 (mem0's J), longmemeval (LongMemEval's "
+        "per-type yes/no prompts, for LongMemEval questions only); without it, the --compat protocol's own. Each "
+        "judge's verdicts are kept on the rows under judges, keyed "
         "protocol/model: a run can carry several. Example: --judge-protocol mem0 --judge-model gpt-4o-mini",
     ),
 ]

@@ -201,11 +201,17 @@ def _print_convert_reports(reports: list, with_captions: bool) -> None:
 @app.command()
 @handles_errors
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="REALTALK or LoCoMo JSON files, or directories of them.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="REALTALK, LoCoMo or LongMemEval JSON files, or directories of them.")
+    ],
     as_json: AsJson = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary line per file.")] = False,
 ) -> None:
     """Check REALTALK and LoCoMo files: schema, session numbering, dates, speakers, dia_ids, evidence, categories.
+
+    LongMemEval files are read one instance at a time: a missing or mistyped field, or a truncated file, makes the
+    file unreadable (one line naming the instance and field, exit 2); sessions out of date order, a question date
+    before the last session and integer answers (quirks of the real files) are warnings.
 
     Exit code 0 when clean (warnings allowed), 1 when a file has errors, 2 when a file cannot be read.
 

@@ -132,6 +132,11 @@ def probe(
             "reply keyed by question number). mem0: "
             "mem0's full-context baseline (its system message and prompt, temperature 0; category 5 not asked, "
             "as mem0 never scores it; mem0's J judge with --judge-model; f1_mem0 is its token-set F1). "
+            "longmemeval: LongMemEval's long-context setting (run_generation.py: whole history as JSON, chain of "
+            "thought, temperature 0, max_tokens 800) and its yes/no judge with --judge-model (its published "
+            "numbers: gpt-4o-2024-08-06); LongMemEval files only (others: exit 2), no --context/--memory, no "
+            "--batch; the history is cut to 126,200 o200k tokens only for the gpt-4o names LongMemEval lists, other "
+            "models get it whole (recorded in the manifest). "
             "Example: --compat locomo --model gpt-4o-mini",
         ),
     ] = None,
@@ -175,6 +180,11 @@ def probe(
     Example: `realtalk probe ../shared/locomo --model gpt-4o-mini --context hybrid --context-tokens 2700 --out runs/h`
 
     Example: `realtalk probe CHATS --model M --memory my_memory.py:MyMemory --memory-option k=5 --out runs/mine`
+
+    LongMemEval files (longmemeval_s.json, _m, _oracle, _cleaned): each instance is its own haystack and question,
+    read one at a time; the report adds LongMemEval's per-type, task-averaged, overall and abstention figures.
+    Example: `realtalk probe longmemeval_s.json --compat longmemeval --model gpt-4o --judge-model gpt-4o-2024-08-06
+    --out runs/lme --dry-run`
     """
     from realtalk_cli.tasks.memory.loader import parse_options
     from realtalk_cli.tasks.probe.options import probe_settings
@@ -456,7 +466,13 @@ def _finish_probe(report: dict, run_dir: Path, as_json: bool, fail_under: float 
 
 
 def _print_probe_report(report: dict, run_dir: Path) -> None:
-    from realtalk_cli.tasks.probe.report import OVERALL_LABELS, category_label, judge_cell, memory_lines, recall_lines
+    from realtalk_cli.tasks.probe.report import (
+        category_label,
+        judge_cell,
+        memory_lines,
+        overall_labels,
+        recall_lines,
+    )
 
     recall = "recall" in report["overall"]["overall"]
     from rich.table import Table
@@ -481,10 +497,15 @@ def _print_probe_report(report: dict, run_dir: Path) -> None:
     summary = report["overall"]
     for cat, s in summary["categories"].items():
         table.add_row(category_label(cat, s), *cells(s))
-    for key, label in OVERALL_LABELS.items():
+    for key, label in overall_labels(summary).items():
         if key in summary:
             table.add_row(label, *cells(summary[key]), style="bold")
     out.print(table)
+    if report.get("longmemeval"):
+        from realtalk_cli.tasks.probe.report import longmemeval_lines
+
+        for line in longmemeval_lines(report["longmemeval"]):
+            out.print(line, soft_wrap=True, markup=False)
     if summary.get("evidence_dangling"):
         out.print(f"{summary['evidence_dangling']} evidence ids point to no message (left out of recall)")
     if report.get("memory"):

@@ -1,6 +1,8 @@
-"""Readers for the REALTALK and LoCoMo JSON layouts, and the REALTALK writer.
+"""Readers for the REALTALK, LoCoMo and LongMemEval JSON layouts, and the REALTALK writer.
 
-`load_chat` detects the layout. Shape errors raise `RealtalkError` naming the file and the key.
+`load_chat` detects the layout of a one-chat file; `iter_chats` reads any file, also a LongMemEval list of
+instances (one chat each, read one at a time by `longmemeval.py`). Shape errors raise `RealtalkError` naming
+the file and the key.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from realtalk_cli.data.longmemeval import instance_chat as longmemeval_chat
+from realtalk_cli.data.longmemeval import is_longmemeval_file, iter_instances
 from realtalk_cli.data.model import Chat, Dataset, Event, Message, QAItem, Session
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
@@ -95,10 +101,33 @@ def detect_layout(obj: Any) -> Dataset | None:
     return None
 
 
+def file_layout(path: Path) -> Dataset | None:
+    """A file's layout from its first bytes alone when it is LongMemEval's (a JSON list), else None: only then
+    may it be read whole."""
+    return "longmemeval" if is_longmemeval_file(path) else None
+
+
 def load_chat(path: Path | str) -> Chat:
     path = Path(path)
+    if path.is_file() and file_layout(path) == "longmemeval":
+        raise RealtalkError(
+            f"{path}: a LongMemEval file (one haystack per question): this reads REALTALK and LoCoMo chats only "
+            "(validate, analyze stats, probe with realtalk's protocol or --compat longmemeval, probe show and "
+            "report read LongMemEval files)"
+        )
     obj = read_json(path)
     return chat_from_obj(obj, path)
+
+
+def iter_chats(path: Path) -> Iterator[tuple[Chat, Callable[[], Chat] | None]]:
+    """Every chat a file holds, with a way to read it again: a REALTALK or LoCoMo file is one chat (None: keep it);
+    a LongMemEval file one chat per instance, read one at a time, each of which can be read again from the file
+    (so that a long run need not keep every haystack)."""
+    if path.is_file() and file_layout(path) == "longmemeval":
+        for ref, obj in iter_instances(path):
+            yield longmemeval_chat(obj, ref), ref.chat
+        return
+    yield load_chat(path), None
 
 
 def chat_from_obj(obj: Any, path: Path) -> Chat:
@@ -109,7 +138,15 @@ def chat_from_obj(obj: Any, path: Path) -> Chat:
         return _read_locomo(obj, path)
     raise RealtalkError(
         f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation')"
+        + (" nor a LongMemEval list of instances" if isinstance(obj, list) else "")
     )
+
+
+def check_chats(paths: list[Path]) -> None:
+    """Read every chat of the files once (one at a time) so that a bad one is found before slow work starts."""
+    for path in chat_paths(paths):
+        for _ in iter_chats(path):
+            pass
 
 
 # The JSON files realtalk writes into run and report folders: never chats, even in a folder of chats.
@@ -151,6 +188,14 @@ class ChatFile:
         chat.name = self.id
         return chat
 
+    def chats(self) -> Iterator[tuple[Chat, Callable[[], Chat] | None]]:
+        """`load` for any file: a LongMemEval file gives one chat per instance (named by its question_id), read one
+        at a time, each with a way to read it again; a one-chat file gives its chat and None (keep it)."""
+        if self.path.is_file() and file_layout(self.path) == "longmemeval":
+            yield from iter_chats(self.path)
+        else:
+            yield self.load(), None
+
 
 def chat_files(paths: list[Path]) -> tuple[list[ChatFile], list[str]]:
     """The chats of a run (directories expanded), each file read once here, and notes for the reader: a file
@@ -164,7 +209,7 @@ def chat_files(paths: list[Path]) -> tuple[list[ChatFile], list[str]]:
             raise RealtalkError(f"{p}: not a regular file; save the chat to a file (a run reads its chats again)")
         if not p.exists():
             raise RealtalkError(f"{p}: no such file")
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        digest = file_sha256(p)
         if digest in seen:
             if Path(os.path.abspath(p)) != Path(os.path.abspath(seen[digest])):
                 notes.append(f"{p} holds the same chat as {seen[digest]}: asked once, as {seen[digest]}")
@@ -172,6 +217,18 @@ def chat_files(paths: list[Path]) -> tuple[list[ChatFile], list[str]]:
         seen[digest] = p
         found.append((p, digest))
     return [ChatFile(p, i, d) for (p, d), i in zip(found, chat_ids(found), strict=True)], notes
+
+
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in blocks (a LongMemEval-M file is ~2.7 GB); remembered while the file is unchanged."""
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def chat_ids(files: list[tuple[Path, str]]) -> list[str]:

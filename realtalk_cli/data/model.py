@@ -13,11 +13,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-Dataset = Literal["realtalk", "locomo"]
+Dataset = Literal["realtalk", "locomo", "longmemeval"]
 
 CATEGORY_NAMES: dict[str, dict[int, str]] = {
     "realtalk": {1: "multi-hop", 2: "temporal", 3: "commonsense"},
     "locomo": {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"},
+    # LongMemEval names question types, not numbers: numbered here in the order its metrics script prints them
+    # (src/evaluation/print_qa_metrics.py), so that reports list them in that order.
+    "longmemeval": {
+        1: "single-session-user",
+        2: "single-session-preference",
+        3: "single-session-assistant",
+        4: "multi-session",
+        5: "temporal-reasoning",
+        6: "knowledge-update",
+    },
 }
 
 CATEGORY_MAP_NOTE = (
@@ -26,8 +36,21 @@ CATEGORY_MAP_NOTE = (
     "4 open-domain."
 )
 
+LONGMEMEVAL_MAP_NOTE = (
+    "LongMemEval question types numbered in the order its metrics script prints them: 1 single-session-user, "
+    "2 single-session-preference, 3 single-session-assistant, 4 multi-session, 5 temporal-reasoning, "
+    "6 knowledge-update."
+)
+
+
+def category_notes(datasets: set[str]) -> list[str]:
+    """The category maps a report over these datasets prints: LoCoMo's numbering, LongMemEval's types."""
+    notes = [CATEGORY_MAP_NOTE] if datasets - {"longmemeval"} else []
+    return notes + ([LONGMEMEVAL_MAP_NOTE] if "longmemeval" in datasets else [])
+
+
 # As the papers write them, for tables and plots.
-DATASET_NAMES: dict[str, str] = {"realtalk": "REALTALK", "locomo": "LoCoMo"}
+DATASET_NAMES: dict[str, str] = {"realtalk": "REALTALK", "locomo": "LoCoMo", "longmemeval": "LongMemEval"}
 
 _DATE_FORMATS = (
     "%d.%m.%Y, %H:%M:%S",  # REALTALK: 29.12.2023, 22:42:04
@@ -35,6 +58,7 @@ _DATE_FORMATS = (
     "%I:%M %p on %d %B, %Y",  # LoCoMo: 1:56 pm on 8 May, 2023
     "%Y-%m-%d %H:%M:%S",
     "%d.%m.%Y",
+    "%Y/%m/%d (%a) %H:%M",  # LongMemEval: 2023/05/20 (Sat) 02:21
 )
 
 _DIA_ID = re.compile(r"^D(\d+):(\d+)$")
@@ -116,6 +140,16 @@ class QAItem:
     category: int
     dataset: Dataset = "realtalk"
     adversarial_answer: str | None = None
+    # LongMemEval: the instance's id (its chat's name too), the date the question is asked, and the haystack
+    # positions (session numbers) of its `answer_session_ids`.
+    question_id: str | None = None
+    question_date: str | None = None
+    answer_sessions: list[int] = field(default_factory=list)
+
+    @property
+    def abstention(self) -> bool:
+        """A LongMemEval abstention question (unanswerable): its id contains `_abs`, as LongMemEval's code tests."""
+        return self.question_id is not None and "_abs" in self.question_id
 
     @property
     def category_name(self) -> str:

@@ -1,7 +1,9 @@
-"""Schema and consistency checks for REALTALK and LoCoMo files.
+"""Schema and consistency checks for REALTALK, LoCoMo and LongMemEval files.
 
 A file that cannot be parsed at all raises RealtalkError (exit 2 at the CLI); everything else
-becomes a finding with a level and a location, so one run reports every problem at once.
+becomes a finding with a level and a location, so one run reports every problem at once. A LongMemEval
+file is read one instance at a time; an instance that cannot be mapped (a missing or mistyped field) makes
+the file unreadable, as it does for every command that reads it; its quirks are warnings.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from realtalk_cli.data.evidence import resolve_evidence
-from realtalk_cli.data.formats import chat_from_obj, detect_layout, read_json
+from realtalk_cli.data.formats import chat_from_obj, detect_layout, file_layout, read_json
+from realtalk_cli.data.longmemeval import instance_chat, iter_instances, quirks
 from realtalk_cli.data.model import CATEGORY_NAMES, Chat, dia_id_session
 from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
@@ -56,11 +59,14 @@ class ValidationReport:
 
 
 def validate_file(path: Path) -> ValidationReport:
+    if path.is_file() and file_layout(path) == "longmemeval":
+        return _validate_longmemeval(path)
     obj = read_json(path)  # unreadable -> RealtalkError
     layout = detect_layout(obj)
     if layout is None:
         raise RealtalkError(
-            f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation')"
+            f"{path}: not a REALTALK or LoCoMo chat (expected keys 'name' and 'session_1', or 'conversation') nor a"
+            " LongMemEval list of instances"
         )
     report = ValidationReport(str(path), layout)
     try:
@@ -158,3 +164,22 @@ def _check_qa(chat: Chat, report: ValidationReport) -> None:
         dangling = resolve_evidence(chat, q.evidence, known_ids).dangling
         if dangling:
             report.add("warning", where, f"evidence {', '.join(dangling)} points to no message")
+
+
+def _validate_longmemeval(path: Path) -> ValidationReport:
+    """Every instance checked as it streams past; question ids must be unique within the file."""
+    report = ValidationReport(str(path), "longmemeval")
+    seen: dict[str, int] = {}
+    count = 0
+    for ref, obj in iter_instances(path):
+        chat = instance_chat(obj, ref)  # a missing or mistyped field: RealtalkError, the file is unreadable
+        where = f"instance {ref.index} ({ref.question_id})"
+        if ref.question_id in seen:
+            report.add("error", where, f"question_id also at instance {seen[ref.question_id]}")
+        seen.setdefault(ref.question_id, ref.index)
+        for level, key, message in quirks(obj, chat):
+            report.add(level, f"{where}.{key}", message)
+        count += 1
+    if not count:
+        report.add("warning", "instances", "the list is empty")
+    return report

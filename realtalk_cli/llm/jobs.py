@@ -17,7 +17,7 @@ from realtalk_cli.llm.tokens import count_message_tokens
 def dry_run_plan(
     endpoint: Endpoint,
     prices: Prices,
-    requests: list[list[dict]],
+    requests: Iterable[list[dict]],
     already_done: int,
     unit: str,
     max_tokens: int,
@@ -26,21 +26,24 @@ def dry_run_plan(
 ) -> dict:
     """What a run would send, counted offline; the cost assumes every reply uses all of `max_tokens`.
 
-    `cached_tokens` estimates, per request, the prompt tokens the provider's prompt cache would serve.
+    `cached_tokens` estimates, per request, the prompt tokens the provider's prompt cache would serve. `requests`
+    may be a generator: each request is counted and let go (a LongMemEval run's prompts total hundreds of MB).
     """
-    counts = [count_message_tokens(messages, endpoint.model) for messages in requests]
-    tokens = sum(n for n, _ in counts)
+    tokens, count, exact = 0, 0, True
+    for messages in requests:
+        n, ok = count_message_tokens(messages, endpoint.model)
+        tokens, count, exact = tokens + n, count + 1, exact and ok
     cached = sum(cached_tokens or [])
-    cost = prices.cost(endpoint.model, tokens, max_tokens * len(requests), cached, batch=batch)
+    cost = prices.cost(endpoint.model, tokens, max_tokens * count, cached, batch=batch)
     return {
-        "requests": len(requests),
+        "requests": count,
         "already_done": already_done,
         "prompt_tokens": tokens,
         "cached_tokens_estimate": cached,
-        "tokens_exact": all(exact for _, exact in counts),
-        f"prompt_tokens_per_{unit}": round(tokens / len(requests), 1) if requests else 0,
+        "tokens_exact": exact,
+        f"prompt_tokens_per_{unit}": round(tokens / count, 1) if count else 0,
         "estimated_cost_usd": cost,  # exact: rounded once, where it is shown
-        "estimated_cost_uncached_usd": prices.cost(endpoint.model, tokens, max_tokens * len(requests), batch=batch),
+        "estimated_cost_uncached_usd": prices.cost(endpoint.model, tokens, max_tokens * count, batch=batch),
         "batch": batch,
         "priced": prices.known(endpoint.model),
         "model": endpoint.label,

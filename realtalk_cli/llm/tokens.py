@@ -28,6 +28,11 @@ def _encoding(name: str):
 ESTIMATE_ENCODING = "o200k_base"  # counts for models whose tokenizer is unknown
 
 
+def encoding(name: str):
+    """The tiktoken encoding `o200k_base` or `cl100k_base`, built offline (for protocols that cut text by tokens)."""
+    return _encoding(name)
+
+
 def encoding_name(model: str) -> str | None:
     from tiktoken.model import encoding_name_for_model
 

@@ -6,16 +6,16 @@ prompt) come from the chat files the runs name in their manifest, or from files 
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import orjson
 
 from realtalk_cli.data.evidence import parse_evidence
-from realtalk_cli.data.formats import chat_ids, chat_paths, load_chat
+from realtalk_cli.data.formats import chat_ids, chat_paths, file_layout, file_sha256, iter_chats
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.chart import bar_chart_svg
@@ -34,16 +34,18 @@ def evidence_ids(row: dict) -> list[str]:
 
 
 def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], list[str]]:
-    """Chats by name: the files given first, then those in the runs' manifests; plus warnings for the reader."""
+    """Chats by name: the files given first, then those in the runs' manifests; plus warnings for the reader.
+
+    A LongMemEval file holds one chat per question: it is read one instance at a time, and of each chat needed
+    only the messages the runs' rows name (evidence, retrieved) are kept."""
     chats: dict[str, Chat] = {}
     warnings: list[str] = []
-    given: dict[str, tuple[Path, str]] = {}  # chat name -> the --chats file and its sha256
+    wanted = _wanted_ids(runs)
+    given: dict[str, tuple[Path, str]] = {}  # chat id (a file's stem) -> the --chats file and its sha256
     for path in chat_paths(extra):
-        chat = load_chat(path)
-        if chat.name not in chats:
-            chats[chat.name] = chat
-            given[chat.name] = (path, hashlib.sha256(path.read_bytes()).hexdigest())
-    needed = {r["chat"] for run in runs for r in run.rows}
+        given.setdefault(path.stem, (path, file_sha256(path)))
+        for chat in _chats_in(path, None, wanted):
+            chats.setdefault(chat.name, chat)
     for run in runs:
         datasets = run.manifest.get("datasets")
         named = [(Path(n), d) for n, d in datasets.items() if isinstance(d, str)] if isinstance(datasets, dict) else []
@@ -54,26 +56,53 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
                     f"{given[chat_id][0]}: not the file run {run.id} was made with ({name}, sha256 differs); "
                     "evidence shown from it"
                 )
-            if chat_id in chats or chat_id not in needed:
-                continue
             if not path.is_file():
                 continue
-            raw = path.read_bytes()
+            many = file_layout(path) == "longmemeval"  # its chats are named by question_id, not by the file
+            missing = set(wanted) - set(chats)
+            if not missing or (not many and (chat_id in chats or chat_id not in wanted)):
+                continue
             try:
-                chat = load_chat(path)
+                found = list(_chats_in(path, missing if many else None, wanted))
             except RealtalkError as e:
                 warnings.append(str(e))
                 continue
-            if hashlib.sha256(raw).hexdigest() != digest:
+            if file_sha256(path) != digest:
                 warnings.append(f"{path}: changed since run {run.id} was made; evidence shown from the current file")
-            chat.name = chat_id
-            chats[chat_id] = chat
-    missing = sorted(needed - set(chats))
-    if missing:
-        warnings.append(
-            f"chat files not found for {', '.join(missing)}: evidence text is not shown (pass them with --chats)"
-        )
+            for chat in found:
+                if not many:
+                    chat.name = chat_id
+                chats.setdefault(chat.name, chat)
+    missing_names = sorted(set(wanted) - set(chats))
+    if missing_names:
+        more = len(missing_names) - 10
+        shown = ", ".join(missing_names[:10]) + (f" and {more} more" if more > 0 else "")
+        warnings.append(f"chat files not found for {shown}: evidence text is not shown (pass them with --chats)")
     return chats, warnings
+
+
+def _wanted_ids(runs: list[Run]) -> dict[str, set[str]]:
+    """Chat name -> the message ids the runs' rows name (evidence and what retrieval showed)."""
+    wanted: dict[str, set[str]] = {}
+    for run in runs:
+        for r in run.rows:
+            ids = wanted.setdefault(r["chat"], set())
+            ids.update(evidence_ids(r))
+            if isinstance(r.get("retrieved"), list):
+                ids.update(str(i) for i in r["retrieved"])
+    return wanted
+
+
+def _chats_in(path: Path, names: set[str] | None, wanted: dict[str, set[str]]):
+    """The chats of one file (only `names`, when given); a LongMemEval file's pruned to the messages wanted."""
+    for chat, reload in iter_chats(path):
+        if names is not None and chat.name not in names:
+            continue
+        if reload is not None:  # one of many haystacks: keep what the rows name, not the haystack
+            keep = wanted.get(chat.name, set())
+            sessions = [replace(s, messages=[m for m in s.messages if m.dia_id in keep]) for s in chat.sessions]
+            chat = replace(chat, sessions=sessions)
+        yield chat
 
 
 def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:

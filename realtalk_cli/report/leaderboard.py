@@ -16,10 +16,15 @@ from itertools import combinations
 
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.runs import PROBE_METRICS, SIMULATE_METRICS, Run
-from realtalk_cli.report.stats import bootstrap_ci, paired_difference
+from realtalk_cli.report.stats import bootstrap_ci, paired_difference, stratified_ci
 
 OVERALL = "overall"
 OVERALL_1_3 = "overall (1-3)"  # the paper's tables pool categories 1-3; shown when a run has others (LoCoMo)
+# LongMemEval's figures beside its per-type ones (print_qa_metrics.py): the unweighted mean of the type means, and
+# the abstention questions (`_abs`), which also count in their own type.
+TASK_AVERAGED = "task-averaged"
+ABSTENTION = "abstention"
+TAIL = (TASK_AVERAGED, OVERALL_1_3, OVERALL, ABSTENTION)  # after the categories, in this order
 
 
 def category_of(row: dict) -> str:
@@ -53,13 +58,34 @@ def _groups(run: Run, rows: list[dict], split_1_3: bool | None = None) -> dict[s
     if split_1_3 is None:
         split_1_3 = _has_other_categories(pooled)
     if split_1_3:
-        groups[OVERALL_1_3] = [r for r in pooled if r.get("category") in (1, 2, 3)]
+        groups[OVERALL_1_3] = [r for r in pooled if r.get("category") in (1, 2, 3) and not _longmemeval(r)]
     groups[OVERALL] = pooled
+    if any(r.get("abstention") is True for r in rows if _longmemeval(r)):
+        groups[ABSTENTION] = [r for r in rows if _longmemeval(r) and r.get("abstention") is True]
     return groups
 
 
+def _longmemeval(row: dict) -> bool:
+    return row.get("dataset") == "longmemeval"
+
+
 def _has_other_categories(rows: list[dict]) -> bool:
-    return any(r.get("category") not in (1, 2, 3) for r in rows if in_overall(r))
+    # LongMemEval numbers question types, not categories: its rows ask for no 'overall (1-3)'
+    return any(r.get("category") not in (1, 2, 3) for r in rows if in_overall(r) and not _longmemeval(r))
+
+
+def task_averaged(rows: list[dict], metric: str, resamples: int, seed: int) -> dict | None:
+    """LongMemEval's task-averaged score of a run's LongMemEval rows (None when it has none): the mean of the
+    question types' means, over the types present."""
+    types: dict[str, list[float | None]] = {}
+    for r in rows:
+        if _longmemeval(r):
+            types.setdefault(category_of(r), []).append(_score(r, metric))
+    return stratified_ci(list(types.values()), resamples, seed) if types else None
+
+
+def types_present(rows: list[dict]) -> list[str]:
+    return sorted({str(r.get("category_name")) for r in rows if _longmemeval(r)})
 
 
 def _category_number(row: dict) -> float:
@@ -92,6 +118,11 @@ def build_leaderboard(
             m: {c: bootstrap_ci([_score(r, m) for r in rows], resamples, seed) for c, rows in groups.items()}
             for m in metrics
         }
+        for m in metrics:
+            averaged = task_averaged(chosen[id(run)], m, resamples, seed)
+            if averaged is not None:
+                scores[m][TASK_AVERAGED] = averaged
+                categories += [TASK_AVERAGED] if TASK_AVERAGED not in categories else []
         entries.append(
             {
                 "id": run.id,
@@ -109,7 +140,7 @@ def build_leaderboard(
                 "scores": scores,
             }
         )
-    overall = [c for c in (OVERALL_1_3, OVERALL) if c in categories]
+    overall = [c for c in TAIL if c in categories]
     categories = [c for c in categories if c not in overall] + overall
     groups = group_runs(runs, entries, chosen if common_only else None)
     ranking = ranking_metric(metrics)
@@ -167,6 +198,9 @@ def group_runs(runs: list[Run], entries: list[dict], chosen: dict | None) -> lis
         key = (shared["dataset"], shared["items"]["hash"], shared["judge"])
         if key not in groups:
             groups[key] = {"id": f"G{len(groups) + 1}", **shared, "runs": []}
+            present = types_present(rows)
+            if present and len(present) < 6:  # LongMemEval's script averages over its six types
+                groups[key]["note"] = f"task-averaged over the {len(present)} types present: {', '.join(present)}"
         groups[key]["runs"].append(run.id)
         entry["group"] = groups[key]["id"]
     found = list(groups.values())

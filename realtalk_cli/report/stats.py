@@ -1,6 +1,6 @@
 """The leaderboard's intervals and paired tests: defined in scoring/stats.py (pure functions, also used by the
 judge audit of the tasks layer), named here for the report modules."""
 
-from realtalk_cli.scoring.stats import bootstrap_ci, paired_difference
+from realtalk_cli.scoring.stats import bootstrap_ci, paired_difference, stratified_ci
 
-__all__ = ["bootstrap_ci", "paired_difference"]
+__all__ = ["bootstrap_ci", "paired_difference", "stratified_ci"]

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 
-from realtalk_cli.data.model import CATEGORY_MAP_NOTE
+from realtalk_cli.data.model import category_notes
 from realtalk_cli.report.audits import audit_text
 
 
@@ -64,7 +64,7 @@ def markdown(board: dict) -> str:
         "",
         f"Means with {int(s['level'] * 100)}% percentile-bootstrap intervals over items "
         f"({s['resamples']} resamples, seed {s['seed']}). {questions_note(board)}",
-        *(["", CATEGORY_MAP_NOTE] if board["kind"] == "probe" else []),
+        *(["", *category_notes(board_datasets(board))] if board["kind"] == "probe" else []),
         "",
         "| run | model | context | memory | judge | answered | failed | tokens (prompt+completion) | cost | wall "
         "time | group |",
@@ -136,6 +136,11 @@ def markdown(board: dict) -> str:
     if board.get("errata"):
         lines += errata_markdown(board)
     return "\n".join(lines) + "\n"
+
+
+def board_datasets(board: dict) -> set[str]:
+    """The datasets of a board's runs, as their groups name them."""
+    return {d.strip() for g in board.get("groups", []) for d in str(g.get("dataset", "")).split(",")}
 
 
 def reference_metrics(board: dict) -> dict[str, str]:
@@ -222,7 +227,7 @@ def group_lines(board: dict) -> list[str]:
             f"group {g['id']}: dataset {g['dataset']}, {g['items']['count']} items ({g['items']['hash']}), "
             f"judge {g['judge'] or 'none'}; ranked by overall {by}: {ranked}"
         )
-        lines.append(line + (f" ({g['why']})" if g.get("why") else ""))
+        lines.append(line + (f" ({g['why']})" if g.get("why") else "") + (f"; {g['note']}" if g.get("note") else ""))
         if g.get("judge_audit"):
             lines.append(f"group {g['id']}: judge {audit_text(g['judge_audit'])}")
     unused = [a for a in board.get("judge_audits", []) if not a["used"]]

@@ -4,7 +4,8 @@ Normalisation: commas removed, lower-case, punctuation removed, the words a/an/t
 whitespace collapsed; tokens Porter-stemmed (NLTK's stemmer, ported in porter.py: same stems, no
 NLTK import). Category 1 (multi-hop) answers are split on
 commas and matched part by part; category 3 golds lose the rationale after ';'. LoCoMo category 5
-(adversarial) scores 1 when the prediction says the information is not available.
+(adversarial) scores 1 when the prediction says the information is not available. LongMemEval
+questions (numbered by type, not by LoCoMo's categories) take the plain token F1.
 `date_normalised_f1` is the same score after dates are written one way (see `dates.py`); not the paper's.
 """
 
@@ -58,6 +59,8 @@ def adversarial_score(prediction: str) -> float:
 
 def answer_f1(prediction: str, gold: str, category: int, dataset: str) -> float:
     """The paper's per-category answer score."""
+    if dataset == "longmemeval":  # its type numbers are not LoCoMo's categories: no per-category rule applies
+        return token_f1(prediction, gold)
     if dataset == "locomo" and category == 5:
         return adversarial_score(prediction)
     if category == 3:

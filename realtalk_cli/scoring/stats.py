@@ -35,6 +35,23 @@ def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0, leve
     return {"mean": mean, "low": float(low), "high": float(high), "n": len(data)}
 
 
+def stratified_ci(groups: list[list[float]], resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """The unweighted mean of the groups' means (LongMemEval's task-averaged score), with a percentile-bootstrap
+    interval that resamples within each group; groups without a value are left out, `n` counts the values."""
+    data = [d for d in (np.asarray([v for v in g if v is not None], dtype=float) for g in groups) if len(d)]
+    if not data:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    mean = float(np.mean([d.mean() for d in data]))
+    n = sum(len(d) for d in data)
+    if resamples <= 0 or all(len(d) == 1 for d in data):
+        return {"mean": mean, "low": None, "high": None, "n": n}
+    rng = np.random.default_rng(seed)
+    means = np.mean([_resampled_means(d, resamples, rng) for d in data], axis=0)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"mean": mean, "low": float(low), "high": float(high), "n": n}
+
+
 def paired_difference(a: list[float], b: list[float], resamples: int = 1000, seed: int = 0) -> dict:
     """Mean of a - b over paired items, its bootstrap interval, and a two-sided sign-flip permutation p-value.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from realtalk_cli.data.formats import chat_files
 from realtalk_cli.data.model import Chat, QAItem, matches_category
+from realtalk_cli.errors import RealtalkError
 from realtalk_cli.tasks.prompts import fill
 
 NOT_MENTIONED = "Not mentioned in the conversation"
@@ -34,19 +35,29 @@ class Item:
     role: str = "user"  # the prompt's role (LoCoMo sends gpt-3.5 models the prompt as a system message)
     recall_claimed: float | None = None  # evidence recall of the ids the memory gave (shown or claimed)
     claims: bool = False  # whether the memory gave any message id for this question
+    # The context built only when the request is: a LongMemEval haystack is read again from its file then, so
+    # that a run does not hold every instance's haystack (`values["context"]` is not used when this is set).
+    context_of: Callable[[], str] | None = None
 
     @classmethod
     def with_prompt(cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: str) -> Item:
         """An item whose prompt is given whole (the paper's protocol builds its own)."""
         return cls(chat, chat_file, qa_index, qa, "{prompt}", {"prompt": prompt})
 
+    @classmethod
+    def with_lazy_prompt(
+        cls, chat: Chat, chat_file: Path, qa_index: int, qa: QAItem, prompt: Callable[[], str]
+    ) -> Item:
+        """An item whose whole prompt is built when the request is (LongMemEval's protocol)."""
+        return cls(chat, chat_file, qa_index, qa, "{context}", {}, context_of=prompt)
+
     @property
     def messages(self) -> list[dict]:
         """The request, built when asked for: a run holds one context per chat, not one per question."""
-        context = self.values.get("context", "")
+        context = self.context_of() if self.context_of is not None else self.values.get("context", "")
         rest = {k: v for k, v in self.values.items() if k != "context"}
         if "{" in context or any("{context}" in v for v in rest.values()):
-            content = fill(self.template, **self.values)
+            content = fill(self.template, **{**self.values, "context": context})
         else:  # the same text as filling every key in order, without scanning the long context once per key
             content = fill(self.template, **rest).replace("{context}", context)
         head = [{"role": "system", "content": self.system}] if self.system is not None else []
@@ -55,7 +66,7 @@ class Item:
     @property
     def shares_context(self) -> bool:
         """Whether the chat's other questions send the same context (full and events do; retrieval does not)."""
-        return self.retrieved is None and bool(self.values.get("context"))
+        return self.retrieved is None and self.context_of is None and bool(self.values.get("context"))
 
     def prefix(self) -> str:
         """The prompt up to the question: what a provider's prompt cache can serve for the chat's other questions."""
@@ -96,21 +107,40 @@ def chosen_questions(
 ) -> Iterator[tuple[Path, Chat, list[tuple[int, QAItem]]]]:
     """Each chat with the questions a run asks of it (index in `qa`, question), in file order: those the
     protocol asks (`asks`), without LoCoMo's category 5 under --skip-adversarial, of --category when given, at
-    most --limit in all. A chat with none is left out, so nothing is built or ingested for it."""
+    most --limit in all. A chat with none is left out, so nothing is built or ingested for it. One chat per file:
+    a LongMemEval file is one line, exit 2 (protocols that read it use `chosen_chats`)."""
+    for path, chat, _, questions in chosen_chats(files, opts, asks, haystacks=False):
+        yield path, chat, questions
+
+
+def chosen_chats(
+    files: list[Path], opts, asks: Callable[[Chat, QAItem], bool] | None = None, haystacks: bool = True
+) -> Iterator[tuple[Path, Chat, Callable[[], Chat] | None, list[tuple[int, QAItem]]]]:
+    """`chosen_questions`, also over LongMemEval files (`haystacks`: one chat per instance, named by its
+    question_id, read one at a time), with each chat's way to be read again (None: a one-chat file, keep it). A
+    LongMemEval question_id met in two files is one line, exit 2: its rows would overwrite each other."""
     left = opts.limit
+    seen: dict[str, Path] = {}
     for chat_file in chat_files(files)[0]:  # each content once; chat.name is the chat's id in the run
-        path, chat = chat_file.path, chat_file.load()
-        questions = [
-            (i, qa)
-            for i, qa in enumerate(chat.qa)
-            if (asks is None or asks(chat, qa))
-            and not (opts.skip_adversarial and chat.dataset == "locomo" and qa.category == 5)
-            and (opts.category is None or matches_category(qa.category, qa.category_name, opts.category))
-        ]
-        if left is not None:
-            questions = questions[:left]
-            left -= len(questions)
-        if questions:
-            yield path, chat, questions
-        if left == 0:
-            return
+        path = chat_file.path
+        for chat, reload in chat_file.chats() if haystacks else [(chat_file.load(), None)]:
+            if chat.name in seen:
+                raise RealtalkError(
+                    f"{path}: chat {chat.name} is also in {seen[chat.name]}; a run takes each chat once "
+                    "(LongMemEval: each question_id)"
+                )
+            seen[chat.name] = path
+            questions = [
+                (i, qa)
+                for i, qa in enumerate(chat.qa)
+                if (asks is None or asks(chat, qa))
+                and not (opts.skip_adversarial and chat.dataset == "locomo" and qa.category == 5)
+                and (opts.category is None or matches_category(qa.category, qa.category_name, opts.category))
+            ]
+            if left is not None:
+                questions = questions[:left]
+                left -= len(questions)
+            if questions:
+                yield path, chat, reload, questions
+            if left == 0:
+                return

@@ -18,6 +18,8 @@ TEMPORAL_HINT = (
     " Use the DATE of each CONVERSATION to answer with an approximate date,"
     " written with the month in words (e.g. 29 December 2023 or the week before 3 May 2023)."
 )
+# A LongMemEval question is asked on a date of its own (its `question_date`), after the chat.
+QUESTION_DATE = " (Current date: {date}.)"
 
 
 def render_session(chat: Chat, number: int, mode: ContextMode) -> str:
@@ -41,14 +43,34 @@ def render_sessions(chat: Chat, mode: ContextMode, numbers: list[int]) -> str:
 def fit_sessions(chat: Chat, mode: ContextMode, model: str, budget: int) -> tuple[str, int]:
     """The context, keeping the most recent sessions when the whole chat exceeds `budget` tokens."""
     numbers = [s.number for s in chat.sessions if s.messages or mode == "events"]
-    text = render_sessions(chat, mode, numbers)
-    dropped = 0
-    # A token is at least one byte: a context of no more bytes than the budget fits without loading a tokenizer.
-    while len(numbers) > 1 and len(text.encode("utf-8")) > budget and count_tokens(text, model)[0] > budget:
-        numbers = numbers[1:]
-        dropped += 1
-        text = render_sessions(chat, mode, numbers)
-    return text, dropped
+    kept = fitted_sessions(chat, mode, model, budget)
+    return render_sessions(chat, mode, kept), len(numbers) - len(kept)
+
+
+def fitted_sessions(chat: Chat, mode: ContextMode, model: str, budget: int) -> list[int]:
+    """The numbers of the sessions `fit_sessions` keeps: the oldest dropped one by one until the context fits
+    (at least one kept). Counted per session first, so a haystack of 500 sessions costs a few counts, not one per
+    dropped session; the whole context's count decides."""
+    numbers = [s.number for s in chat.sessions if s.messages or mode == "events"]
+    blocks = [render_session(chat, n, mode) for n in numbers]
+
+    def fits(k: int) -> bool:
+        text = "\n\n".join(blocks[k:])
+        # A token is at least one byte: a context of no more bytes than the budget fits without loading a tokenizer.
+        return len(text.encode("utf-8")) <= budget or count_tokens(text, model)[0] <= budget
+
+    if sum(len(b.encode("utf-8")) + 2 for b in blocks) <= budget:
+        return numbers
+    counts = [count_tokens(b, model)[0] + 1 for b in blocks]  # + the separator: an estimate of the whole
+    total, k = sum(counts), 0
+    while k < len(numbers) - 1 and total > budget:
+        total -= counts[k]
+        k += 1
+    while k < len(numbers) - 1 and not fits(k):
+        k += 1
+    while k > 0 and fits(k - 1):
+        k -= 1
+    return numbers[k:]
 
 
 @dataclass

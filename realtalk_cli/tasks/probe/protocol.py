@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from realtalk_cli.data.model import QAItem
 from realtalk_cli.llm.client import Completion
 from realtalk_cli.tasks.probe.items import Item
 
@@ -94,6 +95,10 @@ class JudgeProtocol:
     def prompt_hash(self) -> str:
         """What a judged row records as `judge_prompt`: a verdict counts only under the same prompt."""
         return next(iter(self.prompt_hashes().values()))
+
+    def check_item(self, qa: QAItem, where: str) -> None:
+        """Raise RealtalkError (naming `where`) when this judge cannot grade the item, e.g. it needs fields of
+        another dataset; called for every item before a run asks anything."""
 
     def messages(self, row: dict) -> list[dict]:
         """The request that grades one answered predictions row."""

@@ -3,6 +3,9 @@
 Overall figures: `overall` (= `overall_1_4`) pools every answered category but LoCoMo's adversarial
 category 5; `overall_1_3` pools categories 1-3 only, as the paper's tables do (its script reports no
 overall figure at all, only per-category means). Category 5 is the not-mentioned accuracy, kept apart.
+LongMemEval questions get LongMemEval's own figures besides (`longmemeval`: per type, task-averaged, overall,
+abstention, as its metrics script prints them; scoring/longmemeval.py), and no `overall_1_3`: their type
+numbers are not categories 1-3.
 
 Means and costs are kept exact in report.json and rounded once, where they are shown. The judge's mean is
 over the rows this judge scored (`judge_count`); where that is fewer than `count` (the F1's rows), the
@@ -11,15 +14,21 @@ tables say its n.
 
 from __future__ import annotations
 
-from realtalk_cli.data.model import CATEGORY_MAP_NOTE
+from realtalk_cli.data.model import category_notes
 from realtalk_cli.data.text import plural
 from realtalk_cli.llm.spending import usage_lines
+from realtalk_cli.scoring.longmemeval import TYPES, longmemeval_metrics
 from realtalk_cli.tasks.probe.errata import errata_markdown, judge_cost
 from realtalk_cli.tasks.runs.results import status_lines
 
 NOT_MENTIONED_MEASURE = "not-mentioned accuracy"
 PROTOCOL_SCORES = {"f1_locomo": "F1 (LoCoMo: each item rounded to 3 places)", "f1_mem0": "F1 (mem0: token sets)"}
 OVERALL_LABELS = {"overall_1_3": "overall (paper: categories 1-3)", "overall_1_4": "overall (1-4)"}
+
+
+def overall_labels(summary: dict) -> dict[str, str]:
+    """The overall rows a summary shows: LongMemEval questions alone have no categories 1-3 or 1-4, one overall."""
+    return OVERALL_LABELS if "overall_1_3" in summary else {"overall_1_4": "overall"}
 
 
 def _adversarial(row: dict) -> bool:
@@ -119,11 +128,12 @@ def _summary(rows: list[dict], judge: tuple[str, str] | None) -> dict:
         if _adversarial(v[0]):
             categories[k]["measure"] = NOT_MENTIONED_MEASURE
     recall = {"recall": _recall(rows)} if any("recall" in r for r in rows) else {}
+    numbered = [r for r in answered if r["dataset"] != "longmemeval"]  # LongMemEval numbers types, not categories
     return {
         **recall,
         "overall": _stats(answered, judge),
         "overall_1_4": _stats(answered, judge),
-        "overall_1_3": _stats([r for r in answered if r["category"] in (1, 2, 3)], judge),
+        **({"overall_1_3": _stats([r for r in numbered if r["category"] in (1, 2, 3)], judge)} if numbered else {}),
         "categories": categories,
         "evidence_ids": sum(len(r.get("evidence_ids", [])) for r in rows),
         "evidence_dangling": sum(len(r.get("evidence_dangling", [])) for r in rows),
@@ -147,12 +157,20 @@ def build_report(rows: list[dict], manifest: dict) -> dict:
     label = manifest.get("judge_model")
     name = manifest.get("judge_protocol")
     judge = (f"{name}/{label}" if name else label, label) if label else None
-    return {
+    # A LongMemEval instance is a chat of one question: its row in predictions.jsonl is its whole summary.
+    chats = sorted({r["chat"] for r in ok if r["dataset"] != "longmemeval"})
+    report = {
         "overall": _summary(ok, judge),
-        "chats": {c: _summary([r for r in ok if r["chat"] == c], judge) for c in sorted({r["chat"] for r in ok})},
+        "chats": {c: _summary([r for r in ok if r["chat"] == c], judge) for c in chats},
         "failed_questions": len(rows) - len(ok),
         "manifest": manifest,
     }
+    longmemeval = [r for r in ok if r["dataset"] == "longmemeval"]
+    if longmemeval:
+        report["longmemeval"] = longmemeval_metrics(
+            longmemeval, judge[0] if judge else None, lambda r: judge_score(r, judge)
+        )
+    return report
 
 
 def _protocol_lines(protocol: dict | None) -> list[str]:
@@ -164,6 +182,48 @@ def _protocol_lines(protocol: dict | None) -> list[str]:
         f"- protocol: `--compat {protocol.get('compat')}` ({protocol.get('source')})",
         *(f"  - {k.replace('_', ' ')}: {v}" for k, v in details.items()),
     ]
+
+
+def longmemeval_lines(section: dict) -> list[str]:
+    """LongMemEval's figures as report.md shows them: a table in its metrics script's order."""
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    recall = "recall" in section["overall"]
+    head = "| question type | count | judge accuracy | F1 |" + (" turn recall | session recall |" if recall else "")
+    lines = [
+        "",
+        f"## LongMemEval ({section['source']})",
+        "",
+        f"Judge: `{section['judge_model'] or 'none'}` (LongMemEval's published numbers: gpt-4o-2024-08-06 with its"
+        " prompts); figures rounded to 4 places as its script prints them.",
+        "",
+        head,
+        "|---|---:|---:|---:|" + ("---:|---:|" if recall else ""),
+    ]
+
+    def row(label: str, f: dict, count: bool = True) -> str:
+        cells = [str(f["count"]) if count else "", fmt(f["judge"]), fmt(f["f1"])]
+        if recall:
+            cells += [fmt(f.get("recall")), fmt(f.get("session_recall"))]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    for t in TYPES:
+        lines.append(row(t, section["types"][t]))
+    averaged = section["task_averaged"]
+    over = averaged["over"]
+    label = "**task-averaged**" if averaged["all_types"] else f"**task-averaged over the {len(over)} types present**"
+    lines.append(row(label, {"count": "", **averaged}, count=False))
+    lines.append(row("**overall**", section["overall"]))
+    lines.append(row("abstention (`_abs`)", section["abstention"]))
+    if not averaged["all_types"]:
+        lines += [
+            "",
+            f"Task-averaged over {', '.join(over) or 'no type'}: this file holds {len(over)} of LongMemEval's six"
+            " types (its script averages over all six, and an empty type makes that figure NaN).",
+        ]
+    return lines
 
 
 def report_markdown(report: dict) -> str:
@@ -205,7 +265,7 @@ def report_markdown(report: dict) -> str:
             lines.append(
                 f"| {name} | {category_label(category, st)} | " + " | ".join(map(str, cells)) + f" |{recall_cells(st)}"
             )
-        for key, label in OVERALL_LABELS.items():
+        for key, label in overall_labels(summary).items():
             o = summary[key]
             cells = (o["count"], fmt(o["f1"]), fmt(o.get("f1_date_normalised")), judge_cell(o))
             lines.append(f"| **{name}** | **{label}** | " + " | ".join(map(str, cells)) + f" |{recall_cells(o)}")
@@ -220,10 +280,15 @@ def report_markdown(report: dict) -> str:
     if len(judges) > 1 or (judges and m.get("judge_model") is None):
         shown = "; ".join(f"`{k}` {fmt(v['mean'])} (n={v['count']})" for k, v in judges.items())
         lines += ["", f"Every judge of this run (overall, categories 1-4): {shown}."]
+    if report.get("longmemeval"):
+        lines += longmemeval_lines(report["longmemeval"])
     o = report["overall"]
+    datasets = {"longmemeval"} if report.get("longmemeval") else set()
+    if not report.get("longmemeval") or "overall_1_3" in report["overall"]:
+        datasets.add("realtalk")
     lines += [
         "",
-        CATEGORY_MAP_NOTE,
+        *category_notes(datasets),
         "F1 is the paper's token F1; the date-normalised F1 writes every date in the answer and the gold one way"
         " first (`29.12.2023` = `29 December 2023`).",
         f"Evidence ids: {o['evidence_ids']} resolve to a message, {o['evidence_dangling']} point to none"

@@ -5,6 +5,7 @@ the judge that scored them, and how complete a run's rows are.
 from __future__ import annotations
 
 from realtalk_cli.data.evidence import resolve_evidence
+from realtalk_cli.data.model import QAItem
 from realtalk_cli.llm.client import Completion
 from realtalk_cli.scoring.f1 import answer_f1, date_normalised_f1
 from realtalk_cli.tasks.probe.items import Item, pick_option
@@ -44,6 +45,20 @@ def _message_index(chat) -> dict:
     return hit[1]
 
 
+def qa_fields(qa: QAItem) -> dict:
+    """A question's own fields beyond the common ones, as its row carries them: a LongMemEval question's id, type
+    (its judge picks its prompt by them), date, whether it is an abstention question, and its answer sessions."""
+    if qa.question_id is None:
+        return {}
+    return {
+        "question_id": qa.question_id,
+        "question_type": qa.category_name,
+        "question_date": qa.question_date,
+        "abstention": qa.abstention,
+        "answer_sessions": qa.answer_sessions,
+    }
+
+
 def prediction_row(item: Item, c: Completion, model: str, protocol: ProbeProtocol | None = None) -> dict:
     """One predictions line, scored as the protocol says (the paper's keeps the reply unstripped)."""
     raw = protocol is not None and protocol.keep_raw_reply
@@ -63,6 +78,7 @@ def prediction_row(item: Item, c: Completion, model: str, protocol: ProbeProtoco
         "evidence": qa.evidence,
         "evidence_ids": evidence.resolved,
         "evidence_dangling": evidence.dangling,
+        **qa_fields(qa),
         "prediction": prediction,
         "raw_prediction": c.text,
         "f1": None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from realtalk_cli.data.errata import Errata, read_errata
-from realtalk_cli.data.formats import chat_files
+from realtalk_cli.data.formats import chat_files, check_chats
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import check_run_identity, mark_unfinished, run_folder, write_jsonl
 from realtalk_cli.llm.cache import open_cache
@@ -41,6 +41,7 @@ from realtalk_cli.tasks.probe.rows import (
     item_key,
     prediction_row,
     probe_completeness,
+    qa_fields,
     row_key,
     rows_judge,
 )
@@ -78,6 +79,8 @@ class ProbeSetup:
 
     def items(self) -> list[Item]:
         items = self.protocol.build_items(self.files, self.opts, self.endpoint.model, self.memories)
+        for it in items:  # a judge that cannot grade an item (another dataset's) says so before anything is asked
+            self.judge.check_item(it.qa, f"{it.chat_file}: {it.chat.name} question {it.qa_index}")
         if not items and self.opts.category is not None:
             raise RealtalkError(f"--category {self.opts.category}: no question of that category in the chats given")
         return items
@@ -101,8 +104,9 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     if dry_run:
         return plan(setup, setup.items(), batch)
     # A bad chat is found before the folder is made; a memory's ingestion may write to the run folder, so it
-    # runs only once the folder is ours.
-    items = setup.items() if setup.memories is None else None
+    # runs only once the folder is ours (the files are read through first: a LongMemEval file cut at instance 400
+    # must not cost 399 ingestions).
+    items = setup.items() if setup.memories is None else check_chats(files)
     with run_folder(opts.out, setup.identity, PROBE_FILES, opts.force):
         setup.spending.start()
         mark_unfinished(opts.out)
@@ -186,7 +190,7 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
     estimate = dry_run_plan(
         endpoint,
         prices,
-        [setup.protocol.request(g) for g in groups],
+        (setup.protocol.request(g) for g in groups),  # one prompt at a time: a LongMemEval haystack is let go
         len(items) - len(todo),
         "question",
         answer_tokens,
@@ -200,7 +204,10 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
     if setup.judge_endpoint:
         judge = setup.judge
         stale = [r for r in rows if needs_judging(r, setup.judge_endpoint.label, judge.prompt_hash, judge.name)]
-        future = [{"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold} for it in todo]
+        future = [
+            {"question": it.qa.question, "answer": it.qa.gold, "prediction": it.qa.gold, **qa_fields(it.qa)}
+            for it in todo
+        ]
         requests = [judge.messages(r) for r in stale + future]
         if setup.errata is not None:  # verdicts against corrected golds, counted with the judge's
             catalog = fixes.add_rows(fixes.catalog_from_files(setup.files), rows)

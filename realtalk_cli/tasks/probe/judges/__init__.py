@@ -7,12 +7,15 @@ A new judge (e.g. another harness's grading prompt) is one module defining a `Ju
 from __future__ import annotations
 
 from realtalk_cli.errors import RealtalkError
+from realtalk_cli.tasks.probe.judges.longmemeval import LongMemEvalJudge
 from realtalk_cli.tasks.probe.judges.mem0 import Mem0Judge
 from realtalk_cli.tasks.probe.judges.paper import PaperJudge
 from realtalk_cli.tasks.probe.judges.realtalk import RealtalkJudge
 from realtalk_cli.tasks.probe.protocol import JudgeProtocol
 
-JUDGES: dict[str, type[JudgeProtocol]] = {j.name: j for j in (RealtalkJudge, PaperJudge, Mem0Judge)}
+JUDGES: dict[str, type[JudgeProtocol]] = {
+    j.name: j for j in (RealtalkJudge, PaperJudge, Mem0Judge, LongMemEvalJudge)
+}
 
 
 def register(judge: type[JudgeProtocol]) -> None:

@@ -10,13 +10,22 @@ from __future__ import annotations
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 from realtalk_cli.tasks.probe.protocols.locomo import LocomoBatchedProtocol, LocomoProtocol
+from realtalk_cli.tasks.probe.protocols.longmemeval import LongMemEvalProtocol
 from realtalk_cli.tasks.probe.protocols.mem0 import Mem0Protocol
 from realtalk_cli.tasks.probe.protocols.paper import PaperOnceProtocol, PaperProtocol
 from realtalk_cli.tasks.probe.protocols.realtalk import RealtalkProtocol
 
 PROTOCOLS: dict[str, type[ProbeProtocol]] = {
     p.name: p
-    for p in (RealtalkProtocol, PaperProtocol, PaperOnceProtocol, LocomoProtocol, LocomoBatchedProtocol, Mem0Protocol)
+    for p in (
+        RealtalkProtocol,
+        PaperProtocol,
+        PaperOnceProtocol,
+        LocomoProtocol,
+        LocomoBatchedProtocol,
+        Mem0Protocol,
+        LongMemEvalProtocol,
+    )
 }
 ALIASES = {"official": "paper"}  # the name earlier versions used for the paper's layout
 DEFAULT = RealtalkProtocol.name  # a run's options store it as compat None, as every earlier version did

@@ -4,19 +4,35 @@ LoCoMo's adversarial questions as its two-choice prompt, temperature 0 and short
 
 With a retriever or memory, `--context-tokens N` bounds each question's whole prompt (instructions, question and
 context, counted as the endpoint counts a request): the memory fills what is left after the rest.
+
+LongMemEval files: each instance is a chat of its own (speakers `user` and `assistant`), ingested on its own by
+a retriever or memory; its question carries its date (" (Current date: ...)" after the question, as LongMemEval's
+prompt gives the model the `question_date`); no temporal hint (its type numbers are not LoCoMo's). A full
+context is built when the request is, from the file, so that a run holds no haystack but those in flight.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from realtalk_cli.data.evidence import resolve_evidence
+from realtalk_cli.data.longmemeval import skeleton
+from realtalk_cli.data.model import Chat, QAItem
+from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens, counted_with
 from realtalk_cli.scoring.evidence import evidence_recall
 from realtalk_cli.tasks.memory.packing import in_prompt
 from realtalk_cli.tasks.memory.runner import CallTimeout, MemoryRunner, memory_choice
-from realtalk_cli.tasks.probe.items import Item, adversarial_options, chosen_questions, recall_if_claimed
-from realtalk_cli.tasks.probe.prompts import TEMPORAL_HINT, Templates, fit_sessions
+from realtalk_cli.tasks.probe.items import Item, adversarial_options, chosen_chats, recall_if_claimed
+from realtalk_cli.tasks.probe.prompts import (
+    QUESTION_DATE,
+    TEMPORAL_HINT,
+    Templates,
+    fit_sessions,
+    fitted_sessions,
+    render_sessions,
+)
 from realtalk_cli.tasks.probe.protocol import ProbeProtocol
 
 ANSWER_MAX_TOKENS = 32  # as the paper's script: answers are short phrases
@@ -61,12 +77,20 @@ def build_items(
 def _build_items(files, opts, templates: Templates, model_name: str, choice, memories) -> list[Item]:
     items: list[Item] = []
     claims = False  # whether the memory gave any message id in this run
-    for path, chat, questions in chosen_questions(files, opts):  # chat.name: the chat's id in this run
-        full_context, dropped = ("", 0)
+    for path, chat, reload, questions in chosen_chats(files, opts):  # chat.name: the chat's id in this run
+        if chat.dataset == "longmemeval" and opts.context == "events":
+            raise RealtalkError(f"{path}: --context events: LongMemEval haystacks have no events")
+        full_context, dropped, context_of = "", 0, None
         if choice is None:
-            full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
+            if reload is None:
+                full_context, dropped = fit_sessions(chat, opts.context, model_name, opts.max_context_tokens)
+            else:  # counted now, rendered again from the file when its question is asked
+                kept = fitted_sessions(chat, opts.context, model_name, opts.max_context_tokens)
+                dropped = sum(1 for s in chat.sessions if s.messages) - len(kept)
+                context_of = partial(_render_again, reload, opts.context, kept)
         ask = memories.open(chat) if memories is not None else None
         index = chat.message_index()
+        kept_chat = chat if reload is None else skeleton(chat)  # a haystack is not kept past its questions
         for i, qa in questions:
             adversarial = chat.dataset == "locomo" and qa.category == 5
             values = {"speaker_1": chat.speaker_1, "speaker_2": chat.speaker_2, "context": full_context}
@@ -77,8 +101,9 @@ def _build_items(files, opts, templates: Templates, model_name: str, choice, mem
                 values.update(question=qa.question, option_a=options["a"], option_b=options["b"])
             else:
                 template = templates.answer
-                values["question"] = qa.question + (TEMPORAL_HINT if qa.category == 2 else "")
-            item = Item(chat, path, i, qa, template, values, dropped_sessions=dropped, options=options)
+                values["question"] = qa.question + _after_question(qa)
+            item = Item(kept_chat, path, i, qa, template, values, dropped_sessions=dropped, options=options)
+            item.context_of = context_of
             if ask is not None:
                 recall_into(item, ask, opts.context_tokens, model_name, index)
                 claims = claims or item.claims
@@ -105,3 +130,15 @@ def recall_into(item: Item, ask, limit: int, model: str, index: dict) -> None:
     evidence = resolve_evidence(item.chat, item.qa.evidence, index).resolved
     item.recall = evidence_recall(evidence, in_prompt(recalled, [index[e] for e in evidence]))
     item.recall_claimed = evidence_recall(evidence, recalled.ids)
+
+
+def _after_question(qa: QAItem) -> str:
+    """What follows the question: a LongMemEval question's own date; the date hint of temporal questions."""
+    if qa.question_date is not None:
+        return QUESTION_DATE.replace("{date}", qa.question_date)
+    return TEMPORAL_HINT if qa.category == 2 else ""
+
+
+def _render_again(reload, mode, kept: list[int]) -> str:
+    chat: Chat = reload()
+    return render_sessions(chat, mode, kept)
