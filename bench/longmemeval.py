@@ -71,8 +71,11 @@ def main() -> None:
     started = time.perf_counter()
     data = args.file or bench_file(tmp / "longmemeval_s_synthetic.json", args.instances)
     size = data.stat().st_size / 2**20
-    print(f"synthetic S-sized file: {args.instances} instances, {size:.0f} MB, written in "
-          f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    if args.file:
+        print(f"synthetic file {data}: {size:.0f} MB")
+    else:
+        print(f"synthetic S-sized file: {args.instances} instances, {size:.0f} MB, written in "
+              f"{time.perf_counter() - started:.0f} s")  # fmt: skip
     wall, rss, _ = run([sys.executable, "-c", f"import json; json.load(open({str(data)!r}))"], env)
     print(f"  json.load of the whole file (not streaming): peak RSS {rss} MB, {wall:.1f} s")
     wall, rss, _ = run(realtalk("validate", str(data), "-q"), env)
