@@ -226,7 +226,7 @@ def test_dense_encoding_says_what_it_encodes_one_line_when_not_on_a_terminal(tmp
     shown = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
     assert shown.exit_code == 0, shown.output
     [line] = [x for x in shown.stderr.splitlines() if x.startswith("encoding ")]
-    assert line.startswith("encoding ") and "windows of Chat_S_Ana_Ben with minilm" in line
+    assert line.startswith("encoding ") and "windows and messages of Chat_S_Ana_Ben with minilm" in line
     fresh = {"REALTALK_CACHE_DIR": str(tmp_path / "fresh-cache")}
     quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--json"], env=fresh)
     assert quiet.exit_code == 0 and "encoding" not in quiet.stderr  # --json: nothing but the report
