@@ -6,13 +6,14 @@ prompt, instructions + question + context, within N tokens of gpt-4o-mini's toke
 read from that prompt (the share of its resolvable evidence messages shown). Overall recall is given for all
 categories and for categories 1-4 (LoCoMo's adversarial category 5 left out, as a probe report's `overall`).
 
-    python bench/retrieval.py [--budget 2700] [--retrievers stock,bm25,dense,hybrid] [--datasets realtalk,locomo]
-                              [--encode 600] [--cold]
+    python bench/retrieval.py [--budget 2700] [--retrievers stock,stock-bm25,bm25,dense,hybrid]
+                              [--datasets realtalk,locomo] [--encode 600] [--cold]
 
 Held out (never looked at while tuning; chosen before any tuning, a short and two long chats of each dataset):
 REALTALK Chat_2, Chat_6, Chat_8; LoCoMo Chat_3, Chat_7, Chat_10. The rest of the shared chats are the tuning
 set. `stock` is bench/retrieval_baseline.py:StockHybrid (rank_bm25's BM25Okapi 1.2/0.75 + MiniLM, RRF k=60, the
-same windows and budget). `--encode N` times our MiniLM encode of N window texts against a bare
+same windows and budget), `stock-bm25` its BM25 alone (compared with `bm25`), `before-11` the retriever before
+issue 11. `--encode N` times our MiniLM encode of N window texts against a bare
 `SentenceTransformer(...).encode` of the same texts (ratio and largest difference); `--cold` starts with an empty
 embedding cache, so indexing time includes encoding every window.
 """
@@ -133,7 +134,7 @@ def encode_check(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=int, default=2700)
-    parser.add_argument("--retrievers", default="stock,bm25,dense,hybrid")
+    parser.add_argument("--retrievers", default="stock,stock-bm25,bm25,dense,hybrid")
     parser.add_argument("--datasets", default="realtalk,locomo")
     parser.add_argument("--baseline", default="stock", help="the retriever the others are compared with")
     parser.add_argument("--encode", type=int, default=600, help="window texts for the encode-time check (0: skip)")
@@ -177,29 +178,27 @@ def main() -> None:
         cells = [f"{sum(by[c]) / len(by[c]):.3f}" if by[c] else "-" for c in range(1, 6)]
         print(f"| {dataset} | {name} | " + " | ".join(cells) + " |")
 
-    if args.baseline in names:
-        print(f"\nPaired difference in recall against `{args.baseline}` (per question; 95% bootstrap interval,")
-        print("sign-flip permutation p):\n")
-        print("| dataset | chats | retriever | categories | questions | mean recall | difference [95% CI] | p |")
-        print("|---|---|---|---|---:|---:|---|---:|")
-        for (dataset, name), r in results.items():
-            if name == args.baseline:
-                continue
-            base = results[dataset, args.baseline]["rows"]
-            rows = r["rows"]
+    pairs = [(n, args.baseline) for n in names if n not in (args.baseline, "stock-bm25") and args.baseline in names]
+    if "bm25" in names and "stock-bm25" in names:
+        pairs.append(("bm25", "stock-bm25"))  # BM25 alone against the stock BM25 alone
+    if pairs:
+        print("\nPaired difference in recall (per question; 95% bootstrap interval, sign-flip permutation p):\n")
+        columns = "dataset | chats | retriever | against | categories | questions | mean recall | difference [CI] | p"
+        print(f"| {columns} |")
+        print("|---|---|---|---|---|---:|---:|---|---:|")
+    for dataset in args.datasets.split(","):
+        for name, against in pairs:
+            base, rows = results[dataset, against]["rows"], results[dataset, name]["rows"]
             for split in ("held-out", "all"):
-                for pool in ("all", "1-4"):
-                    if pool == "1-4" and dataset != "locomo":
-                        continue
+                for pool in ("all", "1-4") if dataset == "locomo" else ("all",):
                     keys = [k for k in rows if split == "all" or k[0] in HELD_OUT[dataset]]
                     keys = [k for k in keys if rows[k][2] is not None and (pool == "all" or not rows[k][1])]
                     ours, theirs = [rows[k][2] for k in keys], [base[k][2] for k in keys]
                     diff = paired_difference(ours, theirs, resamples=10000)
                     mean = bootstrap_ci(ours, resamples=0)["mean"]
-                    label = "all" if pool == "all" else "1-4"
                     print(
-                        f"| {dataset} | {split} | {name} | {label} | {len(keys)} | {mean:.3f} | {fmt_ci(diff)} |"
-                        f" {diff['p']:.4f} |"
+                        f"| {dataset} | {split} | {name} | {against} | {pool} | {len(keys)} | {mean:.3f} |"
+                        f" {fmt_ci(diff)} | {diff['p']:.4f} |"
                     )
 
     print("\n| dataset | retriever | indexing s (all chats) | query ms per question |")

@@ -168,7 +168,8 @@ def test_report_md_shows_items_over_budget_only_when_some_did_not_fit(tmp_path: 
     assert worst["question"].startswith("Chat_S_Ana_Ben #") and worst["tokens"] > 0 and worst["budget"] < 160
     md = (tmp_path / "run" / "report.md").read_text()
     assert f"- {skipped} recalled items (message ids or passages, {tokens} tokens) did not fit the budget" in md
-    assert "on 6 questions" in md and f"{worst['question']}: {worst['items']} items, {worst['tokens']} tokens" in md
+    assert "on 6 questions" in md
+    assert f"{worst['question']}: {worst['items']} items ({worst['tokens']} tokens) left out" in md
     path = tmp_path / "notes.py"
     path.write_text(PASSAGE_MEMORY)
     fits = offline_probe(tmp_path, "--memory", f"{path}:Notes", "--force")

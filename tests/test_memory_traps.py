@@ -33,6 +33,11 @@ class LowerCaseIds(Base):
         return ["d1:6", " D 1 : 9 ", "d3:1", "D77:7", "nonsense"]
 
 
+class HugeId(Base):
+    def recall(self, question, budget):
+        return ["D" * 100_000, "D1:1"]
+
+
 class OkaySummaries(Base):
     '''The right ids, with passages that hold none of their text.'''
 
@@ -226,10 +231,17 @@ def test_dense_encoding_says_what_it_encodes_one_line_when_not_on_a_terminal(tmp
     shown = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
     assert shown.exit_code == 0, shown.output
     [line] = [x for x in shown.stderr.splitlines() if x.startswith("encoding ")]
-    assert line.startswith("encoding ") and "windows of Chat_S_Ana_Ben with minilm" in line
+    assert line.startswith("encoding ") and "windows and messages of Chat_S_Ana_Ben with minilm" in line
     fresh = {"REALTALK_CACHE_DIR": str(tmp_path / "fresh-cache")}
     quiet = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--json"], env=fresh)
     assert quiet.exit_code == 0 and "encoding" not in quiet.stderr  # --json: nothing but the report
     assert (tmp_path / "fresh-cache" / "embeddings.sqlite").is_file()
     dry = runner.invoke(app, [*args, "--out", str(tmp_path / "c"), "--dry-run", "--embedder", "minilm"])
     assert dry.exit_code == 0 and "encoding" not in dry.stderr  # every window is in the cache by now
+
+
+def test_an_absurd_id_is_quoted_short_in_the_warning_and_the_report(tmp_path: Path, llm_env):
+    result = probe(tmp_path, "HugeId")
+    assert result.exit_code == 0, result.output
+    assert len(result.stderr) < 500 and "DDD..." in result.stderr
+    assert json.loads(result.stdout)["memory"]["unknown_id_examples"] == ["D" * 37 + "..."]

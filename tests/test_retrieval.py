@@ -208,3 +208,54 @@ def test_an_unusable_embedding_cache_dir_warns_and_runs_without(tmp_path: Path, 
     vectors = load_embedder(None).encode_cached(["Ana: I took up pottery"])
     assert vectors.shape == (1, 384)
     assert "warning:" in capsys.readouterr().err
+
+
+def _chat_of(lines: list[tuple[str, str]]):
+    from realtalk_cli.data.model import Chat, Message, Session
+
+    messages = [Message(f"D1:{i + 1}", speaker, text, session=1) for i, (speaker, text) in enumerate(lines)]
+    return Chat("Chat_X", "realtalk", "Emi", "Paola", [Session(1, "01.01.2024, 10:00:00", messages)])
+
+
+def test_names_a_speaker_greets_the_other_by_are_that_speakers_aliases():
+    chat = _chat_of(
+        [
+            ("Paola", "Hey Bella! How was the trip?"),
+            ("Emi", "Great! they loved the museum and they want more"),
+            ("Paola", "thanks Bella, see you"),
+            ("Emi", "Hi They said yes"),  # a capitalised word after a greeting, more often lower-case: no name
+            ("Emi", "Hello They, they know"),
+            ("Emi", "Bye Liza!"),  # once only: not enough
+        ]
+    )
+    names = R.speaker_names(chat, list(chat.messages()))
+    assert names == {"emi": "Emi", "paola": "Paola", "bella": "Emi"}
+
+
+def test_dense_retrieval_is_asked_without_the_speakers_names():
+    names = {"emi": "Emi", "bella": "Emi", "fahim": "Fahim Khan", "khan": "Fahim Khan", "akib": "Akib"}
+    assert R.without_names("What are Bella's hobbies?", names) == "What are hobbies?"
+    assert R.without_names("When did Aqib first say he plays video games?", names) == (
+        "When did first say he plays video games?"
+    )
+    assert R.without_names("What did Fahim Khan and emi cook?", names) == "What did and cook?"
+    assert R.without_names("Emi?", names) == "Emi?"  # nothing left: the question as it is
+    assert R.without_names("Which album did Adele release?", names) == "Which album did Adele release?"
+
+
+def test_hybrid_ranks_by_bm25_and_by_dense_similarity_of_windows_and_messages_without_names(monkeypatch, tmp_path):
+    monkeypatch.setenv("REALTALK_CACHE_DIR", str(tmp_path / "cache"))
+    from realtalk_cli.tasks.memory.builtins import RetrieverMemory
+    from realtalk_cli.tasks.memory.embeddings import DenseRetriever
+    from realtalk_cli.tasks.memory.protocol import MemoryTools
+
+    asked = []
+    real = DenseRetriever.rank
+    monkeypatch.setattr(DenseRetriever, "rank", lambda self, q: asked.append(q) or real(self, q))
+    chat = load_chat(SAMPLE_JSON)
+    memory = RetrieverMemory("hybrid")
+    memory.ingest(chat, MemoryTools(None, len))
+    assert len(memory.lexical) == 1 and len(memory.dense) == 2
+    assert len(memory.dense[0].vectors) == len(memory.dense[1].vectors) == len(memory.messages)
+    ids = memory.recall(f"What race did {chat.speaker_2} sign up for?", 500)
+    assert asked == ["What race did sign up for?"] * 2 and len(ids) == len(memory.messages)

@@ -23,9 +23,11 @@ from realtalk_cli.tasks.memory.retrieval import (
     fuse,
     near_date,
     question_dates,
+    speaker_names,
     window_ids,
     window_texts,
     windows,
+    without_names,
 )
 
 
@@ -34,9 +36,10 @@ def _flag(value: str | bool) -> bool:
 
 
 class RetrieverMemory:
-    """Ranks ±radius-message windows by BM25, dense similarity or their reciprocal-rank fusion."""
+    """Ranks ±radius-message windows by BM25, dense similarity (of the window, and of its own message's text) or
+    the reciprocal-rank fusion of the three."""
 
-    version = "1"
+    version = "2"  # 2: BM25 1.2/0.75; dense asked without the speakers' names, over windows and messages
 
     def __init__(
         self,
@@ -60,16 +63,27 @@ class RetrieverMemory:
         self.messages = list(chat.messages())
         self.windows = windows(self.messages, self.radius)
         texts = window_texts(self.messages, self.windows)
-        self.rankers = []
-        if self.retriever in ("bm25", "hybrid"):
-            self.rankers.append(BM25Retriever(texts))
+        self.names = speaker_names(chat, self.messages)
+        self.lexical = [BM25Retriever(texts)] if self.retriever in ("bm25", "hybrid") else []
+        self.dense = []
         if self.retriever in ("dense", "hybrid"):
-            what = f"windows of {chat.name}"
-            self.rankers.append(DenseRetriever(load_embedder(self.embedder), texts, tools.progress, what))
+            # windows, and each window's own message without its speaker (window i is centred on message i)
+            embedder = load_embedder(self.embedder)
+            own = [m.clean_text for m in self.messages]
+            what = f"windows and messages of {chat.name}"
+            vectors = embedder.encode_cached(texts + own, tools.progress, what)
+            self.dense = [
+                DenseRetriever(embedder, vectors=vectors[: len(texts)]),
+                DenseRetriever(embedder, vectors=vectors[len(texts) :]),
+            ]
         self.session_times = chat_session_times(chat)
 
     def recall(self, question: str, budget: int) -> list[str]:
-        rankings = [r.rank(question) for r in self.rankers]
+        # Dense similarity is asked without the speakers' names: every window holds them, and MiniLM then
+        # ranks windows by the names more than by what the question asks (0.756 -> 0.808 recall on the
+        # REALTALK tuning chats, 0.904 -> 0.917 on LoCoMo's, categories 1-4).
+        content = without_names(question, self.names)
+        rankings = [r.rank(question) for r in self.lexical] + [r.rank(content) for r in self.dense]
         ranking = rankings[0] if len(rankings) == 1 else fuse(rankings)
         if self.dates:
             ranking = date_ranked(ranking, self.windows, near_date(self.session_times, question_dates(question)))

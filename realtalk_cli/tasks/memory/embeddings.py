@@ -117,6 +117,12 @@ class Embedder:
                     advance(len(batch))
         return rows
 
+    def encode_query(self, text: str):
+        """One text's embedding; the last one is kept (every ranker of a memory asks for the same question)."""
+        if getattr(self, "_last_query", (None,))[0] != text:
+            self._last_query = (text, self.encode([text])[0])
+        return self._last_query[1]
+
     def encode_cached(self, texts: list[str], progress: Stage | None = None, what: str = "texts"):
         """`encode`, each text read from the embedding cache when this model has embedded it before (whatever
         chat or window setting it came from); only the others are encoded, under a `progress` stage named
@@ -228,12 +234,20 @@ def _warn(message: str) -> None:
 class DenseRetriever:
     name = "dense"
 
-    def __init__(self, embedder: Embedder, texts: list[str], progress: Stage | None = None, what: str = "texts"):
+    def __init__(
+        self,
+        embedder: Embedder,
+        texts: list[str] | None = None,
+        progress: Stage | None = None,
+        what: str = "texts",
+        vectors=None,
+    ):
+        """Ranks `texts` (encoded here, through the cache) or the given `vectors` of texts encoded before."""
         self.embedder = embedder
-        self.vectors = embedder.encode_cached(texts, progress, what)
+        self.vectors = embedder.encode_cached(texts or [], progress, what) if vectors is None else vectors
 
     def rank(self, question: str) -> list[int]:
         import numpy as np
 
-        scores = self.vectors @ self.embedder.encode([question])[0]
+        scores = self.vectors @ self.embedder.encode_query(question)
         return [int(i) for i in np.argsort(-scores, kind="stable")]

@@ -33,6 +33,11 @@ class Recalled:
     passages: list[Passage] = field(default_factory=list)  # the passages in the prompt
 
 
+def _shown_id(text: str) -> str:
+    """An id as a message quotes it: at most 40 characters (a plug-in may return anything)."""
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def id_key(dia_id: str) -> str:
     """A message id as matched: without spaces, upper case (`d3 : 12` -> `D3:12`)."""
     return "".join(str(dia_id).split()).upper()
@@ -85,7 +90,7 @@ class Packer:
             if i is None:
                 unknown += 1
                 if len(unknown_examples) < 3:
-                    unknown_examples.append(item)
+                    unknown_examples.append(_shown_id(item))
                 continue
             if i in positions:
                 continue
@@ -120,7 +125,7 @@ class Packer:
                 if i is None:
                     unknown += 1
                     if len(unknown_examples) < 3:
-                        unknown_examples.append(claim)
+                        unknown_examples.append(_shown_id(claim))
                 elif self.messages[i].dia_id not in ids:
                     claimed.append(self.messages[i].dia_id)
         # Recall is unavailable only when the memory claimed no id at all: ids it gave that did not fit,

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from difflib import get_close_matches
 from typing import Protocol
 
 from realtalk_cli.data.model import Chat, Message
@@ -212,6 +213,54 @@ def window_ids(messages: list[Message], wins: list[Window], ranking: list[int]) 
                 seen.add(j)
                 ids.append(messages[j].dia_id)
     return ids
+
+
+# --- the speakers' names in a question ------------------------------------------------------------
+
+# A name right after a greeting or thanks ("Hey Kate!", "thanks Bella") names the person greeted: in a chat of
+# two, the other speaker. REALTALK's participants call each other by names that are not the file's speaker
+# names (Chat_1: Emi is "Kate"; Chat_4: Emi is "Bella", Paola "Liza"), and its questions use those names.
+_GREETING = re.compile(
+    r"\b(?:hi|hello|hey|heya|hiya|yo|dear|thanks|thank you|thx|bye|goodnight|good night|morning|good morning"
+    r"|congrats|congratulations|welcome|sorry|love you)[,!.]*\s+([A-Z][a-z]{2,})\b",
+)
+_GREETING_I = re.compile(_GREETING.pattern, re.I)
+
+
+def speaker_names(chat: Chat, messages: list[Message]) -> dict[str, str]:
+    """Lower-cased names -> speaker: each part of every speaker's name, and in a chat of two the names a speaker
+    greets the other by at least twice (and writes capitalised more often than not: not "They")."""
+    names = {part.lower(): s for s in chat.speakers for part in s.split() if len(part) > 1}
+    if len(chat.speakers) != 2:
+        return names
+    greeted: Counter[tuple[str, str]] = Counter()
+    for m in messages:
+        for name in (match.group(1) for match in _GREETING_I.finditer(m.clean_text)):
+            if name[0].isupper():
+                greeted[(m.speaker, name)] += 1
+    lower = Counter(w for m in messages for w in re.findall(r"\b[a-z]+\b", m.clean_text))
+    capital = Counter(w.lower() for m in messages for w in re.findall(r"\b[A-Z][a-z]+\b", m.clean_text))
+    for (speaker, name), n in greeted.items():
+        key = name.lower()
+        other = [s for s in chat.speakers if s != speaker]
+        if n >= 2 and len(other) == 1 and key not in names and capital[key] > lower[key]:
+            names[key] = other[0]
+    return names
+
+
+def without_names(question: str, names: dict[str, str]) -> str:
+    """The question without the speakers' names (possessives and misspellings by one letter too: "Aqib's")."""
+    kept = []
+    for token in question.split():
+        word = re.sub(r"[^A-Za-z]", "", token).lower()
+        for candidate in (word, word.removesuffix("s")):
+            if candidate in names or (
+                token[:1].isupper() and len(candidate) >= 4 and get_close_matches(candidate, names, n=1, cutoff=0.75)
+            ):
+                break
+        else:
+            kept.append(token)
+    return " ".join(kept) if kept else question
 
 
 def chat_session_times(chat: Chat) -> dict[int, datetime | None]:

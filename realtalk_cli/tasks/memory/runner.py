@@ -298,7 +298,7 @@ class MemoryRunner:
         return ask
 
     def note_unknown(self, chat: str, recalled: Recalled) -> None:
-        """Count the ids that named no message; the first time on a chat, say so on stderr with examples."""
+        """Count the ids that named no message, keep a few examples; the first time in a run, say so on stderr."""
         if not recalled.unknown_ids:
             return
         if not any(e in self.unknown_examples for e in recalled.unknown_examples) and len(self.unknown_examples) < 5:

@@ -347,7 +347,7 @@ def memory_lines(memory: dict, budget: int | None) -> list[str]:
         )
     if memory.get("items_over_budget"):
         worst = "; ".join(
-            f"{q['question']}: {q['items']} items, {q['tokens']} tokens over a {q['budget']}-token context"
+            f"{q['question']}: {q['items']} items ({q['tokens']} tokens) left out of a {q['budget']}-token context"
             for q in memory.get("most_over_budget") or []
         )
         lines.append(
@@ -400,5 +400,5 @@ def recall_lines(recall: dict | None) -> list[str]:
             f"{fmt(r['claimed'])} claimed{mark}"
         )
     if recall["all_categories"] == recall["categories_1_4"]:
-        lines = [lines[1].replace("all categories", "all categories (1-4 the same)")]
+        lines = [lines[1].replace("all categories", "all categories = categories 1-4")]
     return lines
