@@ -1,16 +1,25 @@
-"""`realtalk report`: read runs, compute the leaderboard, write every output file (each atomically)."""
+"""`realtalk report`: read runs, compute the leaderboard, write every output file (each atomically).
+
+report.html's question list goes into `report-data/` beside it when it is larger than one part: the parts are
+written into a staging folder first and put in place together, just before report.html, so that a report
+stopped half-way leaves the earlier report as it was.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
 from realtalk_cli.report import tables
-from realtalk_cli.report.explorer import explorer_data, find_chats, render_html
+from realtalk_cli.report.explorer import DATA_DIR, PART_NAME, find_chats, page_token, render_html, write_questions
 from realtalk_cli.report.leaderboard import build_leaderboard
-from realtalk_cli.report.runs import Run, load_runs, only_category
+from realtalk_cli.report.runs import Run, load_runs
 
 MAX_RESAMPLES = 100_000  # beyond this the interval's own noise is far below its width; time grows linearly
 OUTPUTS = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "report.json", "report.html")
@@ -22,22 +31,71 @@ def check_writable(out: Path, names: tuple[str, ...], force: bool) -> None:
     run_file = next((n for n in ("predictions.jsonl", "run.json") if (out / n).exists()), None)
     if run_file:  # --force replaces an earlier report, never a run's own report.json
         raise RealtalkError(f"-o {out} is a run directory (it has {run_file}): its report.json would be replaced")
-    existing = [n for n in names if (out / n).exists()]
+    existing = [n for n in (*names, DATA_DIR) if (out / n).exists() or (out / n).is_symlink()]
     if existing and not force:
         raise RealtalkError(f"{out / existing[0]}: already exists (use --force to overwrite)")
-    odd = next((n for n in existing if not (out / n).is_file()), None)
+    odd = next((n for n in existing if n != DATA_DIR and not (out / n).is_file()), None)
     if odd:  # found now, before any file is replaced, not after the first ones were
         raise RealtalkError(f"{out / odd}: exists and is not a file")
+    check_data_dir(out / DATA_DIR)
 
 
-def explorer_html(runs: list[Run], board: dict, chat_files: list[Path], title: str) -> str:
+def check_data_dir(folder: Path) -> None:
+    """An earlier report's parts may be replaced; a folder of that name holding anything else may not."""
+    if not (folder.exists() or folder.is_symlink()):
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise RealtalkError(f"{folder}: exists and is not a directory")
+    other = next((p for p in sorted(folder.iterdir()) if not (PART_NAME.fullmatch(p.name) and p.is_file())), None)
+    if other is not None:
+        raise RealtalkError(f"{other}: not a file of an earlier report; remove it, or choose another --out")
+
+
+def explorer_html(runs: list[Run], board: dict, chat_files: list[Path], title: str, staging: Path) -> str:
+    """The page; its question list's parts, when there are several, written into `staging`."""
     chats, warnings = find_chats(runs, chat_files) if board["kind"] == "probe" else ({}, [])
     if not board["questions"]["same_set"]:
         warnings.insert(0, tables.questions_note(board))
     incomplete = [f"{r['id']} ({r['incomplete']})" for r in board["runs"] if r["incomplete"]]
     if incomplete:
         warnings.insert(0, f"incomplete runs: {'; '.join(incomplete)}")
-    return render_html(board, explorer_data(runs, board, chats), warnings, title)
+    token = page_token(board)
+    questions = write_questions(runs, chats, staging, token)
+    return render_html(board, runs, questions, sorted(chats), warnings, title, token)
+
+
+def _install(staging: Path, folder: Path) -> None:
+    """Put the staged parts in place of `folder` (an earlier report's, checked by check_data_dir); with no
+    parts, an earlier report's folder is removed: its parts belong to a page that is being replaced."""
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{DATA_DIR}.old.", dir=folder.parent))
+        folder.rename(old / DATA_DIR)
+    if any(staging.iterdir()):
+        staging.rename(folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class _Staging:
+    """A folder for the parts inside `out`, removed on the way out (and `out` with it when this made it and
+    nothing was written)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.made = not out.exists()
+
+    def __enter__(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        # mkdir, not mkdtemp (0700): the folder becomes report-data/, shared like any output
+        self.path = self.out / f".{DATA_DIR}.{os.getpid()}.{secrets.token_hex(4)}"
+        self.path.mkdir()
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.made and exc[0] is not None and not any(self.out.iterdir()):
+            self.out.rmdir()
 
 
 def make_report(
@@ -57,17 +115,17 @@ def make_report(
     if not run_dirs:
         raise RealtalkError("no run directories given")
     check_writable(out, OUTPUTS, force)
-    runs = load_runs(run_dirs)
-    if category is not None:
-        only_category(runs, category)
+    runs = load_runs(run_dirs, category)
     board = build_leaderboard(runs, resamples, seed, common_only)
     board["settings"]["category"] = category
-    page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report")
-    write_atomic(out / "leaderboard.md", tables.markdown(board))
-    write_atomic(out / "leaderboard.csv", tables.csv_text(board))
-    write_atomic(out / "leaderboard.tex", tables.latex(board))
-    write_atomic(out / "report.json", json.dumps(board, indent=2, ensure_ascii=False))
-    write_atomic(out / "report.html", page)
+    with _Staging(out) as staging:
+        page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report", staging)
+        write_atomic(out / "leaderboard.md", tables.markdown(board))
+        write_atomic(out / "leaderboard.csv", tables.csv_text(board))
+        write_atomic(out / "leaderboard.tex", tables.latex(board))
+        write_atomic(out / "report.json", json.dumps(board, indent=2, ensure_ascii=False))
+        _install(staging, out / DATA_DIR)
+        write_atomic(out / "report.html", page)
     return board
 
 
@@ -76,5 +134,9 @@ def write_run_html(run_dir: Path, resamples: int = 1000, chat_files: list[Path] 
     runs = load_runs([run_dir])
     board = build_leaderboard(runs, resamples)
     path = run_dir / "report.html"
-    write_atomic(path, explorer_html(runs, board, chat_files or [], f"realtalk probe: {runs[0].label}"))
+    check_data_dir(run_dir / DATA_DIR)
+    with _Staging(run_dir) as staging:
+        page = explorer_html(runs, board, chat_files or [], f"realtalk probe: {runs[0].label}", staging)
+        _install(staging, run_dir / DATA_DIR)
+        write_atomic(path, page)
     return path

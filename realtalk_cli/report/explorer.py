@@ -1,17 +1,26 @@
-"""report.html: one self-contained page (leaderboard, bar chart with intervals, question explorer).
+"""report.html: the leaderboard, bar chart with intervals, and the question explorer.
 
-The page's data is one JSON blob; the chat messages it shows (evidence, and what retrieval put in the
-prompt) come from the chat files the runs name in their manifest, or from files the caller passes.
+The page's own data is one JSON blob (the leaderboard, the runs, and how the question list is split). The question
+list, with every run's answers and the chat messages they cite (evidence, and what retrieval put in the prompt),
+comes in parts of about `PART_BYTES`: inside the page when the whole list is one part (a self-contained file),
+else as `report-data/part-0001.js`... beside it, which the page loads when it needs them. A part is a script
+calling `realtalkReportPart(token, index, data)`: browsers run sibling scripts of a page opened from `file://`,
+where they refuse `fetch()`. The chat messages come from the chat files the runs name in their manifest, or
+from files the caller passes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from realtalk_cli.data.evidence import parse_evidence
@@ -19,8 +28,12 @@ from realtalk_cli.data.formats import chat_paths, load_chat
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.chart import bar_chart_svg
-from realtalk_cli.report.leaderboard import category_of
-from realtalk_cli.report.runs import Run
+from realtalk_cli.report.runs import Run, category_of
+
+PART_BYTES = 1_000_000  # the question list is cut into parts of about this size
+DATA_DIR = "report-data"  # the parts' folder, beside report.html
+PART_NAME = re.compile(r"(part|chat)-\d{4,}\.js")
+_BATCH = 512  # questions read from the runs at a time
 
 
 def evidence_ids(row: dict) -> list[str]:
@@ -29,8 +42,13 @@ def evidence_ids(row: dict) -> list[str]:
         return [str(i) for i in [*row["evidence_ids"], *(row.get("evidence_dangling") or [])]]
     raw = row.get("evidence")
     raw = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-    parsed = parse_evidence([str(v) for v in raw])
-    return parsed.ids + parsed.unparsed
+    return list(_parsed_evidence(tuple(str(v) for v in raw)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed_evidence(raw: tuple[str, ...]) -> tuple[str, ...]:
+    parsed = parse_evidence(raw)
+    return (*parsed.ids, *parsed.unparsed)
 
 
 def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], list[str]]:
@@ -43,7 +61,11 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
         if chat.name not in chats:
             chats[chat.name] = chat
             given[chat.name] = (path, hashlib.sha256(path.read_bytes()).hexdigest())
-    needed = {r["chat"] for run in runs for r in run.rows}
+    keys = runs[0].items.keys if runs else []
+    answered = np.zeros(len(keys), dtype=bool)
+    for run in runs:
+        answered[run.answers.items] = True
+    needed = {keys[i][0] for i in np.flatnonzero(answered)}
     for run in runs:
         datasets = run.manifest.get("datasets")
         for name, digest in datasets.items() if isinstance(datasets, dict) else []:
@@ -74,55 +96,152 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
     return chats, warnings
 
 
-def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
-    questions: dict[tuple, dict] = {}
-    messages: dict[str, dict[str, list]] = {}
+@dataclass
+class Questions:
+    """The explorer's question list as it is cut into parts: each part's JSON, and what the page needs besides."""
 
-    def remember(chat_name: str, ids: list[str]) -> None:
-        chat = chats.get(chat_name)
-        if chat is None:
-            return
-        index = _index(chat)
-        known = messages.setdefault(chat_name, {})
-        for i in ids:
-            m = index.get(i)
-            if m is not None and i not in known:
-                known[i] = [m.speaker, message_date(chat, m), m.clean_text]
+    total: int = 0
+    chats: list[str] = field(default_factory=list)  # the chats of the questions, in their order
+    parts: list[dict] = field(default_factory=list)  # {"count": n} and {"file": ...} or {"data": ...}
+    chat_files: dict[str, str] = field(default_factory=dict)  # chat -> its messages' file, when parts are files
 
-    for run in runs if board["kind"] == "probe" else []:  # simulate runs: leaderboard and chart only
-        for row in run.rows:
-            key = run.key(row)
-            q = questions.get(key)
-            if q is None:
-                q = questions[key] = {
-                    "chat": row["chat"],
-                    "dataset": row.get("dataset"),
-                    "qa": row["qa_index"],
-                    "question": row["question"],
-                    "gold": row.get("answer"),
-                    "category": category_of(row),
-                    "evidence": evidence_ids(row),
-                    "runs": {},
-                }
-                remember(row["chat"], q["evidence"])
-            retrieved = row.get("retrieved")
-            answer = {
-                "prediction": row.get("prediction"),
-                "f1": row.get("f1"),
-                "f1_date": row.get("f1_date_normalised"),
-                "judge": row.get("judge_score"),
+
+def question_order(runs: list[Run]) -> list[tuple[int, int]]:
+    """(run index, answer position) of the run that first answered each question, in the order the page lists
+    them: by chat and question index; where those are equal, in the order the runs answered them."""
+    if not runs or runs[0].kind != "probe":  # simulate runs: leaderboard and chart only
+        return []
+    items = np.concatenate([r.answers.items for r in runs])
+    if not len(items):
+        return []
+    first = np.full(len(runs[0].items.keys), len(items), dtype=np.int64)
+    np.minimum.at(first, items, np.arange(len(items)))
+    first = np.sort(first[first < len(items)])  # in the order the runs answered them
+    starts = np.cumsum([0, *(len(r.answers) for r in runs)])
+    owner = np.searchsorted(starts, first, side="right") - 1
+    keys = runs[0].items.keys
+    found = [(int(r), int(i - starts[r])) for r, i in zip(owner, first, strict=True)]
+    return sorted(found, key=lambda ri: keys[int(runs[ri[0]].answers.items[ri[1]])][:2])
+
+
+def question_parts(runs: list[Run]) -> Iterator[tuple[list[bytes], list[tuple[str, list[list[str]]]]]]:
+    """The question list in order, in batches: each question's JSON, and its chat with the ids of the messages it
+    cites (evidence, and what retrieval put in the prompt)."""
+    order = question_order(runs)
+    where = []  # per run: item number -> position of its answer, or -1
+    for run in runs:
+        w = np.full(len(run.items.keys), -1, dtype=np.int64)
+        w[run.answers.items] = np.arange(len(run.answers))
+        where.append(w)
+    for start in range(0, len(order), _BATCH):
+        batch = order[start : start + _BATCH]
+        items = [int(runs[r].answers.items[i]) for r, i in batch]
+        answers: list[dict[int, dict]] = []
+        for run, w in zip(runs, where, strict=True):
+            positions = w[items]
+            found = np.sort(positions[positions >= 0])  # read in file order
+            answers.append(dict(zip(run.answers.items[found].tolist(), run.rows_at(found), strict=True)))
+        out, cites = [], []
+        for (r, _), item in zip(batch, items, strict=True):
+            row = answers[r][item]
+            chat = row["chat"]
+            q = {
+                "chat": chat,
+                "dataset": row.get("dataset"),
+                "qa": row["qa_index"],
+                "question": row["question"],
+                "gold": row.get("answer"),
+                "category": category_of(row),
+                "evidence": evidence_ids(row),
+                "runs": {},
             }
-            if isinstance(retrieved, list):
-                answer["retrieved"] = [str(i) for i in retrieved]
-                remember(row["chat"], answer["retrieved"])
-            q["runs"][run.id] = answer
-    ordered = sorted(questions.values(), key=lambda q: (q["chat"], q["qa"]))
-    return {
-        "runs": [{k: r[k] for k in _RUN_FIELDS} for r in board["runs"]],
-        "questions": ordered,
-        "messages": messages,
-        "chats_found": sorted(chats),
-    }
+            ids = [q["evidence"]]
+            for run, rows in zip(runs, answers, strict=True):
+                a_row = rows.get(item)
+                if a_row is None:
+                    continue
+                retrieved = a_row.get("retrieved")
+                answer = {
+                    "prediction": a_row.get("prediction"),
+                    "f1": a_row.get("f1"),
+                    "f1_date": a_row.get("f1_date_normalised"),
+                    "judge": a_row.get("judge_score"),
+                }
+                if isinstance(retrieved, list):
+                    if not set(map(type, retrieved)) <= {str}:
+                        retrieved = [str(i) for i in retrieved]
+                    answer["retrieved"] = retrieved
+                    ids.append(retrieved)
+                q["runs"][run.id] = answer
+            out.append(orjson.dumps(q))
+            cites.append((chat, ids))
+        yield out, cites
+
+
+def _messages(chat: Chat, ids: Iterable[str] | None = None) -> dict[str, list]:
+    """[speaker, date, text] of the chat's messages by id: these ids (a dangling one is left out), or all."""
+    index = _index(chat)
+    out: dict[str, list] = {}
+    for i in index if ids is None else ids:
+        m = index.get(i)
+        if m is not None:
+            out[i] = [m.speaker, message_date(chat, m), m.clean_text]
+    return out
+
+
+def _script_file(token: str, name: str, data: bytes) -> bytes:
+    """A data file of report-data/: a script that hands its data to the page."""
+    call = (_script_bytes(orjson.dumps(token)), _script_bytes(orjson.dumps(name)), _script_bytes(data))
+    return b"realtalkReportPart(%s, %s, %s);\n" % call
+
+
+def write_questions(runs: list[Run], chats: dict[str, Chat], folder: Path, token: str) -> Questions:
+    """Cut the question list into parts. A list of one part is kept for the page itself, with the messages its
+    questions cite; a longer one is written into `folder` (part-0001.js...), and the messages of each chat the
+    questions are from into a file of its own (chat-0001.js...)."""
+    result = Questions()
+    pending: list[bytes] = []
+    cited: dict[str, dict[str, None]] | None = {}  # the messages the first part cites, while it may be the only one
+    seen: dict[str, None] = {}
+    size = 0
+
+    def flush(last: bool) -> None:
+        nonlocal pending, cited, size
+        part: dict = {"count": len(pending)}
+        if last and not result.parts:
+            messages = {c: _messages(chats[c], ids) for c, ids in (cited or {}).items()}
+            part["data"] = {"questions": [orjson.loads(q) for q in pending], "messages": messages}
+        else:
+            name = f"part-{len(result.parts) + 1:04d}"
+            data = b'{"questions":[' + b",".join(pending) + b'],"messages":{}}'
+            (folder / f"{name}.js").write_bytes(_script_file(token, name, data))
+            part["file"] = f"{DATA_DIR}/{name}.js"
+            cited = None
+        result.parts.append(part)
+        pending, size = [], 0
+
+    for questions, cites in question_parts(runs):
+        for q, (chat, ids) in zip(questions, cites, strict=True):
+            pending.append(q)
+            size += len(q) + 1
+            seen[chat] = None
+            if cited is not None and chat in chats:
+                known = cited.setdefault(chat, {})
+                for some in ids:
+                    known.update(dict.fromkeys(some))
+        result.total += len(questions)
+        if size >= PART_BYTES:
+            flush(last=False)
+    if pending or not result.parts:
+        flush(last=True)
+    result.chats = list(seen)
+    if cited is None:
+        for n, chat in enumerate(c for c in result.chats if c in chats):
+            name = f"chat-{n + 1:04d}"
+            data = orjson.dumps({"chat": chat, "messages": _messages(chats[chat])})
+            (folder / f"{name}.js").write_bytes(_script_file(token, name, data))
+            result.chat_files[chat] = f"{DATA_DIR}/{name}.js"
+    return result
 
 
 def message_date(chat: Chat, m) -> str:
@@ -147,27 +266,54 @@ def _resource(name: str) -> str:
     return resources.files("realtalk_cli").joinpath("resources", name).read_text(encoding="utf-8")
 
 
+_SCRIPT_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"),
+                   ("\u2029".encode(), b"\\u2029"))  # fmt: skip
+
+
+def _script_bytes(raw: bytes) -> bytes:
+    """JSON made safe inside <script>: "</script" would close the tag early and "<!--<script" would keep it open
+    past its end, so no "<" is left as is (in JSON it can only be inside a string, where \\u003c is the same
+    text); U+2028/9 for old parsers."""
+    for char, escaped in _SCRIPT_ESCAPES:
+        if char in raw:
+            raw = raw.replace(char, escaped)
+    return raw
+
+
 def _script_json(obj) -> str:
-    # Inside <script>, "</script" would close the tag early and "<!--<script" would keep it open past its end:
-    # no "<" is left as is (in JSON it can only be inside a string, where \u003c is the same text).
-    text = orjson.dumps(obj).decode().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")  # for old parsers
+    return _script_bytes(orjson.dumps(obj)).decode()
 
 
-def render_html(board: dict, data: dict, warnings: list[str], title: str) -> str:
+def page_token(board: dict) -> str:
+    """Names the report a part file belongs to: a part left from another report is not shown in this one."""
+    return hashlib.sha256(orjson.dumps(board)).hexdigest()[:16]
+
+
+def render_html(board: dict, runs: list[Run], questions: Questions, chats_found: list[str], warnings: list[str],
+                title: str, token: str) -> str:  # fmt: skip
     charts = "".join(
         f"<figure>{bar_chart_svg(board, metric)}<figcaption>{html.escape(name)} per category, mean with 95% "
         f"bootstrap interval; runs as in the leaderboard.</figcaption></figure>"
         for metric, name in board["metrics"].items()
     )
     notes = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
+    data = {
+        "board": board,
+        "runs": [{k: r[k] for k in _RUN_FIELDS} for r in board["runs"]],
+        "chats_found": chats_found,
+        "chats": questions.chats,
+        "total": questions.total,
+        "parts": questions.parts,
+        "chat_files": questions.chat_files,
+        "token": token,
+    }
     parts = {
         "CSS": _resource("explorer.css"),
         "JS": _resource("explorer.js"),
         "TITLE": html.escape(title),
         "WARNINGS": notes,
         "CHARTS": charts,
-        "DATA": _script_json({"board": board, **data}),
+        "DATA": _script_json(data),
     }
     # One pass, so that text inside the data can never be taken for a placeholder.
     return re.sub(r"@@(CSS|JS|TITLE|WARNINGS|CHARTS|DATA)@@", lambda m: parts[m.group(1)], _resource("explorer.html"))
