@@ -17,7 +17,16 @@ from pathlib import Path
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import write_atomic
 from realtalk_cli.report import tables
-from realtalk_cli.report.explorer import DATA_DIR, PART_NAME, find_chats, page_token, render_html, write_questions
+from realtalk_cli.report.explorer import (
+    DATA_DIR,
+    PART_NAME,
+    Questions,
+    find_chats,
+    page_fields,
+    page_token,
+    render_html,
+    write_questions,
+)
 from realtalk_cli.report.leaderboard import build_leaderboard
 from realtalk_cli.report.runs import Run, load_runs
 
@@ -51,16 +60,26 @@ def check_data_dir(folder: Path) -> None:
         raise RealtalkError(f"{other}: not a file of an earlier report; remove it, or choose another --out")
 
 
-def explorer_html(runs: list[Run], board: dict, chat_files: list[Path], title: str, staging: Path) -> str:
-    """The page; its question list's parts, when there are several, written into `staging`."""
-    chats, warnings = find_chats(runs, chat_files) if board["kind"] == "probe" else ({}, [])
+def write_pages(runs: list[Run], chat_files: list[Path], staging: Path) -> tuple[Questions, dict, list[str], str]:
+    """The question list of the page (its parts written into `staging` when there are several), the chats found
+    for it, warnings about them, and the token that names this report in its part files. Run before the
+    leaderboard, so that the runs' page fields are let go before the intervals are computed."""
+    chats, warnings = find_chats(runs, chat_files) if runs[0].kind == "probe" else ({}, [])
+    token = page_token(runs)
+    questions = write_questions(runs, chats, staging, token)
+    for run in runs:
+        run.pages = None
+    return questions, chats, warnings, token
+
+
+def explorer_html(runs: list[Run], board: dict, pages: tuple[Questions, dict, list[str], str], title: str) -> str:
+    questions, chats, found_warnings, token = pages
+    warnings = list(found_warnings)
     if not board["questions"]["same_set"]:
         warnings.insert(0, tables.questions_note(board))
     incomplete = [f"{r['id']} ({r['incomplete']})" for r in board["runs"] if r["incomplete"]]
     if incomplete:
         warnings.insert(0, f"incomplete runs: {'; '.join(incomplete)}")
-    token = page_token(board)
-    questions = write_questions(runs, chats, staging, token)
     return render_html(board, runs, questions, sorted(chats), warnings, title, token)
 
 
@@ -115,11 +134,12 @@ def make_report(
     if not run_dirs:
         raise RealtalkError("no run directories given")
     check_writable(out, OUTPUTS, force)
-    runs = load_runs(run_dirs, category)
-    board = build_leaderboard(runs, resamples, seed, common_only)
-    board["settings"]["category"] = category
+    runs = load_runs(run_dirs, category, keep=page_fields)
     with _Staging(out) as staging:
-        page = explorer_html(runs, board, chat_files or [], f"realtalk {board['kind']} report", staging)
+        pages = write_pages(runs, chat_files or [], staging)
+        board = build_leaderboard(runs, resamples, seed, common_only)
+        board["settings"]["category"] = category
+        page = explorer_html(runs, board, pages, f"realtalk {board['kind']} report")
         write_atomic(out / "leaderboard.md", tables.markdown(board))
         write_atomic(out / "leaderboard.csv", tables.csv_text(board))
         write_atomic(out / "leaderboard.tex", tables.latex(board))
@@ -131,12 +151,13 @@ def make_report(
 
 def write_run_html(run_dir: Path, resamples: int = 1000, chat_files: list[Path] | None = None) -> Path:
     """The explorer for a single probe run, written into its own directory (`probe --html`)."""
-    runs = load_runs([run_dir])
-    board = build_leaderboard(runs, resamples)
+    runs = load_runs([run_dir], keep=page_fields)
     path = run_dir / "report.html"
     check_data_dir(run_dir / DATA_DIR)
     with _Staging(run_dir) as staging:
-        page = explorer_html(runs, board, chat_files or [], f"realtalk probe: {runs[0].label}", staging)
+        pages = write_pages(runs, chat_files or [], staging)
+        board = build_leaderboard(runs, resamples)
+        page = explorer_html(runs, board, pages, f"realtalk probe: {runs[0].label}")
         _install(staging, run_dir / DATA_DIR)
         write_atomic(path, page)
     return path

@@ -42,7 +42,7 @@ def evidence_ids(row: dict) -> list[str]:
         return [str(i) for i in [*row["evidence_ids"], *(row.get("evidence_dangling") or [])]]
     raw = row.get("evidence")
     raw = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-    return list(_parsed_evidence(tuple(str(v) for v in raw)))
+    return list(_parsed_evidence(tuple(map(str, raw))))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -107,7 +107,7 @@ class Questions:
 
 
 def question_order(runs: list[Run]) -> list[tuple[int, int]]:
-    """(run index, answer position) of the run that first answered each question, in the order the page lists
+    """(run index, item number) of each question, with the run that first answered it, in the order the page lists
     them: by chat and question index; where those are equal, in the order the runs answered them."""
     if not runs or runs[0].kind != "probe":  # simulate runs: leaderboard and chart only
         return []
@@ -120,62 +120,59 @@ def question_order(runs: list[Run]) -> list[tuple[int, int]]:
     starts = np.cumsum([0, *(len(r.answers) for r in runs)])
     owner = np.searchsorted(starts, first, side="right") - 1
     keys = runs[0].items.keys
-    found = [(int(r), int(i - starts[r])) for r, i in zip(owner, first, strict=True)]
-    return sorted(found, key=lambda ri: keys[int(runs[ri[0]].answers.items[ri[1]])][:2])
+    found = list(zip(owner.tolist(), items[first].tolist(), strict=True))
+    return sorted(found, key=lambda ri: keys[ri[1]][:2])
 
 
-def question_parts(runs: list[Run]) -> Iterator[tuple[list[bytes], list[tuple[str, list[list[str]]]]]]:
-    """The question list in order, in batches: each question's JSON, and its chat with the ids of the messages it
-    cites (evidence, and what retrieval put in the prompt)."""
+def page_fields(row: dict) -> bytes:
+    """What the page shows of a probe row's answer (JSON), kept while the runs are read (`load_runs(keep=...)`)."""
+    if "qa_index" not in row:
+        return b""
+    answer = {
+        "prediction": row.get("prediction"),
+        "f1": row.get("f1"),
+        "f1_date": row.get("f1_date_normalised"),
+        "judge": row.get("judge_score"),
+    }
+    retrieved = row.get("retrieved")
+    if isinstance(retrieved, list):
+        answer["retrieved"] = retrieved if set(map(type, retrieved)) <= {str} else [str(i) for i in retrieved]
+    return orjson.dumps(answer)
+
+
+def question_parts(runs: list[Run]) -> Iterator[list[tuple[str, bytes]]]:
+    """The question list in order, in batches of (chat, the question's JSON): the question's fields from the row
+    of the first run that answered it (read again), and every run's answer (`page_fields`)."""
     order = question_order(runs)
     where = []  # per run: item number -> position of its answer, or -1
     for run in runs:
         w = np.full(len(run.items.keys), -1, dtype=np.int64)
         w[run.answers.items] = np.arange(len(run.answers))
         where.append(w)
+    names = [orjson.dumps(run.id) + b":" for run in runs]
     for start in range(0, len(order), _BATCH):
         batch = order[start : start + _BATCH]
-        items = [int(runs[r].answers.items[i]) for r, i in batch]
-        answers: list[dict[int, dict]] = []
-        for run, w in zip(runs, where, strict=True):
-            positions = w[items]
-            found = np.sort(positions[positions >= 0])  # read in file order
-            answers.append(dict(zip(run.answers.items[found].tolist(), run.rows_at(found), strict=True)))
-        out, cites = [], []
-        for (r, _), item in zip(batch, items, strict=True):
-            row = answers[r][item]
-            chat = row["chat"]
-            q = {
-                "chat": chat,
+        items = [item for _, item in batch]
+        positions = [w[items].tolist() for w in where]
+        firsts: dict[int, dict] = {}  # item -> the row its question's fields come from
+        for r, run in enumerate(runs):
+            mine = sorted(positions[r][k] for k, (owner, _) in enumerate(batch) if owner == r)  # in file order
+            firsts.update(zip(run.answers.items[mine].tolist(), run.rows_at(mine), strict=True))
+        out = []
+        for k, (_, item) in enumerate(batch):
+            row = firsts[item]
+            answers = [name + run.pages[p[k]] for run, name, p in zip(runs, names, positions, strict=True) if p[k] >= 0]
+            head = {
+                "chat": row["chat"],
                 "dataset": row.get("dataset"),
                 "qa": row["qa_index"],
                 "question": row["question"],
                 "gold": row.get("answer"),
                 "category": category_of(row),
                 "evidence": evidence_ids(row),
-                "runs": {},
             }
-            ids = [q["evidence"]]
-            for run, rows in zip(runs, answers, strict=True):
-                a_row = rows.get(item)
-                if a_row is None:
-                    continue
-                retrieved = a_row.get("retrieved")
-                answer = {
-                    "prediction": a_row.get("prediction"),
-                    "f1": a_row.get("f1"),
-                    "f1_date": a_row.get("f1_date_normalised"),
-                    "judge": a_row.get("judge_score"),
-                }
-                if isinstance(retrieved, list):
-                    if not set(map(type, retrieved)) <= {str}:
-                        retrieved = [str(i) for i in retrieved]
-                    answer["retrieved"] = retrieved
-                    ids.append(retrieved)
-                q["runs"][run.id] = answer
-            out.append(orjson.dumps(q))
-            cites.append((chat, ids))
-        yield out, cites
+            out.append((row["chat"], orjson.dumps(head)[:-1] + b',"runs":{' + b",".join(answers) + b"}}"))
+        yield out
 
 
 def _messages(chat: Chat, ids: Iterable[str] | None = None) -> dict[str, list]:
@@ -187,6 +184,13 @@ def _messages(chat: Chat, ids: Iterable[str] | None = None) -> dict[str, list]:
         if m is not None:
             out[i] = [m.speaker, message_date(chat, m), m.clean_text]
     return out
+
+
+def _cite(known: dict[str, None], q: dict) -> None:
+    """Add the ids of the messages a question cites: its evidence, and what retrieval put in each run's prompt."""
+    known.update(dict.fromkeys(q["evidence"]))
+    for answer in q["runs"].values():
+        known.update(dict.fromkeys(answer.get("retrieved", ())))
 
 
 def _script_file(token: str, name: str, data: bytes) -> bytes:
@@ -220,15 +224,13 @@ def write_questions(runs: list[Run], chats: dict[str, Chat], folder: Path, token
         result.parts.append(part)
         pending, size = [], 0
 
-    for questions, cites in question_parts(runs):
-        for q, (chat, ids) in zip(questions, cites, strict=True):
+    for questions in question_parts(runs):
+        for chat, q in questions:
             pending.append(q)
             size += len(q) + 1
             seen[chat] = None
             if cited is not None and chat in chats:
-                known = cited.setdefault(chat, {})
-                for some in ids:
-                    known.update(dict.fromkeys(some))
+                _cite(cited.setdefault(chat, {}), orjson.loads(q))
         result.total += len(questions)
         if size >= PART_BYTES:
             flush(last=False)
@@ -284,9 +286,11 @@ def _script_json(obj) -> str:
     return _script_bytes(orjson.dumps(obj)).decode()
 
 
-def page_token(board: dict) -> str:
-    """Names the report a part file belongs to: a part left from another report is not shown in this one."""
-    return hashlib.sha256(orjson.dumps(board)).hexdigest()[:16]
+def page_token(runs: list[Run]) -> str:
+    """Names the report in its part files (which runs, as their files were read): a part left from another
+    report is not shown as this one's."""
+    files = [(str(r.path), r.lines, len(r.answers), r.failed) for r in runs]
+    return hashlib.sha256(orjson.dumps(files)).hexdigest()[:16]
 
 
 def render_html(board: dict, runs: list[Run], questions: Questions, chats_found: list[str], warnings: list[str],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +111,22 @@ class Usage:
 
 
 @dataclass
+class Pages:
+    """Bytes made from each answer's row while it is read (`load_runs(keep=...)`): what a page shows of it, kept
+    instead of the row, in one buffer."""
+
+    data: bytearray
+    start: np.ndarray  # per answer (as `Answers`), where its bytes start in `data`
+    end: np.ndarray
+
+    def __getitem__(self, position: int) -> bytes:
+        return bytes(memoryview(self.data)[self.start[position] : self.end[position]])
+
+
+Keep = Callable[[dict], bytes]  # a row's bytes to keep for its page
+
+
+@dataclass
 class Run:
     """One saved run: what it was (manifest) and what it answered (items without an error)."""
 
@@ -128,6 +144,7 @@ class Run:
     usage_lines: Usage = field(repr=False, default_factory=Usage)
     first_model: str | None = None  # the first answered row's `model`, when the manifest names none
     first_judge: str | None = None
+    pages: Pages | None = field(repr=False, default=None)  # what `keep` made of each answer's row, when asked
     id: str = ""
 
     @property
@@ -222,19 +239,21 @@ class Run:
         return usage
 
     def rows_at(self, positions: np.ndarray | list[int]) -> Iterator[dict]:
-        """The full rows of the answers at these positions (indexes into `answers`), read again from the file."""
+        """The full rows of the answers at these positions (indexes into `answers`), read again from the file;
+        each must still be the row of its item (a file replaced since is an error, not another run's row)."""
         pred_path = self.path / "predictions.jsonl"
+        positions = np.asarray(positions, dtype=np.int64)
+        keys = self.items.keys
         try:
             with pred_path.open("rb") as f:
-                for i in positions:
-                    f.seek(int(self.answers.offsets[i]))
-                    line = f.readline()
+                offsets, items = self.answers.offsets[positions].tolist(), self.answers.items[positions].tolist()
+                for offset, item in zip(offsets, items, strict=True):
+                    f.seek(offset)
                     try:
-                        row = orjson.loads(line)
+                        row = orjson.loads(f.readline())
                     except orjson.JSONDecodeError:
                         row = None
-                    item = int(self.answers.items[i])
-                    if not isinstance(row, dict) or self.items.number.get(_key_or_none(self, row)) != item:
+                    if not isinstance(row, dict) or _key_or_none(self, row) != keys[item]:
                         raise RealtalkError(f"{pred_path}: changed while the report was made; make the report again")
                     yield row
         except OSError as e:
@@ -252,9 +271,10 @@ def _key_or_none(run: Run, row: dict) -> tuple | None:
         return None
 
 
-def load_run(path: Path, items: Items | None = None, category: str | None = None) -> Run:
+def load_run(path: Path, items: Items | None = None, category: str | None = None, keep: Keep | None = None) -> Run:
     """A probe or simulate run directory; bad input is one RealtalkError naming the file. Item keys are numbered
-    in `items` (shared by the runs of one report); with `category`, only the rows of that category are kept."""
+    in `items` (shared by the runs of one report); with `category`, only the rows of that category are kept; with
+    `keep`, what it makes of each answer's row is kept in `run.pages`."""
     if not path.exists():
         raise RealtalkError(f"{path}: no such run directory")
     if not path.is_dir():
@@ -275,7 +295,7 @@ def load_run(path: Path, items: Items | None = None, category: str | None = None
     manifest = summary.get("manifest") if isinstance(summary.get("manifest"), dict) else {}
     run = Run(path, "simulate" if "targets" in summary else "probe", manifest, summary, _no_answers(), 0)
     run.items = items if items is not None else Items()
-    _read(run, pred_path, category)
+    _read(run, pred_path, category, keep)
     return run
 
 
@@ -297,6 +317,8 @@ class _Columns:
         self.model = array("i")
         self.judge = array("i")
         self.scores = {m: array("d") for m in metrics}
+        self.pages = bytearray()
+        self.page_end = array("q")
         self.codes: dict[str, dict] = {"category": {}, "dataset": {}, "model": {}, "judge": {}}
         self.raw: dict[str, dict] = {"category": {}, "dataset": {}, "model": {}, "judge": {}}
 
@@ -362,7 +384,7 @@ def _lines(pred_path: Path) -> Iterator[tuple[int, int, bytes]]:
         raise RealtalkError(f"{pred_path}: cannot read: {e.strerror}") from None
 
 
-def _read(run: Run, pred_path: Path, category: str | None) -> None:
+def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) -> None:
     """Fill the run from its predictions file in one pass. A line that is not JSON is reported before a row
     with a bad field, wherever they are (the file is parsed to its end first)."""
     problem: str | None = None
@@ -441,6 +463,9 @@ def _read(run: Run, pred_path: Path, category: str | None) -> None:
             keys.append(key)
         c.item.append(item)
         c.offset.append(offset)
+        if keep is not None:
+            c.pages += keep(row)
+            c.page_end.append(len(c.pages))
         c.error.append(row.get("error") is not None)
         c.in_overall.append(not (dataset == "locomo" and row.get("category") == 5))
         c.dataset.append(_code(c, "dataset", raw_dataset, dataset, _dataset))
@@ -508,6 +533,10 @@ def _settle(run: Run, c: _Columns) -> None:
     models, judges = c.names("model"), c.names("judge")
     run.first_model = models[model[model >= 0][0]] if (model >= 0).any() else None
     run.first_judge = judges[judge[judge >= 0][0]] if (judge >= 0).any() else None
+    if len(c.page_end):
+        end = _np(c.page_end, np.int64)
+        start = np.concatenate([[0], end[:-1]])
+        run.pages = Pages(c.pages, start[line], end[line])
     run.answers = Answers(
         items=items[line],
         offsets=_np(c.offset, np.int64)[line],
@@ -556,11 +585,12 @@ def _row_problem(row: dict, kind: str) -> str | None:
     return None
 
 
-def load_runs(paths: list[Path], category: str | None = None) -> list[Run]:
+def load_runs(paths: list[Path], category: str | None = None, keep: Keep | None = None) -> list[Run]:
     """The runs of one report, their items numbered together. With `category` (a number or name, as
-    `--category` gives it) only each run's rows of that category are kept."""
+    `--category` gives it) only each run's rows of that category are kept; with `keep`, what it makes of each
+    answer's row is kept (`Run.pages`)."""
     items = Items()
-    runs = [load_run(p, items, category) for p in paths]
+    runs = [load_run(p, items, category, keep) for p in paths]
     seen: dict[Path, Path] = {}
     for path in paths:  # a run beside itself would only add a row that is compared with its twin
         first = seen.setdefault(path.resolve(), path)
