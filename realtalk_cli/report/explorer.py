@@ -231,9 +231,9 @@ def write_questions(runs: list[Run], chats: dict[str, Chat], folder: Path, token
             seen[chat] = None
             if cited is not None and chat in chats:
                 _cite(cited.setdefault(chat, {}), orjson.loads(q))
+            if size >= PART_BYTES:
+                flush(last=False)
         result.total += len(questions)
-        if size >= PART_BYTES:
-            flush(last=False)
     if pending or not result.parts:
         flush(last=True)
     result.chats = list(seen)

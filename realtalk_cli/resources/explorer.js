@@ -359,6 +359,7 @@
     const generation = search.generation + 1;
     search = { generation, hits: f.any ? [] : null, searched: f.any ? 0 : total, done: !f.any, failed: null };
     if (!f.any) return showPage(generation);
+    $("count").textContent = countText();  // "searching": the count of an earlier search is no longer true
     let drawn = -1;
     for (let i = 0; i < parts.length; i++) {
       let data = load(i);
