@@ -12,7 +12,7 @@ size of real ones, and name real chat files, so the evidence text is resolved as
 ../shared/locomo when they are there, else synthetic chats written beside the runs. In the large mode each chat
 holds 25,000 questions (the chat's own questions cycled, with new indexes).
 
-python bench/report.py [--repeat N] [--resamples N]
+python bench/report.py [--repeat N] [--resamples N] [--synthetic]
 python bench/report.py --rows 1000000 [--runs 4] [--data DIR] [--profile FILE] [--no-browser] [--code CHECKOUT]
 """
 
@@ -305,7 +305,10 @@ def main() -> None:
     parser.add_argument("--profile", help="--rows mode: write cProfile stats of the report child to this file")
     parser.add_argument("--no-browser", action="store_true", help="skip the chromium timing")
     parser.add_argument("--code", help="--rows mode: time the realtalk_cli of another checkout (e.g. main, to compare)")
+    parser.add_argument("--synthetic", action="store_true", help="synthetic chats even when ../shared has LoCoMo's")
     args = parser.parse_args()
+    if args.synthetic:
+        CHATS.clear()
     large(args) if args.rows else small(args)
 
 

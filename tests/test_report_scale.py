@@ -200,7 +200,9 @@ def test_a_long_question_list_goes_to_report_data_and_a_short_one_stays_in_the_p
     assert "(asked 39)" not in page and "When did Ana take Miso to the vet?" not in page  # the page stays small
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
     text = (out / "report-data" / parts[-1]).read_text()
-    assert re.fullmatch(r'realtalkReportPart\("[0-9a-f]{16}", "part-\d{4}", \{.*\}\);\n', text, re.S)
+    assert re.fullmatch(
+        r"realtalkReportPart\(\"[0-9a-f]{16}\", \"part-\d{4}\", JSON.parse\('\{.*\}'\)\);\n", text, re.S
+    )
     assert "<" not in text and "(asked 39)" in text
     # The same runs with the default part size fit the page: --force replaces the report, report-data/ goes.
     monkeypatch.setattr(explorer, "PART_BYTES", 10_000_000)

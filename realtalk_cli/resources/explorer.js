@@ -154,7 +154,7 @@
   const messagesOf = new WeakMap();  // question -> the messages of its part (a page's own part)
 
   function accept(i, data) {
-    for (const q of data.questions) messagesOf.set(q, data.messages || {});
+    if (data.messages && Object.keys(data.messages).length) for (const q of data.questions) messagesOf.set(q, data.messages);
     cache.set(i, data);
     while (cache.size > KEEP) cache.delete(cache.keys().next().value);
   }
