@@ -59,8 +59,9 @@ def report(
 ) -> None:
     """Compare runs: a leaderboard with 95% bootstrap intervals and paired tests between every two runs.
 
-    Writes leaderboard.md, leaderboard.csv, leaderboard.tex (booktabs), report.json and report.html (a
-    self-contained page: sortable leaderboard, chart, question explorer with evidence) into --out.
+    Writes leaderboard.md, leaderboard.csv, leaderboard.tex (booktabs), report.json and report.html (sortable
+    leaderboard, chart, question explorer with evidence; a long question list goes beside it into report-data/)
+    into --out.
 
     Example: `realtalk report runs/bm25-full runs/bm25-retrieval -o reports/bm25`
     """
@@ -71,7 +72,8 @@ def report(
         print_json(board)
         return
     print_leaderboard(board)
-    out.print(f"written to {out_dir}: leaderboard.md, leaderboard.csv, leaderboard.tex, report.json, report.html")
+    data = ", report-data/" if (out_dir / "report-data").is_dir() else ""
+    out.print(f"written to {out_dir}: leaderboard.md, leaderboard.csv, leaderboard.tex, report.json, report.html{data}")
 
 
 def _print_references(board: dict) -> None:

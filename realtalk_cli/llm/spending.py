@@ -130,9 +130,7 @@ class Spending:
 
 def _holds_a_run(run_dir: Path) -> bool:
     """Whether the folder holds a run's own file with something in it (rows, a batch record, a report)."""
-    return any(
-        p.is_file() and p.name not in (RUN_FILE, LOCK_FILE) and p.stat().st_size > 0 for p in run_dir.iterdir()
-    )
+    return any(p.is_file() and p.name not in (RUN_FILE, LOCK_FILE) and p.stat().st_size > 0 for p in run_dir.iterdir())
 
 
 def _from_rows(path: Path) -> list[dict]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from realtalk_cli.data.errata import Errata
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.runs import Run
@@ -22,15 +24,7 @@ from realtalk_cli.tasks.probe.protocols import probe_protocol
 METRICS = {"f1_errata": "F1 (errata applied)", "judge_score_errata": "judge (errata applied)"}
 
 
-def clear(runs: list[Run]) -> None:
-    """No run file supplies the errata columns: they are computed here or not at all."""
-    for run in runs:
-        for row in run.rows:
-            for name in METRICS:
-                row.pop(name, None)
-
-
-def _catalog(runs: list[Run], chat_files: list[Path]) -> dict[str, fixes.ChatQuestions]:
+def _catalog(runs: list[Run], rows: dict[str, list[dict]], chat_files: list[Path]) -> dict[str, fixes.ChatQuestions]:
     named = []
     for run in runs:
         datasets = run.manifest.get("datasets")
@@ -38,7 +32,7 @@ def _catalog(runs: list[Run], chat_files: list[Path]) -> dict[str, fixes.ChatQue
     catalog = fixes.catalog_from_files(chat_files)  # given by the user: a bad one is an error
     for name, known in fixes.catalog_from_files(named, quiet=True).items():
         catalog.setdefault(name, known)
-    return fixes.add_rows(catalog, [r for run in runs for r in run.rows])
+    return fixes.add_rows(catalog, [r for run in runs for r in rows[run.id]])
 
 
 def _judge_prompt(rows: list[dict], judge: str | None) -> str | None:
@@ -54,22 +48,36 @@ def _protocol(run: Run):
         return None  # a run of a protocol this version does not know: realtalk's F1 only
 
 
-def apply(runs: list[Run], errata: Errata, chat_files: list[Path]) -> dict:
-    """Score every run's rows against the corrected golds (in memory); report.json's `errata` section."""
-    catalog = _catalog(runs, chat_files)
-    everything = fixes.place(errata, catalog, {(r["chat"], r["qa_index"]) for run in runs for r in run.rows})
+def _column(values: list) -> np.ndarray:
+    return np.array([float(v) if isinstance(v, (int, float)) else np.nan for v in values], dtype=float)
+
+
+def apply(runs: list[Run], errata: Errata, chat_files: list[Path]) -> tuple[dict, dict[int, dict]]:
+    """Score every run's answers against the corrected golds (their rows read again and held: errata are for
+    datasets of thousands of questions), adding the errata columns to the runs' scores; report.json's `errata`
+    section, and the corrected gold of each changed item (by item number) for the page."""
+    rows = {run.id: list(run.answered_rows()) for run in runs}
+    catalog = _catalog(runs, rows, chat_files)
+    everything = fixes.place(errata, catalog, {(r["chat"], r["qa_index"]) for run in runs for r in rows[run.id]})
     per_run = {}
+    corrected: dict[int, dict] = {}
     for run in runs:
-        placements = fixes.place(errata, catalog, {(r["chat"], r["qa_index"]) for r in run.rows})
-        fixes.apply_errata(run.rows, placements, _protocol(run))
-        prompt = _judge_prompt(run.rows, run.judge)
-        missing = sum(1 for r in run.rows if r.get("erratum") and not fixes.verdict_valid(r, run.judge, prompt))
-        for r in run.rows:
-            fix = r.get("erratum")
-            r["f1_errata"] = fix["f1"] if fix else r.get("f1")
-            if run.judge is not None and not missing:
-                r["judge_score_errata"] = fix["judge_score"] if fix else r.get("judge_score")
-        section = fixes.errata_section(errata, placements, run.rows, run.judge, prompt, catalog)
+        mine = rows[run.id]
+        placements = fixes.place(errata, catalog, {(r["chat"], r["qa_index"]) for r in mine})
+        fixes.apply_errata(mine, placements, _protocol(run))
+        prompt = _judge_prompt(mine, run.judge)
+        missing = sum(1 for r in mine if r.get("erratum") and not fixes.verdict_valid(r, run.judge, prompt))
+        fixed = [r.get("erratum") for r in mine]
+        run.answers.scores["f1_errata"] = _column(
+            [f["f1"] if f else r.get("f1") for f, r in zip(fixed, mine, strict=True)]
+        )
+        if run.judge is not None and not missing:
+            judged = [f["judge_score"] if f else r.get("judge_score") for f, r in zip(fixed, mine, strict=True)]
+            run.answers.scores["judge_score_errata"] = _column(judged)
+        for item, fix in zip(run.answers.items.tolist(), fixed, strict=True):
+            if fix:
+                corrected.setdefault(item, {"id": fix.get("id"), "gold": fix.get("gold")})
+        section = fixes.errata_section(errata, placements, mine, run.judge, prompt, catalog)
         per_run[run.id] = {
             "counts": section["counts"],
             "ceiling": section["ceiling"],
@@ -80,7 +88,7 @@ def apply(runs: list[Run], errata: Errata, chat_files: list[Path]) -> dict:
     counts = Counter(p.status for p in everything)
     changed = {}
     for run in runs:
-        for r in sorted((r for r in run.rows if r.get("erratum")), key=lambda r: (r["chat"], r["qa_index"])):
+        for r in sorted((r for r in rows[run.id] if r.get("erratum")), key=lambda r: (r["chat"], r["qa_index"])):
             fix = r["erratum"]
             entry = changed.setdefault(
                 fix["id"],
@@ -95,7 +103,7 @@ def apply(runs: list[Run], errata: Errata, chat_files: list[Path]) -> dict:
                 },
             )
             entry["runs"].append(run.id)
-    return {
+    section = {
         "file": str(errata.path),
         "sha256": errata.sha256,
         "entries": len(errata.entries),
@@ -109,6 +117,7 @@ def apply(runs: list[Run], errata: Errata, chat_files: list[Path]) -> dict:
         "runs": per_run,
         "warnings": sorted({w for run in per_run.values() for w in run["warnings"]}),
     }
+    return section, corrected
 
 
 def lines(section: dict) -> list[str]:

@@ -1,17 +1,26 @@
-"""report.html: one self-contained page (leaderboard, bar chart with intervals, question explorer).
+"""report.html: the leaderboard, bar chart with intervals, and the question explorer.
 
-The page's data is one JSON blob; the chat messages it shows (evidence, and what retrieval put in the
-prompt) come from the chat files the runs name in their manifest, or from files the caller passes.
+The page's own data is one JSON blob (the leaderboard, the runs, and how the question list is split). The question
+list, with every run's answers and the chat messages they cite (evidence, and what retrieval put in the prompt),
+comes in parts of about `PART_BYTES`: inside the page when the whole list is one part (a self-contained file),
+else as `report-data/part-0001.js`... beside it, which the page loads when it needs them. A part is a script
+calling `realtalkReportPart(token, index, data)`: browsers run sibling scripts of a page opened from `file://`,
+where they refuse `fetch()`. The chat messages come from the chat files the runs name in their manifest, or
+from files the caller passes.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html
 import re
-from dataclasses import replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from realtalk_cli.data.evidence import parse_evidence
@@ -19,8 +28,12 @@ from realtalk_cli.data.formats import chat_ids, chat_paths, file_layout, file_sh
 from realtalk_cli.data.model import Chat
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.chart import bar_chart_svg
-from realtalk_cli.report.leaderboard import category_of
-from realtalk_cli.report.runs import Run
+from realtalk_cli.report.runs import Run, category_of
+
+PART_BYTES = 1_000_000  # the question list is cut into parts of about this size
+DATA_DIR = "report-data"  # the parts' folder, beside report.html
+PART_NAME = re.compile(r"(part|chat)-\d{4,}\.js")
+_BATCH = 512  # questions read from the runs at a time
 
 
 def evidence_ids(row: dict) -> list[str]:
@@ -29,8 +42,13 @@ def evidence_ids(row: dict) -> list[str]:
         return [str(i) for i in [*row["evidence_ids"], *(row.get("evidence_dangling") or [])]]
     raw = row.get("evidence")
     raw = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
-    parsed = parse_evidence([str(v) for v in raw])
-    return parsed.ids + parsed.unparsed
+    return list(_parsed_evidence(tuple(map(str, raw))))
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed_evidence(raw: tuple[str, ...]) -> tuple[str, ...]:
+    parsed = parse_evidence(raw)
+    return (*parsed.ids, *parsed.unparsed)
 
 
 def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], list[str]]:
@@ -82,10 +100,17 @@ def find_chats(runs: list[Run], extra: list[Path]) -> tuple[dict[str, Chat], lis
 
 
 def _wanted_ids(runs: list[Run]) -> dict[str, set[str]]:
-    """Chat name -> the message ids the runs' rows name (evidence and what retrieval showed)."""
-    wanted: dict[str, set[str]] = {}
+    """Chat name -> the message ids the runs' rows name (evidence and what retrieval showed): the ids only for a
+    LongMemEval file's chats (read again from the rows), where they prune a haystack to what the page shows."""
+    keys = runs[0].items.keys if runs else []
+    answered = np.zeros(len(keys), dtype=bool)
     for run in runs:
-        for r in run.rows:
+        answered[run.answers.items] = True
+    wanted: dict[str, set[str]] = {keys[i][0]: set() for i in np.flatnonzero(answered)}
+    for run in runs:
+        if "longmemeval" not in run.datasets:
+            continue
+        for r in run.answered_rows():
             ids = wanted.setdefault(r["chat"], set())
             ids.update(evidence_ids(r))
             if isinstance(r.get("retrieved"), list):
@@ -105,58 +130,161 @@ def _chats_in(path: Path, names: set[str] | None, wanted: dict[str, set[str]]):
         yield chat
 
 
-def explorer_data(runs: list[Run], board: dict, chats: dict[str, Chat]) -> dict:
-    questions: dict[tuple, dict] = {}
-    messages: dict[str, dict[str, list]] = {}
+@dataclass
+class Questions:
+    """The explorer's question list as it is cut into parts: each part's JSON, and what the page needs besides."""
 
-    def remember(chat_name: str, ids: list[str]) -> None:
-        chat = chats.get(chat_name)
-        if chat is None:
-            return
-        index = _index(chat)
-        known = messages.setdefault(chat_name, {})
-        for i in ids:
-            m = index.get(i)
-            if m is not None and i not in known:
-                known[i] = [m.speaker, message_date(chat, m), m.clean_text]
+    total: int = 0
+    chats: list[str] = field(default_factory=list)  # the chats of the questions, in their order
+    parts: list[dict] = field(default_factory=list)  # {"count": n} and {"file": ...} or {"data": ...}
+    chat_files: dict[str, str] = field(default_factory=dict)  # chat -> its messages' file, when parts are files
 
-    for run in runs if board["kind"] == "probe" else []:  # simulate runs: leaderboard and chart only
-        for row in run.rows:
-            key = run.key(row)
-            q = questions.get(key)
-            if q is None:
-                q = questions[key] = {
-                    "chat": row["chat"],
-                    "dataset": row.get("dataset"),
-                    "qa": row["qa_index"],
-                    "question": row["question"],
-                    "gold": row.get("answer"),
-                    "category": category_of(row),
-                    "evidence": evidence_ids(row),
-                    "runs": {},
-                }
-                remember(row["chat"], q["evidence"])
-            fix = row.get("erratum") if board.get("errata") else None
-            if isinstance(fix, dict):  # `report --errata`: the corrected gold beside the published one
-                q["corrected"] = {"id": fix.get("id"), "gold": fix.get("gold")}
-            retrieved = row.get("retrieved")
-            answer = {
-                "prediction": row.get("prediction"),
-                "f1": row.get("f1"),
-                "f1_date": row.get("f1_date_normalised"),
-                "judge": row.get("judge_score"),
-            }
-            if isinstance(retrieved, list):
-                answer["retrieved"] = [str(i) for i in retrieved]
-                remember(row["chat"], answer["retrieved"])
-            q["runs"][run.id] = answer
-    ordered = sorted(questions.values(), key=lambda q: (q["chat"], q["qa"]))
-    return {
-        "runs": [{k: r[k] for k in _RUN_FIELDS} for r in board["runs"]],
-        "questions": ordered,
-        "messages": messages,
-        "chats_found": sorted(chats),
+
+def question_order(runs: list[Run]) -> list[tuple[int, int]]:
+    """(run index, item number) of each question, with the run that first answered it, in the order the page lists
+    them: by chat and question index; where those are equal, in the order the runs answered them."""
+    if not runs or runs[0].kind != "probe":  # simulate runs: leaderboard and chart only
+        return []
+    items = np.concatenate([r.answers.items for r in runs])
+    if not len(items):
+        return []
+    first = np.full(len(runs[0].items.keys), len(items), dtype=np.int64)
+    np.minimum.at(first, items, np.arange(len(items)))
+    first = np.sort(first[first < len(items)])  # in the order the runs answered them
+    starts = np.cumsum([0, *(len(r.answers) for r in runs)])
+    owner = np.searchsorted(starts, first, side="right") - 1
+    keys = runs[0].items.keys
+    found = list(zip(owner.tolist(), items[first].tolist(), strict=True))
+    return sorted(found, key=lambda ri: keys[ri[1]][:2])
+
+
+def page_fields(row: dict) -> bytes:
+    """What the page shows of a probe row's answer (JSON), kept while the runs are read (`load_runs(keep=...)`)."""
+    if "qa_index" not in row:
+        return b""
+    answer = {
+        "prediction": row.get("prediction"),
+        "f1": row.get("f1"),
+        "f1_date": row.get("f1_date_normalised"),
+        "judge": row.get("judge_score"),
     }
+    retrieved = row.get("retrieved")
+    if isinstance(retrieved, list):
+        answer["retrieved"] = retrieved if set(map(type, retrieved)) <= {str} else [str(i) for i in retrieved]
+    return orjson.dumps(answer)
+
+
+def question_parts(runs: list[Run], corrected: dict[int, dict] | None = None) -> Iterator[list[tuple[str, bytes]]]:
+    """The question list in order, in batches of (chat, the question's JSON): the question's fields from the row
+    of the first run that answered it (read again), and every run's answer (`page_fields`); `corrected`: item
+    number -> the erratum's corrected gold (`report --errata`), shown under the published one."""
+    order = question_order(runs)
+    where = []  # per run: item number -> position of its answer, or -1
+    for run in runs:
+        w = np.full(len(run.items.keys), -1, dtype=np.int64)
+        w[run.answers.items] = np.arange(len(run.answers))
+        where.append(w)
+    names = [orjson.dumps(run.id) + b":" for run in runs]
+    for start in range(0, len(order), _BATCH):
+        batch = order[start : start + _BATCH]
+        items = [item for _, item in batch]
+        positions = [w[items].tolist() for w in where]
+        firsts: dict[int, dict] = {}  # item -> the row its question's fields come from
+        for r, run in enumerate(runs):
+            mine = sorted(positions[r][k] for k, (owner, _) in enumerate(batch) if owner == r)  # in file order
+            firsts.update(zip(run.answers.items[mine].tolist(), run.rows_at(mine), strict=True))
+        out = []
+        for k, (_, item) in enumerate(batch):
+            row = firsts[item]
+            answers = [name + run.pages[p[k]] for run, name, p in zip(runs, names, positions, strict=True) if p[k] >= 0]
+            head = {
+                "chat": row["chat"],
+                "dataset": row.get("dataset"),
+                "qa": row["qa_index"],
+                "question": row["question"],
+                "gold": row.get("answer"),
+                "category": category_of(row),
+                "evidence": evidence_ids(row),
+            }
+            if corrected and item in corrected:
+                head["corrected"] = corrected[item]
+            out.append((row["chat"], orjson.dumps(head)[:-1] + b',"runs":{' + b",".join(answers) + b"}}"))
+        yield out
+
+
+def _messages(chat: Chat, ids: Iterable[str] | None = None) -> dict[str, list]:
+    """[speaker, date, text] of the chat's messages by id: these ids (a dangling one is left out), or all."""
+    index = _index(chat)
+    out: dict[str, list] = {}
+    for i in index if ids is None else ids:
+        m = index.get(i)
+        if m is not None:
+            out[i] = [m.speaker, message_date(chat, m), m.clean_text]
+    return out
+
+
+def _cite(known: dict[str, None], q: dict) -> None:
+    """Add the ids of the messages a question cites: its evidence, and what retrieval put in each run's prompt."""
+    known.update(dict.fromkeys(q["evidence"]))
+    for answer in q["runs"].values():
+        known.update(dict.fromkeys(answer.get("retrieved", ())))
+
+
+def _script_file(token: str, name: str, data: bytes) -> bytes:
+    """A data file of report-data/: a script that hands its data to the page. The data is a JSON text in a string
+    (JSON.parse reads a large object faster than a browser parses it as code)."""
+    text = _script_bytes(data).replace(b"\\", b"\\\\").replace(b"'", b"\\'")
+    call = (_script_bytes(orjson.dumps(token)), _script_bytes(orjson.dumps(name)), text)
+    return b"realtalkReportPart(%s, %s, JSON.parse('%s'));\n" % call
+
+
+def write_questions(
+    runs: list[Run], chats: dict[str, Chat], folder: Path, token: str, corrected: dict[int, dict] | None = None
+) -> Questions:
+    """Cut the question list into parts. A list of one part is kept for the page itself, with the messages its
+    questions cite; a longer one is written into `folder` (part-0001.js...), and the messages of each chat the
+    questions are from into a file of its own (chat-0001.js...)."""
+    result = Questions()
+    pending: list[bytes] = []
+    cited: dict[str, dict[str, None]] | None = {}  # the messages the first part cites, while it may be the only one
+    seen: dict[str, None] = {}
+    size = 0
+
+    def flush(last: bool) -> None:
+        nonlocal pending, cited, size
+        part: dict = {"count": len(pending)}
+        if last and not result.parts:
+            messages = {c: _messages(chats[c], ids) for c, ids in (cited or {}).items()}
+            part["data"] = {"questions": [orjson.loads(q) for q in pending], "messages": messages}
+        else:
+            name = f"part-{len(result.parts) + 1:04d}"
+            data = b'{"questions":[' + b",".join(pending) + b'],"messages":{}}'
+            (folder / f"{name}.js").write_bytes(_script_file(token, name, data))
+            part["file"] = f"{DATA_DIR}/{name}.js"
+            cited = None
+        result.parts.append(part)
+        pending, size = [], 0
+
+    for questions in question_parts(runs, corrected):
+        for chat, q in questions:
+            pending.append(q)
+            size += len(q) + 1
+            seen[chat] = None
+            if cited is not None and chat in chats:
+                _cite(cited.setdefault(chat, {}), orjson.loads(q))
+            if size >= PART_BYTES:
+                flush(last=False)
+        result.total += len(questions)
+    if pending or not result.parts:
+        flush(last=True)
+    result.chats = list(seen)
+    if cited is None:
+        for n, chat in enumerate(c for c in result.chats if c in chats):
+            name = f"chat-{n + 1:04d}"
+            data = orjson.dumps({"chat": chat, "messages": _messages(chats[chat])})
+            (folder / f"{name}.js").write_bytes(_script_file(token, name, data))
+            result.chat_files[chat] = f"{DATA_DIR}/{name}.js"
+    return result
 
 
 def message_date(chat: Chat, m) -> str:
@@ -181,27 +309,56 @@ def _resource(name: str) -> str:
     return resources.files("realtalk_cli").joinpath("resources", name).read_text(encoding="utf-8")
 
 
+_SCRIPT_ESCAPES = ((b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026"), ("\u2028".encode(), b"\\u2028"),
+                   ("\u2029".encode(), b"\\u2029"))  # fmt: skip
+
+
+def _script_bytes(raw: bytes) -> bytes:
+    """JSON made safe inside <script>: "</script" would close the tag early and "<!--<script" would keep it open
+    past its end, so no "<" is left as is (in JSON it can only be inside a string, where \\u003c is the same
+    text); U+2028/9 for old parsers."""
+    for char, escaped in _SCRIPT_ESCAPES:
+        if char in raw:
+            raw = raw.replace(char, escaped)
+    return raw
+
+
 def _script_json(obj) -> str:
-    # Inside <script>, "</script" would close the tag early and "<!--<script" would keep it open past its end:
-    # no "<" is left as is (in JSON it can only be inside a string, where \u003c is the same text).
-    text = orjson.dumps(obj).decode().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")  # for old parsers
+    return _script_bytes(orjson.dumps(obj)).decode()
 
 
-def render_html(board: dict, data: dict, warnings: list[str], title: str) -> str:
+def page_token(runs: list[Run]) -> str:
+    """Names the report in its part files (which runs, as their files were read): a part left from another
+    report is not shown as this one's."""
+    files = [(str(r.path), r.lines, len(r.answers), r.failed) for r in runs]
+    return hashlib.sha256(orjson.dumps(files)).hexdigest()[:16]
+
+
+def render_html(board: dict, runs: list[Run], questions: Questions, chats_found: list[str], warnings: list[str],
+                title: str, token: str) -> str:  # fmt: skip
     charts = "".join(
         f"<figure>{bar_chart_svg(board, metric)}<figcaption>{html.escape(name)} per category, mean with 95% "
         f"bootstrap interval; runs as in the leaderboard.</figcaption></figure>"
         for metric, name in board["metrics"].items()
     )
     notes = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
+    data = {
+        "board": board,
+        "runs": [{k: r[k] for k in _RUN_FIELDS} for r in board["runs"]],
+        "chats_found": chats_found,
+        "chats": questions.chats,
+        "total": questions.total,
+        "parts": questions.parts,
+        "chat_files": questions.chat_files,
+        "token": token,
+    }
     parts = {
         "CSS": _resource("explorer.css"),
         "JS": _resource("explorer.js"),
         "TITLE": html.escape(title),
         "WARNINGS": notes,
         "CHARTS": charts,
-        "DATA": _script_json({"board": board, **data}),
+        "DATA": _script_json(data),
     }
     # One pass, so that text inside the data can never be taken for a placeholder.
     return re.sub(r"@@(CSS|JS|TITLE|WARNINGS|CHARTS|DATA)@@", lambda m: parts[m.group(1)], _resource("explorer.html"))

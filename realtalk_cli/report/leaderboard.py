@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from itertools import combinations
+from json.encoder import encode_basestring
+
+import numpy as np
 
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.report.runs import PROBE_METRICS, SIMULATE_METRICS, Run
-from realtalk_cli.report.stats import bootstrap_ci, paired_difference, stratified_ci
+from realtalk_cli.report.runs import JUDGE_PREFIX, PROBE_METRICS, SIMULATE_METRICS, Run
+from realtalk_cli.report.stats import intervals, stratified_ci
 
 OVERALL = "overall"
 OVERALL_1_3 = "overall (1-3)"  # the paper's tables pool categories 1-3; shown when a run has others (LoCoMo)
@@ -27,70 +31,109 @@ ABSTENTION = "abstention"
 TAIL = (TASK_AVERAGED, OVERALL_1_3, OVERALL, ABSTENTION)  # after the categories, in this order
 
 
-def category_of(row: dict) -> str:
-    return f"{row['category']} {row.get('category_name') or ''}".strip()
+def _scores(run: Run, metric: str) -> np.ndarray:
+    """The run's answers' scores of one metric (NaN: no such score)."""
+    column = run.answers.scores.get(metric)
+    return column if column is not None else np.full(len(run.answers), np.nan)
 
 
-def in_overall(row: dict) -> bool:
-    # As the run's own report: LoCoMo's adversarial items are scored by their own rule and kept apart.
-    return not (row.get("dataset") == "locomo" and row.get("category") == 5)
+def _groups(run: Run, chosen: np.ndarray, split_1_3: bool | None = None) -> dict[str, np.ndarray]:
+    """Positions of the chosen answers by category (probe) and overall; simulate runs have only the overall group.
+    A category's answers are in file order; categories are ordered by number, then name.
 
-
-def _score(row: dict, metric: str) -> float | None:
-    value = row.get(metric)
-    if isinstance(value, bool):
-        return float(value)
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def _groups(run: Run, rows: list[dict], split_1_3: bool | None = None) -> dict[str, list[dict]]:
-    """Rows by category (probe) and overall; simulate runs have only the overall group.
-
-    split_1_3: give the 'overall (1-3)' group (None: when these rows have other categories)."""
-    groups: dict[str, list[dict]] = {}
-    if run.kind == "probe":
-        for row in sorted(rows, key=lambda r: (_category_number(r), category_of(r))):
-            groups.setdefault(category_of(row), []).append(row)
+    split_1_3: give the 'overall (1-3)' group (None: when these answers have other categories)."""
+    a = run.answers
+    groups: dict[str, np.ndarray] = {}
     if run.kind != "probe":
-        groups[OVERALL] = rows
+        groups[OVERALL] = chosen
         return groups
-    pooled = [r for r in rows if in_overall(r)]
+    order_key = {(c.number, c.label) for c in a.categories}
+    rank = {k: r for r, k in enumerate(sorted(order_key))}
+    labels = list(dict.fromkeys(c.label for c in a.categories))
+    code_rank = np.array([rank[(c.number, c.label)] for c in a.categories] or [0], dtype=np.int64)
+    code_label = np.array([labels.index(c.label) for c in a.categories] or [0], dtype=np.int64)
+    ordered = chosen[np.argsort(code_rank[a.category[chosen]], kind="stable")]
+    label_of = code_label[a.category[ordered]]
+    first = np.full(len(labels), len(ordered), dtype=np.int64)
+    np.minimum.at(first, label_of, np.arange(len(ordered)))
+    for label in sorted((k for k in range(len(labels)) if first[k] < len(ordered)), key=lambda k: first[k]):
+        groups[labels[label]] = ordered[label_of == label]
+    pooled = chosen[a.in_overall[chosen]]
     if split_1_3 is None:
-        split_1_3 = _has_other_categories(pooled)
+        split_1_3 = _has_other_categories(run, chosen)
     if split_1_3:
-        groups[OVERALL_1_3] = [r for r in pooled if r.get("category") in (1, 2, 3) and not _longmemeval(r)]
+        one_to_three = np.array([c.one_to_three for c in a.categories] or [False], dtype=bool)
+        groups[OVERALL_1_3] = pooled[one_to_three[a.category[pooled]]]
     groups[OVERALL] = pooled
-    if any(r.get("abstention") is True for r in rows if _longmemeval(r)):
-        groups[ABSTENTION] = [r for r in rows if _longmemeval(r) and r.get("abstention") is True]
+    abstention = chosen[a.abstention[chosen]] if len(a.abstention) else chosen[:0]
+    if len(abstention):
+        groups[ABSTENTION] = abstention
     return groups
 
 
-def _longmemeval(row: dict) -> bool:
-    return row.get("dataset") == "longmemeval"
-
-
-def _has_other_categories(rows: list[dict]) -> bool:
+def _has_other_categories(run: Run, chosen: np.ndarray) -> bool:
     # LongMemEval numbers question types, not categories: its rows ask for no 'overall (1-3)'
-    return any(r.get("category") not in (1, 2, 3) for r in rows if in_overall(r) and not _longmemeval(r))
+    a = run.answers
+    others = np.array([not (c.one_to_three or c.longmemeval) for c in a.categories] or [False], dtype=bool)
+    pooled = chosen[a.in_overall[chosen]]
+    return bool(others[a.category[pooled]].any())
 
 
-def task_averaged(rows: list[dict], metric: str, resamples: int, seed: int) -> dict | None:
-    """LongMemEval's task-averaged score of a run's LongMemEval rows (None when it has none): the mean of the
+def _types(run: Run, chosen: np.ndarray) -> dict[str, np.ndarray]:
+    """The chosen answers of LongMemEval question types, by type."""
+    a = run.answers
+    kinds = [c for c in a.categories if c.longmemeval]
+    if not kinds:
+        return {}
+    codes = a.category[chosen]
+    by_label: dict[str, list[np.ndarray]] = {}
+    for code, c in enumerate(a.categories):
+        if c.longmemeval:
+            by_label.setdefault(c.label, []).append(chosen[codes == code])
+    return {label: np.concatenate(parts) for label, parts in by_label.items() if sum(len(p) for p in parts)}
+
+
+def task_averaged(run: Run, chosen: np.ndarray, metric: str, resamples: int, seed: int) -> dict | None:
+    """LongMemEval's task-averaged score of a run's LongMemEval answers (None when it has none): the mean of the
     question types' means, over the types present."""
-    types: dict[str, list[float | None]] = {}
-    for r in rows:
-        if _longmemeval(r):
-            types.setdefault(category_of(r), []).append(_score(r, metric))
-    return stratified_ci(list(types.values()), resamples, seed) if types else None
+    types = _types(run, chosen)
+    values = _scores(run, metric)
+    samples = [[None if np.isnan(v) else float(v) for v in values[rows]] for rows in types.values()]
+    return stratified_ci(samples, resamples, seed) if types else None
 
 
-def types_present(rows: list[dict]) -> list[str]:
-    return sorted({str(r.get("category_name")) for r in rows if _longmemeval(r)})
+def types_present(run: Run, chosen: np.ndarray) -> list[str]:
+    names = {c.label: c.label.split(" ", 1)[-1] for c in run.answers.categories if c.longmemeval}
+    return sorted(names[label] for label in _types(run, chosen))
 
 
-def _category_number(row: dict) -> float:
-    c = row.get("category")
-    return c if isinstance(c, (int, float)) and not isinstance(c, bool) else float("inf")
+class _Intervals:
+    """The intervals a leaderboard asks for, computed together at the end (`stats.intervals`): each request
+    gets an empty dict now, filled in place then."""
+
+    def __init__(self, resamples: int, seed: int, alpha: float) -> None:
+        self.resamples, self.seed, self.alpha = resamples, seed, alpha
+        self.samples: list[tuple[np.ndarray, dict]] = []
+        self.pairs: list[tuple[np.ndarray, np.ndarray, dict]] = []
+
+    def ci(self, values: np.ndarray) -> dict:
+        self.samples.append((values, out := {}))
+        return out
+
+    def paired(self, a: np.ndarray, b: np.ndarray) -> dict:
+        """a - b, its interval and p-value, and whether it is significant at alpha."""
+        self.pairs.append((a, b, out := {}))
+        return out
+
+    def compute(self) -> None:
+        cis, paired = intervals(
+            [v for v, _ in self.samples], [(a, b) for a, b, _ in self.pairs], self.resamples, self.seed
+        )
+        for (_, out), ci in zip(self.samples, cis, strict=True):
+            out.update(ci)
+        for (_, _, out), d in zip(self.pairs, paired, strict=True):
+            out.update(d)
+            out["significant"] = d["p"] is not None and d["p"] < self.alpha
 
 
 def build_leaderboard(
@@ -98,28 +141,34 @@ def build_leaderboard(
 ) -> dict:
     kind = runs[0].kind
     names = PROBE_METRICS if kind == "probe" else SIMULATE_METRICS
-    keysets = [{run.key(r) for r in run.rows} for run in runs]
-    common = set.intersection(*keysets) if keysets else set()
-    union = set.union(*keysets) if keysets else set()
-    if common_only and not common:
+    if any(run.items is not runs[0].items for run in runs):
+        raise ValueError("the runs of one leaderboard are read together (load_runs): their items are numbered alike")
+    keysets = [np.sort(run.answers.items) for run in runs]  # an item is answered once in a run
+    answered_by = np.zeros(len(runs[0].items.keys) if runs else 0, dtype=np.int64)
+    for keys in keysets:
+        answered_by[keys] += 1
+    common, union = np.flatnonzero(answered_by == len(runs)), np.flatnonzero(answered_by > 0)
+    if common_only and not len(common):
         unit = "question" if kind == "probe" else "target"
         paths = ", ".join(str(run.path) for run in runs)
         raise RealtalkError(f"--common-only: no {unit} was answered by every run ({paths}); nothing to score")
-    chosen = {id(run): [r for r in run.rows if not common_only or run.key(r) in common] for run in runs}
-    metrics = [m for m in names if any(_score(r, m) is not None for run in runs for r in chosen[id(run)])]
+    chosen = {
+        id(run): np.flatnonzero(np.isin(run.answers.items, common)) if common_only else np.arange(len(run.answers))
+        for run in runs
+    }
+    names = {**names, **judge_metrics(runs)}
+    metrics = [m for m in names if any((~np.isnan(_scores(run, m)[chosen[id(run)]])).any() for run in runs)]
     # One set of columns for every run: a REALTALK run beside a LoCoMo run gets its 'overall (1-3)' too.
-    split_1_3 = any(_has_other_categories(chosen[id(run)]) for run in runs)
+    split_1_3 = any(_has_other_categories(run, chosen[id(run)]) for run in runs)
+    cis = _Intervals(resamples, seed, alpha)
     categories: list[str] = []
     entries = []
     for run in runs:
         groups = _groups(run, chosen[id(run)], split_1_3)
         categories += [c for c in groups if c not in categories]
-        scores = {
-            m: {c: bootstrap_ci([_score(r, m) for r in rows], resamples, seed) for c, rows in groups.items()}
-            for m in metrics
-        }
+        scores = {m: {c: cis.ci(_scores(run, m)[rows]) for c, rows in groups.items()} for m in metrics}
         for m in metrics:
-            averaged = task_averaged(chosen[id(run)], m, resamples, seed)
+            averaged = task_averaged(run, chosen[id(run)], m, resamples, seed)
             if averaged is not None:
                 scores[m][TASK_AVERAGED] = averaged
                 categories += [TASK_AVERAGED] if TASK_AVERAGED not in categories else []
@@ -144,27 +193,41 @@ def build_leaderboard(
     categories = [c for c in categories if c not in overall] + overall
     groups = group_runs(runs, entries, chosen if common_only else None)
     ranking = ranking_metric(metrics)
-    for group in groups:
-        group["ranked_by"] = ranking
-        group["runs"] = rank(group["runs"], entries, ranking)
     # Paired differences are taken on the items both runs answered, so they need the same dataset and judge, not
     # the same item set.
     like = {g["id"]: (g["dataset"], g["judge"]) for g in groups}
     graded_alike = {(a["id"], b["id"]) for a in entries for b in entries if like[a["group"]] == like[b["group"]]}
+    comparisons = [
+        compare(a, b, metrics, cis, split_1_3) for a, b in combinations(runs, 2) if (a.id, b.id) in graded_alike
+    ]
+    cis.compute()
+    for group in groups:
+        group["ranked_by"] = ranking
+        group["runs"] = rank(group["runs"], entries, ranking)
+        per_judge = {m: rank(group["runs"], entries, m) for m in metrics if m.startswith(JUDGE_PREFIX)}
+        if per_judge:  # several judges: the group ranked by each of them too
+            group["rankings"] = per_judge
     return {
         "kind": kind,
         "settings": {"resamples": resamples, "seed": seed, "level": 0.95, "alpha": alpha, "common_only": common_only},
         "metrics": {m: names[m] for m in metrics},
         "categories": categories,
-        "questions": {"union": len(union), "common": len(common), "same_set": all(k == union for k in keysets)},
+        "questions": {
+            "union": len(union),
+            "common": len(common),
+            "same_set": all(len(k) == len(union) for k in keysets),
+        },
         "runs": entries,
         "groups": groups,
-        "comparisons": [
-            compare(a, b, metrics, resamples, seed, alpha, split_1_3)
-            for a, b in combinations(runs, 2)
-            if (a.id, b.id) in graded_alike
-        ],
+        "comparisons": comparisons,
     }
+
+
+def judge_metrics(runs: list[Run]) -> dict[str, str]:
+    """A score column per judge (`judge:<protocol>/<model>`, from the rows' `judges`) when the runs carry more than
+    one judge between them; with one, its scores are the `judge` column already."""
+    keys = sorted({m for run in runs for m in run.answers.scores if m.startswith(JUDGE_PREFIX)})
+    return {m: f"judge {m[len(JUDGE_PREFIX) :]}" for m in keys} if len(keys) > 1 else {}
 
 
 def judge_of(run: Run) -> str | None:
@@ -180,25 +243,52 @@ def judge_of(run: Run) -> str | None:
     return f"{name}/{run.judge}"
 
 
-def items_of(run: Run, rows: list[dict]) -> dict:
-    """The run's item set: how many and a hash of their keys (chat, question index, question)."""
-    keys = sorted({json.dumps(list(run.key(r)), ensure_ascii=False) for r in rows})
-    digest = hashlib.sha256("\n".join(keys).encode("utf-8")).hexdigest()[:12]
-    return {"count": len(keys), "hash": digest}
+def items_of(keys: Iterable[tuple]) -> dict:
+    """An item set: how many and a hash of their keys (chat, question index, question)."""
+    lines = sorted({_key_json(key) for key in keys})
+    digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:12]
+    return {"count": len(lines), "hash": digest}
+
+
+def _key_json(key: tuple) -> str:
+    """`json.dumps(list(key), ensure_ascii=False)`, written faster for the keys runs have (strings, integers,
+    None)."""
+    parts = []
+    for part in key:
+        if type(part) is str:
+            parts.append(encode_basestring(part))
+        elif type(part) is int:
+            parts.append(int.__repr__(part))
+        elif part is None:
+            parts.append("null")
+        else:
+            return json.dumps(list(key), ensure_ascii=False)
+    return "[" + ", ".join(parts) + "]"
 
 
 def group_runs(runs: list[Run], entries: list[dict], chosen: dict | None) -> list[dict]:
     """Runs with the same dataset, item set and judge, in order of first appearance; each entry gets its group.
-    The item set is every question the run holds (answered or failed), or the common items with --common-only."""
+    The item set is every question the run holds (answered or failed), or the common items with --common-only
+    (`chosen`: the positions of each run's answers that are scored)."""
     groups: dict[tuple, dict] = {}
+    item_sets: dict[bytes, dict] = {}  # runs over the same items (numbered alike) share one hash
     for run, entry in zip(runs, entries, strict=True):
-        rows = chosen[id(run)] if chosen is not None else run.all_rows or run.rows
-        dataset = ", ".join(sorted({str(r.get("dataset") or "?") for r in rows})) or "?"
-        shared = {"dataset": dataset, "items": items_of(run, rows), "judge": judge_of(run)}
+        if chosen is not None:
+            a = run.answers
+            numbers = a.items[chosen[id(run)]]
+            names = {a.datasets[c] for c in np.flatnonzero(np.bincount(a.dataset[chosen[id(run)]]))}
+        else:
+            numbers, names = run.held, run.datasets
+        dataset = ", ".join(sorted(names)) or "?"
+        numbers = np.sort(numbers)  # each item once
+        fingerprint = numbers.astype(np.int64).tobytes()
+        if fingerprint not in item_sets:
+            item_sets[fingerprint] = items_of(run.items.keys[i] for i in numbers.tolist())
+        shared = {"dataset": dataset, "items": dict(item_sets[fingerprint]), "judge": judge_of(run)}
         key = (shared["dataset"], shared["items"]["hash"], shared["judge"])
         if key not in groups:
             groups[key] = {"id": f"G{len(groups) + 1}", **shared, "runs": []}
-            present = types_present(rows)
+            present = types_present(run, chosen[id(run)] if chosen is not None else np.arange(len(run.answers)))
             if present and len(present) < 6:  # LongMemEval's script averages over its six types
                 groups[key]["note"] = f"task-averaged over the {len(present)} types present: {', '.join(present)}"
         groups[key]["runs"].append(run.id)
@@ -242,22 +332,19 @@ def rank(ids: list[str], entries: list[dict], metric: str | None) -> list[str]:
     return sorted(ids, key=overall)
 
 
-def compare(
-    a: Run, b: Run, metrics: list[str], resamples: int, seed: int, alpha: float, split_1_3: bool | None = None
-) -> dict:
-    """b - a on the questions both answered, per category and overall, per metric."""
-    mine = {a.key(r): r for r in a.rows}
-    pairs = {b.key(r): (mine[b.key(r)], r) for r in b.rows if b.key(r) in mine}
-    by_key_b = [pair[1] for pair in pairs.values()]
-    groups = _groups(b, by_key_b, split_1_3)
-    result: dict = {"a": a.id, "b": b.id, "common": len(pairs), "differences": {}}
+def compare(a: Run, b: Run, metrics: list[str], cis: _Intervals, split_1_3: bool | None = None) -> dict:
+    """b - a on the questions both answered, per category and overall, per metric (the intervals are filled in
+    when `cis` computes them)."""
+    where_a = np.full(len(b.items.keys), -1, dtype=np.int64)  # item number -> position in a's answers
+    where_a[a.answers.items] = np.arange(len(a.answers))
+    paired = np.flatnonzero(where_a[b.answers.items] >= 0)  # b's answers that a answered too, in b's order
+    groups = _groups(b, paired, split_1_3)
+    result: dict = {"a": a.id, "b": b.id, "common": len(paired), "differences": {}}
     for m in metrics:
         per_category = {}
         for c, rows in groups.items():
-            both = [(_score(pairs[b.key(r)][0], m), _score(r, m)) for r in rows]
-            both = [(x, y) for x, y in both if x is not None and y is not None]
-            d = paired_difference([y for _, y in both], [x for x, _ in both], resamples, seed)
-            d["significant"] = d["p"] is not None and d["p"] < alpha
-            per_category[c] = d
+            y, x = _scores(b, m)[rows], _scores(a, m)[where_a[b.answers.items[rows]]]
+            both = ~(np.isnan(x) | np.isnan(y))
+            per_category[c] = cis.paired(y[both], x[both])
         result["differences"][m] = per_category
     return result

@@ -2,14 +2,22 @@
 
 Runs are read defensively: fields that later versions add (date-normalised F1, retrieval, memory, run
 completeness, cached tokens) are used when present and shown as missing otherwise.
+
+predictions.jsonl is read once, line by line, and never held as row dicts: a run of 250,000 questions keeps, per
+answered question, its item number, scores, category and the byte offset of its line (`Answers`), and the sums
+of its usage. What a page shows of an answer (prediction, evidence, retrieved ids) is read again from that
+offset when it is written (`Run.answered_rows`, `Run.rows_at`).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from realtalk_cli.data.formats import read_json
@@ -27,6 +35,8 @@ PROBE_METRICS = {
     "f1_mem0": "F1 (mem0, token sets)",
     "recall": "evidence recall",  # share of evidence messages the retriever or memory put in the prompt
 }
+COMPUTED_METRICS = ("f1_errata", "judge_score_errata")  # made by the report, not read from the rows
+JUDGE_PREFIX = "judge:"  # a run's scores from each of its judges: `judge:<protocol>/<model>` (rows' `judges`)
 SIMULATE_METRICS = {
     "rouge_l": "ROUGE-L",
     "bertscore": "BERTScore",
@@ -41,42 +51,106 @@ _PROBE_FIELDS = ("chat", "qa_index", "question", "category")
 _SIMULATE_FIELDS = ("chat", "position", "reference")
 
 
-def read_rows(path: Path) -> list[dict]:
-    """The rows of a predictions file; a torn last line (a run killed mid-write) is ignored, not repaired."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RealtalkError(f"{path}: no such file") from None
-    except OSError as e:
-        raise RealtalkError(f"{path}: cannot read: {e.strerror}") from None
-    lines = raw.split(b"\n")
-    if not raw.endswith(b"\n"):
-        lines = lines[:-1]  # torn: the writer was stopped in the middle of this line
-    rows = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise RealtalkError(f"{path}: line {n}: not valid JSON") from None
-        if not isinstance(row, dict):
-            raise RealtalkError(f"{path}: line {n}: expected a JSON object")
-        rows.append(row)
-    return rows
+def category_of(row: dict) -> str:
+    return f"{row['category']} {row.get('category_name') or ''}".strip()
+
+
+def in_overall(row: dict) -> bool:
+    # As the run's own report: LoCoMo's adversarial items are scored by their own rule and kept apart.
+    return not (row.get("dataset") == "locomo" and row.get("category") == 5)
+
+
+@dataclass(frozen=True)
+class Category:
+    """A category as the leaderboard shows and orders it."""
+
+    label: str  # `2 temporal`
+    number: float  # for ordering: the category number, or inf when it is not a number
+    one_to_three: bool  # pooled into 'overall (1-3)'
+    longmemeval: bool = False  # a LongMemEval question type (numbered, but no LoCoMo category)
+
+
+class Items:
+    """The keys of the items (questions or targets) of the runs in one report, each numbered once: runs are
+    compared, paired and grouped by these numbers."""
+
+    def __init__(self) -> None:
+        self.number: dict[tuple, int] = {}
+        self.keys: list[tuple] = []
+
+    def of(self, key: tuple) -> int:
+        n = self.number.get(key)
+        if n is None:
+            n = self.number[key] = len(self.keys)
+            self.keys.append(key)
+        return n
+
+
+@dataclass
+class Answers:
+    """A run's answered items (the latest line for each item, when it has no error), as columns, in the order the
+    items first appear in predictions.jsonl."""
+
+    items: np.ndarray  # item numbers (Items)
+    offsets: np.ndarray  # byte offset of the row's line in predictions.jsonl
+    category: np.ndarray  # index into `categories`
+    categories: list[Category]
+    in_overall: np.ndarray  # bool: pooled into 'overall'
+    dataset: np.ndarray  # index into `datasets`
+    datasets: list[str]  # `dataset` as groups name it ('?' when missing)
+    scores: dict[str, np.ndarray]  # per metric, NaN where the row has no such score
+    abstention: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))  # LongMemEval `_abs` items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class Usage:
+    """Tokens and cost of every line kept (a resumed run's retried and failed lines too), one value per line."""
+
+    prompt: array = field(default_factory=lambda: array("d"))
+    completion: array = field(default_factory=lambda: array("d"))
+    cost: array = field(default_factory=lambda: array("d"))  # the answer's and every judge's
+    cached: array = field(default_factory=lambda: array("d"))
+    has_cached: bool = False
+
+
+@dataclass
+class Pages:
+    """Bytes made from each answer's row while it is read (`load_runs(keep=...)`): what a page shows of it, kept
+    instead of the row, in one buffer."""
+
+    data: bytearray
+    start: np.ndarray  # per answer (as `Answers`), where its bytes start in `data`
+    end: np.ndarray
+
+    def __getitem__(self, position: int) -> bytes:
+        return bytes(memoryview(self.data)[self.start[position] : self.end[position]])
+
+
+Keep = Callable[[dict], bytes]  # a row's bytes to keep for its page
 
 
 @dataclass
 class Run:
-    """One saved run: what it was (manifest) and what it answered (rows without an error)."""
+    """One saved run: what it was (manifest) and what it answered (items without an error)."""
 
     path: Path
     kind: str  # "probe" or "simulate"
     manifest: dict
     summary: dict  # the run's own report.json ({} when missing)
-    rows: list[dict]
+    answers: Answers
     failed: int
-    all_rows: list[dict] = field(repr=False, default_factory=list)
+    items: Items = field(repr=False, default_factory=Items)
+    held: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))  # answered or failed
+    datasets: set[str] = field(default_factory=set)  # of every line kept, '?' when missing
+    lines: int = 0  # rows in predictions.jsonl (before --category)
+    labels: set[str] = field(repr=False, default_factory=set)  # every row's category, for --category's message
+    usage_lines: Usage = field(repr=False, default_factory=Usage)
+    first_model: str | None = None  # the first answered row's `model`, when the manifest names none
+    first_judge: str | None = None
+    pages: Pages | None = field(repr=False, default=None)  # what `keep` made of each answer's row, when asked
     id: str = ""
 
     @property
@@ -86,11 +160,11 @@ class Run:
 
     @property
     def model(self) -> str:
-        return str(self.manifest.get("model") or self.parameters.get("model") or _first(self.rows, "model") or "?")
+        return str(self.manifest.get("model") or self.parameters.get("model") or self.first_model or "?")
 
     @property
     def judge(self) -> str | None:
-        judge = self.manifest.get("judge_model") or _first(self.rows, "judge_model")
+        judge = self.manifest.get("judge_model") or self.first_judge
         return str(judge) if judge else None
 
     @property
@@ -157,38 +231,56 @@ class Run:
         return (row["chat"], row["position"], row.get("speaker"))
 
     def usage(self) -> dict:
-        rows = self.all_rows
+        u = self.usage_lines
         run = self.summary.get("run") if isinstance(self.summary.get("run"), dict) else {}
         wall = run.get("wall_time_s")  # shown as '-' unless it is a duration
-        cost = sum(_number(r.get("cost_usd")) + _number(r.get("judge_cost_usd")) + _erratum_cost(r) for r in rows)
         usage = {
-            "prompt_tokens": int(sum(_number(r.get("prompt_tokens")) for r in rows)),
-            "completion_tokens": int(sum(_number(r.get("completion_tokens")) for r in rows)),
-            "cost_usd": round(cost, 6),
+            "prompt_tokens": int(sum(u.prompt)),
+            "completion_tokens": int(sum(u.completion)),
+            "cost_usd": round(sum(u.cost), 6),
             "wall_time_s": wall if _is_number(wall) and 0 <= wall <= _MAX_USAGE else None,
         }
-        if any("cached_tokens" in r for r in rows):
-            usage["cached_tokens"] = int(sum(_number(r.get("cached_tokens")) for r in rows))
+        if u.has_cached:
+            usage["cached_tokens"] = int(sum(u.cached))
         return usage
 
+    def rows_at(self, positions: np.ndarray | list[int]) -> Iterator[dict]:
+        """The full rows of the answers at these positions (indexes into `answers`), read again from the file;
+        each must still be the row of its item (a file replaced since is an error, not another run's row)."""
+        pred_path = self.path / "predictions.jsonl"
+        positions = np.asarray(positions, dtype=np.int64)
+        keys = self.items.keys
+        try:
+            with pred_path.open("rb") as f:
+                offsets, items = self.answers.offsets[positions].tolist(), self.answers.items[positions].tolist()
+                for offset, item in zip(offsets, items, strict=True):
+                    f.seek(offset)
+                    try:
+                        row = orjson.loads(f.readline())
+                    except orjson.JSONDecodeError:
+                        row = None
+                    if not isinstance(row, dict) or _key_or_none(self, row) != keys[item]:
+                        raise RealtalkError(f"{pred_path}: changed while the report was made; make the report again")
+                    yield row
+        except OSError as e:
+            raise RealtalkError(f"{pred_path}: cannot read: {e.strerror}") from None
 
-def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+    def answered_rows(self) -> Iterator[dict]:
+        """Every answered row, in order (read again from the file: for one run's pages, not for a leaderboard)."""
+        return self.rows_at(range(len(self.answers)))
 
 
-def _erratum_cost(row: dict) -> float:
-    """The judge's verdict against an erratum's corrected gold (`probe run --errata`), paid beside the row's own."""
-    fix = row.get("erratum")
-    value = _number(fix.get("judge_cost_usd")) if isinstance(fix, dict) else 0.0
-    return value if 0 <= value <= _MAX_USAGE else 0.0
+def _key_or_none(run: Run, row: dict) -> tuple | None:
+    try:
+        return run.key(row)
+    except (KeyError, TypeError):
+        return None
 
 
-def _first(rows: list[dict], key: str):
-    return next((r[key] for r in rows if r.get(key)), None)
-
-
-def load_run(path: Path) -> Run:
-    """A probe or simulate run directory; bad input is one RealtalkError naming the file."""
+def load_run(path: Path, items: Items | None = None, category: str | None = None, keep: Keep | None = None) -> Run:
+    """A probe or simulate run directory; bad input is one RealtalkError naming the file. Item keys are numbered
+    in `items` (shared by the runs of one report); with `category`, only the rows of that category are kept; with
+    `keep`, what it makes of each answer's row is kept in `run.pages`."""
     if not path.exists():
         raise RealtalkError(f"{path}: no such run directory")
     if not path.is_dir():
@@ -207,24 +299,305 @@ def load_run(path: Path) -> Run:
         got = orjson.dumps(summary["complete"]).decode()
         raise RealtalkError(f"{report_path}: 'complete' must be true or false, got {got:.40}")
     manifest = summary.get("manifest") if isinstance(summary.get("manifest"), dict) else {}
-    rows = read_rows(pred_path)
-    kind = _kind(rows, summary)
-    required = _PROBE_FIELDS if kind == "probe" else _SIMULATE_FIELDS
-    for n, row in enumerate(rows, start=1):
-        missing = [k for k in required if k not in row]
-        if missing:
-            raise RealtalkError(f"{pred_path}: row {n}: missing '{missing[0]}' (not a {kind} predictions file?)")
-        problem = _row_problem(row, kind)
-        if problem:
-            raise RealtalkError(f"{pred_path}: row {n}: {problem}")
-    # The last line for a question wins: a resumed run appends the retried answer after the failed one.
-    latest: dict[tuple, dict] = {}
-    run = Run(path, kind, manifest, summary, [], 0, rows)
-    for row in rows:
-        latest[run.key(row)] = row
-    run.rows = [r for r in latest.values() if r.get("error") is None]
-    run.failed = len(latest) - len(run.rows)
+    run = Run(path, "simulate" if "targets" in summary else "probe", manifest, summary, _no_answers(), 0)
+    run.items = items if items is not None else Items()
+    _read(run, pred_path, category, keep)
     return run
+
+
+def _no_answers() -> Answers:
+    empty = np.empty(0, dtype=np.int64)
+    return Answers(empty, empty, empty, [], np.empty(0, dtype=bool), empty, [], {})
+
+
+class _Columns:
+    """The fields of every line kept, one value per line; `_settle` picks each item's latest line."""
+
+    def __init__(self, metrics: list[str]) -> None:
+        self.item = array("q")
+        self.offset = array("q")
+        self.error = bytearray()
+        self.category = array("i")
+        self.in_overall = bytearray()
+        self.dataset = array("i")
+        self.model = array("i")
+        self.judge = array("i")
+        self.scores = {m: array("d") for m in metrics}
+        self.abstention = bytearray()
+        self.judges: dict[str, array] = {}  # per judge key (`judges` of the rows), its score on each line
+        self.pages = bytearray()
+        self.page_end = array("q")
+        self.codes: dict[str, dict] = {"category": {}, "dataset": {}, "model": {}, "judge": {}}
+        self.raw: dict[str, dict] = {"category": {}, "dataset": {}, "model": {}, "judge": {}}
+
+    def code(self, table: str, raw: tuple, name) -> int:
+        """The number of a name (a category, dataset, model...); `raw` is the row's value it is made from, with
+        its type (1, 1.0 and True are different categories), so that the name is made once per value."""
+        try:
+            c = self.raw[table].get(raw)
+        except TypeError:  # a list or an object: no cache
+            c = None
+        if c is None:
+            label = name(raw)
+            codes = self.codes[table]
+            c = codes.get(label)
+            if c is None:
+                c = codes[label] = len(codes)
+            try:
+                self.raw[table][raw] = c
+            except TypeError:
+                pass
+        return c
+
+    def names(self, table: str) -> list:
+        return list(self.codes[table])
+
+
+def _code(c: _Columns, table: str, cache: dict, value, name) -> int:
+    raw = (type(value), value)
+    try:
+        return cache[raw]
+    except (KeyError, TypeError):
+        return c.code(table, raw, name)
+
+
+def _category(raw: tuple) -> Category:
+    _, c, _, name, longmemeval = raw
+    number = c if isinstance(c, (int, float)) and not isinstance(c, bool) else math.inf
+    label = category_of({"category": c, "category_name": name})
+    return Category(label, number, c in (1, 2, 3) and not longmemeval, longmemeval)
+
+
+def _dataset(raw: tuple) -> str:
+    return str(raw[1] or "?")
+
+
+def _name(raw: tuple) -> str:
+    return str(raw[1])
+
+
+def _lines(pred_path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, line) of every complete line; a torn last line (a run killed mid-write) is
+    ignored, not repaired."""
+    offset = 0
+    try:
+        with pred_path.open("rb") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.endswith(b"\n"):
+                    return  # torn: the writer was stopped in the middle of this line
+                yield n, offset, line
+                offset += len(line)
+    except FileNotFoundError:
+        raise RealtalkError(f"{pred_path}: no such file") from None
+    except OSError as e:
+        raise RealtalkError(f"{pred_path}: cannot read: {e.strerror}") from None
+
+
+def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) -> None:
+    """Fill the run from its predictions file in one pass. A line that is not JSON is reported before a row
+    with a bad field, wherever they are (the file is parsed to its end first)."""
+    problem: str | None = None
+    columns: _Columns | None = None
+    rows = 0
+    usage = run.usage_lines
+    numbers = run.items.number
+    keys = run.items.keys
+    nan = math.nan
+    for n, offset, line in _lines(pred_path):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise RealtalkError(f"{pred_path}: line {n}: not valid JSON") from None
+        if not isinstance(row, dict):
+            raise RealtalkError(f"{pred_path}: line {n}: expected a JSON object")
+        rows += 1
+        if problem:
+            continue
+        if columns is None:
+            run.kind = "probe" if "qa_index" in row else "simulate"
+            probe = run.kind == "probe"
+            metrics = _read_metrics(run.kind)
+            c = columns = _Columns(metrics)
+            required = _PROBE_FIELDS if probe else _SIMULATE_FIELDS
+            required_set = frozenset(required)
+            bound = (0.0, 1.0) if probe else (-_MAX_USAGE, _MAX_USAGE)
+            score_columns = [c.scores[m].append for m in metrics]
+            raw_category, raw_dataset, raw_model, raw_judge = (
+                c.raw[t] for t in ("category", "dataset", "model", "judge")
+            )
+        if not row.keys() >= required_set:
+            missing = next(k for k in required if k not in row)
+            problem = f"{pred_path}: row {rows}: missing '{missing}' (not a {run.kind} predictions file?)"
+            continue
+        scores = _plain_scores(row, probe, metrics, bound)
+        if scores is None:  # something out of the ordinary: the full check says what, or that it is fine
+            bad = _row_problem(row, run.kind)
+            if bad:
+                problem = f"{pred_path}: row {rows}: {bad}"
+                continue
+            scores = [nan if (v := row.get(m)) is None else float(v) for m in metrics]
+        if category is not None:
+            run.labels.add(f"{row.get('category')} {row.get('category_name') or ''}".strip())
+            if not matches_category(row.get("category"), row.get("category_name"), category):
+                continue
+        # Checked above: each is None or a number from 0 to _MAX_USAGE.
+        v = row.get("prompt_tokens")
+        usage.prompt.append(0.0 if v is None else float(v))
+        v = row.get("completion_tokens")
+        usage.completion.append(0.0 if v is None else float(v))
+        v, w = row.get("cost_usd"), row.get("judge_cost_usd")
+        cost = (0.0 if v is None else float(v)) + (0.0 if w is None else float(w))
+        if "judges" in row or "erratum" in row:
+            cost += _other_judges(c, row, len(c.item))
+        usage.cost.append(cost)
+        v = row.get("cached_tokens", usage)
+        if v is not usage:
+            usage.has_cached = True
+        usage.cached.append(0.0 if v is None or v is usage else float(v))
+        dataset = row.get("dataset")
+        if probe:
+            key = (row["chat"], row["qa_index"], row["question"])
+            cat, name = row["category"], row.get("category_name")
+            raw = (type(cat), cat, type(name), name, dataset == "longmemeval")
+            try:
+                code = raw_category[raw]
+            except (KeyError, TypeError):
+                code = c.code("category", raw, _category)
+            c.category.append(code)
+        else:
+            key = (row["chat"], row["position"], row.get("speaker"))
+            c.category.append(0)
+        item = numbers.get(key)
+        if item is None:
+            item = numbers[key] = len(keys)
+            keys.append(key)
+        c.item.append(item)
+        c.offset.append(offset)
+        if keep is not None:
+            c.pages += keep(row)
+            c.page_end.append(len(c.pages))
+        c.error.append(row.get("error") is not None)
+        c.in_overall.append(not (dataset == "locomo" and row.get("category") == 5))
+        c.abstention.append(dataset == "longmemeval" and row.get("abstention") is True)
+        c.dataset.append(_code(c, "dataset", raw_dataset, dataset, _dataset))
+        value = row.get("model")
+        c.model.append(_code(c, "model", raw_model, value, _name) if value else -1)
+        value = row.get("judge_model")
+        c.judge.append(_code(c, "judge", raw_judge, value, _name) if value else -1)
+        for append, value in zip(score_columns, scores, strict=True):
+            append(value)
+    if problem:
+        raise RealtalkError(problem)
+    run.lines = rows
+    if columns is not None:
+        _settle(run, columns)
+
+
+def _read_metrics(kind: str) -> list[str]:
+    return [m for m in (PROBE_METRICS if kind == "probe" else SIMULATE_METRICS) if m not in COMPUTED_METRICS]
+
+
+def _usage_number(value) -> float:
+    return float(value) if _is_number(value) and 0 <= value <= _MAX_USAGE else 0.0
+
+
+def _other_judges(c: _Columns, row: dict, line: int) -> float:
+    """What the row's other judges cost (`judges` beside the first one, whose cost is `judge_cost_usd`; the
+    verdict against an erratum's corrected gold), and each judge's score on this line in `c.judges`."""
+    cost = 0.0
+    fix = row.get("erratum")
+    if isinstance(fix, dict):
+        cost += _usage_number(fix.get("judge_cost_usd"))
+    judges = row.get("judges")
+    if not isinstance(judges, dict):
+        return cost
+    first = row.get("judge_key")
+    for key, entry in judges.items():
+        if not isinstance(entry, dict):
+            continue
+        if key != first:
+            cost += _usage_number(entry.get("cost_usd"))
+        score = entry.get("score")
+        ok = entry.get("error") is None and _is_number(score) and 0 <= score <= 1
+        column = c.judges.get(key)
+        if column is None:
+            column = c.judges[key] = array("d", [math.nan]) * line  # the lines before had no verdict of it
+        column.extend([math.nan] * (line - len(column)))
+        column.append(float(score) if ok else math.nan)
+    return cost
+
+
+def _plain_scores(row: dict, probe: bool, metrics: list[str], bound: tuple[float, float]) -> list[float] | None:
+    """The row's scores (NaN: none) when every checked field is of the plain kind `_row_problem` accepts (a
+    string, an integer, a number within bounds); None when the full check has to look."""
+    if type(row["chat"]) is not str:
+        return None
+    if probe:
+        if type(row["qa_index"]) is not int or type(row["question"]) is not str:
+            return None
+    elif type(row["position"]) is not int or not (row.get("speaker") is None or type(row["speaker"]) is str):
+        return None
+    low, high = bound
+    scores = list(map(row.get, metrics))
+    for i, v in enumerate(scores):
+        if v is None:
+            scores[i] = math.nan
+        elif type(v) is float:
+            if not low <= v <= high:  # NaN and inf fail the comparison too
+                return None
+        elif (type(v) is int and low <= v <= high) or type(v) is bool:
+            scores[i] = float(v)
+        else:
+            return None
+    for v in map(row.get, _USAGE_FIELDS):
+        if not (v is None or ((type(v) is float or type(v) is int) and 0 <= v <= _MAX_USAGE)):
+            return None
+    return scores
+
+
+def _np(values: array | bytearray, dtype) -> np.ndarray:
+    return np.frombuffer(values, dtype=dtype) if len(values) else np.empty(0, dtype=dtype)
+
+
+def _settle(run: Run, c: _Columns) -> None:
+    """The columns of the answered items, and what the run holds. The last line for an item wins (a resumed run
+    appends the retried answer after the failed one), in the place where the item first appeared."""
+    items = _np(c.item, np.int64)
+    lines = np.arange(len(items))
+    first = np.full(len(run.items.keys), len(items), dtype=np.int64)
+    last = np.full(len(run.items.keys), -1, dtype=np.int64)
+    np.minimum.at(first, items, lines)
+    np.maximum.at(last, items, lines)
+    present = np.flatnonzero(last >= 0)
+    run.held = present[np.argsort(first[present], kind="stable")]  # in order of first appearance
+    line = last[run.held]  # each item's latest line
+    run.datasets = set(c.names("dataset"))
+    line = line[_np(c.error, np.uint8)[line] == 0]
+    run.failed = len(run.held) - len(line)
+    model, judge = _np(c.model, np.int32)[line], _np(c.judge, np.int32)[line]
+    models, judges = c.names("model"), c.names("judge")
+    run.first_model = models[model[model >= 0][0]] if (model >= 0).any() else None
+    run.first_judge = judges[judge[judge >= 0][0]] if (judge >= 0).any() else None
+    for column in c.judges.values():
+        column.extend([math.nan] * (len(items) - len(column)))
+    judges_by_key = {JUDGE_PREFIX + k: _np(v, np.float64)[line] for k, v in c.judges.items()}
+    if len(c.page_end):
+        end = _np(c.page_end, np.int64)
+        start = np.concatenate([[0], end[:-1]])
+        run.pages = Pages(c.pages, start[line], end[line])
+    run.answers = Answers(
+        items=items[line],
+        offsets=_np(c.offset, np.int64)[line],
+        category=_np(c.category, np.int32)[line],
+        categories=c.names("category") if run.kind == "probe" else [],
+        in_overall=_np(c.in_overall, np.uint8)[line].astype(bool),
+        dataset=_np(c.dataset, np.int32)[line],
+        datasets=c.names("dataset"),
+        scores={m: _np(values, np.float64)[line] for m, values in c.scores.items()} | judges_by_key,
+        abstention=_np(c.abstention, np.uint8)[line].astype(bool),
+    )
 
 
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "judge_cost_usd")
@@ -246,7 +619,7 @@ def _row_problem(row: dict, kind: str) -> str | None:
         return "'question' must be a string"
     if kind == "simulate" and not isinstance(row.get("speaker"), (str, type(None))):
         return "'speaker' must be a string"
-    for name in PROBE_METRICS if kind == "probe" else SIMULATE_METRICS:
+    for name in _read_metrics(kind):
         value = row.get(name)
         if value is None or isinstance(value, bool):
             continue
@@ -263,27 +636,28 @@ def _row_problem(row: dict, kind: str) -> str | None:
     return None
 
 
-def _kind(rows: list[dict], summary: dict) -> str:
-    if rows:
-        return "probe" if "qa_index" in rows[0] else "simulate"
-    return "simulate" if "targets" in summary else "probe"
-
-
-def load_runs(paths: list[Path]) -> list[Run]:
-    runs = [load_run(p) for p in paths]
+def load_runs(paths: list[Path], category: str | None = None, keep: Keep | None = None) -> list[Run]:
+    """The runs of one report, their items numbered together. With `category` (a number or name, as
+    `--category` gives it) only each run's rows of that category are kept; with `keep`, what it makes of each
+    answer's row is kept (`Run.pages`)."""
+    items = Items()
+    runs = [load_run(p, items, category, keep) for p in paths]
     seen: dict[Path, Path] = {}
     for path in paths:  # a run beside itself would only add a row that is compared with its twin
         first = seen.setdefault(path.resolve(), path)
         if first is not path:
             raise RealtalkError(f"the run {first} is given twice (also as {path}): give each run once")
-    kinds = {r.kind for r in runs if r.all_rows or r.summary}
+    kinds = {r.kind for r in runs if r.lines or r.summary}
     for run in runs:  # a run killed before its first line says nothing of its kind: it takes the others'
-        if not (run.all_rows or run.summary) and len(kinds) == 1:
+        if not (run.lines or run.summary) and len(kinds) == 1:
             run.kind = next(iter(kinds))
     if len(kinds) > 1:
         probe = next(r.path for r in runs if r.kind == "probe")
         sim = next(r.path for r in runs if r.kind == "simulate")
         raise RealtalkError(f"{probe} is a probe run but {sim} a simulate run: report them separately")
+    if category is not None and not any(len(r.held) for r in runs):
+        known = sorted(set().union(*(r.labels for r in runs)))
+        raise RealtalkError(f"--category {category}: no question of that category in these runs ({', '.join(known)})")
     for i, run in enumerate(runs):
         run.id = _run_id(i)
     return runs
@@ -296,21 +670,3 @@ def _run_id(i: int) -> str:
         i, rest = divmod(i - 1, 26)
         letters = chr(65 + rest) + letters
     return letters
-
-
-def only_category(runs: list[Run], wanted: str) -> None:
-    """Keep each probe run's questions of one category (number or name, as `--category` gives it)."""
-
-    def keep(row: dict) -> bool:
-        return matches_category(row.get("category"), row.get("category_name"), wanted)
-
-    if not any(keep(r) for run in runs for r in run.all_rows):
-        known = sorted(
-            {f"{r.get('category')} {r.get('category_name') or ''}".strip() for run in runs for r in run.all_rows}
-        )
-        raise RealtalkError(f"--category {wanted}: no question of that category in these runs ({', '.join(known)})")
-    for run in runs:  # as load_run: the latest line per question counts
-        run.all_rows = [r for r in run.all_rows if keep(r)]
-        latest = {run.key(r): r for r in run.all_rows}
-        run.rows = [r for r in latest.values() if r.get("error") is None]
-        run.failed = len(latest) - len(run.rows)

@@ -7,8 +7,7 @@ from pathlib import Path
 from realtalk_cli.data.model import matches_category
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.explorer import evidence_ids, find_chats, message_date
-from realtalk_cli.report.leaderboard import category_of
-from realtalk_cli.report.runs import load_run
+from realtalk_cli.report.runs import category_of, load_run
 
 
 def _category_matches(row: dict, wanted: str) -> bool:
@@ -28,16 +27,17 @@ def show_questions(
     run = load_run(run_dir)
     if run.kind != "probe":
         raise RealtalkError(f"{run_dir}: a simulate run; `probe show` reads probe runs")
-    rows = sorted(run.rows, key=lambda r: (r["chat"], r["qa_index"]))
+    answered = list(run.answered_rows())  # one run's questions, selected below: small enough to hold
+    rows = sorted(answered, key=lambda r: (r["chat"], r["qa_index"]))
     if chat is not None:
         names = sorted({r["chat"] for r in rows})
         if chat not in names:
             raise RealtalkError(f"--chat {chat}: not in this run (chats: {', '.join(names)})")
         rows = [r for r in rows if r["chat"] == chat]
     if category is not None:
-        known = sorted({category_of(r) for r in run.rows})
+        known = sorted({category_of(r) for r in answered})
         rows = [r for r in rows if _category_matches(r, category)]
-        if not rows and not any(_category_matches(r, category) for r in run.rows):
+        if not rows and not any(_category_matches(r, category) for r in answered):
             raise RealtalkError(f"--category {category}: no such category in this run ({', '.join(known)})")
     if question is not None:
         indexes = sorted({r["qa_index"] for r in rows})

@@ -1,4 +1,5 @@
-// realtalk report explorer: builds the leaderboard and the question list from the JSON in #report-data.
+// realtalk report explorer: builds the leaderboard and the question list from the JSON in #report-data
+// (and the question list's parts in report-data/, when it has several).
 // Every text from the runs or chats goes through textContent, never innerHTML.
 "use strict";
 (function () {
@@ -161,9 +162,91 @@
   }
 
   // --- question explorer -------------------------------------------------------------------------
+  // The question list comes in parts (DATA.parts): in the page itself, with the messages its questions cite, or
+  // as report-data/part-NNNN.js files beside it, with each chat's messages in report-data/chat-NNNN.js
+  // (DATA.chat_files), loaded when a page of questions or a search needs them: a <script>, which browsers run
+  // for a page opened from file://, where they refuse fetch(). A file calls realtalkReportPart(token, name, data).
   const $ = (id) => document.getElementById(id);
-  const uniq = (xs) => [...new Set(xs)];
-  for (const c of uniq(DATA.questions.map((q) => q.chat))) $("f-chat").append(el("option", { value: c, text: c }));
+  const parts = DATA.parts;
+  const total = DATA.total;
+  const starts = [];
+  parts.reduce((n, p) => { starts.push(n); return n + p.count; }, 0);
+  const KEEP = 40;  // parts kept in memory, the most recently used
+  const cache = new Map();
+  const chatMessages = new Map();  // chat -> its messages, once loaded
+  const waiting = new Map();  // file name -> what its script handed over
+  const messagesOf = new WeakMap();  // question -> the messages of its part (a page's own part)
+
+  function accept(i, data) {
+    if (data.messages && Object.keys(data.messages).length) for (const q of data.questions) messagesOf.set(q, data.messages);
+    cache.set(i, data);
+    while (cache.size > KEEP) cache.delete(cache.keys().next().value);
+  }
+  parts.forEach((p, i) => { if (p.data) accept(i, p.data); });
+
+  window.realtalkReportPart = function (token, name, data) {
+    const w = waiting.get(name);
+    // A file of another report (left in report-data/, or copied there) is not taken for this one's.
+    if (token !== DATA.token || !w || !data || typeof data !== "object") return;
+    w.data = data;
+  };
+
+  // The data a file hands over, once its script has run.
+  function loadFile(file) {
+    const name = file.replace(/^.*\//, "").replace(/\.js$/, "");
+    if (waiting.has(name)) return waiting.get(name).promise;
+    const w = {};
+    w.promise = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      const done = (error) => {
+        script.remove();
+        waiting.delete(name);
+        if (error || !w.data) reject(new Error(error || `${file} is not a file of this report: make the report again`));
+        else resolve(w.data);
+      };
+      script.onload = () => done(null);
+      script.onerror = () => done(`cannot load ${file}: keep the report-data folder beside report.html`);
+      script.src = file;
+      document.head.append(script);
+    });
+    waiting.set(name, w);
+    return w.promise;
+  }
+
+  // A part's data, or a promise of it when it has to be loaded first.
+  function load(i) {
+    if (cache.has(i)) {
+      const data = cache.get(i);
+      cache.delete(i);
+      cache.set(i, data);
+      return data;
+    }
+    return loadFile(parts[i].file).then((data) => {
+      if (!Array.isArray(data.questions)) throw new Error(`${parts[i].file} is not a part of this report`);
+      if (!cache.has(i)) accept(i, data);
+      return cache.get(i);
+    });
+  }
+
+  // The messages of the chats of these questions, for those kept in files of their own.
+  async function loadChats(questions) {
+    const files = DATA.chat_files || {};
+    const wanted = [...new Set(questions.map((q) => q.chat))].filter((c) => files[c] && !chatMessages.has(c));
+    await Promise.all(wanted.map((c) => loadFile(files[c]).then((data) => {
+      chatMessages.set(c, data && data.chat === c && data.messages ? data.messages : {});
+    })));
+  }
+
+  function partOf(index) {
+    let lo = 0, hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid] <= index) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  for (const c of DATA.chats) $("f-chat").append(el("option", { value: c, text: c }));
   for (const c of board.categories.filter((c) => c !== "overall")) $("f-category").append(el("option", { value: c, text: c }));
   for (const r of DATA.runs) {
     for (const id of ["f-run", "f-wrong", "f-right"]) $(id).append(el("option", { value: r.id, text: `${r.id}: ${r.label}` }));
@@ -174,40 +257,41 @@
     return v === "" ? null : Number(v);
   }
 
-  function matches(q) {
-    const chat = $("f-chat").value, cat = $("f-category").value, run = $("f-run").value;
-    if (chat && q.chat !== chat) return false;
-    if (cat && q.category !== cat) return false;
-    if (run && !q.runs[run]) return false;
-    const below = number("f-below");
-    if (below !== null) {
-      const ids = run ? [run] : Object.keys(q.runs);
-      if (!ids.some((id) => q.runs[id] && q.runs[id].f1 !== null && q.runs[id].f1 < below)) return false;
+  function readFilters() {
+    const f = {
+      chat: $("f-chat").value, cat: $("f-category").value, run: $("f-run").value, below: number("f-below"),
+      wrong: $("f-wrong").value, right: $("f-right").value, text: $("f-text").value.trim().toLowerCase(),
+      t: number("f-threshold") ?? 0.5, by: $("f-by").value,  // right: F1 or judge score >= t
+    };
+    f.any = Boolean(f.chat || f.cat || f.run || f.below !== null || f.wrong || f.right || f.text);
+    return f;
+  }
+
+  function matches(q, f) {
+    if (f.chat && q.chat !== f.chat) return false;
+    if (f.cat && q.category !== f.cat) return false;
+    if (f.run && !q.runs[f.run]) return false;
+    if (f.below !== null) {
+      const ids = f.run ? [f.run] : Object.keys(q.runs);
+      if (!ids.some((id) => q.runs[id] && q.runs[id].f1 !== null && q.runs[id].f1 < f.below)) return false;
     }
-    const wrong = $("f-wrong").value, right = $("f-right").value;
-    const t = number("f-threshold") ?? 0.5, by = $("f-by").value;  // right: F1 or judge score >= t
-    const score = (id) => (q.runs[id] && q.runs[id][by] !== null && q.runs[id][by] !== undefined ? q.runs[id][by] : null);
-    if (wrong && !(score(wrong) !== null && score(wrong) < t)) return false;
-    if (right && !(score(right) !== null && score(right) >= t)) return false;
-    const text = $("f-text").value.trim().toLowerCase();
-    if (text) {
+    const score = (id) => (q.runs[id] && q.runs[id][f.by] !== null && q.runs[id][f.by] !== undefined ? q.runs[id][f.by] : null);
+    if (f.wrong && !(score(f.wrong) !== null && score(f.wrong) < f.t)) return false;
+    if (f.right && !(score(f.right) !== null && score(f.right) >= f.t)) return false;
+    if (f.text) {
       const hay = [q.question, q.gold || "", ...Object.values(q.runs).map((a) => a.prediction || "")].join("\n").toLowerCase();
-      if (!hay.includes(text)) return false;
+      if (!hay.includes(f.text)) return false;
     }
     return true;
   }
 
-  function message(chat, id) {
-    return (DATA.messages[chat] || {})[id] || null;
-  }
-
-  function messageNode(chat, id, extra) {
-    const m = message(chat, id);
+  function messageNode(q, id, extra) {
+    const m = ((messagesOf.get(q) || {})[q.chat] || chatMessages.get(q.chat) || {})[id] || null;
     const li = el("li", { "data-dia-id": id });
     li.append(el("code", { text: id }), " ");
     for (const x of extra || []) li.append(x, " ");
     if (!m) {
-      const known = DATA.chats_found.includes(chat);
+      const known = DATA.chats_found.includes(q.chat);
       li.append(el("span", { cls: "dangling", text: known ? "dangling id: no such message in the chat" : "chat file not available" }));
       return li;
     }
@@ -244,29 +328,87 @@
         const hit = q.runs[r.id].retrieved.includes(id);
         return el("span", { cls: hit ? "hit" : "miss", title: `retrieval in run ${r.id}`, text: `${r.id}:${hit ? "hit" : "miss"}` });
       });
-      ev.append(messageNode(q.chat, id, marks));
+      ev.append(messageNode(q, id, marks));
     }
     box.append(el("div", {}, [el("b", { text: `evidence (${q.evidence.length})` })]));
     if (q.evidence.length) box.append(ev);
     for (const r of withRetrieval) {
       const ids = q.runs[r.id].retrieved;
-      const list = el("ol", { cls: "evidence" }, ids.map((id) => messageNode(q.chat, id, q.evidence.includes(id) ? [el("span", { cls: "hit", text: "evidence" })] : [])));
+      const list = el("ol", { cls: "evidence" }, ids.map((id) => messageNode(q, id, q.evidence.includes(id) ? [el("span", { cls: "hit", text: "evidence" })] : [])));
       box.append(el("details", {}, [el("summary", { text: `what retrieval put in the prompt for run ${r.id} (${ids.length} messages)` }), list]));
     }
     return box;
   }
 
-  function renderQuestions() {
-    const hits = DATA.questions.filter(matches);
-    const list = $("questions");
-    list.replaceChildren(...hits.slice(0, shown).map(questionNode));
-    $("count").textContent = `${hits.length} of ${DATA.questions.length} questions match` +
-      (hits.length > shown ? `; showing the first ${shown}` : "");
-    $("more").hidden = hits.length <= shown;
+  // The search in progress: which questions match (indexes into the whole list), how far it has got.
+  let search = { generation: 0, hits: null, searched: 0, done: true, failed: null };
+
+
+  const matched = () => (search.hits === null ? total : search.hits.length);
+
+  function countText() {
+    if (search.failed) return search.failed;
+    if (!search.done) return `searching: ${matched()} matching questions in the first ${search.searched} of ${total}`;
+    return `${matched()} of ${total} questions match` + (matched() > shown ? `; showing the first ${shown}` : "");
+  }
+
+  // Show the first `shown` matches (loading their parts when needed); false when a newer search took over.
+  async function showPage(generation) {
+    const indexes = search.hits === null
+      ? Array.from({ length: Math.min(shown, total) }, (_, i) => i) : search.hits.slice(0, shown);
+    const questions = [];
+    for (const index of indexes) {
+      const i = partOf(index);
+      let data = load(i);
+      if (data instanceof Promise) {
+        try { data = await data; } catch (e) { if (generation === search.generation) fail(e); return false; }
+        if (generation !== search.generation) return false;
+      }
+      questions.push(data.questions[index - starts[i]]);
+    }
+    if (Object.keys(DATA.chat_files || {}).length) {
+      try { await loadChats(questions); } catch (e) { if (generation === search.generation) fail(e); return false; }
+      if (generation !== search.generation) return false;
+    }
+    $("questions").replaceChildren(...questions.map(questionNode));
+    $("count").textContent = countText();
+    $("more").hidden = matched() <= shown;
+    return true;
+  }
+
+  function fail(error) {
+    search.failed = error.message;
+    search.done = true;
+    $("count").textContent = countText();
+  }
+
+  async function renderQuestions() {
+    const f = readFilters();
+    const generation = search.generation + 1;
+    search = { generation, hits: f.any ? [] : null, searched: f.any ? 0 : total, done: !f.any, failed: null };
+    if (!f.any) return showPage(generation);
+    $("count").textContent = countText();  // "searching": the count of an earlier search is no longer true
+    let drawn = -1;
+    for (let i = 0; i < parts.length; i++) {
+      let data = load(i);
+      if (data instanceof Promise) {
+        try { data = await data; } catch (e) { if (generation === search.generation) fail(e); return; }
+        if (generation !== search.generation) return;
+      }
+      data.questions.forEach((q, j) => { if (matches(q, f)) search.hits.push(starts[i] + j); });
+      search.searched += data.questions.length;
+      search.done = i === parts.length - 1;
+      if (search.done || (drawn < shown && search.hits.length > drawn)) {
+        drawn = search.hits.length;
+        if (!(await showPage(generation))) return;
+      } else {
+        $("count").textContent = countText();
+      }
+    }
   }
 
   $("filters").addEventListener("input", () => { shown = PAGE; renderQuestions(); });
-  $("more").addEventListener("click", () => { shown += PAGE; renderQuestions(); });
+  $("more").addEventListener("click", () => { shown += PAGE; showPage(search.generation); });
   metricSelect.addEventListener("change", renderLeaderboard);
   const s = board.settings;
   $("settings").textContent = `${board.runs.length} ${board.kind} runs; ${s.resamples} bootstrap resamples, seed ${s.seed}; ` +

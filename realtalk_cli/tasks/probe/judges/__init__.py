@@ -13,9 +13,7 @@ from realtalk_cli.tasks.probe.judges.paper import PaperJudge
 from realtalk_cli.tasks.probe.judges.realtalk import RealtalkJudge
 from realtalk_cli.tasks.probe.protocol import JudgeProtocol
 
-JUDGES: dict[str, type[JudgeProtocol]] = {
-    j.name: j for j in (RealtalkJudge, PaperJudge, Mem0Judge, LongMemEvalJudge)
-}
+JUDGES: dict[str, type[JudgeProtocol]] = {j.name: j for j in (RealtalkJudge, PaperJudge, Mem0Judge, LongMemEvalJudge)}
 
 
 def register(judge: type[JudgeProtocol]) -> None:
