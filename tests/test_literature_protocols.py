@@ -263,3 +263,45 @@ def test_one_run_keeps_several_judges_each_under_its_protocol_and_model(tmp_path
     assert report["manifest"]["judge_protocol"] == "mem0" and report["overall"]["overall"]["judge"] == 0.0
     bad = runner.invoke(app, ["probe", "rescore", str(out), "--judge-protocol", "mem1", "--judge-model", "j"])
     assert bad.exit_code == 2 and "judge protocol 'mem1': choose" in bad.output
+
+
+def test_report_gives_a_column_and_a_ranking_per_judge(tmp_path: Path, llm_env):
+    from .test_probe import gold_reply
+
+    def reply(body: dict) -> str:
+        prompt = body["messages"][0]["content"]
+        if "Generated answer:" in prompt:
+            return '{"label": "WRONG"}'
+        return gold_reply(body)
+
+    runs = [tmp_path / "a", tmp_path / "b"]
+    with serve_llm(FakeLLM(reply=reply)) as url:
+        for out in runs:
+            assert runner.invoke(app, model_run_args("probe", url, out, "--judge-model", "judge-model")).exit_code == 0
+        extra = ["--judge-protocol", "mem0", "--judge-model", "judge-model", "--base-url", url, "--api-key-env", "TEST_LLM_KEY"]
+        assert runner.invoke(app, ["probe", "rescore", str(runs[0]), *extra]).exit_code == 0
+    result = runner.invoke(app, ["report", *map(str, runs), "-o", str(tmp_path / "rep"), "--resamples", "50"])
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "rep" / "report.json").read_text())
+    realtalk, mem0 = "judge:realtalk/openai:judge-model", "judge:mem0/openai:judge-model"
+    assert board["metrics"][realtalk] == "judge realtalk/openai:judge-model" and mem0 in board["metrics"]
+    a, b = board["runs"]
+    assert a["scores"][realtalk]["overall"]["mean"] == 1.0 and a["scores"][mem0]["overall"]["mean"] == 0.0
+    assert b["scores"][mem0]["overall"]["n"] == 0  # b was never graded by mem0's judge: no score, not a zero
+    assert board["groups"][0]["rankings"][realtalk] == ["A", "B"]
+    md = (tmp_path / "rep" / "leaderboard.md").read_text()
+    assert "judge mem0/openai:judge-model" in md and "ranked by overall judge mem0/openai:judge-model: " in md
+
+
+def test_report_counts_the_cost_of_every_judge_once(tmp_path: Path):
+    from realtalk_cli.report.runs import load_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    row = {"chat": "c", "qa_index": 0, "question": "q", "category": 1, "f1": 1.0, "cost_usd": 0.5}
+    first = {"score": 1.0, "error": None, "cost_usd": 0.25}
+    judged = {**row, "judge_score": 1.0, "judge_cost_usd": 0.25, "judge_key": "realtalk/j"}
+    judged["judges"] = {"realtalk/j": first, "mem0/j": {"score": 0.0, "error": None, "cost_usd": 0.125}}
+    judged["erratum"] = {"judge_cost_usd": 0.0625}
+    (run / "predictions.jsonl").write_text(json.dumps(judged) + "\n")
+    assert load_run(run).usage()["cost_usd"] == 0.5 + 0.25 + 0.125 + 0.0625

@@ -228,6 +228,8 @@ def group_lines(board: dict) -> list[str]:
             f"judge {g['judge'] or 'none'}; ranked by overall {by}: {ranked}"
         )
         lines.append(line + (f" ({g['why']})" if g.get("why") else "") + (f"; {g['note']}" if g.get("note") else ""))
+        for metric, order in g.get("rankings", {}).items():
+            lines.append(f"group {g['id']}: ranked by overall {board['metrics'][metric]}: {' > '.join(order)}")
         if g.get("judge_audit"):
             lines.append(f"group {g['id']}: judge {audit_text(g['judge_audit'])}")
     unused = [a for a in board.get("judge_audits", []) if not a["used"]]
