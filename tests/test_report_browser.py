@@ -61,6 +61,7 @@ def page_file(tmp_path_factory) -> tuple[Path, list[list[dict]]]:
     rows[0].pop("evidence_dangling", None)
     rows[0]["question"] = "A question with a dangling evidence id?"
     rows[0]["prediction"] = "</script><b>not bold</b> @@DATA@@"  # text from a run is shown, never run or parsed
+    rows[0]["judges"] = {"realtalk/j": {"score": 1.0, "error": None}, "<i>mem0</i>/j": {"score": 0.0, "error": None}}
     (dangling / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = json.loads((runs[0] / "report.json").read_text())
     summary["manifest"]["model"] = "<!--<script>"  # once kept the data's <script> element open: an empty page
@@ -146,6 +147,8 @@ def test_known_question_shows_its_evidence_in_full_and_flags_dangling_ids(browse
     assert "dangling id" in dangling.locator('li[data-dia-id="D99:1"]').text_content()
     assert "</script><b>not bold</b> @@DATA@@" in dangling.locator("td.pred").first.text_content()
     assert dangling.locator("b", has_text="not bold").count() == 0
+    judges = dangling.locator("tr[data-run=C] td.num").nth(2).text_content()  # a score per judge, named
+    assert "1.00 realtalk/j" in judges and "0.00 <i>mem0</i>/j" in judges
 
 
 def test_leaderboard_sorts_by_a_clicked_column(browser_page):

@@ -168,10 +168,19 @@ def page_fields(row: dict) -> bytes:
         "f1_date": row.get("f1_date_normalised"),
         "judge": row.get("judge_score"),
     }
+    judges = row.get("judges")
+    if isinstance(judges, dict) and len(judges) > 1:  # graded by several judges: each one's score
+        answer["judges"] = {str(k): _judge_score(v) for k, v in judges.items()}
     retrieved = row.get("retrieved")
     if isinstance(retrieved, list):
         answer["retrieved"] = retrieved if set(map(type, retrieved)) <= {str} else [str(i) for i in retrieved]
     return orjson.dumps(answer)
+
+
+def _judge_score(entry) -> float | None:
+    score = entry.get("score") if isinstance(entry, dict) else None
+    ok = isinstance(score, (int, float)) and not isinstance(score, bool) and entry.get("error") is None
+    return float(score) if ok and 0 <= score <= 1 else None
 
 
 def question_parts(runs: list[Run], corrected: dict[int, dict] | None = None) -> Iterator[list[tuple[str, bytes]]]:

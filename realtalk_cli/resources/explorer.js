@@ -317,7 +317,8 @@
       table.append(el("tr", { "data-run": r.id }, [
         el("td", { text: r.id }), el("td", { cls: "pred", text: a.prediction || "" }),
         el("td", { cls: "num", text: fmt(a.f1, 2) }), el("td", { cls: "num", text: fmt(a.f1_date, 2) }),
-        el("td", { cls: "num", text: fmt(a.judge, 2) }),
+        el("td", { cls: a.judges ? "num judges" : "num", text: a.judges
+          ? Object.entries(a.judges).map(([k, v]) => `${fmt(v, 2)} ${k}`).join("\n") : fmt(a.judge, 2) }),
       ]));
     }
     box.append(table);
