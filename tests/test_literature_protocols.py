@@ -278,7 +278,8 @@ def test_report_gives_a_column_and_a_ranking_per_judge(tmp_path: Path, llm_env):
     with serve_llm(FakeLLM(reply=reply)) as url:
         for out in runs:
             assert runner.invoke(app, model_run_args("probe", url, out, "--judge-model", "judge-model")).exit_code == 0
-        extra = ["--judge-protocol", "mem0", "--judge-model", "judge-model", "--base-url", url, "--api-key-env", "TEST_LLM_KEY"]
+        extra = ["--judge-protocol", "mem0", "--judge-model", "judge-model", "--base-url", url]
+        extra += ["--api-key-env", "TEST_LLM_KEY"]
         assert runner.invoke(app, ["probe", "rescore", str(runs[0]), *extra]).exit_code == 0
     result = runner.invoke(app, ["report", *map(str, runs), "-o", str(tmp_path / "rep"), "--resamples", "50"])
     assert result.exit_code == 0, result.output

@@ -6,6 +6,7 @@ memories).
 from __future__ import annotations
 
 import hashlib
+import re
 
 from realtalk_cli.data.model import Message
 from realtalk_cli.errors import RealtalkError
@@ -24,11 +25,14 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
 def fill(template: str, **values: str) -> str:
-    # str.format would choke on braces in chat text and in the judge's JSON example.
-    for k, v in values.items():
-        template = template.replace("{" + k + "}", v)
-    return template
+    """The template's `{name}` fields filled in one pass, as `str.format` fills them: text put in is never read
+    for fields again (a chat message saying "{question}" stays as it is). Not `str.format` itself: it would choke
+    on other braces, such as the judge's JSON example."""
+    return _FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def render_message(m: Message) -> str:

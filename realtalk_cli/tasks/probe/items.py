@@ -55,11 +55,7 @@ class Item:
     def messages(self) -> list[dict]:
         """The request, built when asked for: a run holds one context per chat, not one per question."""
         context = self.context_of() if self.context_of is not None else self.values.get("context", "")
-        rest = {k: v for k, v in self.values.items() if k != "context"}
-        if "{" in context or any("{context}" in v for v in rest.values()):
-            content = fill(self.template, **{**self.values, "context": context})
-        else:  # the same text as filling every key in order, without scanning the long context once per key
-            content = fill(self.template, **rest).replace("{context}", context)
+        content = fill(self.template, **{**self.values, "context": context})
         head = [{"role": "system", "content": self.system}] if self.system is not None else []
         return [*head, {"role": self.role, "content": content}]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_jsonl, write_atomic
 
@@ -42,14 +43,15 @@ def final_rows(rows: list[dict], key) -> list[dict]:
 def completeness(failed: int, not_run: int, stopped_for_cost: bool, unscored: int = 0, what: str = "items") -> dict:
     """`complete` and, when not, why and how many: the numbers come from the final rows, not from history."""
     reasons = []
+    noun = what.removesuffix("s")  # `what` names them in the plural
     if stopped_for_cost:
         reasons.append("stopped at --max-cost")
     if failed:
-        reasons.append(f"{failed} {what} failed after retries")
+        reasons.append(f"{plural(failed, noun)} failed after retries")
     if not_run:
-        reasons.append(f"{not_run} {what} not run")
+        reasons.append(f"{plural(not_run, noun)} not run")
     if unscored:
-        reasons.append(f"{unscored} {what} lack a judge or label score")
+        reasons.append(f"{plural(unscored, noun)} {'lacks' if unscored == 1 else 'lack'} a judge or label score")
     if not reasons:
         return {"complete": True, "incomplete": None}
     return {
