@@ -257,3 +257,48 @@ def test_realtalks_own_layout_still_takes_passages_that_name_a_speaker(tmp_path:
         result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "\n- Bo keeps {" in fake.requests[0]["messages"][-1]["content"]  # listed as any passage, no speaker shown
+
+
+def test_the_whole_prompt_decides_when_the_running_token_estimate_is_short(tmp_path: Path):
+    from realtalk_cli.data.formats import load_chat
+
+    chat = load_chat(long_chat(tmp_path, 100))
+    lists = mem0.SpeakerLists(chat, lambda text: 1, "all.py:Mem")  # every memory looks like one token
+
+    def prompt(memories) -> str:
+        return mem0.render_memory_prompt(("Ann", "Bo"), memories, "Which fact?")
+
+    bound = len(prompt(([], []))) + 400  # in characters here: 400 for the memories
+    recalled = lists.pack([m.dia_id for m in chat.messages()], 10_000, prompt, lambda text: len(text) - bound)
+    assert 0 < len(recalled.lists[0]) + len(recalled.lists[1]) < 60
+    assert len(prompt(recalled.lists)) <= bound
+    assert recalled.over_budget == 60 - len(recalled.lists[0]) - len(recalled.lists[1])
+    assert recalled.ids == [m.dia_id for m in chat.messages()][: len(recalled.ids)]  # the first ones, in order
+
+
+SLOW = """
+import time
+
+
+class Mem:
+    def ingest(self, chat, tools):
+        pass
+
+    def recall(self, question, budget):
+        if "Bo" in question:
+            time.sleep(3)
+        return ["D1:1"]
+"""
+
+
+def test_a_recall_past_the_deadline_is_an_error_row_not_a_question_asked_without_memories(tmp_path: Path, llm_env):
+    chat = tiny_locomo(tmp_path)
+    (tmp_path / "slow.py").write_text(SLOW)
+    fake = FakeLLM(reply=lambda body: "a lake")
+    with serve_llm(fake) as url:
+        result = run(tmp_path, url, chat, "--memory", f"{tmp_path / 'slow.py'}:Mem", "--memory-timeout", "0.5")
+    assert result.exit_code == 3, result.output
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    failed = [r for r in rows if r["error"]]
+    assert [r["question"] for r in failed] == ["Where did Bo move?"] and "--memory-timeout 0.5 s" in failed[0]["error"]
+    assert len(fake.requests) == 1 and "Where did Bo move?" not in fake.requests[0]["messages"][0]["content"]

@@ -46,6 +46,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from realtalk_cli.data.evidence import resolve_evidence
@@ -345,38 +346,31 @@ class Mem0MemoryProtocol(ProbeProtocol):
         return recall_if_claimed(items, claims)
 
     def _chat_items(self, path: Path, chat: Chat, questions, limit: int, model: str, memories: MemoryRunner):
-        data = load_file(path)
         ask = memories.open(chat)
         lists = SpeakerLists(chat, memories.count, memories.choice.spec)
         index = chat.message_index()
         speakers = (chat.speaker_1, chat.speaker_2)
+
+        def over(text: str) -> int:  # by how many tokens a prompt exceeds --context-tokens
+            return count_message_tokens([{"role": "system", "content": text}], model)[0] - limit
+
         for i, qa in questions:
-            question = str(data["qa"][i].get("question", ""))  # as search.py reads it: val.get("question", "")
-
-            def prompt(memory_lists, question=question) -> str:
-                return render_memory_prompt(speakers, memory_lists, question)
-
-            def over(text: str) -> int:
-                return count_message_tokens([{"role": "system", "content": text}], model)[0] - limit
-
+            # search.py's val.get("question", ""): the reader keeps it verbatim (a string)
+            prompt = partial(render_memory_prompt, speakers, question=qa.question)
             rest = over(prompt(([], [])))  # the prompt without memories
             if rest > 0:
                 memories.prompts_over_limit += 1
-            where = f"{chat.name} #{i}"
             try:
-                recalled = ask(
-                    question,
-                    max(0, -rest),
-                    where,
-                    pack=lambda items, budget, p=prompt: lists.pack(items, budget, p, over),
-                )
+                pack = partial(lists.pack, prompt=prompt, over=over)
+                recalled = ask(qa.question, max(0, -rest), f"{chat.name} #{i}", pack=pack)
             except CallTimeout as e:
                 item = Item.with_lazy_prompt(chat, path, i, qa, str)
                 item.role, item.error = "system", str(e)
                 yield item
                 continue
             text = prompt(recalled.lists)
-            item = Item.with_lazy_prompt(chat, path, i, qa, lambda text=text: text)  # no placeholder filled in it
+            # given whole, as it goes (Item.with_prompt would fill a "{context}" a memory's text holds)
+            item = Item.with_lazy_prompt(chat, path, i, qa, lambda text=text: text)
             item.role = "system"
             item.retrieved, item.context_tokens, item.claims = recalled.ids, recalled.tokens, recalled.claims
             evidence = resolve_evidence(chat, qa.evidence, index).resolved
