@@ -183,7 +183,7 @@ def check_recalled(items: object, spec: str) -> None:
         if isinstance(p, Passage) and (wrong := _wrong_field(p)):
             raise RealtalkError(
                 f"--memory {spec}: recall() returned a Passage whose {wrong}; a Passage needs"
-                " text (str), ids (a list of str) and date (str or None)"
+                " text (str), ids (a list of str), date (str or None) and speaker (str or None)"
             )
 
 
@@ -195,6 +195,8 @@ def _wrong_field(p: Passage) -> str | None:
         return f"ids are {p.ids!r}"[:120]
     if p.date is not None and not isinstance(p.date, str):
         return f"date is {type(p.date).__name__}"
+    if p.speaker is not None and not isinstance(p.speaker, str):
+        return f"speaker is {type(p.speaker).__name__}"
     return None
 
 

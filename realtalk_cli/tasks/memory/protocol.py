@@ -26,11 +26,16 @@ def quiet_stage(label: str, total: int) -> Iterator[Callable[[int], None]]:
 
 @dataclass
 class Passage:
-    """Free text for the prompt (a summary, an extracted fact), with the message ids and date it came from."""
+    """Free text for the prompt (a summary, an extracted fact), with the message ids and date it came from, and
+    optionally whose memory it is."""
 
     text: str
     ids: list[str] = field(default_factory=list)
     date: str | None = None
+    speaker: str | None = None
+    """One of the chat's two speakers, for a memory that keeps one store per speaker as mem0 does: `--compat mem0`
+    lists it under that speaker (None: under the speaker of the messages its ids name). realtalk's own layout
+    does not show it."""
 
 
 @dataclass

@@ -256,10 +256,17 @@ class MemoryRunner:
 
         timeouts_in_a_row = 0
 
-        def ask(question: str, budget: int, where: str = "", over: Callable[[str], int] | None = None) -> Recalled:
+        def ask(
+            question: str,
+            budget: int,
+            where: str = "",
+            over: Callable[[str], int] | None = None,
+            pack: Callable[[list[str | Passage], int], Recalled] | None = None,
+        ) -> Recalled:
             """What the memory recalls, packed into `budget` context tokens. `where` names the question in the
             report (e.g. `Chat_1 #3`); `over(context)`, when given, is by how many tokens the whole prompt around
-            that context exceeds its bound: the context is packed again, smaller, until it fits."""
+            that context exceeds its bound: the context is packed again, smaller, until it fits. `pack(items,
+            budget)` lays the items out in another protocol's layout (default: realtalk's, `Packer.pack`)."""
             nonlocal timeouts_in_a_row
             if timeouts_in_a_row >= GIVE_UP_AFTER:  # a memory stuck for good would cost the deadline per question
                 self.recalls_not_asked += 1
@@ -274,13 +281,14 @@ class MemoryRunner:
                 timeouts_in_a_row += 1
                 raise
             timeouts_in_a_row = 0
-            recalled = packer.pack(items, budget)
+            pack = pack or packer.pack
+            recalled = pack(items, budget)
             while over is not None and (excess := over(recalled.context)) > 0:
                 if not recalled.context:  # instructions and question alone exceed the bound
                     self.prompts_over_limit += 1
                     break
                 budget = max(0, budget - excess)
-                recalled = packer.pack(items, budget)
+                recalled = pack(items, budget)
             self.note_unknown(chat.name, recalled)
             if recalled.over_budget:
                 self.over_budget += recalled.over_budget
@@ -332,7 +340,8 @@ def store_name(chat_id: str) -> str:
 def _plain(item: str | Passage) -> str | Passage:
     if isinstance(item, Passage):
         date = None if item.date is None else str.__str__(item.date)
-        return Passage(str.__str__(item.text), [str.__str__(i) for i in item.ids], date)
+        speaker = None if item.speaker is None else str.__str__(item.speaker)
+        return Passage(str.__str__(item.text), [str.__str__(i) for i in item.ids], date, speaker)
     return str.__str__(item)
 
 

@@ -84,8 +84,14 @@ def probe_settings(config: Path | None, given: dict) -> tuple[list[Path], ProbeO
     if settings.get("context", "full") not in contexts:
         raise RealtalkError(f"--context {settings['context']!r}: choose {', '.join(contexts)}")
     settings["compat"] = compat_mode(settings.get("compat"))
-    takes_context = PROTOCOLS[settings["compat"] or DEFAULT].takes_context
-    if not takes_context and (settings.get("context", "full") != "full" or settings.get("memory")):
+    protocol = PROTOCOLS[settings["compat"] or DEFAULT]
+    context = settings.get("context", "full")
+    if not protocol.takes_context and protocol.with_memory is not None and context != "full":
+        raise RealtalkError(
+            f"--compat {settings['compat']} takes a memory system as --memory SPEC (its memory prompt), not --context"
+            f" {context}: e.g. --memory {context if context in ('bm25', 'dense', 'hybrid') else 'bm25'}"
+        )
+    if not protocol.takes_context and (context != "full" or (settings.get("memory") and not protocol.with_memory)):
         raise RealtalkError(f"--compat {settings['compat']} lays out the whole chat itself; drop --context/--memory")
     if settings.get("memory") and settings.get("context", "full") != "full":
         raise RealtalkError("--memory replaces --context: give one of them")

@@ -36,6 +36,9 @@ class ProbeProtocol:
     """The prediction is the reply as it came (the paper's script does not strip it); else stripped."""
     takes_context: ClassVar[bool] = True
     """Whether --context and --memory apply; a protocol that lays out the whole chat itself says False."""
+    with_memory: ClassVar[type[ProbeProtocol] | None] = None
+    """The protocol a run with --memory follows instead, when this one lays out the whole chat itself (mem0's
+    memory prompt beside its full-context one); None: --memory does not apply."""
     batch: ClassVar[bool] = True
     """Whether the run can go as batch jobs (`--batch`)."""
 

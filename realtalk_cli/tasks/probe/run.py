@@ -131,7 +131,7 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     """The chats, protocol, endpoints, judge, prices, memory and the run's identity, checked before any request."""
     chats, notes = chat_files(files)  # each content once
     files = [c.path for c in chats]
-    protocol = probe_protocol(opts.compat)
+    protocol = probe_protocol(opts.compat, memory=opts.memory is not None)
     endpoint = resolve_model(opts.model, opts.base_url, opts.api_key_env)
     judge_endpoint = resolve_model(opts.judge_model, opts.base_url, opts.api_key_env) if opts.judge_model else None
     if judge_endpoint is None and protocol.judge_with_answering_model and not endpoint.offline:

@@ -44,6 +44,8 @@ def compat_mode(value: str | None) -> str | None:
     return None if mode == DEFAULT else mode
 
 
-def probe_protocol(compat: str | None) -> ProbeProtocol:
-    """A fresh instance of the protocol a run's `compat` option names (its prompt files read now)."""
-    return PROTOCOLS[compat_mode(compat) or DEFAULT]()
+def probe_protocol(compat: str | None, memory: bool = False) -> ProbeProtocol:
+    """A fresh instance of the protocol a run's `compat` option names (its prompt files read now); with `memory`
+    (the run has --memory), the protocol's own for memory systems where it has one (`with_memory`)."""
+    protocol = PROTOCOLS[compat_mode(compat) or DEFAULT]
+    return (protocol.with_memory if memory and protocol.with_memory else protocol)()
