@@ -341,3 +341,32 @@ def test_a_suite_killed_mid_cell_resumes_that_cell_where_it_stopped(tmp_path: Pa
     assert len(fake.requests) == before + (2 * (6 + 3) - kept)  # the rest of the grid, nothing twice
     assert "started mini+realtalk+full+realtalk" in finished.stderr  # one line per cell, not a terminal
     assert finished.stderr.count("finished ") == 4
+
+
+LOUD = """
+import time
+
+class Loud:
+    version = "1"
+
+    def ingest(self, chat, tools):
+        self.ids = [m.dia_id for m in chat.messages()]
+
+    def recall(self, question, budget):
+        print("PRINT-IN-RECALL")
+        time.sleep(0.02)
+        return self.ids[:2]
+"""
+
+
+@pytest.mark.usefixtures("llm_env")
+def test_cells_with_a_memory_run_one_at_a_time_and_what_they_print_never_reaches_stdout(tmp_path: Path):
+    (tmp_path / "loud.py").write_text(LOUD)
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        path = suite_file(tmp_path, url, "parallel = 4")
+        path.write_text(path.read_text() + f'\n[contexts.loud]\nmemory = "{tmp_path / "loud.py"}:Loud"\n')
+        result = suite(path, "--json", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "PRINT-IN-RECALL" not in result.stdout and "PRINT-IN-RECALL" in result.stderr
+    assert [c["status"] for c in json.loads(result.stdout)["cells"]] == ["complete"] * 4

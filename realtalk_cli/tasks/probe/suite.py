@@ -388,7 +388,8 @@ def run_suite(suite: Suite, started: Callable[[Cell], object], finished: Callabl
     """Run every cell, at most `suite.parallel` at once, each endpoint's cells within its one limit. `started(cell)`
     returns the cell's progress callback (as `probe` takes); `finished(cell)` is called once it ended. A cell that
     stops on an error (one line: cell.error) does not stop the others; an unexpected exception stops the suite.
-    Cells are started endpoint by endpoint in turn, so that every endpoint is kept busy."""
+    Cells are started endpoint by endpoint in turn, so that every endpoint is kept busy; cells with a retriever
+    or a memory one at a time."""
     done: queue.Queue[tuple[Cell, BaseException | None]] = queue.Queue()
 
     def work(cell: Cell, progress: object) -> None:
@@ -408,20 +409,27 @@ def run_suite(suite: Suite, started: Callable[[Cell], object], finished: Callabl
 
     pending = list(suite.cells)
     running: dict[str, int] = {}
-    alive = 0
+    alive = memory_alive = 0
     with endpoint_limits(suite.limits):
         try:
             while pending or alive:
-                while pending and alive < suite.parallel:
-                    cell = min(pending, key=lambda c: running.get(c.endpoint, 0))
+                while alive < suite.parallel:
+                    # a memory's calls redirect the process's stdout and working directory while they run: one
+                    # cell with a retriever or memory at a time, beside any number of others
+                    ready = [c for c in pending if not (memory_alive and _has_memory(c))]
+                    if not ready:
+                        break
+                    cell = min(ready, key=lambda c: running.get(c.endpoint, 0))
                     pending.remove(cell)
                     running[cell.endpoint] = running.get(cell.endpoint, 0) + 1
                     alive += 1
+                    memory_alive += _has_memory(cell)
                     progress = started(cell)
                     threading.Thread(target=work, args=(cell, progress), name=cell.name, daemon=True).start()
                 cell, crash = _next(done)
                 running[cell.endpoint] -= 1
                 alive -= 1
+                memory_alive -= _has_memory(cell)
                 if crash is not None:
                     raise crash
                 finished(cell)
@@ -430,6 +438,10 @@ def run_suite(suite: Suite, started: Callable[[Cell], object], finished: Callabl
                 for client in list(cell.setup.clients) if cell.setup is not None else []:
                     client.halt()
             raise
+
+
+def _has_memory(cell: Cell) -> bool:
+    return cell.setup is not None and cell.setup.memories is not None
 
 
 def _next(done: queue.Queue) -> tuple[Cell, BaseException | None]:
