@@ -370,3 +370,40 @@ def test_cells_with_a_memory_run_one_at_a_time_and_what_they_print_never_reaches
     assert result.exit_code == 0, result.output
     assert "PRINT-IN-RECALL" not in result.stdout and "PRINT-IN-RECALL" in result.stderr
     assert [c["status"] for c in json.loads(result.stdout)["cells"]] == ["complete"] * 4
+
+
+@pytest.mark.usefixtures("llm_env")
+def test_the_example_suite_runs_with_its_local_model_served_by_the_loopback_server(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # its paths are relative to the repository's root
+    example = (ROOT / "configs" / "suite-example.toml").read_text()
+    fake = FakeLLM(reply=gold_reply, models=("llama3.2:1b",))
+    with serve_llm(fake) as url:
+        served = f'model = "ollama:llama3.2:1b"\nbase_url = "{url}"\napi_key_env = "TEST_LLM_KEY"\n#'
+        path = tmp_path / "suite.toml"
+        path.write_text(example.replace('model = "ollama:llama3.2:1b"', served, 1))
+        dry = suite(path, "--out", tmp_path / "root", "--dry-run")
+        assert dry.exit_code == 0 and fake.requests == [], dry.output
+        assert "unknown" not in dry.output  # the offline baseline costs nothing: priced
+        result = suite(path, "--out", tmp_path / "root", "--json", "--no-cache")
+    assert result.exit_code == 0, result.output
+    cells = json.loads(result.stdout)["cells"]
+    assert len(cells) == 8 and {c["status"] for c in cells} == {"complete"}
+    assert len(fake.requests) == 2 * (4 + 2)  # the ollama cells' questions, each asked once
+    assert (tmp_path / "root" / "report" / "report.html").is_file()
+
+
+@pytest.mark.usefixtures("llm_env")
+def test_a_cell_whose_input_fails_only_once_it_runs_is_exit_2_and_the_other_cells_still_run(tmp_path: Path):
+    fake = FakeLLM(reply=gold_reply)
+    with serve_llm(fake) as url:
+        result = suite(suite_file(tmp_path, url, 'category = "adversarial"'), "--json", "--no-cache")
+    assert result.exit_code == 2, result.output
+    cells = {c["cell"]: c for c in json.loads(result.stdout)["cells"]}
+    for name, c in cells.items():
+        if "+locomo+" in name:  # the tiny LoCoMo chat has one adversarial question
+            assert c["status"] == "complete" and c["questions"] is not None
+        else:
+            assert c["status"] == "error"
+            assert c["reason"] == "--category adversarial: no question of that category in the chats given"
+    assert f"error cell {CELLS[0]}: --category adversarial: no question of that category" in result.stderr
+    assert len(answers(fake)) == 2

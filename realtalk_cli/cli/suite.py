@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from realtalk_cli.cli.common import AsJson, DryRun, NoCache, err, handles_errors, out, out_option, print_json
+from realtalk_cli.cli.common import (
+    AsJson,
+    DryRun,
+    NoCache,
+    err,
+    handles_errors,
+    out,
+    out_option,
+    print_json,
+    print_wide_table,
+)
 
 app = typer.Typer()
 
@@ -64,28 +74,27 @@ def suite(
         return
     with _view(grid, as_json) as view:
         run_suite(grid, view.started, view.finished)
-    report_dir = _write_report(grid, as_json)
+    board = _write_report(grid)
     code = suite_exit_code(grid)
-    _print_outcome(grid, report_dir, as_json)
+    _print_outcome(grid, board, as_json)
     if code:
         raise typer.Exit(code)
 
 
-def _write_report(grid, quiet: bool) -> Path | None:
+def _write_report(grid) -> dict | None:
     """The leaderboard and HTML over every cell that holds a run, into ROOT/report (replaced each time)."""
     from realtalk_cli.report.build import make_report
 
     runs = grid.run_dirs()
-    if not runs:
-        return None
-    make_report(runs, grid.report_dir, force=True)
-    return grid.report_dir
+    return make_report(runs, grid.report_dir, force=True) if runs else None
 
 
-def _print_outcome(grid, report_dir: Path | None, as_json: bool) -> None:
+def _print_outcome(grid, board: dict | None, as_json: bool) -> None:
     from realtalk_cli.tasks.probe.suite import cell_summary, suite_exit_code
 
-    cells = [cell_summary(c) for c in grid.cells]
+    report_dir = grid.report_dir if board is not None else None
+    ids = {r["path"]: r["id"] for r in (board or {}).get("runs", [])}  # the cell's letter in the leaderboard
+    cells = [{**cell_summary(c), "run": ids.get(str(c.opts.out))} for c in grid.cells]
     spent = sum(c["spent_usd"] or 0.0 for c in cells)
     if as_json:
         print_json(
@@ -101,24 +110,23 @@ def _print_outcome(grid, report_dir: Path | None, as_json: bool) -> None:
             }
         )
     else:
-        from rich import box
-        from rich.table import Table
-
-        table = Table(title=f"suite {grid.file}", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-        table.add_column("cell", overflow="fold")
-        for name in ("status", "questions", "F1", "judge", "requests", "cost"):
-            table.add_column(name, justify="right" if name != "status" else "left", no_wrap=True)
-        for c in cells:
-            table.add_row(
+        rows = [
+            (
                 c["cell"],
-                c["status"],
-                _cell(c["questions"]),
-                _cell(c["f1"], ".3f"),
-                _cell(c["judge"], ".3f"),
-                _cell(c["requests"]),
-                _cell(c["cost_usd"], ".4f", "$"),
+                [
+                    c["run"] or "-",
+                    c["status"],
+                    _cell(c["questions"]),
+                    _cell(c["f1"], ".3f"),
+                    _cell(c["judge"], ".3f"),
+                    _cell(c["requests"]),
+                    _cell(c["cost_usd"], ".4f", "$"),
+                ],
             )
-        out.print(table)
+            for c in cells
+        ]
+        headers = ["run", "status", "questions", "F1", "judge", "requests now", "cost now"]
+        print_wide_table(f"suite {grid.file}: cells (run: its letter in the leaderboard)", "cell", headers, rows)
         cap = f" of max_cost ${grid.max_cost:g}" if grid.max_cost is not None else ""
         out.print(f"spent ${spent:.4f}{cap} in all the cells' folders, every invocation", soft_wrap=True)
         if report_dir:
@@ -130,7 +138,7 @@ def _print_outcome(grid, report_dir: Path | None, as_json: bool) -> None:
     for c in cells:
         if c["status"] != "complete":
             err.print(f"{c['status']} cell {c['cell']}: {c['reason']}", soft_wrap=True)
-    if not all(c["status"] == "complete" for c in cells):
+    if any(c["status"] == "incomplete" or c["exit_code"] == 3 for c in cells):
         err.print("run the same command again to continue the cells that did not finish", soft_wrap=True)
 
 

@@ -49,6 +49,7 @@ TABLE_KEYS = {
 PROBE_KEYS = set(ProbeOptions.__dataclass_fields__)  # the top-level keys every cell's probe options take
 DEFAULTS = {"contexts": {"full": {}}, "protocols": {"realtalk": {}}}  # one cell each when the file names none
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Cell:
 
     @property
     def endpoint(self) -> str:
-        return self.setup.endpoint.base_url if self.setup is not None else ""
+        return (self.setup.endpoint.base_url or "").rstrip("/") if self.setup is not None else ""
 
     @property
     def complete(self) -> bool:
@@ -88,6 +89,7 @@ class Suite:
     fail_under: float | None = None
     parallel: int = DEFAULT_PARALLEL
     limits: dict[str, int] = field(default_factory=dict)  # base URL -> requests in flight
+    concurrency: int = DEFAULT_CONCURRENCY  # the limit of an endpoint no model names (e.g. a judge's)
     budget: GridBudget | None = None
 
     @property
@@ -162,7 +164,7 @@ def load_suite(path: Path, overrides: dict | None = None) -> Suite:
                         **protocol,
                         "chats": datasets[d],
                         "out": root / "cells" / name,
-                        "concurrency": limits.get(endpoints[m].base_url, DEFAULT_CONCURRENCY),
+                        "concurrency": limits.get((endpoints[m].base_url or "").rstrip("/"), DEFAULT_CONCURRENCY),
                     }
                     if "limit" in overrides:
                         given["limit"] = overrides["limit"]
@@ -171,7 +173,7 @@ def load_suite(path: Path, overrides: dict | None = None) -> Suite:
                     except RealtalkError as e:
                         raise RealtalkError(f"{where}: cell {name}: {e}") from None
                     cells.append(Cell(m, d, c, p, files, opts))
-    return Suite(path, root, cells, max_cost, fail_under, parallel, limits)
+    return Suite(path, root, cells, max_cost, fail_under, parallel, limits, top.get("concurrency", DEFAULT_CONCURRENCY))
 
 
 def _check_keys(conf: dict, where: str) -> None:
@@ -198,6 +200,12 @@ def _check_keys(conf: dict, where: str) -> None:
 def _endpoint(model: dict, source: str) -> Endpoint:
     if not isinstance(model.get("model"), str) or not model["model"].strip():
         raise RealtalkError(f'{source} needs model = "provider:model"')
+    key_env = model.get("api_key_env")
+    if isinstance(key_env, str) and key_env and not _ENV_NAME.fullmatch(key_env):  # never echoed: it may be a key
+        raise RealtalkError(
+            f"{source} api_key_env must name an environment variable (e.g. OPENAI_API_KEY) that holds the key, "
+            "never the key itself"
+        )
     try:
         return resolve_model(model["model"], model.get("base_url"), model.get("api_key_env"))
     except RealtalkError as e:
@@ -212,7 +220,7 @@ def _endpoint_limits(models: dict, endpoints: dict[str, Endpoint], default: obje
     given: dict[str, tuple[str, int]] = {}
     limits: dict[str, int] = {}
     for key, model in models.items():
-        url = endpoints[key].base_url
+        url = (endpoints[key].base_url or "").rstrip("/")
         if not url:
             continue  # offline: nothing is sent
         n = model.get("concurrency")
@@ -276,8 +284,9 @@ def prepare_suite(suite: Suite, dry_run: bool) -> None:
         suite.budget.read_earlier()
     for cell in suite.cells:  # a judge at another endpoint gets that endpoint's limit, or the default
         for endpoint in (cell.setup.endpoint, cell.setup.judge_endpoint):
-            if endpoint is not None and endpoint.base_url and endpoint.base_url not in suite.limits:
-                suite.limits[endpoint.base_url] = DEFAULT_CONCURRENCY
+            url = (endpoint.base_url or "").rstrip("/") if endpoint is not None else ""
+            if url and url not in suite.limits:
+                suite.limits[url] = suite.concurrency
 
 
 # --- the budget ---------------------------------------------------------------------------------------------
@@ -477,6 +486,7 @@ def cell_summary(cell: Cell) -> dict:
         "out": str(cell.opts.out),
         "status": status,
         "reason": reason,
+        "exit_code": cell.exit_code if cell.error is not None else (0 if status == "complete" else 3),
         "questions": overall.get("count"),
         "f1": overall.get("f1"),
         "judge": overall.get("judge"),
