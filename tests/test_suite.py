@@ -407,3 +407,35 @@ def test_a_cell_whose_input_fails_only_once_it_runs_is_exit_2_and_the_other_cell
             assert c["reason"] == "--category adversarial: no question of that category in the chats given"
     assert f"error cell {CELLS[0]}: --category adversarial: no question of that category" in result.stderr
     assert len(answers(fake)) == 2
+
+
+def test_a_cell_the_report_cannot_read_is_named_after_the_cells_outcome(tmp_path: Path):
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        f'out = "{tmp_path / "root"}"\n[models.bm25]\nmodel = "offline:bm25"\n'
+        f'[datasets.realtalk]\npaths = ["{SAMPLE_JSON}"]\n'
+    )
+    assert suite(path).exit_code == 0
+    rows = tmp_path / "root" / "cells" / "bm25+realtalk+full+realtalk" / "predictions.jsonl"
+    lines = rows.read_text().splitlines()
+    rows.write_text("\n".join([*lines[:-1], lines[-1].replace('"chat":', '"chat": 5, "x":', 1)]) + "\n")
+    result = suite(path)
+    assert result.exit_code == 2, result.output
+    assert "bm25+realtalk+full+realtalk" in result.stdout  # the cells' table first
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: no leaderboard written: {rows}: row 6: ")
+
+
+def test_fail_under_is_exit_1_when_a_complete_cells_overall_f1_is_below_it(tmp_path: Path):
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        f'out = "{tmp_path / "root"}"\nfail_under = 0.9\n[models.bm25]\nmodel = "offline:bm25"\n'
+        f'[datasets.realtalk]\npaths = ["{SAMPLE_JSON}"]\n[datasets.locomo]\npaths = ["{LOCOMO_TINY}"]\n'
+    )
+    assert suite(path).exit_code == 1  # the REALTALK cell's F1 is 0.111, the LoCoMo one's 1.0
+    assert suite(path, "--fail-under", "0.1").exit_code == 0  # the command line's wins
+
+
+def test_suite_has_help_with_an_example_and_is_listed():
+    shown = suite("--help").output
+    assert "Usage: root suite [OPTIONS] FILE.toml" in shown and "Example" in shown and "<bool>" not in shown
+    assert "suite" in runner.invoke(app, ["--help"]).output

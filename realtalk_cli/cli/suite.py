@@ -74,19 +74,27 @@ def suite(
         return
     with _view(grid, as_json) as view:
         run_suite(grid, view.started, view.finished)
-    board = _write_report(grid)
+    board, unwritten = _write_report(grid)
     code = suite_exit_code(grid)
     _print_outcome(grid, board, as_json)
+    if unwritten:  # the cells' outcome is shown all the same
+        err.print(f"error: no leaderboard written: {unwritten}", soft_wrap=True)
+        code = 2
     if code:
         raise typer.Exit(code)
 
 
-def _write_report(grid) -> dict | None:
-    """The leaderboard and HTML over every cell that holds a run, into ROOT/report (replaced each time)."""
+def _write_report(grid) -> tuple[dict | None, str | None]:
+    """The leaderboard and HTML over every cell that holds a run, into ROOT/report (replaced each time); or why
+    not (a run file the report cannot read)."""
+    from realtalk_cli.errors import RealtalkError
     from realtalk_cli.report.build import make_report
 
     runs = grid.run_dirs()
-    return make_report(runs, grid.report_dir, force=True) if runs else None
+    try:
+        return (make_report(runs, grid.report_dir, force=True) if runs else None), None
+    except RealtalkError as e:
+        return None, str(e)
 
 
 def _print_outcome(grid, board: dict | None, as_json: bool) -> None:
