@@ -113,6 +113,56 @@ def load_suite(path: Path, overrides: dict | None = None) -> Suite:
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     conf.update(overrides)
     top = {k: v for k, v in conf.items() if k not in TABLE_KEYS}
+    tables = {name: conf.get(name, DEFAULTS.get(name)) for name in TABLE_KEYS}
+    suite = _grid_settings(path, top)
+    for name in ("models", "datasets"):
+        if not tables[name]:
+            raise RealtalkError(f"{where}: no [{name}.NAME] table: a suite needs at least one")
+    for name, entries in tables.items():
+        for key, entry in entries.items():
+            source = f"{where}: [{name}.{key}]"
+            try:
+                check_settings(entry, ProbeOptions, source)
+            except RealtalkError as e:  # `file: [models.x] key = ...`, as the other lines name a table
+                raise RealtalkError(str(e).replace(f"{source}: ", f"{source} ", 1)) from None
+    endpoints = {key: _endpoint(model, f"{where}: [models.{key}]") for key, model in tables["models"].items()}
+    suite.limits = _endpoint_limits(tables["models"], endpoints, suite.concurrency, where)
+    for key, model in tables["models"].items():
+        _check_price(model, endpoints[key], suite.max_cost, f"{where}: [models.{key}] {endpoints[key].label}")
+    for key, protocol in tables["protocols"].items():
+        judge = protocol.get("judge_model", top.get("judge_model"))
+        if judge:
+            source = f"{where}: [protocols.{key}]" if "judge_model" in protocol else f"{where}:"
+            _check_price({}, _endpoint({"model": judge}, source), suite.max_cost, f"{source} judge_model = {judge!r}")
+    datasets = {key: _dataset_paths(entry, f"{where}: [datasets.{key}]") for key, entry in tables["datasets"].items()}
+    for m, model in tables["models"].items():
+        limit = suite.limits.get((endpoints[m].base_url or "").rstrip("/"), suite.concurrency)
+        for d, dataset in tables["datasets"].items():
+            for c, context in tables["contexts"].items():
+                for p, protocol in tables["protocols"].items():
+                    given = {
+                        **{k: v for k, v in top.items() if k in PROBE_KEYS},
+                        **{k: v for k, v in model.items() if k != "concurrency"},
+                        **{k: v for k, v in dataset.items() if k != "paths"},
+                        **context,
+                        **protocol,
+                        "chats": datasets[d],
+                        "out": suite.root / "cells" / f"{m}+{d}+{c}+{p}",
+                        "concurrency": limit,  # the endpoint's: a cell alone may use all of it
+                        **({"limit": overrides["limit"]} if "limit" in overrides else {}),
+                    }
+                    try:
+                        files, opts, _ = probe_settings(None, given)
+                    except RealtalkError as e:
+                        raise RealtalkError(f"{where}: cell {m}+{d}+{c}+{p}: {e}") from None
+                    suite.cells.append(Cell(m, d, c, p, files, opts))
+    return suite
+
+
+def _grid_settings(path: Path, top: dict) -> Suite:
+    """The top-level keys: those that are probe options typed as probe's --config types them, and the grid's
+    own (root, parallel, fail_under, max_cost, concurrency)."""
+    where = str(path)
     check_settings(top, ProbeOptions, where)
     out = top.get("out")
     if not str(out or "").strip():
@@ -129,51 +179,8 @@ def load_suite(path: Path, overrides: dict | None = None) -> Suite:
     max_cost = top.get("max_cost")
     if max_cost is not None and not max_cost > 0:
         raise RealtalkError(f"{where}: max_cost must be more than 0")
-    tables = {name: conf.get(name, DEFAULTS.get(name)) for name in TABLE_KEYS}
-    for name in ("models", "datasets"):
-        if not tables[name]:
-            raise RealtalkError(f"{where}: no [{name}.NAME] table: a suite needs at least one")
-    for name, entries in tables.items():
-        for key, entry in entries.items():
-            source = f"{where}: [{name}.{key}]"
-            try:
-                check_settings(entry, ProbeOptions, source)
-            except RealtalkError as e:  # `file: [models.x] key = ...`, as the other lines name a table
-                raise RealtalkError(str(e).replace(f"{source}: ", f"{source} ", 1)) from None
-    endpoints = {key: _endpoint(model, f"{where}: [models.{key}]") for key, model in tables["models"].items()}
-    limits = _endpoint_limits(tables["models"], endpoints, top.get("concurrency", DEFAULT_CONCURRENCY), where)
-    for key, model in tables["models"].items():
-        _check_price(model, endpoints[key], max_cost, f"{where}: [models.{key}] {endpoints[key].label}")
-    for key, protocol in tables["protocols"].items():
-        judge = protocol.get("judge_model", top.get("judge_model"))
-        if judge:
-            source = f"{where}: [protocols.{key}]" if "judge_model" in protocol else f"{where}:"
-            _check_price({}, _endpoint({"model": judge}, source), max_cost, f"{source} judge_model = {judge!r}")
-    datasets = {key: _dataset_paths(entry, f"{where}: [datasets.{key}]") for key, entry in tables["datasets"].items()}
-    cells = []
-    for m, model in tables["models"].items():
-        for d, dataset in tables["datasets"].items():
-            for c, context in tables["contexts"].items():
-                for p, protocol in tables["protocols"].items():
-                    name = f"{m}+{d}+{c}+{p}"
-                    given = {
-                        **{k: v for k, v in top.items() if k in PROBE_KEYS},
-                        **{k: v for k, v in model.items() if k != "concurrency"},
-                        **{k: v for k, v in dataset.items() if k != "paths"},
-                        **context,
-                        **protocol,
-                        "chats": datasets[d],
-                        "out": root / "cells" / name,
-                        "concurrency": limits.get((endpoints[m].base_url or "").rstrip("/"), DEFAULT_CONCURRENCY),
-                    }
-                    if "limit" in overrides:
-                        given["limit"] = overrides["limit"]
-                    try:
-                        files, opts, _ = probe_settings(None, given)
-                    except RealtalkError as e:
-                        raise RealtalkError(f"{where}: cell {name}: {e}") from None
-                    cells.append(Cell(m, d, c, p, files, opts))
-    return Suite(path, root, cells, max_cost, fail_under, parallel, limits, top.get("concurrency", DEFAULT_CONCURRENCY))
+    concurrency = top.get("concurrency", DEFAULT_CONCURRENCY)
+    return Suite(path, root, [], max_cost, fail_under, parallel, concurrency=concurrency)
 
 
 def _check_keys(conf: dict, where: str) -> None:
@@ -212,11 +219,9 @@ def _endpoint(model: dict, source: str) -> Endpoint:
         raise RealtalkError(f"{source} {e}") from None
 
 
-def _endpoint_limits(models: dict, endpoints: dict[str, Endpoint], default: object, where: str) -> dict[str, int]:
+def _endpoint_limits(models: dict, endpoints: dict[str, Endpoint], default: int, where: str) -> dict[str, int]:
     """Requests in flight per endpoint (base URL): a model's `concurrency`, else the file's; models at one
     endpoint share one limit, so they must not name two."""
-    if type(default) is not int or default < 1:
-        raise RealtalkError(f"{where}: concurrency = {default!r} is not a whole number of at least 1")
     given: dict[str, tuple[str, int]] = {}
     limits: dict[str, int] = {}
     for key, model in models.items():
