@@ -205,6 +205,22 @@ def test_a_cell_folder_holding_another_run_is_refused_before_any_request(tmp_pat
     assert len(fake.requests) == sent
 
 
+def test_a_file_in_place_of_a_cell_folder_is_refused_before_any_cell_runs(tmp_path: Path):
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        f'out = "{tmp_path / "root"}"\n[models.bm25]\nmodel = "offline:bm25"\n'
+        f'[datasets.realtalk]\npaths = ["{SAMPLE_JSON}"]\n[datasets.locomo]\npaths = ["{LOCOMO_TINY}"]\n'
+    )
+    (tmp_path / "root" / "cells").mkdir(parents=True)
+    (tmp_path / "root" / "cells" / "bm25+locomo+full+realtalk").write_text("x")
+    line = _error(suite(path))
+    assert line == (
+        f"error: {path}: cell bm25+locomo+full+realtalk: {tmp_path}/root/cells/bm25+locomo+full+realtalk: a file is in "
+        "the way; a cell needs a folder"
+    )
+    assert sorted(p.name for p in (tmp_path / "root" / "cells").iterdir()) == ["bm25+locomo+full+realtalk"]
+
+
 @pytest.mark.usefixtures("llm_env")
 def test_max_cost_caps_the_whole_grid_across_cells_and_invocations(tmp_path: Path):
     fake = FakeLLM(reply=gold_reply, latency_s=0.01)

@@ -274,6 +274,8 @@ def prepare_suite(suite: Suite, dry_run: bool) -> None:
         try:
             spending = CellSpending(cell.opts.out, suite.budget) if suite.budget is not None else None
             cell.setup = prepare(cell.files, cell.opts, dry_run, spending)
+            if cell.opts.out.exists() and not cell.opts.out.is_dir():
+                raise RealtalkError(f"{cell.opts.out}: a file is in the way; a cell needs a folder")
             if cell.opts.out.is_dir():
                 check_run_identity(cell.opts.out, cell.setup.identity, PROBE_FILES)
             if not dry_run:
