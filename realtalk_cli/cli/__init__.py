@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 
 from realtalk_cli import __version__
-from realtalk_cli.cli import analyze, batch, data, probe, report, simulate
+from realtalk_cli.cli import analyze, batch, data, probe, report, simulate, suite
 from realtalk_cli.cli.common import debug, out
 
 app = typer.Typer(
     help="Long-term conversation benchmarks on REALTALK and LoCoMo: convert, validate, analyze, simulate, probe, "
-    "report.",
+    "suite, report.",
     no_args_is_help=True,
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -43,7 +43,7 @@ def main_options(
     debug["on"] = debug_flag or bool(os.environ.get("REALTALK_DEBUG"))
 
 
-for group in (data, report):
+for group in (data, report, suite):
     for command in group.app.registered_commands:
         app.registered_commands.append(command)
 app.add_typer(probe.app, name="probe")

@@ -2,13 +2,15 @@
 
 It knows nothing of chats. It adds, around a single chat-completion call: a response cache, retries
 with exponential backoff and jitter (honouring Retry-After), a concurrency limit (a Limiter that
-several clients of one run can share), and usage accounting (tokens, prompt tokens the provider served
-from its prompt cache, latency, cost). Offline models (`offline:...`) answer without network or key.
+several clients of one run can share, and a suite's limit per endpoint), and usage accounting (tokens,
+prompt tokens the provider served from its prompt cache, latency, cost). Offline models (`offline:...`)
+answer without network or key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import random
@@ -22,13 +24,14 @@ from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.cache import CachedResponse, ResponseCache, cache_key
 from realtalk_cli.llm.providers import LOCAL_MODELS, Endpoint, Prices
 from realtalk_cli.llm.replies import BadReply, Reply, parse_reply, redact
-from realtalk_cli.llm.scheduler import ANSWER, Limiter
+from realtalk_cli.llm.scheduler import ANSWER, Limiter, endpoint_gate
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 UNREACHED_ATTEMPTS = 3
 BAD_REPLY_ATTEMPTS = 2  # a malformed 200 is asked once more (a proxy hiccup), not the full backoff
 MAX_REPLY_BYTES = 4 * 2**20
+_NO_GATE = contextlib.nullcontext()  # no endpoint limit beyond the run's own (outside a suite)
 
 
 def openai_sdk():
@@ -141,6 +144,7 @@ class LLMClient:
         self.prices = prices or Prices()
         self.totals = Totals()
         self.limiter = limiter or Limiter(concurrency)
+        self.gate = endpoint_gate(endpoint.base_url)  # the endpoint's limit shared by a suite's runs, if any
         self.priority = priority
         self.on_completion: Callable[[Completion], None] | None = None  # e.g. the run folder's spending record
         self.halted = False  # set by halt(): requests not yet sent raise NotSent
@@ -198,9 +202,13 @@ class LLMClient:
         async with self.limiter.slot(self.priority):
             if self.halted:
                 raise NotSent
-            c = await self._call(messages, params, accept, reply_attempts)
-        self.remember(messages, params, c)
-        self.count(c)
+            async with _NO_GATE if self.gate is None else self.gate.slot():
+                if self.halted:  # halted while waiting for the endpoint (a suite's max_cost reached elsewhere)
+                    raise NotSent
+                c = await self._call(messages, params, accept, reply_attempts)
+                # counted before the slot is let go: the next request is sent only once this one is recorded
+                self.remember(messages, params, c)
+                self.count(c)
         return c
 
     def count(self, c: Completion) -> None:

@@ -45,7 +45,7 @@ def dry_run_plan(
         "estimated_cost_usd": cost,  # exact: rounded once, where it is shown
         "estimated_cost_uncached_usd": prices.cost(endpoint.model, tokens, max_tokens * count, batch=batch),
         "batch": batch,
-        "priced": prices.known(endpoint.model),
+        "priced": endpoint.offline or prices.known(endpoint.model),  # an offline model costs nothing
         "model": endpoint.label,
     }
 

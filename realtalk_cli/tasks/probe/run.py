@@ -98,7 +98,14 @@ class Answers:
 
 def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, progress=None, batch: bool = False) -> dict:
     """A live run (`batch` only prices a dry run at batch rates; batch.py runs batch jobs)."""
-    setup = prepare(files, opts, dry_run)
+    return run_prepared(prepare(files, opts, dry_run), files, dry_run, progress, batch)
+
+
+def run_prepared(
+    setup: ProbeSetup, files: list[Path], dry_run: bool = False, progress=None, batch: bool = False
+) -> dict:
+    """`run_probe` once `prepare` has checked everything (a suite prepares every cell before it runs any)."""
+    opts = setup.opts
     if setup.memories is not None and hasattr(progress, "stage"):
         setup.memories.progress = progress.stage  # e.g. encoding a chat's windows, before the first question
     if dry_run:
@@ -127,8 +134,9 @@ def run_probe(files: list[Path], opts: ProbeOptions, dry_run: bool = False, prog
     return report
 
 
-def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
-    """The chats, protocol, endpoints, judge, prices, memory and the run's identity, checked before any request."""
+def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool, spending: Spending | None = None) -> ProbeSetup:
+    """The chats, protocol, endpoints, judge, prices, memory and the run's identity, checked before any request.
+    `spending` is the run folder's record (a suite passes one whose --max-cost check covers the whole grid)."""
     chats, notes = chat_files(files)  # each content once
     files = [c.path for c in chats]
     protocol = probe_protocol(opts.compat, memory=opts.memory is not None)
@@ -139,7 +147,7 @@ def prepare(files: list[Path], opts: ProbeOptions, dry_run: bool) -> ProbeSetup:
     prices = load_prices(
         [endpoint, *([judge_endpoint] if judge_endpoint else [])], opts.max_cost, opts.price_in, opts.price_out
     )
-    spending = Spending(opts.out)
+    spending = spending or Spending(opts.out)
     clients: list[LLMClient] = []
     memories = memory_runner(opts, endpoint, prices, dry_run, spending, clients)
     identity = probe_identity(opts, endpoint, files, protocol, memories)
