@@ -39,7 +39,7 @@ def plain_bootstrap(values, resamples, seed, level=0.95):
     means, step = np.empty(resamples), max(1, stats.CHUNK // n)
     for start in range(0, resamples, step):
         stop = min(resamples, start + step)
-        means[start:stop] = data[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        means[start:stop] = data[rng.integers(0, n, size=(stop - start, n), dtype=np.uint32)].mean(axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return {"mean": mean, "low": float(low), "high": float(high), "n": len(data)}

@@ -110,6 +110,12 @@ class _Pack:
                 out[r] = (int(sums[byte]) + low * n) / n
 
 
+def draw_indices(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
+    """A (rows x n) array of resample indices from 0 to n-1. Drawn as 32-bit integers (three times faster than
+    numpy's default 64-bit draw, which was most of a large report's time), then widened for gathering."""
+    return rng.integers(0, n, size=(rows, n), dtype=np.uint32).astype(np.intp)
+
+
 def _resampled_means(samples: list[np.ndarray], resamples: int, seed: int) -> list[np.ndarray]:
     """The bootstrap means of samples of one size n, drawing the (resamples x n) indices once for all of them."""
     n = len(samples[0])
@@ -124,7 +130,7 @@ def _resampled_means(samples: list[np.ndarray], resamples: int, seed: int) -> li
     step = max(1, CHUNK // n)
     for start in range(0, resamples, step):
         stop = min(resamples, start + step)
-        idx = rng.integers(0, n, size=(stop - start, n))
+        idx = draw_indices(rng, n, stop - start)
         jobs = len(floats) + len(packs)
         block = max(1, math.ceil((stop - start) / max(1, _threads() // jobs)))  # a task per thread at least
         tasks = []
@@ -175,7 +181,7 @@ def _plain_resampled_means(values: np.ndarray, resamples: int, rng: np.random.Ge
     step = max(1, CHUNK // n)
     for start in range(0, resamples, step):
         stop = min(resamples, start + step)
-        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        means[start:stop] = values[draw_indices(rng, n, stop - start)].mean(axis=1)
     return means
 
 
