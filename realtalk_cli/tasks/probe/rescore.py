@@ -56,28 +56,33 @@ def rescore(
     verdicts = judge_protocol(judge_protocol_name or protocol.judge)
     if judge_protocol_name and not judge_model:
         raise RealtalkError(f"--judge-protocol {judge_protocol_name} grades with a --judge-model: give one")
-    judge = None
+    new_judge = None
     if judge_model:
-        cache = open_cache(use_cache) if verdicts.cached else None
         endpoint = resolve_model(judge_model, base_url, api_key_env)
-        judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load(), timeout_s=timeout)
+        prices = Prices.load()
+
+        def new_judge() -> LLMClient:  # a client per pass: run_jobs closes it (and its cache) at the end of one
+            cache = open_cache(use_cache) if verdicts.cached else None
+            return LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=prices, timeout_s=timeout)
+
     with run_folder(run_dir, None, PROBE_FILES):
         spending = Spending(run_dir).start()  # the judge's requests are the run folder's spending too
         try:
-            report = _rescore(run_dir, old_report, protocol, verdicts, judge, spending, progress, errata)
+            report = _rescore(run_dir, old_report, protocol, verdicts, new_judge, spending, progress, errata)
         finally:
             spending.finish()
     return report
 
 
 def _rescore(
-    run_dir: Path, old_report: dict, protocol, verdicts, judge: LLMClient | None, spending: Spending, progress, errata
+    run_dir: Path, old_report: dict, protocol, verdicts, new_judge, spending: Spending, progress, errata
 ) -> dict:
     """The rescore itself, in the locked run folder: F1 (and the protocol's own scores) again, the judge when
-    given, completeness, reports."""
+    given (`new_judge` makes its client), completeness, reports."""
     pred_path = run_dir / "predictions.jsonl"
     judge_hash = verdicts.prompt_hash
-    spending.attach(judge, "judge")
+    judge = spending.attach(new_judge(), "judge") if new_judge else None
+    requests = 0
     rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
     answered = [r for r in rows if r.get("error") is None]
     for r in answered:
@@ -85,13 +90,16 @@ def _rescore(
     stopped = False
     if judge is not None:
         stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
+        requests += judge.totals.requests
     m = old_report.get("manifest", {})
     placements, catalog = [], {}
     if errata is not None:
         placements, catalog = _place_errata(errata, m, rows)
         fixes.apply_errata(rows, placements, protocol)
         if judge is not None:
-            stopped = fixes.judge_errata(rows, judge, verdicts, lambda: False, everything=True) or stopped
+            errata_judge = spending.attach(new_judge(), "judge")
+            stopped = fixes.judge_errata(rows, errata_judge, verdicts, lambda: False, everything=True) or stopped
+            requests += errata_judge.totals.requests
     write_jsonl(pred_path, rows)
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
     if judge is not None:
@@ -110,7 +118,7 @@ def _rescore(
     _keep_unfinished(report, old_report, run_dir / "report.json")
     report["run"] = old_report.get("run", {})
     if judge is not None:
-        report["run"]["rescore_judge_requests"] = judge.totals.requests
+        report["run"]["rescore_judge_requests"] = requests
     report["usage"] = spending.summary()
     report["warnings"] = old_report.get("warnings", [])
     if old_report.get("memory"):
