@@ -231,10 +231,13 @@ def judge_metrics(runs: list[Run]) -> dict[str, str]:
 
 
 def judge_of(run: Run) -> str | None:
-    """`protocol/model` of the run's judge: the judge protocol its probe protocol grades with (realtalk's own
-    unless the run followed another with --compat), and the judge model."""
+    """`protocol/model` of the run's judge: the judge protocol its manifest names, else (runs of earlier versions)
+    the one its probe protocol grades with (realtalk's own unless the run followed another with --compat), and the
+    judge model."""
     if run.judge is None:
         return None
+    if run.judge_protocol:
+        return f"{run.judge_protocol}/{run.judge}"
     from realtalk_cli.tasks.probe.protocols import PROTOCOLS
 
     compat = run.parameters.get("compat")

@@ -168,6 +168,13 @@ class Run:
         return str(judge) if judge else None
 
     @property
+    def judge_protocol(self) -> str | None:
+        """The judge protocol the manifest names beside its judge model (`probe run` and `rescore` write it; None
+        in runs of earlier versions, which graded with their probe protocol's judge)."""
+        name = self.manifest.get("judge_protocol")
+        return name if isinstance(name, str) and name and self.manifest.get("judge_model") else None
+
+    @property
     def context(self) -> str:
         """Protocol and context: full, retrieval (k), events; with the compatibility layout when one was used."""
         p = self.parameters
@@ -305,6 +312,40 @@ def load_run(path: Path, items: Items | None = None, category: str | None = None
     return run
 
 
+def named_judge(manifest: dict) -> tuple[str, str] | None:
+    """The judge a run's manifest names, as `(protocol/model key of the rows' judges, model)` (the key is the model
+    alone in runs of earlier versions); None when it names none. Its verdicts are the run's judge scores, as in the
+    run's own report.json: the latest judge given (`probe rescore --judge-protocol`, a resume with another
+    --judge-model), while a row's top-level `judge_score` stays its first judge's."""
+    label = manifest.get("judge_model")
+    if not isinstance(label, str) or not label:
+        return None
+    name = manifest.get("judge_protocol")
+    return (f"{name}/{label}" if isinstance(name, str) and name else label, label)
+
+
+def _named_judge_score(row: dict, judge: tuple[str, str], top: float) -> float:
+    """The verdict of the run's judge on a row (NaN: none): its entry under `judges` (by key, else the only entry of
+    that model), or in a row without `judges` the top-level score (`top`) unless another model wrote it."""
+    key, label = judge
+    judges = row.get("judges")
+    if isinstance(judges, dict) and judges:
+        entry = judges.get(key)
+        if entry is None:
+            same = [e for k, e in judges.items() if k.endswith("/" + label)]
+            entry = same[0] if len(same) == 1 else None
+        return _entry_score(entry)
+    return top if row.get("judge_model") in (None, label) else math.nan
+
+
+def _entry_score(entry) -> float:
+    """A `judges` entry's score (NaN: none, failed, or not a score)."""
+    if not isinstance(entry, dict) or entry.get("error") is not None:
+        return math.nan
+    score = entry.get("score")
+    return float(score) if _is_number(score) and 0 <= score <= 1 else math.nan
+
+
 def _no_answers() -> Answers:
     empty = np.empty(0, dtype=np.int64)
     return Answers(empty, empty, empty, [], np.empty(0, dtype=bool), empty, [], {})
@@ -424,6 +465,8 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
             required_set = frozenset(required)
             bound = (0.0, 1.0) if probe else (-_MAX_USAGE, _MAX_USAGE)
             score_columns = [c.scores[m].append for m in metrics]
+            judge = named_judge(run.manifest) if probe else None
+            judge_at = metrics.index("judge_score") if probe else -1
             raw_category, raw_dataset, raw_model, raw_judge = (
                 c.raw[t] for t in ("category", "dataset", "model", "judge")
             )
@@ -438,6 +481,8 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
                 problem = f"{pred_path}: row {rows}: {bad}"
                 continue
             scores = [nan if (v := row.get(m)) is None else float(v) for m in metrics]
+        if judge is not None:
+            scores[judge_at] = _named_judge_score(row, judge, scores[judge_at])
         if category is not None:
             run.labels.add(f"{row.get('category')} {row.get('category_name') or ''}".strip())
             if not matches_category(row.get("category"), row.get("category_name"), category):
@@ -519,13 +564,11 @@ def _other_judges(c: _Columns, row: dict, line: int) -> float:
             continue
         if key != first:
             cost += _usage_number(entry.get("cost_usd"))
-        score = entry.get("score")
-        ok = entry.get("error") is None and _is_number(score) and 0 <= score <= 1
         column = c.judges.get(key)
         if column is None:
             column = c.judges[key] = array("d", [math.nan]) * line  # the lines before had no verdict of it
         column.extend([math.nan] * (line - len(column)))
-        column.append(float(score) if ok else math.nan)
+        column.append(_entry_score(entry))
     return cost
 
 

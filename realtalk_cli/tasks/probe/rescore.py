@@ -17,7 +17,7 @@ from realtalk_cli.llm.spending import Spending
 from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.audit import is_audit
 from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
-from realtalk_cli.tasks.probe.judges import judge_protocol
+from realtalk_cli.tasks.probe.judges import JUDGES, judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
 from realtalk_cli.tasks.probe.protocols import probe_protocol
 from realtalk_cli.tasks.probe.report import build_report, memory_lines, report_markdown
@@ -51,9 +51,12 @@ def rescore(
     old_report = read_json(report_path) if report_path.exists() else {}
     _check_old_report(old_report, report_path)
     errata = read_errata(errata_file) if errata_file is not None else None
-    # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
+    # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt); without a judge, the
+    # verdicts kept are read as those of the judge the run names
     protocol = probe_protocol(_run_compat(old_report, report_path))
-    verdicts = judge_protocol(judge_protocol_name or protocol.judge)
+    named = old_report.get("manifest", {}).get("judge_protocol")
+    kept = named if not judge_model and isinstance(named, str) and named in JUDGES else None
+    verdicts = judge_protocol(judge_protocol_name or kept or protocol.judge)
     if judge_protocol_name and not judge_model:
         raise RealtalkError(f"--judge-protocol {judge_protocol_name} grades with a --judge-model: give one")
     new_judge = None
@@ -113,7 +116,9 @@ def _rescore(
     unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash, verdicts.name))
     if errata is not None:
         unjudged += fixes.unjudged(rows, judge.endpoint.label if judge else None, judge_hash)
-        report["errata"] = fixes.errata_section(errata, placements, rows, m.get("judge_model"), judge_hash, catalog)
+        report["errata"] = fixes.errata_section(
+            errata, placements, rows, m.get("judge_model"), judge_hash, catalog, verdicts.name
+        )
     report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
     _keep_unfinished(report, old_report, run_dir / "report.json")
     report["run"] = old_report.get("run", {})

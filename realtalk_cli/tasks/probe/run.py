@@ -350,8 +350,9 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     )
     if setup.errata is not None:
         report["errata"] = fixes.errata_section(
-            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash, setup.catalog
-        )
+            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash, setup.catalog,
+            setup.judge.name,
+        )  # fmt: skip
     client, judges = answers.client, answers.judges
     usage = setup.spending.summary()
     report["run"] = {
