@@ -126,3 +126,52 @@ def test_errata_columns_hold_the_named_judges_verdicts_against_the_corrected_gol
     assert runner.invoke(app, ["probe", "rescore", str(run), *errata]).exit_code == 0
     again = json.loads((run / "report.json").read_text())["errata"]["scores"]["overall"]
     assert (again["judge"], again["judge_corrected"]) == (own["judge"], own["judge_corrected"])
+
+
+def crafted(run: Path, rows: list[dict], manifest: dict | None = None) -> Path:
+    run.mkdir(parents=True)
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "report.json").write_text(json.dumps({"complete": True, "manifest": manifest or {"model": "m"}}))
+    return run
+
+
+def judged_row(i: int, **judges) -> dict:
+    """A row graded by realtalk's judge (its first) and by the judges given."""
+    first = {"score": 1.0, "error": None, "cost_usd": 0.5}
+    return {
+        "chat": "c", "qa_index": i, "question": f"q{i}", "category": 1, "f1": 0.5, "error": None,
+        "judge_score": 1.0, "judge_model": "j", "judge_key": "realtalk/j", "judge_cost_usd": 0.5, "cost_usd": 1.0,
+        "judges": {"realtalk/j": first, **judges},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("judges", "error"),
+    [
+        ([1, 2], "'judges' must be an object"),
+        ({"mem0/j": 5}, "'judges' entry 'mem0/j' must be an object"),
+        ({"mem0/j": {"score": "1"}}, "'judges' entry 'mem0/j': 'score' must be a number from 0 to 1, got '1'"),
+        ({"mem0/j": {"score": 7}}, "'judges' entry 'mem0/j': 'score' must be a number from 0 to 1, got 7"),
+        ({"mem0/j": {"score": 1, "cost_usd": -5.0}}, "'judges' entry 'mem0/j': 'cost_usd' must be a non-negative"),
+        ({"mem0/j": {"score": 1, "cost_usd": 1e300}}, "'judges' entry 'mem0/j': 'cost_usd' must be a non-negative"),
+        ({"mem0/j": {"score": 1, "cost_usd": "0.1"}}, "'judges' entry 'mem0/j': 'cost_usd' must be a non-negative"),
+    ],
+)
+def test_a_judges_table_is_checked_like_the_rows_own_fields(tmp_path: Path, judges, error):
+    # a cost or score the report cannot count is one line naming the row, not a value silently left out
+    bad = judged_row(1)
+    bad["judges"] = judges if not isinstance(judges, dict) else {**bad["judges"], **judges}
+    run = crafted(tmp_path / "run", [judged_row(0), bad])
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "rep")])
+    assert result.exit_code == 2 and not (tmp_path / "rep").exists()
+    assert f"{run / 'predictions.jsonl'}: row 2: {error}" in result.output
+
+
+def test_every_judges_cost_and_score_counts_as_the_rows_own(tmp_path: Path):
+    rows = [judged_row(0, **{"mem0/j": {"score": True, "cost_usd": 0.25}}), judged_row(1)]
+    rows[1]["judges"]["mem0/j"] = {"score": 0.0, "error": None, "cost_usd": 0.25}
+    rows[1]["erratum"] = {"judge_cost_usd": 0.125}
+    board = report(tmp_path, crafted(tmp_path / "run", rows, {"model": "m", "judge_model": "j"}))
+    run = board["runs"][0]
+    assert run["cost_usd"] == 2 * (1.0 + 0.5 + 0.25) + 0.125
+    assert run["scores"]["judge:mem0/j"]["overall"] == {"mean": 0.5, "low": 0.0, "high": 1.0, "n": 2}

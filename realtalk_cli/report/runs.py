@@ -339,11 +339,34 @@ def _named_judge_score(row: dict, judge: tuple[str, str], top: float) -> float:
 
 
 def _entry_score(entry) -> float:
-    """A `judges` entry's score (NaN: none, failed, or not a score)."""
+    """A `judges` entry's score (NaN: none, or failed), counted as the row's own (`_judges_problem` checked it)."""
     if not isinstance(entry, dict) or entry.get("error") is not None:
         return math.nan
     score = entry.get("score")
-    return float(score) if _is_number(score) and 0 <= score <= 1 else math.nan
+    return math.nan if score is None else float(score)
+
+
+def _judges_problem(row: dict) -> str | None:
+    """Why a row's `judges` (every judge's verdict) or its erratum's judge cost cannot be counted, or None: checked
+    as the row's own scores and costs are."""
+    judges = row.get("judges")
+    if judges is not None and not isinstance(judges, dict):
+        return f"'judges' must be an object (a verdict per judge), got {judges!r:.40}"
+    for key, entry in (judges or {}).items():
+        if not isinstance(entry, dict):
+            return f"'judges' entry {key!r:.60} must be an object, got {entry!r:.40}"
+        score = entry.get("score")
+        if not (score is None or isinstance(score, bool) or (_is_number(score) and 0 <= score <= 1)):
+            return f"'judges' entry {key!r:.60}: 'score' must be a number from 0 to 1, got {score!r:.40}"
+        for name in ("cost_usd", "prompt_tokens", "completion_tokens"):
+            value = entry.get(name)
+            if value is not None and not (_is_number(value) and 0 <= value <= _MAX_USAGE):
+                return f"'judges' entry {key!r:.60}: '{name}' must be a non-negative number, got {value!r:.40}"
+    fix = row.get("erratum")
+    value = fix.get("judge_cost_usd") if isinstance(fix, dict) else None
+    if value is not None and not (_is_number(value) and 0 <= value <= _MAX_USAGE):
+        return f"'erratum': 'judge_cost_usd' must be a non-negative number, got {value!r:.40}"
+    return None
 
 
 def _no_answers() -> Answers:
@@ -481,6 +504,11 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
                 problem = f"{pred_path}: row {rows}: {bad}"
                 continue
             scores = [nan if (v := row.get(m)) is None else float(v) for m in metrics]
+        if "judges" in row or "erratum" in row:
+            bad = _judges_problem(row)
+            if bad:
+                problem = f"{pred_path}: row {rows}: {bad}"
+                continue
         if judge is not None:
             scores[judge_at] = _named_judge_score(row, judge, scores[judge_at])
         if category is not None:
