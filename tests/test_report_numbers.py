@@ -175,3 +175,26 @@ def test_every_judges_cost_and_score_counts_as_the_rows_own(tmp_path: Path):
     run = board["runs"][0]
     assert run["cost_usd"] == 2 * (1.0 + 0.5 + 0.25) + 0.125
     assert run["scores"]["judge:mem0/j"]["overall"] == {"mean": 0.5, "low": 0.0, "high": 1.0, "n": 2}
+
+
+def test_a_judge_named_with_markdown_keeps_every_table_whole(tmp_path: Path):
+    from html import unescape
+
+    from markdown_it import MarkdownIt
+
+    from .test_report_hostile import EVIL
+
+    runs = []
+    for name, score in (("a", 1.0), ("b", 0.0)):
+        rows = [judged_row(i, **{EVIL: {"score": score, "error": None}}) for i in range(3)]
+        runs.append(crafted(tmp_path / name, rows, {"model": name, "judge_model": "j", "judge_protocol": "realtalk"}))
+    report(tmp_path, *runs)
+    html = MarkdownIt("commonmark").enable("table").render((tmp_path / "rep" / "leaderboard.md").read_text())
+    tables = re.findall(r"<table>(.*?)</table>", html, re.S)
+    for table in tables:
+        header = len(re.findall(r"<th[ >]", table))
+        rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)
+        assert rows and all(len(re.findall(r"<td[ >]", row)) == header for row in rows)
+    shown = "judge " + EVIL.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    assert shown in [unescape(c) for c in re.findall(r"<td>(.*?)</td>", tables[-1], re.S)]  # the paired comparisons
+    assert "<script>" not in html and "<em>" not in html
