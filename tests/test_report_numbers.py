@@ -198,3 +198,25 @@ def test_a_judge_named_with_markdown_keeps_every_table_whole(tmp_path: Path):
     shown = "judge " + EVIL.replace("\r", " ").replace("\n", " ").replace("\t", " ")
     assert shown in [unescape(c) for c in re.findall(r"<td>(.*?)</td>", tables[-1], re.S)]  # the paired comparisons
     assert "<script>" not in html and "<em>" not in html
+
+
+def test_a_group_is_ranked_by_a_score_its_runs_have(tmp_path: Path):
+    # two runs without a judge beside a judged one: theirs are ranked by F1, not by a judge they do not have
+    plain = [
+        crafted(tmp_path / name, [{**judged_row(i), "f1": f1} for i in range(3)], {})
+        for name, f1 in (("worse", 0.1), ("better", 0.9))
+    ]
+    for run in plain:  # no judge at all
+        lines = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+        for r in lines:
+            for k in ("judge_score", "judge_model", "judge_key", "judges"):
+                r.pop(k)
+        (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    judged = crafted(tmp_path / "judged", [judged_row(i, **{"mem0/j": {"score": 0.0}}) for i in range(3)])
+    board = report(tmp_path, *plain, judged)
+    first, second = board["groups"]
+    assert first["runs"] == ["B", "A"] and first["ranked_by"] == "f1" and "rankings" not in first
+    assert second["runs"] == ["C"] and second["ranked_by"] == "judge_score"
+    assert set(second["rankings"]) == {"judge:realtalk/j", "judge:mem0/j"}
+    md = (tmp_path / "rep" / "leaderboard.md").read_text()
+    assert "judge none; ranked by overall F1: B \\> A" in md

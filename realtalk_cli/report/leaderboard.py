@@ -192,7 +192,6 @@ def build_leaderboard(
     overall = [c for c in TAIL if c in categories]
     categories = [c for c in categories if c not in overall] + overall
     groups = group_runs(runs, entries, chosen if common_only else None)
-    ranking = ranking_metric(metrics)
     # Paired differences are taken on the items both runs answered, so they need the same dataset and judge, not
     # the same item set.
     like = {g["id"]: (g["dataset"], g["judge"]) for g in groups}
@@ -201,10 +200,14 @@ def build_leaderboard(
         compare(a, b, metrics, cis, split_1_3) for a, b in combinations(runs, 2) if (a.id, b.id) in graded_alike
     ]
     cis.compute()
+    by_id = {e["id"]: e for e in entries}
     for group in groups:
+        # the scores the group's runs have: a group of runs without a judge is ranked by F1, not by an empty column
+        scored = [m for m in metrics if any(_has_score(by_id[i], m) for i in group["runs"])]
+        ranking = ranking_metric(scored)
         group["ranked_by"] = ranking
         group["runs"] = rank(group["runs"], entries, ranking)
-        per_judge = {m: rank(group["runs"], entries, m) for m in metrics if m.startswith(JUDGE_PREFIX)}
+        per_judge = {m: rank(group["runs"], entries, m) for m in scored if m.startswith(JUDGE_PREFIX)}
         if per_judge:  # several judges: the group ranked by each of them too
             group["rankings"] = per_judge
     return {
@@ -221,6 +224,10 @@ def build_leaderboard(
         "groups": groups,
         "comparisons": comparisons,
     }
+
+
+def _has_score(entry: dict, metric: str) -> bool:
+    return any(ci.get("mean") is not None for ci in entry["scores"].get(metric, {}).values())
 
 
 def judge_metrics(runs: list[Run]) -> dict[str, str]:
