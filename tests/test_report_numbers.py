@@ -220,3 +220,14 @@ def test_a_group_is_ranked_by_a_score_its_runs_have(tmp_path: Path):
     assert set(second["rankings"]) == {"judge:realtalk/j", "judge:mem0/j"}
     md = (tmp_path / "rep" / "leaderboard.md").read_text()
     assert "judge none; ranked by overall F1: B \\> A" in md
+
+
+def test_two_run_folders_reading_one_predictions_file_are_one_run_given_twice(tmp_path: Path):
+    run = crafted(tmp_path / "run", [judged_row(i) for i in range(3)])
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / "predictions.jsonl").symlink_to(run / "predictions.jsonl")  # and a report.json of its own
+    (twin / "report.json").write_text(json.dumps({"complete": True, "manifest": {"model": "other"}}))
+    result = runner.invoke(app, ["report", str(run), str(twin), "-o", str(tmp_path / "rep")])
+    assert result.exit_code == 2 and not (tmp_path / "rep").exists()
+    assert f"{twin / 'predictions.jsonl'} is the predictions file of {run}: give each run once" in result.output

@@ -714,10 +714,18 @@ def load_runs(paths: list[Path], category: str | None = None, keep: Keep | None 
     items = Items()
     runs = [load_run(p, items, category, keep) for p in paths]
     seen: dict[Path, Path] = {}
+    files: dict[tuple[int, int], Path] = {}
     for path in paths:  # a run beside itself would only add a row that is compared with its twin
         first = seen.setdefault(path.resolve(), path)
         if first is not path:
             raise RealtalkError(f"the run {first} is given twice (also as {path}): give each run once")
+        try:  # a folder whose predictions.jsonl is another run's (a link)
+            pred = (path / "predictions.jsonl").stat()
+        except OSError as e:
+            raise RealtalkError(f"{path / 'predictions.jsonl'}: cannot read: {e.strerror}") from None
+        first = files.setdefault((pred.st_dev, pred.st_ino), path)
+        if first is not path:
+            raise RealtalkError(f"{path / 'predictions.jsonl'} is the predictions file of {first}: give each run once")
     kinds = {r.kind for r in runs if r.lines or r.summary}
     for run in runs:  # a run killed before its first line says nothing of its kind: it takes the others'
         if not (run.lines or run.summary) and len(kinds) == 1:
