@@ -231,3 +231,14 @@ def test_two_run_folders_reading_one_predictions_file_are_one_run_given_twice(tm
     result = runner.invoke(app, ["report", str(run), str(twin), "-o", str(tmp_path / "rep")])
     assert result.exit_code == 2 and not (tmp_path / "rep").exists()
     assert f"{twin / 'predictions.jsonl'} is the predictions file of {run}: give each run once" in result.output
+
+
+def test_a_link_in_report_data_is_not_taken_for_an_earlier_reports_part(tmp_path: Path):
+    run = crafted(tmp_path / "run", [judged_row(i) for i in range(3)])
+    kept = tmp_path / "kept.js"
+    kept.write_text("mine")
+    (tmp_path / "rep" / "report-data").mkdir(parents=True)
+    (tmp_path / "rep" / "report-data" / "part-0001.js").symlink_to(kept)
+    result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "rep"), "--force"])
+    assert result.exit_code == 2 and "not a file of an earlier report" in result.output
+    assert (tmp_path / "rep" / "report-data" / "part-0001.js").is_symlink() and kept.read_text() == "mine"
