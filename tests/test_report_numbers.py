@@ -242,3 +242,19 @@ def test_a_link_in_report_data_is_not_taken_for_an_earlier_reports_part(tmp_path
     result = runner.invoke(app, ["report", str(run), "-o", str(tmp_path / "rep"), "--force"])
     assert result.exit_code == 2 and "not a file of an earlier report" in result.output
     assert (tmp_path / "rep" / "report-data" / "part-0001.js").is_symlink() and kept.read_text() == "mine"
+
+
+def test_longmemeval_figures_of_one_type_are_its_own_mean_and_say_so(tmp_path: Path):
+    rows = [
+        {**judged_row(i), "chat": f"q{i}", "qa_index": 0, "dataset": "longmemeval", "category": 4,
+         "category_name": "multi-session", "abstention": i == 0, "judge_score": float(i % 2)}
+        for i in range(3)
+    ]  # fmt: skip
+    for r in rows:
+        r.pop("judges")
+        r.pop("judge_key")
+    board = report(tmp_path, crafted(tmp_path / "run", rows, {"model": "m", "judge_model": "j"}))
+    scores = board["runs"][0]["scores"]["judge_score"]
+    assert scores["task-averaged"]["mean"] == scores["overall"]["mean"] == pytest.approx(1 / 3)
+    assert scores["abstention"]["mean"] == 0.0 and scores["abstention"]["n"] == 1
+    assert board["groups"][0]["note"] == "task-averaged over the 1 type present: multi-session"

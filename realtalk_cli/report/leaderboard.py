@@ -18,6 +18,7 @@ from json.encoder import encode_basestring
 
 import numpy as np
 
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.runs import JUDGE_PREFIX, PROBE_METRICS, SIMULATE_METRICS, Run
 from realtalk_cli.report.stats import intervals, stratified_ci
@@ -300,7 +301,9 @@ def group_runs(runs: list[Run], entries: list[dict], chosen: dict | None) -> lis
             groups[key] = {"id": f"G{len(groups) + 1}", **shared, "runs": []}
             present = types_present(run, chosen[id(run)] if chosen is not None else np.arange(len(run.answers)))
             if present and len(present) < 6:  # LongMemEval's script averages over its six types
-                groups[key]["note"] = f"task-averaged over the {len(present)} types present: {', '.join(present)}"
+                groups[key]["note"] = (
+                    f"task-averaged over the {plural(len(present), 'type')} present: {', '.join(present)}"
+                )
         groups[key]["runs"].append(run.id)
         entry["group"] = groups[key]["id"]
     found = list(groups.values())
