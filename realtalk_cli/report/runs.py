@@ -339,34 +339,51 @@ def _named_judge_score(row: dict, judge: tuple[str, str], top: float) -> float:
 
 
 def _entry_score(entry) -> float:
-    """A `judges` entry's score (NaN: none, or failed), counted as the row's own (`_judges_problem` checked it)."""
+    """A `judges` entry's score (NaN: none, or failed), counted as the row's own (`_judge_verdicts` checked it)."""
     if not isinstance(entry, dict) or entry.get("error") is not None:
         return math.nan
     score = entry.get("score")
     return math.nan if score is None else float(score)
 
 
-def _judges_problem(row: dict) -> str | None:
-    """Why a row's `judges` (every judge's verdict) or its erratum's judge cost cannot be counted, or None: checked
-    as the row's own scores and costs are."""
+def _fine(value, high: float) -> bool:
+    """None, or a number from 0 to `high` (the row's own fields' rule: `_plain_scores`, `_row_problem`)."""
+    t = type(value)
+    return value is None or ((t is float or t is int) and 0 <= value <= high)
+
+
+def _judge_verdicts(row: dict) -> tuple[float, list[tuple[str, float]]] | str:
+    """What the row's other judges cost (`judges` beside the first one, whose cost is `judge_cost_usd`; the verdict
+    against an erratum's corrected gold) and each judge's score (NaN: none); or why they cannot be counted, each
+    value checked as the row's own are."""
+    cost = 0.0
+    fix = row.get("erratum")
+    if isinstance(fix, dict):
+        value = fix.get("judge_cost_usd")
+        if not _fine(value, _MAX_USAGE):
+            return f"'erratum': 'judge_cost_usd' must be a non-negative number, got {value!r:.40}"
+        cost += value or 0.0
     judges = row.get("judges")
-    if judges is not None and not isinstance(judges, dict):
+    if judges is None:
+        return cost, []
+    if not isinstance(judges, dict):
         return f"'judges' must be an object (a verdict per judge), got {judges!r:.40}"
-    for key, entry in (judges or {}).items():
+    first = row.get("judge_key")
+    verdicts = []
+    for key, entry in judges.items():
         if not isinstance(entry, dict):
             return f"'judges' entry {key!r:.60} must be an object, got {entry!r:.40}"
         score = entry.get("score")
-        if not (score is None or isinstance(score, bool) or (_is_number(score) and 0 <= score <= 1)):
+        if not (_fine(score, 1.0) or type(score) is bool):
             return f"'judges' entry {key!r:.60}: 'score' must be a number from 0 to 1, got {score!r:.40}"
         for name in ("cost_usd", "prompt_tokens", "completion_tokens"):
             value = entry.get(name)
-            if value is not None and not (_is_number(value) and 0 <= value <= _MAX_USAGE):
+            if not _fine(value, _MAX_USAGE):
                 return f"'judges' entry {key!r:.60}: '{name}' must be a non-negative number, got {value!r:.40}"
-    fix = row.get("erratum")
-    value = fix.get("judge_cost_usd") if isinstance(fix, dict) else None
-    if value is not None and not (_is_number(value) and 0 <= value <= _MAX_USAGE):
-        return f"'erratum': 'judge_cost_usd' must be a non-negative number, got {value!r:.40}"
-    return None
+        if key != first:
+            cost += entry.get("cost_usd") or 0.0
+        verdicts.append((key, math.nan if score is None or entry.get("error") is not None else float(score)))
+    return cost, verdicts
 
 
 def _no_answers() -> Answers:
@@ -504,11 +521,13 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
                 problem = f"{pred_path}: row {rows}: {bad}"
                 continue
             scores = [nan if (v := row.get(m)) is None else float(v) for m in metrics]
+        others, verdicts = 0.0, ()
         if "judges" in row or "erratum" in row:
-            bad = _judges_problem(row)
-            if bad:
-                problem = f"{pred_path}: row {rows}: {bad}"
+            read = _judge_verdicts(row)
+            if isinstance(read, str):
+                problem = f"{pred_path}: row {rows}: {read}"
                 continue
+            others, verdicts = read
         if judge is not None:
             scores[judge_at] = _named_judge_score(row, judge, scores[judge_at])
         if category is not None:
@@ -522,9 +541,9 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
         usage.completion.append(0.0 if v is None else float(v))
         v, w = row.get("cost_usd"), row.get("judge_cost_usd")
         cost = (0.0 if v is None else float(v)) + (0.0 if w is None else float(w))
-        if "judges" in row or "erratum" in row:
-            cost += _other_judges(c, row, len(c.item))
-        usage.cost.append(cost)
+        usage.cost.append(cost + others)
+        if verdicts:
+            _add_verdicts(c, verdicts, len(c.item))
         v = row.get("cached_tokens", usage)
         if v is not usage:
             usage.has_cached = True
@@ -572,32 +591,14 @@ def _read_metrics(kind: str) -> list[str]:
     return [m for m in (PROBE_METRICS if kind == "probe" else SIMULATE_METRICS) if m not in COMPUTED_METRICS]
 
 
-def _usage_number(value) -> float:
-    return float(value) if _is_number(value) and 0 <= value <= _MAX_USAGE else 0.0
-
-
-def _other_judges(c: _Columns, row: dict, line: int) -> float:
-    """What the row's other judges cost (`judges` beside the first one, whose cost is `judge_cost_usd`; the
-    verdict against an erratum's corrected gold), and each judge's score on this line in `c.judges`."""
-    cost = 0.0
-    fix = row.get("erratum")
-    if isinstance(fix, dict):
-        cost += _usage_number(fix.get("judge_cost_usd"))
-    judges = row.get("judges")
-    if not isinstance(judges, dict):
-        return cost
-    first = row.get("judge_key")
-    for key, entry in judges.items():
-        if not isinstance(entry, dict):
-            continue
-        if key != first:
-            cost += _usage_number(entry.get("cost_usd"))
+def _add_verdicts(c: _Columns, verdicts: list[tuple[str, float]], line: int) -> None:
+    """Each judge's score on this line, in `c.judges`."""
+    for key, score in verdicts:
         column = c.judges.get(key)
         if column is None:
             column = c.judges[key] = array("d", [math.nan]) * line  # the lines before had no verdict of it
         column.extend([math.nan] * (line - len(column)))
-        column.append(_entry_score(entry))
-    return cost
+        column.append(score)
 
 
 def _plain_scores(row: dict, probe: bool, metrics: list[str], bound: tuple[float, float]) -> list[float] | None:
