@@ -258,3 +258,19 @@ def test_longmemeval_figures_of_one_type_are_its_own_mean_and_say_so(tmp_path: P
     assert scores["task-averaged"]["mean"] == scores["overall"]["mean"] == pytest.approx(1 / 3)
     assert scores["abstention"]["mean"] == 0.0 and scores["abstention"]["n"] == 1
     assert board["groups"][0]["note"] == "task-averaged over the 1 type present: multi-session"
+
+
+@pytest.mark.parametrize("judges", [[1, 2], {"mem0/j": 5}, {"mem0/j": {"score": "1"}}, {"mem0/j": {"cost_usd": -1}}])
+def test_a_run_read_back_with_an_unreadable_judges_table_is_one_line_not_a_traceback(tmp_path: Path, judges):
+    with serve_llm(FakeLLM(reply=graded)) as url:
+        run = tmp_path / "run"
+        assert runner.invoke(app, model_run_args("probe", url, run, "--judge-model", "judge-model")).exit_code == 0
+        lines = rows_of(run)
+        lines[1]["judges"] = judges
+        (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        before = (run / "predictions.jsonl").read_text()
+        for args in (["probe", "rescore", str(run)], model_run_args("probe", url, run, "--judge-model", "judge-model")):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 2, result.output
+            assert result.output.startswith(f"error: {run / 'predictions.jsonl'}: row 2: 'judges'"), result.output
+            assert (run / "predictions.jsonl").read_text() == before

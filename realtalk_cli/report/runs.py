@@ -24,6 +24,7 @@ from realtalk_cli.data.formats import read_json
 from realtalk_cli.data.model import matches_category
 from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
+from realtalk_cli.tasks.probe.judge import judges_problem
 
 PROBE_METRICS = {
     "f1": "F1",
@@ -346,44 +347,41 @@ def _entry_score(entry) -> float:
     return math.nan if score is None else float(score)
 
 
-def _fine(value, high: float) -> bool:
-    """None, or a number from 0 to `high` (the row's own fields' rule: `_plain_scores`, `_row_problem`)."""
-    t = type(value)
-    return value is None or ((t is float or t is int) and 0 <= value <= high)
-
-
 def _judge_verdicts(row: dict) -> tuple[float, list[tuple[str, float]]] | str:
     """What the row's other judges cost (`judges` beside the first one, whose cost is `judge_cost_usd`; the verdict
-    against an erratum's corrected gold) and each judge's score (NaN: none); or why they cannot be counted, each
-    value checked as the row's own are."""
+    against an erratum's corrected gold) and each judge's score (NaN: none); or why they cannot be counted
+    (`judges_problem`: the rule a run reading its rows back applies)."""
     cost = 0.0
     fix = row.get("erratum")
     if isinstance(fix, dict):
         value = fix.get("judge_cost_usd")
-        if not _fine(value, _MAX_USAGE):
+        if not (value is None or (_is_number(value) and 0 <= value <= _MAX_USAGE)):
             return f"'erratum': 'judge_cost_usd' must be a non-negative number, got {value!r:.40}"
         cost += value or 0.0
     judges = row.get("judges")
     if judges is None:
         return cost, []
     if not isinstance(judges, dict):
-        return f"'judges' must be an object (a verdict per judge), got {judges!r:.40}"
+        return judges_problem(row) or "'judges' is unreadable"
     first = row.get("judge_key")
     verdicts = []
-    for key, entry in judges.items():
-        if not isinstance(entry, dict):
-            return f"'judges' entry {key!r:.60} must be an object, got {entry!r:.40}"
-        score = entry.get("score")
-        if not (_fine(score, 1.0) or type(score) is bool):
-            return f"'judges' entry {key!r:.60}: 'score' must be a number from 0 to 1, got {score!r:.40}"
-        for name in ("cost_usd", "prompt_tokens", "completion_tokens"):
-            value = entry.get(name)
-            if not _fine(value, _MAX_USAGE):
-                return f"'judges' entry {key!r:.60}: '{name}' must be a non-negative number, got {value!r:.40}"
+    for key, entry in judges.items():  # the plain case checked here, anything else by judges_problem
+        if type(entry) is not dict:
+            return judges_problem(row) or "'judges' is unreadable"
+        score, spent = entry.get("score"), entry.get("cost_usd")
+        if not (_plain(score, 1.0) or type(score) is bool) or not _plain(spent, _MAX_USAGE):
+            return judges_problem(row) or "'judges' is unreadable"
+        if not (_plain(entry.get("prompt_tokens"), _MAX_USAGE) and _plain(entry.get("completion_tokens"), _MAX_USAGE)):
+            return judges_problem(row) or "'judges' is unreadable"
         if key != first:
-            cost += entry.get("cost_usd") or 0.0
+            cost += spent or 0.0
         verdicts.append((key, math.nan if score is None or entry.get("error") is not None else float(score)))
     return cost, verdicts
+
+
+def _plain(value, high: float) -> bool:
+    t = type(value)
+    return value is None or ((t is float or t is int) and 0 <= value <= high)
 
 
 def _no_answers() -> Answers:

@@ -16,7 +16,7 @@ from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.llm.spending import Spending
 from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.audit import is_audit
-from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
+from realtalk_cli.tasks.probe.judge import judge_rows, judges_problem, needs_judging
 from realtalk_cli.tasks.probe.judges import JUDGES, judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
 from realtalk_cli.tasks.probe.protocols import probe_protocol
@@ -86,7 +86,7 @@ def _rescore(
     judge_hash = verdicts.prompt_hash
     judge = spending.attach(new_judge(), "judge") if new_judge else None
     requests = 0
-    rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
+    rows = final_rows(read_predictions(pred_path, PROBE_FIELDS, judges_problem), row_key)
     answered = [r for r in rows if r.get("error") is None]
     for r in answered:
         score_row(r, protocol)
