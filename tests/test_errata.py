@@ -118,6 +118,19 @@ def test_errata_verdicts_are_kept_on_resume_and_rescore_without_a_judge_keeps_th
     assert section["counts"]["applied"] == 3
 
 
+def test_rescore_with_a_judge_and_errata_judges_the_changed_items_against_the_corrected_gold(tmp_path: Path):
+    # the judge's client is closed once every row is judged: the corrected golds are asked on a client of their own
+    fake = FakeLLM(reply=reply)
+    with serve_llm(fake) as url:
+        assert probe(url, tmp_path / "run", "--judge-model", "judge-model").exit_code == 0
+        args = ["probe", "rescore", str(tmp_path / "run"), "--judge-model", "judge-model", "--errata", str(ERRATA)]
+        rescored = runner.invoke(app, [*args, "--base-url", url, "--api-key-env", "TEST_LLM_KEY", "--json"])
+    assert rescored.exit_code == 0, rescored.output
+    rows = rows_of(tmp_path / "run")
+    assert {k for k, r in rows.items() if r.get("erratum", {}).get("judge_score") is not None} == CHANGED
+    assert json.loads(rescored.stdout)["run"]["rescore_judge_requests"] == len(rows) + len(CHANGED)
+
+
 def test_rescore_without_the_chat_files_checks_only_what_the_run_asked(tmp_path: Path):
     chats = tmp_path / "chats"
     chats.mkdir()

@@ -281,6 +281,9 @@ def test_report_gives_a_column_and_a_ranking_per_judge(tmp_path: Path, llm_env):
         extra = ["--judge-protocol", "mem0", "--judge-model", "judge-model", "--base-url", url]
         extra += ["--api-key-env", "TEST_LLM_KEY"]
         assert runner.invoke(app, ["probe", "rescore", str(runs[0]), *extra]).exit_code == 0
+        # graded by realtalk's judge again: the run names it (and is ranked beside b by it), mem0's column stays
+        extra[1] = "realtalk"
+        assert runner.invoke(app, ["probe", "rescore", str(runs[0]), *extra]).exit_code == 0
     result = runner.invoke(app, ["report", *map(str, runs), "-o", str(tmp_path / "rep"), "--resamples", "50"])
     assert result.exit_code == 0, result.output
     board = json.loads((tmp_path / "rep" / "report.json").read_text())

@@ -59,7 +59,11 @@ def check_data_dir(folder: Path) -> None:
         return
     if folder.is_symlink() or not folder.is_dir():
         raise RealtalkError(f"{folder}: exists and is not a directory")
-    other = next((p for p in sorted(folder.iterdir()) if not (PART_NAME.fullmatch(p.name) and p.is_file())), None)
+
+    def ours(p: Path) -> bool:  # a part as a report writes it: a file, not a link to one
+        return bool(PART_NAME.fullmatch(p.name)) and p.is_file() and not p.is_symlink()
+
+    other = next((p for p in sorted(folder.iterdir()) if not ours(p)), None)
     if other is not None:
         raise RealtalkError(f"{other}: not a file of an earlier report; remove it, or choose another --out")
 

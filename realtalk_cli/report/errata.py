@@ -17,7 +17,7 @@ import numpy as np
 
 from realtalk_cli.data.errata import Errata
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.report.runs import Run
+from realtalk_cli.report.runs import Run, named_judge
 from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.protocols import probe_protocol
 
@@ -35,9 +35,22 @@ def _catalog(runs: list[Run], rows: dict[str, list[dict]], chat_files: list[Path
     return fixes.add_rows(catalog, [r for run in runs for r in rows[run.id]])
 
 
-def _judge_prompt(rows: list[dict], judge: str | None) -> str | None:
-    """The judge prompt (hash) most of the run's verdicts were given under."""
-    prompts = Counter(r.get("judge_prompt") for r in rows if judge and r.get("judge_model") == judge)
+def _judge_prompt(rows: list[dict], run: Run) -> str | None:
+    """The judge prompt (hash) most of the verdicts of the run's judge were given under (its entries under
+    `judges`; the top-level fields in rows without them)."""
+    judge = named_judge(run.manifest) or ((run.judge, run.judge) if run.judge else None)
+    if judge is None:
+        return None
+    key, label = judge
+    prompts: Counter = Counter()
+    for r in rows:
+        judges = r.get("judges")
+        if isinstance(judges, dict) and judges:
+            entry = judges.get(key)
+            prompts[entry.get("prompt") if isinstance(entry, dict) else None] += 1
+        elif r.get("judge_model") == label:
+            prompts[r.get("judge_prompt")] += 1
+    prompts.pop(None, None)
     return prompts.most_common(1)[0][0] if prompts else None
 
 
@@ -48,8 +61,14 @@ def _protocol(run: Run):
         return None  # a run of a protocol this version does not know: realtalk's F1 only
 
 
-def _column(values: list) -> np.ndarray:
-    return np.array([float(v) if isinstance(v, (int, float)) else np.nan for v in values], dtype=float)
+def _corrected(column: np.ndarray, fixed: list[dict | None], name: str) -> np.ndarray:
+    """A score column with the erratum's score in place of each changed row's."""
+    out = column.copy()
+    for i, fix in enumerate(fixed):
+        if fix:
+            v = fix.get(name)
+            out[i] = float(v) if isinstance(v, (int, float)) else np.nan
+    return out
 
 
 def apply(runs: list[Run], errata: Errata, chat_files: list[Path]) -> tuple[dict, dict[int, dict]]:
@@ -65,19 +84,18 @@ def apply(runs: list[Run], errata: Errata, chat_files: list[Path]) -> tuple[dict
         mine = rows[run.id]
         placements = fixes.place(errata, catalog, {(r["chat"], r["qa_index"]) for r in mine})
         fixes.apply_errata(mine, placements, _protocol(run))
-        prompt = _judge_prompt(mine, run.judge)
+        prompt = _judge_prompt(mine, run)
         missing = sum(1 for r in mine if r.get("erratum") and not fixes.verdict_valid(r, run.judge, prompt))
         fixed = [r.get("erratum") for r in mine]
-        run.answers.scores["f1_errata"] = _column(
-            [f["f1"] if f else r.get("f1") for f, r in zip(fixed, mine, strict=True)]
-        )
+        # the run's own scores (as the leaderboard counts them), against the corrected gold where it changed
+        scores = run.answers.scores
+        scores["f1_errata"] = _corrected(scores["f1"], fixed, "f1")
         if run.judge is not None and not missing:
-            judged = [f["judge_score"] if f else r.get("judge_score") for f, r in zip(fixed, mine, strict=True)]
-            run.answers.scores["judge_score_errata"] = _column(judged)
+            scores["judge_score_errata"] = _corrected(scores["judge_score"], fixed, "judge_score")
         for item, fix in zip(run.answers.items.tolist(), fixed, strict=True):
             if fix:
                 corrected.setdefault(item, {"id": fix.get("id"), "gold": fix.get("gold")})
-        section = fixes.errata_section(errata, placements, mine, run.judge, prompt, catalog)
+        section = fixes.errata_section(errata, placements, mine, run.judge, prompt, catalog, run.judge_protocol or "")
         per_run[run.id] = {
             "counts": section["counts"],
             "ceiling": section["ceiling"],

@@ -166,8 +166,7 @@ def page_fields(row: dict) -> bytes:
         "prediction": row.get("prediction"),
         "f1": row.get("f1"),
         "f1_date": row.get("f1_date_normalised"),
-        "judge": row.get("judge_score"),
-    }
+    }  # and "judge": the leaderboard's (the verdict of the judge the run names), added by question_parts
     judges = row.get("judges")
     if isinstance(judges, dict) and len(judges) > 1:  # graded by several judges: each one's score
         answer["judges"] = {str(k): _judge_score(v) for k, v in judges.items()}
@@ -194,6 +193,7 @@ def question_parts(runs: list[Run], corrected: dict[int, dict] | None = None) ->
         w[run.answers.items] = np.arange(len(run.answers))
         where.append(w)
     names = [orjson.dumps(run.id) + b":" for run in runs]
+    judges = [run.answers.scores.get("judge_score") for run in runs]
     for start in range(0, len(order), _BATCH):
         batch = order[start : start + _BATCH]
         items = [item for _, item in batch]
@@ -205,7 +205,11 @@ def question_parts(runs: list[Run], corrected: dict[int, dict] | None = None) ->
         out = []
         for k, (_, item) in enumerate(batch):
             row = firsts[item]
-            answers = [name + run.pages[p[k]] for run, name, p in zip(runs, names, positions, strict=True) if p[k] >= 0]
+            answers = [
+                name + _with_judge(run.pages[p[k]], judge, p[k])
+                for run, name, judge, p in zip(runs, names, judges, positions, strict=True)
+                if p[k] >= 0
+            ]
             head = {
                 "chat": row["chat"],
                 "dataset": row.get("dataset"),
@@ -219,6 +223,12 @@ def question_parts(runs: list[Run], corrected: dict[int, dict] | None = None) ->
                 head["corrected"] = corrected[item]
             out.append((row["chat"], orjson.dumps(head)[:-1] + b',"runs":{' + b",".join(answers) + b"}}"))
         yield out
+
+
+def _with_judge(page: bytes, judge: np.ndarray | None, position: int) -> bytes:
+    """An answer's page fields (a JSON object) with the run's judge score on it, as the leaderboard counts it."""
+    score = None if judge is None or np.isnan(judge[position]) else float(judge[position])
+    return page[:-1] + b',"judge":' + orjson.dumps(score) + b"}"
 
 
 def _messages(chat: Chat, ids: Iterable[str] | None = None) -> dict[str, list]:

@@ -18,6 +18,7 @@ from json.encoder import encode_basestring
 
 import numpy as np
 
+from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.report.runs import JUDGE_PREFIX, PROBE_METRICS, SIMULATE_METRICS, Run
 from realtalk_cli.report.stats import intervals, stratified_ci
@@ -192,7 +193,6 @@ def build_leaderboard(
     overall = [c for c in TAIL if c in categories]
     categories = [c for c in categories if c not in overall] + overall
     groups = group_runs(runs, entries, chosen if common_only else None)
-    ranking = ranking_metric(metrics)
     # Paired differences are taken on the items both runs answered, so they need the same dataset and judge, not
     # the same item set.
     like = {g["id"]: (g["dataset"], g["judge"]) for g in groups}
@@ -201,10 +201,14 @@ def build_leaderboard(
         compare(a, b, metrics, cis, split_1_3) for a, b in combinations(runs, 2) if (a.id, b.id) in graded_alike
     ]
     cis.compute()
+    by_id = {e["id"]: e for e in entries}
     for group in groups:
+        # the scores the group's runs have: a group of runs without a judge is ranked by F1, not by an empty column
+        scored = [m for m in metrics if any(_has_score(by_id[i], m) for i in group["runs"])]
+        ranking = ranking_metric(scored)
         group["ranked_by"] = ranking
         group["runs"] = rank(group["runs"], entries, ranking)
-        per_judge = {m: rank(group["runs"], entries, m) for m in metrics if m.startswith(JUDGE_PREFIX)}
+        per_judge = {m: rank(group["runs"], entries, m) for m in scored if m.startswith(JUDGE_PREFIX)}
         if per_judge:  # several judges: the group ranked by each of them too
             group["rankings"] = per_judge
     return {
@@ -223,6 +227,10 @@ def build_leaderboard(
     }
 
 
+def _has_score(entry: dict, metric: str) -> bool:
+    return any(ci.get("mean") is not None for ci in entry["scores"].get(metric, {}).values())
+
+
 def judge_metrics(runs: list[Run]) -> dict[str, str]:
     """A score column per judge (`judge:<protocol>/<model>`, from the rows' `judges`) when the runs carry more than
     one judge between them; with one, its scores are the `judge` column already."""
@@ -231,10 +239,13 @@ def judge_metrics(runs: list[Run]) -> dict[str, str]:
 
 
 def judge_of(run: Run) -> str | None:
-    """`protocol/model` of the run's judge: the judge protocol its probe protocol grades with (realtalk's own
-    unless the run followed another with --compat), and the judge model."""
+    """`protocol/model` of the run's judge: the judge protocol its manifest names, else (runs of earlier versions)
+    the one its probe protocol grades with (realtalk's own unless the run followed another with --compat), and the
+    judge model."""
     if run.judge is None:
         return None
+    if run.judge_protocol:
+        return f"{run.judge_protocol}/{run.judge}"
     from realtalk_cli.tasks.probe.protocols import PROTOCOLS
 
     compat = run.parameters.get("compat")
@@ -290,7 +301,9 @@ def group_runs(runs: list[Run], entries: list[dict], chosen: dict | None) -> lis
             groups[key] = {"id": f"G{len(groups) + 1}", **shared, "runs": []}
             present = types_present(run, chosen[id(run)] if chosen is not None else np.arange(len(run.answers)))
             if present and len(present) < 6:  # LongMemEval's script averages over its six types
-                groups[key]["note"] = f"task-averaged over the {len(present)} types present: {', '.join(present)}"
+                groups[key]["note"] = (
+                    f"task-averaged over the {plural(len(present), 'type')} present: {', '.join(present)}"
+                )
         groups[key]["runs"].append(run.id)
         entry["group"] = groups[key]["id"]
     found = list(groups.values())

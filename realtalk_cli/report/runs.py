@@ -24,6 +24,7 @@ from realtalk_cli.data.formats import read_json
 from realtalk_cli.data.model import matches_category
 from realtalk_cli.data.text import plural
 from realtalk_cli.errors import RealtalkError
+from realtalk_cli.tasks.probe.judge import judges_problem
 
 PROBE_METRICS = {
     "f1": "F1",
@@ -168,6 +169,13 @@ class Run:
         return str(judge) if judge else None
 
     @property
+    def judge_protocol(self) -> str | None:
+        """The judge protocol the manifest names beside its judge model (`probe run` and `rescore` write it; None
+        in runs of earlier versions, which graded with their probe protocol's judge)."""
+        name = self.manifest.get("judge_protocol")
+        return name if isinstance(name, str) and name and self.manifest.get("judge_model") else None
+
+    @property
     def context(self) -> str:
         """Protocol and context: full, retrieval (k), events; with the compatibility layout when one was used."""
         p = self.parameters
@@ -305,6 +313,77 @@ def load_run(path: Path, items: Items | None = None, category: str | None = None
     return run
 
 
+def named_judge(manifest: dict) -> tuple[str, str] | None:
+    """The judge a run's manifest names, as `(protocol/model key of the rows' judges, model)` (the key is the model
+    alone in runs of earlier versions); None when it names none. Its verdicts are the run's judge scores, as in the
+    run's own report.json: the latest judge given (`probe rescore --judge-protocol`, a resume with another
+    --judge-model), while a row's top-level `judge_score` stays its first judge's."""
+    label = manifest.get("judge_model")
+    if not isinstance(label, str) or not label:
+        return None
+    name = manifest.get("judge_protocol")
+    return (f"{name}/{label}" if isinstance(name, str) and name else label, label)
+
+
+def _named_judge_score(row: dict, judge: tuple[str, str], top: float) -> float:
+    """The verdict of the run's judge on a row (NaN: none): its entry under `judges` (by key, else the only entry of
+    that model), or in a row without `judges` the top-level score (`top`) unless another model wrote it."""
+    key, label = judge
+    judges = row.get("judges")
+    if isinstance(judges, dict) and judges:
+        entry = judges.get(key)
+        if entry is None:
+            same = [e for k, e in judges.items() if k.endswith("/" + label)]
+            entry = same[0] if len(same) == 1 else None
+        return _entry_score(entry)
+    return top if row.get("judge_model") in (None, label) else math.nan
+
+
+def _entry_score(entry) -> float:
+    """A `judges` entry's score (NaN: none, or failed), counted as the row's own (`_judge_verdicts` checked it)."""
+    if not isinstance(entry, dict) or entry.get("error") is not None:
+        return math.nan
+    score = entry.get("score")
+    return math.nan if score is None else float(score)
+
+
+def _judge_verdicts(row: dict) -> tuple[float, list[tuple[str, float]]] | str:
+    """What the row's other judges cost (`judges` beside the first one, whose cost is `judge_cost_usd`; the verdict
+    against an erratum's corrected gold) and each judge's score (NaN: none); or why they cannot be counted
+    (`judges_problem`: the rule a run reading its rows back applies)."""
+    cost = 0.0
+    fix = row.get("erratum")
+    if isinstance(fix, dict):
+        value = fix.get("judge_cost_usd")
+        if not (value is None or (_is_number(value) and 0 <= value <= _MAX_USAGE)):
+            return f"'erratum': 'judge_cost_usd' must be a non-negative number, got {value!r:.40}"
+        cost += value or 0.0
+    judges = row.get("judges")
+    if judges is None:
+        return cost, []
+    if not isinstance(judges, dict):
+        return judges_problem(row) or "'judges' is unreadable"
+    first = row.get("judge_key")
+    verdicts = []
+    for key, entry in judges.items():  # the plain case checked here, anything else by judges_problem
+        if type(entry) is not dict:
+            return judges_problem(row) or "'judges' is unreadable"
+        score, spent = entry.get("score"), entry.get("cost_usd")
+        if not (_plain(score, 1.0) or type(score) is bool) or not _plain(spent, _MAX_USAGE):
+            return judges_problem(row) or "'judges' is unreadable"
+        if not (_plain(entry.get("prompt_tokens"), _MAX_USAGE) and _plain(entry.get("completion_tokens"), _MAX_USAGE)):
+            return judges_problem(row) or "'judges' is unreadable"
+        if key != first:
+            cost += spent or 0.0
+        verdicts.append((key, math.nan if score is None or entry.get("error") is not None else float(score)))
+    return cost, verdicts
+
+
+def _plain(value, high: float) -> bool:
+    t = type(value)
+    return value is None or ((t is float or t is int) and 0 <= value <= high)
+
+
 def _no_answers() -> Answers:
     empty = np.empty(0, dtype=np.int64)
     return Answers(empty, empty, empty, [], np.empty(0, dtype=bool), empty, [], {})
@@ -424,6 +503,8 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
             required_set = frozenset(required)
             bound = (0.0, 1.0) if probe else (-_MAX_USAGE, _MAX_USAGE)
             score_columns = [c.scores[m].append for m in metrics]
+            judge = named_judge(run.manifest) if probe else None
+            judge_at = metrics.index("judge_score") if probe else -1
             raw_category, raw_dataset, raw_model, raw_judge = (
                 c.raw[t] for t in ("category", "dataset", "model", "judge")
             )
@@ -438,6 +519,15 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
                 problem = f"{pred_path}: row {rows}: {bad}"
                 continue
             scores = [nan if (v := row.get(m)) is None else float(v) for m in metrics]
+        others, verdicts = 0.0, ()
+        if "judges" in row or "erratum" in row:
+            read = _judge_verdicts(row)
+            if isinstance(read, str):
+                problem = f"{pred_path}: row {rows}: {read}"
+                continue
+            others, verdicts = read
+        if judge is not None:
+            scores[judge_at] = _named_judge_score(row, judge, scores[judge_at])
         if category is not None:
             run.labels.add(f"{row.get('category')} {row.get('category_name') or ''}".strip())
             if not matches_category(row.get("category"), row.get("category_name"), category):
@@ -449,9 +539,9 @@ def _read(run: Run, pred_path: Path, category: str | None, keep: Keep | None) ->
         usage.completion.append(0.0 if v is None else float(v))
         v, w = row.get("cost_usd"), row.get("judge_cost_usd")
         cost = (0.0 if v is None else float(v)) + (0.0 if w is None else float(w))
-        if "judges" in row or "erratum" in row:
-            cost += _other_judges(c, row, len(c.item))
-        usage.cost.append(cost)
+        usage.cost.append(cost + others)
+        if verdicts:
+            _add_verdicts(c, verdicts, len(c.item))
         v = row.get("cached_tokens", usage)
         if v is not usage:
             usage.has_cached = True
@@ -499,34 +589,14 @@ def _read_metrics(kind: str) -> list[str]:
     return [m for m in (PROBE_METRICS if kind == "probe" else SIMULATE_METRICS) if m not in COMPUTED_METRICS]
 
 
-def _usage_number(value) -> float:
-    return float(value) if _is_number(value) and 0 <= value <= _MAX_USAGE else 0.0
-
-
-def _other_judges(c: _Columns, row: dict, line: int) -> float:
-    """What the row's other judges cost (`judges` beside the first one, whose cost is `judge_cost_usd`; the
-    verdict against an erratum's corrected gold), and each judge's score on this line in `c.judges`."""
-    cost = 0.0
-    fix = row.get("erratum")
-    if isinstance(fix, dict):
-        cost += _usage_number(fix.get("judge_cost_usd"))
-    judges = row.get("judges")
-    if not isinstance(judges, dict):
-        return cost
-    first = row.get("judge_key")
-    for key, entry in judges.items():
-        if not isinstance(entry, dict):
-            continue
-        if key != first:
-            cost += _usage_number(entry.get("cost_usd"))
-        score = entry.get("score")
-        ok = entry.get("error") is None and _is_number(score) and 0 <= score <= 1
+def _add_verdicts(c: _Columns, verdicts: list[tuple[str, float]], line: int) -> None:
+    """Each judge's score on this line, in `c.judges`."""
+    for key, score in verdicts:
         column = c.judges.get(key)
         if column is None:
             column = c.judges[key] = array("d", [math.nan]) * line  # the lines before had no verdict of it
         column.extend([math.nan] * (line - len(column)))
-        column.append(float(score) if ok else math.nan)
-    return cost
+        column.append(score)
 
 
 def _plain_scores(row: dict, probe: bool, metrics: list[str], bound: tuple[float, float]) -> list[float] | None:
@@ -643,10 +713,18 @@ def load_runs(paths: list[Path], category: str | None = None, keep: Keep | None 
     items = Items()
     runs = [load_run(p, items, category, keep) for p in paths]
     seen: dict[Path, Path] = {}
+    files: dict[tuple[int, int], Path] = {}
     for path in paths:  # a run beside itself would only add a row that is compared with its twin
         first = seen.setdefault(path.resolve(), path)
         if first is not path:
             raise RealtalkError(f"the run {first} is given twice (also as {path}): give each run once")
+        try:  # a folder whose predictions.jsonl is another run's (a link)
+            pred = (path / "predictions.jsonl").stat()
+        except OSError as e:
+            raise RealtalkError(f"{path / 'predictions.jsonl'}: cannot read: {e.strerror}") from None
+        first = files.setdefault((pred.st_dev, pred.st_ino), path)
+        if first is not path:
+            raise RealtalkError(f"{path / 'predictions.jsonl'} is the predictions file of {first}: give each run once")
     kinds = {r.kind for r in runs if r.lines or r.summary}
     for run in runs:  # a run killed before its first line says nothing of its kind: it takes the others'
         if not (run.lines or run.summary) and len(kinds) == 1:

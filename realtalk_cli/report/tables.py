@@ -130,7 +130,7 @@ def markdown(board: dict) -> str:
                 for c, d in per_category.items():
                     mark = "" if d["significant"] or d["p"] is None else "n.s."
                     lines.append(
-                        f"| {comp['b']} - {comp['a']} | {comp['common']} | {board['metrics'][metric]} | "
+                        f"| {comp['b']} - {comp['a']} | {comp['common']} | {md_escape(board['metrics'][metric])} | "
                         f"{md_escape(c)} | {d['n']} | {interval(d)} | {p_value(d['p'])} | {mark} |"
                     )
     if board.get("errata"):

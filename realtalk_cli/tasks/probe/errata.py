@@ -25,7 +25,7 @@ from realtalk_cli.data.errata import AUDITED_LOCOMO_CATEGORIES, LOCOMO_SAMPLES, 
 from realtalk_cli.data.formats import chat_from_obj, chat_paths, read_json
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.client import LLMClient
-from realtalk_cli.tasks.probe.judge import judge_rows
+from realtalk_cli.tasks.probe.judge import judge_rows, verdict
 from realtalk_cli.tasks.probe.protocol import JudgeProtocol, ProbeProtocol
 from realtalk_cli.tasks.probe.rows import row_key, score_row
 
@@ -199,8 +199,9 @@ def judge_errata(
     ]  # fmt: skip
     shadows = []
     for r in wanted:
-        # a copy without any verdict (nor a `judges` table a judge might write into): the row's own stay as they are
-        shadow = {k: v for k, v in r.items() if k not in JUDGE_FIELDS and k not in ("erratum", "judges")}
+        # a copy without any verdict (nor a `judges` table a judge might write into, nor the key of the row's first
+        # judge, which would keep another judge's verdict out of the fields read here): the row's own stay as they are
+        shadow = {k: v for k, v in r.items() if k not in JUDGE_FIELDS and k not in ("erratum", "judges", "judge_key")}
         shadow["answer"] = r["erratum"]["judge_gold"]
         shadows.append(shadow)
     stopped = judge_rows(shadows, client, judge, None, over_budget, everything=True) if shadows else False
@@ -266,14 +267,16 @@ def _mean(values: list) -> float | None:
     return sum(present) / len(present) if present else None  # exact: rounded once, where shown
 
 
-def _side_by_side(rows: list[dict], metrics: list[str], judge_label: str | None, judge_hash: str | None) -> dict:
+def _side_by_side(
+    rows: list[dict], metrics: list[str], judge_label: str | None, judge_hash: str | None, judge_protocol: str
+) -> dict:
     answered = [r for r in rows if r.get("error") is None]
     out: dict = {"count": len(answered)}
     for m in metrics:
         out[m] = _mean([r.get(m) for r in answered])
         out[f"{m}_corrected"] = _mean([(r.get("erratum") or r).get(m) for r in answered])
     if judge_label is not None:
-        published = [r.get("judge_score") if r.get("judge_model") == judge_label else None for r in answered]
+        published = [verdict(r, judge_label, judge_hash or "", judge_protocol) for r in answered]
         out["judge"] = _mean(published)
         missing = [r for r in answered if r.get("erratum") and not verdict_valid(r, judge_label, judge_hash)]
         corrected = [
@@ -290,9 +293,12 @@ def errata_section(
     judge_label: str | None,
     judge_hash: str | None,
     catalog: dict[str, ChatQuestions],
+    judge_protocol: str = "",
 ) -> dict:
     """report.json's `errata`: the file, what became of each entry, scores against both golds side by side, the
-    ceiling per category (over the questions the file can name) and the changed items."""
+    ceiling per category (over the questions the file can name) and the changed items. The published gold's
+    verdicts are those of the run's judge (`judge_protocol`/`judge_label` under prompt `judge_hash`), as its
+    verdicts against the corrected golds are."""
     counts = Counter(p.status for p in placements)
     unplaced = [n for n in unplaceable(catalog) if any(r["chat"] == n for r in rows)]
     datasets = {e.dataset for e in errata.entries if e.dataset}
@@ -302,8 +308,9 @@ def errata_section(
     by_category: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["category"]):
         by_category.setdefault(_category(r), []).append(r)
-    scores = {c: _side_by_side(rs, metrics, judge_label, judge_hash) for c, rs in by_category.items()}
-    scores["overall"] = _side_by_side([r for r in rows if _in_overall(r)], metrics, judge_label, judge_hash)
+    judged = (judge_label, judge_hash, judge_protocol)
+    scores = {c: _side_by_side(rs, metrics, *judged) for c, rs in by_category.items()}
+    scores["overall"] = _side_by_side([r for r in rows if _in_overall(r)], metrics, *judged)
     ceiling = {}
     for c, rs in [*by_category.items(), ("overall", [r for r in rows if _in_overall(r)])]:
         covered = [r for r in rs if _audited(r, datasets, set(unplaced))]
@@ -326,7 +333,7 @@ def errata_section(
                 "prediction": r.get("prediction"),
                 "f1": r.get("f1"),
                 "f1_corrected": fix.get("f1"),
-                "judge": r.get("judge_score") if judge_label and r.get("judge_model") == judge_label else None,
+                "judge": verdict(r, judge_label, judge_hash or "", judge_protocol) if judge_label else None,
                 "judge_corrected": fix.get("judge_score") if verdict_valid(r, judge_label, judge_hash) else None,
             }
         )

@@ -53,6 +53,37 @@ def record_verdict(
         row.pop("judge_tokens_estimated", None)
 
 
+MAX_USAGE = 1e15  # tokens or dollars beyond this are a corrupt file, not a run
+
+
+def judges_problem(row: dict) -> str | None:
+    """Why a row's `judges` (each judge's verdict, as `record_verdict` writes it) cannot be read back, or None: an
+    object of objects, each score none or a number from 0 to 1 (a boolean counts as one), each cost and token count
+    none or a non-negative number."""
+    judges = row.get("judges")
+    if judges is None:
+        return None
+    if not isinstance(judges, dict):
+        return f"'judges' must be an object (a verdict per judge), got {judges!r:.40}"
+    for key, entry in judges.items():
+        if not isinstance(entry, dict):
+            return f"'judges' entry {key!r:.60} must be an object, got {entry!r:.40}"
+        score = entry.get("score")
+        if not (_within(score, 1.0) or type(score) is bool):
+            return f"'judges' entry {key!r:.60}: 'score' must be a number from 0 to 1, got {score!r:.40}"
+        for name in ("cost_usd", "prompt_tokens", "completion_tokens"):
+            if not _within(entry.get(name), MAX_USAGE):
+                got = entry.get(name)
+                return f"'judges' entry {key!r:.60}: '{name}' must be a non-negative number, got {got!r:.40}"
+    return None
+
+
+def _within(value, high: float) -> bool:
+    """None, or a number (not a boolean) from 0 to `high`; NaN and infinities are not."""
+    t = type(value)
+    return value is None or ((t is float or t is int) and 0 <= value <= high)
+
+
 def verdict(row: dict, judge_label: str, prompt: str, protocol: str = "") -> float | None:
     """This judge's score on the row under this judge prompt (rows of earlier versions: the top-level fields)."""
     entry = (

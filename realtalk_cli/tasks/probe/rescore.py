@@ -16,8 +16,8 @@ from realtalk_cli.llm.providers import Prices, resolve_model
 from realtalk_cli.llm.spending import Spending
 from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.audit import is_audit
-from realtalk_cli.tasks.probe.judge import judge_rows, needs_judging
-from realtalk_cli.tasks.probe.judges import judge_protocol
+from realtalk_cli.tasks.probe.judge import judge_rows, judges_problem, needs_judging
+from realtalk_cli.tasks.probe.judges import JUDGES, judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES
 from realtalk_cli.tasks.probe.protocols import probe_protocol
 from realtalk_cli.tasks.probe.report import build_report, memory_lines, report_markdown
@@ -51,47 +51,58 @@ def rescore(
     old_report = read_json(report_path) if report_path.exists() else {}
     _check_old_report(old_report, report_path)
     errata = read_errata(errata_file) if errata_file is not None else None
-    # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt)
+    # the run's own protocol's judge grades again (a --compat paper run: the paper's prompt); without a judge, the
+    # verdicts kept are read as those of the judge the run names
     protocol = probe_protocol(_run_compat(old_report, report_path))
-    verdicts = judge_protocol(judge_protocol_name or protocol.judge)
+    named = old_report.get("manifest", {}).get("judge_protocol")
+    kept = named if not judge_model and isinstance(named, str) and named in JUDGES else None
+    verdicts = judge_protocol(judge_protocol_name or kept or protocol.judge)
     if judge_protocol_name and not judge_model:
         raise RealtalkError(f"--judge-protocol {judge_protocol_name} grades with a --judge-model: give one")
-    judge = None
+    new_judge = None
     if judge_model:
-        cache = open_cache(use_cache) if verdicts.cached else None
         endpoint = resolve_model(judge_model, base_url, api_key_env)
-        judge = LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=Prices.load(), timeout_s=timeout)
+        prices = Prices.load()
+
+        def new_judge() -> LLMClient:  # a client per pass: run_jobs closes it (and its cache) at the end of one
+            cache = open_cache(use_cache) if verdicts.cached else None
+            return LLMClient(endpoint, concurrency=concurrency, cache=cache, prices=prices, timeout_s=timeout)
+
     with run_folder(run_dir, None, PROBE_FILES):
         spending = Spending(run_dir).start()  # the judge's requests are the run folder's spending too
         try:
-            report = _rescore(run_dir, old_report, protocol, verdicts, judge, spending, progress, errata)
+            report = _rescore(run_dir, old_report, protocol, verdicts, new_judge, spending, progress, errata)
         finally:
             spending.finish()
     return report
 
 
 def _rescore(
-    run_dir: Path, old_report: dict, protocol, verdicts, judge: LLMClient | None, spending: Spending, progress, errata
+    run_dir: Path, old_report: dict, protocol, verdicts, new_judge, spending: Spending, progress, errata
 ) -> dict:
     """The rescore itself, in the locked run folder: F1 (and the protocol's own scores) again, the judge when
-    given, completeness, reports."""
+    given (`new_judge` makes its client), completeness, reports."""
     pred_path = run_dir / "predictions.jsonl"
     judge_hash = verdicts.prompt_hash
-    spending.attach(judge, "judge")
-    rows = final_rows(read_predictions(pred_path, PROBE_FIELDS), row_key)
+    judge = spending.attach(new_judge(), "judge") if new_judge else None
+    requests = 0
+    rows = final_rows(read_predictions(pred_path, PROBE_FIELDS, judges_problem), row_key)
     answered = [r for r in rows if r.get("error") is None]
     for r in answered:
         score_row(r, protocol)
     stopped = False
     if judge is not None:
         stopped = judge_rows(rows, judge, verdicts, progress, lambda: False, everything=True)
+        requests += judge.totals.requests
     m = old_report.get("manifest", {})
     placements, catalog = [], {}
     if errata is not None:
         placements, catalog = _place_errata(errata, m, rows)
         fixes.apply_errata(rows, placements, protocol)
         if judge is not None:
-            stopped = fixes.judge_errata(rows, judge, verdicts, lambda: False, everything=True) or stopped
+            errata_judge = spending.attach(new_judge(), "judge")
+            stopped = fixes.judge_errata(rows, errata_judge, verdicts, lambda: False, everything=True) or stopped
+            requests += errata_judge.totals.requests
     write_jsonl(pred_path, rows)
     m["judge_model"] = judge.endpoint.label if judge else m.get("judge_model")
     if judge is not None:
@@ -105,12 +116,14 @@ def _rescore(
     unjudged = sum(1 for r in answered if judge and needs_judging(r, judge.endpoint.label, judge_hash, verdicts.name))
     if errata is not None:
         unjudged += fixes.unjudged(rows, judge.endpoint.label if judge else None, judge_hash)
-        report["errata"] = fixes.errata_section(errata, placements, rows, m.get("judge_model"), judge_hash, catalog)
+        report["errata"] = fixes.errata_section(
+            errata, placements, rows, m.get("judge_model"), judge_hash, catalog, verdicts.name
+        )
     report.update(completeness(len(rows) - len(answered), 0, stopped, unjudged, "questions"))
     _keep_unfinished(report, old_report, run_dir / "report.json")
     report["run"] = old_report.get("run", {})
     if judge is not None:
-        report["run"]["rescore_judge_requests"] = judge.totals.requests
+        report["run"]["rescore_judge_requests"] = requests
     report["usage"] = spending.summary()
     report["warnings"] = old_report.get("warnings", [])
     if old_report.get("memory"):

@@ -30,7 +30,7 @@ from realtalk_cli.llm.tokens import count_tokens
 from realtalk_cli.tasks.memory.runner import MemoryRunner, memory_choice
 from realtalk_cli.tasks.probe import errata as fixes
 from realtalk_cli.tasks.probe.items import Item
-from realtalk_cli.tasks.probe.judge import judge_row, judge_rows, needs_judging
+from realtalk_cli.tasks.probe.judge import judge_row, judge_rows, judges_problem, needs_judging
 from realtalk_cli.tasks.probe.judges import judge_protocol
 from realtalk_cli.tasks.probe.options import PROBE_FILES, ProbeOptions, probe_identity, probe_manifest
 from realtalk_cli.tasks.probe.protocol import JudgeProtocol, ProbeProtocol
@@ -179,7 +179,7 @@ def over_budget(setup: ProbeSetup):
 
 def resumed_rows(path: Path) -> list[dict]:
     """The rows of earlier invocations, one per question from here on."""
-    rows = final_rows(read_predictions(path, PROBE_FIELDS), row_key)
+    rows = final_rows(read_predictions(path, PROBE_FIELDS, judges_problem), row_key)
     if rows:
         write_jsonl(path, rows)
     return rows
@@ -190,7 +190,7 @@ def plan(setup: ProbeSetup, items: list[Item], batch: bool) -> dict:
     opts, endpoint, prices = setup.opts, setup.endpoint, setup.prices
     if opts.out.is_dir():
         check_run_identity(opts.out, setup.identity, PROBE_FILES)
-    rows = final_rows(read_predictions(setup.predictions, PROBE_FIELDS), row_key)
+    rows = final_rows(read_predictions(setup.predictions, PROBE_FIELDS, judges_problem), row_key)
     done = {row_key(r) for r in rows if r.get("error") is None}
     todo = [it for it in items if item_key(it) not in done and it.error is None]
     answer_tokens = setup.protocol.answer_params.get("max_tokens") or PRICED_ANSWER_TOKENS
@@ -358,8 +358,9 @@ def probe_report(setup: ProbeSetup, items: list[Item], rows: list[dict], answers
     )
     if setup.errata is not None:
         report["errata"] = fixes.errata_section(
-            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash, setup.catalog
-        )
+            setup.errata, setup.placements, rows, m["judge_model"], setup.judge.prompt_hash, setup.catalog,
+            setup.judge.name,
+        )  # fmt: skip
     client, judges = answers.client, answers.judges
     usage = setup.spending.summary()
     report["run"] = {

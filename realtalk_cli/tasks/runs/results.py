@@ -5,6 +5,7 @@ failure), whether the run is complete, the status lines a reader sees first, and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from realtalk_cli.data.text import plural
@@ -14,9 +15,12 @@ from realtalk_cli.fileio import read_jsonl, write_atomic
 PREDICTION_FIELDS = {"chat": str, "model": str}
 
 
-def read_predictions(path: Path, fields: dict[str, type]) -> list[dict]:
-    """predictions.jsonl, every row checked for the fields a run relies on: a hand-edited or foreign row is
-    one line naming the row, not a crash halfway through a report."""
+def read_predictions(
+    path: Path, fields: dict[str, type], check: Callable[[dict], str | None] | None = None
+) -> list[dict]:
+    """predictions.jsonl, every row checked for the fields a run relies on (and by `check`, which says what is
+    wrong with a row or None): a hand-edited or foreign row is one line naming the row, not a crash halfway
+    through a report."""
     rows = read_jsonl(path)
     for n, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
@@ -27,6 +31,9 @@ def read_predictions(path: Path, fields: dict[str, type]) -> list[dict]:
                 raise RealtalkError(f"{path}: row {n}: field {name!r} is {value!r}, expected {kind.__name__}")
         if not isinstance(row.get("error"), (str, type(None))):
             raise RealtalkError(f"{path}: row {n}: field 'error' is {row.get('error')!r}")
+        bad = check(row) if check is not None else None
+        if bad:
+            raise RealtalkError(f"{path}: row {n}: {bad}")
     return rows
 
 
