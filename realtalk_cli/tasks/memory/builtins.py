@@ -21,10 +21,11 @@ from realtalk_cli.tasks.memory.retrieval import (
     chat_session_times,
     date_ranked,
     fuse,
+    message_ids,
+    named_speaker,
     near_date,
     question_dates,
     speaker_names,
-    window_ids,
     window_texts,
     windows,
     without_names,
@@ -39,7 +40,9 @@ class RetrieverMemory:
     """Ranks ±radius-message windows by BM25, dense similarity (of the window, and of its own message's text) or
     the reciprocal-rank fusion of the three."""
 
-    version = "2"  # 2: BM25 1.2/0.75; dense asked without the speakers' names, over windows and messages
+    # 2: BM25 1.2/0.75; dense asked without the speakers' names, over windows and messages
+    # 3: messages scored by their best window, neighbours and the other speaker's lines after (message_ids)
+    version = "3"
 
     def __init__(
         self,
@@ -89,7 +92,10 @@ class RetrieverMemory:
             ranking = date_ranked(ranking, self.windows, near_date(self.session_times, question_dates(question)))
         if self.top_k is not None:
             ranking = ranking[: self.top_k]
-        return window_ids(self.messages, self.windows, ranking)
+        # Each message by its best window: its own message before its neighbours, the speaker the question names
+        # before the other (0.915 -> 0.938 recall on LoCoMo's tuning chats, categories 1-4; 0.808 -> 0.856 on
+        # REALTALK's)
+        return message_ids(self.messages, self.windows, ranking, named_speaker(question, self.names))
 
 
 class _PassageIndex:
