@@ -82,6 +82,12 @@ class RetrieverMemory:
         self.session_times = chat_session_times(chat)
 
     def recall(self, question: str, budget: int) -> list[str]:
+        # Each message by its best window: its own message before its neighbours, the speaker the question names
+        # before the other (held out, categories 1-4: LoCoMo 0.910 -> 0.940, REALTALK 0.901 -> 0.929)
+        return message_ids(self.messages, self.windows, self.rank(question), named_speaker(question, self.names))
+
+    def rank(self, question: str) -> list[int]:
+        """The windows best first: by BM25, dense similarity or both fused; those near a date it names first."""
         # Dense similarity is asked without the speakers' names: every window holds them, and MiniLM then
         # ranks windows by the names more than by what the question asks (0.756 -> 0.808 recall on the
         # REALTALK tuning chats, 0.904 -> 0.917 on LoCoMo's, categories 1-4).
@@ -90,12 +96,7 @@ class RetrieverMemory:
         ranking = rankings[0] if len(rankings) == 1 else fuse(rankings)
         if self.dates:
             ranking = date_ranked(ranking, self.windows, near_date(self.session_times, question_dates(question)))
-        if self.top_k is not None:
-            ranking = ranking[: self.top_k]
-        # Each message by its best window: its own message before its neighbours, the speaker the question names
-        # before the other (0.915 -> 0.938 recall on LoCoMo's tuning chats, categories 1-4; 0.808 -> 0.856 on
-        # REALTALK's)
-        return message_ids(self.messages, self.windows, ranking, named_speaker(question, self.names))
+        return ranking if self.top_k is None else ranking[: self.top_k]
 
 
 class _PassageIndex:
