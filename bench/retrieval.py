@@ -13,7 +13,8 @@ Held out (never looked at while tuning; chosen before any tuning, a short and tw
 REALTALK Chat_2, Chat_6, Chat_8; LoCoMo Chat_3, Chat_7, Chat_10. The rest of the shared chats are the tuning
 set. `stock` is bench/retrieval_baseline.py:StockHybrid (rank_bm25's BM25Okapi 1.2/0.75 + MiniLM, RRF k=60, the
 same windows and budget), `stock-bm25` its BM25 alone (compared with `bm25`), `before-11` the retriever before
-issue 11. `--encode N` times our MiniLM encode of N window texts against a bare
+issue 11, `hybrid-2` the `hybrid` before it ranked messages (each ranked window shown whole; `--baseline hybrid-2`
+gives the paired gain of ranking messages). `--encode N` times our MiniLM encode of N window texts against a bare
 `SentenceTransformer(...).encode` of the same texts (ratio and largest difference); `--cold` starts with an empty
 embedding cache, so indexing time includes encoding every window.
 """
@@ -49,6 +50,7 @@ RETRIEVERS = {
     "stock": (str(ROOT / "bench" / "retrieval_baseline.py") + ":StockHybrid", {}),
     "stock-bm25": (str(ROOT / "bench" / "retrieval_baseline.py") + ":StockHybrid", {"retriever": "bm25"}),
     "before-11": (str(ROOT / "bench" / "retrieval_baseline.py") + ":MessageBM25", {}),
+    "hybrid-2": (str(ROOT / "bench" / "retrieval_baseline.py") + ":WholeWindows", {}),
     "bm25": ("bm25", {}),
     "dense": ("dense", {}),
     "hybrid": ("hybrid", {}),

@@ -6,13 +6,15 @@ sentence-transformers' encode: bench/retrieval.py checks that), fused by recipro
 the same ±2-message windows as realtalk's retrievers, packed by realtalk into the same whole-prompt budget.
 No stemming, no dates, no query expansion. bench/retrieval.py loads it by file path, as a user's memory.
 
-`MessageBM25` is the retriever before issue 11 (unstemmed BM25 over single messages), kept for history.
+`MessageBM25` is the retriever before issue 11 (unstemmed BM25 over single messages), kept for history;
+`WholeWindows` realtalk's `hybrid` before it ranked messages (version 2: each ranked window shown whole).
 """
 
 import math
 import re
 from collections import Counter
 
+from realtalk_cli.tasks.memory.builtins import RetrieverMemory
 from realtalk_cli.tasks.memory.embeddings import load_embedder
 from realtalk_cli.tasks.memory.retrieval import BM25, window_ids, window_texts, windows
 
@@ -94,3 +96,13 @@ class MessageBM25:
 
     def recall(self, question: str, budget: int) -> list[str]:
         return [self.messages[i].dia_id for i in self.index.top(question, len(self.messages))]
+
+
+class WholeWindows(RetrieverMemory):
+    """realtalk's `hybrid` (or `--memory-option retriever=...`) showing each ranked window whole, its own message
+    then its neighbours nearest first, whoever speaks: the order before `message_ids`."""
+
+    version = "2"
+
+    def recall(self, question: str, budget: int) -> list[str]:
+        return window_ids(self.messages, self.windows, self.rank(question))

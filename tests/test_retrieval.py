@@ -259,3 +259,46 @@ def test_hybrid_ranks_by_bm25_and_by_dense_similarity_of_windows_and_messages_wi
     assert len(memory.dense[0].vectors) == len(memory.dense[1].vectors) == len(memory.messages)
     ids = memory.recall(f"What race did {chat.speaker_2} sign up for?", 500)
     assert asked == ["What race did sign up for?"] * 2 and len(ids) == len(memory.messages)
+
+
+def test_the_speaker_a_question_names_by_name_part_alias_possessive_or_misspelling():
+    names = {"emi": "Emi", "bella": "Emi", "fahim": "Fahim Khan", "khan": "Fahim Khan", "akib": "Akib"}
+    assert R.named_speaker("What are Bella's hobbies?", names) == "Emi"
+    assert R.named_speaker("When did Aqib first say he plays video games?", names) == "Akib"
+    assert R.named_speaker("What did Fahim Khan cook?", names) == "Fahim Khan"
+    assert R.named_speaker("What did Fahim Khan and emi cook?", names) is None  # both speakers
+    assert R.named_speaker("Which album did Adele release?", names) is None  # neither
+
+
+def test_a_message_takes_its_best_window_and_neighbours_come_after_the_next_windows_own_message():
+    chat = _chat_of([(s, f"line {i + 1}") for i, s in enumerate("ABABAB")])
+    messages = list(chat.messages())
+    wins = R.windows(messages)
+    # window of D1:2 first, then of D1:5: a window's score is 1/61 then 1/62, a neighbour's 0.8 or 0.64 of it
+    assert R.message_ids(messages, wins, [1, 4]) == ["D1:2", "D1:5", "D1:1", "D1:3", "D1:4", "D1:6"]
+    # the question names A: B's lines count 0.6 of their score, so A's come first, the top window's own included
+    assert R.message_ids(messages, wins, [1, 4], "A") == ["D1:5", "D1:1", "D1:3", "D1:2", "D1:4", "D1:6"]
+
+
+def test_a_retriever_shows_the_named_speakers_messages_before_the_other_speakers_neighbours(tmp_path: Path):
+    from realtalk_cli.tasks.memory.builtins import RetrieverMemory
+    from realtalk_cli.tasks.memory.protocol import MemoryTools
+
+    chat = _chat_of(
+        [
+            ("Paola", "How was the weekend?"),
+            ("Emi", "I baked sourdough bread with my sister"),
+            ("Paola", "Yum, I love that"),
+            ("Paola", "What else?"),
+            ("Emi", "Then we went to a pottery class"),
+            ("Paola", "Fun!"),
+            ("Emi", "The bread came out a bit flat"),
+        ]
+    )
+    memory = RetrieverMemory("bm25")
+    memory.ingest(chat, MemoryTools(None, len))
+    speaker = {m.dia_id: m.speaker for m in chat.messages()}
+    ids = memory.recall("What bread did Emi bake?", 500)
+    assert ids[0] == "D1:2" and [speaker[i] for i in ids[:3]] == ["Emi"] * 3  # Paola's lines around them after
+    ids = memory.recall("What bread did Emi and Paola bake?", 500)  # both named: neighbours by place alone
+    assert ids[0] == "D1:2" and [speaker[i] for i in ids[1:3]] == ["Paola"] * 2

@@ -21,10 +21,11 @@ from realtalk_cli.tasks.memory.retrieval import (
     chat_session_times,
     date_ranked,
     fuse,
+    message_ids,
+    named_speaker,
     near_date,
     question_dates,
     speaker_names,
-    window_ids,
     window_texts,
     windows,
     without_names,
@@ -39,7 +40,9 @@ class RetrieverMemory:
     """Ranks ±radius-message windows by BM25, dense similarity (of the window, and of its own message's text) or
     the reciprocal-rank fusion of the three."""
 
-    version = "2"  # 2: BM25 1.2/0.75; dense asked without the speakers' names, over windows and messages
+    # 2: BM25 1.2/0.75; dense asked without the speakers' names, over windows and messages
+    # 3: messages scored by their best window, neighbours and the other speaker's lines after (message_ids)
+    version = "3"
 
     def __init__(
         self,
@@ -79,6 +82,12 @@ class RetrieverMemory:
         self.session_times = chat_session_times(chat)
 
     def recall(self, question: str, budget: int) -> list[str]:
+        # Each message by its best window: its own message before its neighbours, the speaker the question names
+        # before the other (held out, categories 1-4: LoCoMo 0.910 -> 0.940, REALTALK 0.901 -> 0.929)
+        return message_ids(self.messages, self.windows, self.rank(question), named_speaker(question, self.names))
+
+    def rank(self, question: str) -> list[int]:
+        """The windows best first: by BM25, dense similarity or both fused; those near a date it names first."""
         # Dense similarity is asked without the speakers' names: every window holds them, and MiniLM then
         # ranks windows by the names more than by what the question asks (0.756 -> 0.808 recall on the
         # REALTALK tuning chats, 0.904 -> 0.917 on LoCoMo's, categories 1-4).
@@ -87,9 +96,7 @@ class RetrieverMemory:
         ranking = rankings[0] if len(rankings) == 1 else fuse(rankings)
         if self.dates:
             ranking = date_ranked(ranking, self.windows, near_date(self.session_times, question_dates(question)))
-        if self.top_k is not None:
-            ranking = ranking[: self.top_k]
-        return window_ids(self.messages, self.windows, ranking)
+        return ranking if self.top_k is None else ranking[: self.top_k]
 
 
 class _PassageIndex:

@@ -2,8 +2,9 @@
 
 A window is a message with the RADIUS messages either side of it, cut at the session's borders; its
 indexed text carries the speakers' names and picture captions. Every retriever ranks windows for a
-question; `window_ids` turns a ranking into message ids best first, which the memory layer packs into
-the prompt under a token budget (overlapping windows merge there, since a message is shown once).
+question; `message_ids` turns a ranking into message ids best first (each message scored by the best window
+holding it, its own message before its neighbours, the speaker the question names before the other), which
+the memory layer packs into the prompt under a token budget.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from realtalk_cli.scoring.f1 import stem
 
 RADIUS = 2
 RRF_K = 60  # reciprocal-rank fusion constant, as in Cormack et al. (2009)
+NEIGHBOUR = 0.8  # a window's score for a message d places from its own message: times NEIGHBOUR ** d
+OTHER_SPEAKER = 0.6  # and times this for a message by the other speaker, when the question names one
 
 
 class BM25:
@@ -204,7 +207,8 @@ def date_ranked(ranking: list[int], wins: list[Window], near: set[int]) -> list[
 
 
 def window_ids(messages: list[Message], wins: list[Window], ranking: list[int]) -> list[str]:
-    """Message ids best first: each window's own message, then its neighbours nearest first."""
+    """Message ids best first: each window's own message, then its neighbours nearest first (the stock baseline's
+    order; the built-in retrievers use `message_ids`)."""
     ids: list[str] = []
     seen: set[int] = set()
     for w in (wins[i] for i in ranking):
@@ -213,6 +217,26 @@ def window_ids(messages: list[Message], wins: list[Window], ranking: list[int]) 
                 seen.add(j)
                 ids.append(messages[j].dia_id)
     return ids
+
+
+def message_ids(
+    messages: list[Message], wins: list[Window], ranking: list[int], speaker: str | None = None
+) -> list[str]:
+    """Message ids best first. A window at rank r gives each of its messages 1 / (RRF_K + r + 1), times NEIGHBOUR ** d
+    for a message d places from the window's own, and times OTHER_SPEAKER for a message not by `speaker` (the one
+    speaker the question names, if any); a message takes its best score. So a neighbour comes after the next
+    windows' own messages, and the other speaker's lines after the named speaker's: more distinct evidence fits.
+    (The evidence of LoCoMo's and REALTALK's questions naming one speaker is that speaker's message 96% of the time;
+    LoCoMo's adversarial questions, which name the wrong one on purpose, are the exception.)"""
+    score: dict[int, float] = {}
+    for rank, w in enumerate(wins[i] for i in ranking):
+        for j in range(w.start, w.end):
+            value = NEIGHBOUR ** abs(j - w.center) / (RRF_K + rank + 1)
+            if speaker is not None and messages[j].speaker != speaker:
+                value *= OTHER_SPEAKER
+            if value > score.get(j, 0.0):
+                score[j] = value
+    return [messages[j].dia_id for j in sorted(score, key=lambda j: (-score[j], j))]
 
 
 # --- the speakers' names in a question ------------------------------------------------------------
@@ -248,19 +272,29 @@ def speaker_names(chat: Chat, messages: list[Message]) -> dict[str, str]:
     return names
 
 
+def _speaker_named(token: str, names: dict[str, str]) -> str | None:
+    """The speaker a word of a question names, if any: a name part or alias, possessive too ("Bella's"), or a
+    capitalised misspelling by a letter ("Aqib" for Akib)."""
+    word = re.sub(r"[^A-Za-z]", "", token).lower()
+    for candidate in (word, word.removesuffix("s")):
+        if candidate in names:
+            return names[candidate]
+        close = get_close_matches(candidate, names, n=1, cutoff=0.75) if token[:1].isupper() else []
+        if len(candidate) >= 4 and close:
+            return names[close[0]]
+    return None
+
+
 def without_names(question: str, names: dict[str, str]) -> str:
     """The question without the speakers' names (possessives and misspellings by one letter too: "Aqib's")."""
-    kept = []
-    for token in question.split():
-        word = re.sub(r"[^A-Za-z]", "", token).lower()
-        for candidate in (word, word.removesuffix("s")):
-            if candidate in names or (
-                token[:1].isupper() and len(candidate) >= 4 and get_close_matches(candidate, names, n=1, cutoff=0.75)
-            ):
-                break
-        else:
-            kept.append(token)
+    kept = [token for token in question.split() if _speaker_named(token, names) is None]
     return " ".join(kept) if kept else question
+
+
+def named_speaker(question: str, names: dict[str, str]) -> str | None:
+    """The one speaker a question names (by a name part, an alias or a misspelling); None for none or several."""
+    named = {s for token in question.split() if (s := _speaker_named(token, names)) is not None}
+    return named.pop() if len(named) == 1 else None
 
 
 def chat_session_times(chat: Chat) -> dict[int, datetime | None]:
