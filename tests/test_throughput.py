@@ -192,3 +192,22 @@ def test_the_console_script_skips_teardown_but_keeps_exit_code_output_and_atexit
         assert report == json.loads((tmp_path / "run" / "report.json").read_text()) | {"run": report["run"]}
     else:
         assert "missing.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_spending_record_opens_usage_jsonl_once_and_every_line_is_on_disk_as_written(tmp_path: Path, monkeypatch):
+    import builtins
+
+    from realtalk_cli.llm.client import Completion, Usage
+    from realtalk_cli.llm.spending import USAGE_FILE, Spending
+
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: opened.append(Path(a[0]).name) or real_open(*a, **k))
+    spending = Spending(tmp_path).start()
+    for n in range(1, 4):
+        spending.record("answer", [Completion("x", Usage(10, 2, cost_usd=0.001))])
+        lines = (tmp_path / USAGE_FILE).read_bytes().splitlines()  # what a killed process would leave
+        assert len(lines) == n and json.loads(lines[-1])["requests"] == 1
+    spending.finish()
+    assert json.loads((tmp_path / USAGE_FILE).read_bytes().splitlines()[-1]).keys() == {"wall_s"}
+    assert opened.count(USAGE_FILE) == 1
