@@ -313,16 +313,36 @@ def startup(env: dict, tmp: Path, repeat: int) -> None:
     print(f"  realtalk probe Chat_1 --model offline:bm25      {median(probes):6.2f} s  (to the written report)")
 
 
-def speed_scenarios() -> list[tuple[str, list[Path], int | None, int]]:
-    """(label, chats, --limit, --concurrency): the bundled sample always; the issue's two runs over the shared chats
-    when ../shared is there."""
-    scenarios = [
-        ("6 questions + judge (the bundled sample)", [ROOT / "data" / "sample" / "Chat_S_Ana_Ben.json"], None, 16)
-    ]
+def speed_scenarios(tmp: Path) -> list[tuple[str, list[Path], int | None, int]]:
+    """(label, chats, --limit, --concurrency): the bundled sample always; with ../shared the issue's two runs, and
+    the first again with every message's text replaced by ASCII filler of the same length."""
+    sample = ROOT / "data" / "sample" / "Chat_S_Ana_Ben.json"
+    scenarios = [("6 questions + judge (the bundled sample)", [sample], None, 16)]
     if SHARED.is_dir():
-        scenarios.append(("71 questions + judge (Chat_8)", [SHARED / "Chat_8_Akib_Muhhamed.json"], None, 16))
+        chat = SHARED / "Chat_8_Akib_Muhhamed.json"
+        scenarios.append(("71 questions + judge (Chat_8)", [chat], None, 16))
+        scenarios.append(
+            ("71 questions + judge (Chat_8, its text as ASCII filler)", [filler_chat(chat, tmp)], None, 16)
+        )
         scenarios.append(("228 questions + judge (shared chats)", [SHARED], 228, 64))
     return scenarios
+
+
+def filler_chat(path: Path, tmp: Path) -> Path:
+    """A copy of a chat whose messages (and image captions) are ASCII filler of the same length: prompts of the
+    same size as the real ones, without the real text's accents and emoji."""
+    data = json.loads(path.read_text())
+    filler = "lorem ipsum dolor sit amet " * 100
+    for key, turns in data.items():
+        if key.startswith("session_") and isinstance(turns, list):
+            for turn in turns:
+                for field in ("clean_text", "blip_caption"):
+                    if isinstance(turn.get(field), str):
+                        turn[field] = (filler * (len(turn[field]) // len(filler) + 1))[: len(turn[field])]
+    target = tmp / "filler" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data))
+    return target
 
 
 def spread(values: list[float], digits: int = 2) -> str:
@@ -335,7 +355,7 @@ def speed(env: dict, url: str, tmp: Path, latency: float, repeat: int, profile: 
         f"{repeat} repetitions in alternating order, median (min-max); ratio = bare time / realtalk time, "
         "realtalk's share of the bare client's speed:"
     )
-    for label, files, limit, concurrency in speed_scenarios():
+    for label, files, limit, concurrency in speed_scenarios(tmp):
         Scenario(label, files, limit, concurrency, env, url, tmp).measure(repeat, profile)
 
 
@@ -353,7 +373,7 @@ class Scenario:
     runs: int = 0
 
     def __post_init__(self) -> None:
-        self.key = f"{self.concurrency}-{self.limit}-{self.files[0].stem}"
+        self.key = f"{self.concurrency}-{self.limit}-{self.files[0].parent.name}-{self.files[0].stem}"
         self.prompts = self.tmp / f"prompts-{self.key}.jsonl"
         self.questions = write_bare_prompts(self.prompts, self.files, self.limit)
         args = ["probe", *map(str, self.files), "--model", "gpt-4o-mini", "--judge-model", "judge-model"]
