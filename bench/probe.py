@@ -1,16 +1,27 @@
 """realtalk probe against a loopback OpenAI-compatible server, next to the least a Python client can do.
 
-    python bench/probe.py [--latency 0.2] [--repeat 3] [--memory-questions 2000 20000] [--skip-memory]
+    python bench/probe.py [--latency 0.2] [--repeat 4] [--memory-questions 2000 20000] [--skip-memory]
+                          [--only speed] [--profile DIR]   # --profile: cProfile and -X importtime files in DIR
                           [--realtalk-src DIR]   # measure another checkout (e.g. main before a change)
 
 Reports, all measured in this one run on this machine:
 - start-up: `realtalk --help`, and `realtalk probe CHAT --model offline:bm25` from process start to the
   written report, next to a bare `python -c pass`;
-- speed: wall time of `realtalk probe` (a fresh process: imports counted) for 71 questions + judge at
-  --concurrency 16 and 228 questions + judge at --concurrency 64, against a bare client (a fresh
-  process too: `python bench/probe.py --bare ...`, an asyncio loop over the official openai SDK sending
-  for each question the answer request then the judge request, the same prompts, the same number in
-  flight). The ratio bare / realtalk is realtalk's share of the bare client's speed;
+- speed: `realtalk probe` with a judge against a loopback endpoint (200 ms per request), next to a bare client
+  doing the same requests: the bundled sample's 6 questions at --concurrency 16, and with ../shared the issue's
+  two runs (Chat_8's 71 questions at --concurrency 16, 228 questions of the shared chats at --concurrency 64).
+  realtalk's time is its whole process, as a user waits for it: from the spawn (interpreter start and imports
+  counted) to the process reaped. The bare client (`python bench/probe.py --bare ...`: the official openai SDK,
+  an asyncio semaphore, nothing else) sends realtalk's own prompts (built by realtalk's code from the same chats)
+  and the judge prompt for each reply, as many in flight; its clock starts in its process before its imports
+  and stops once its requests are done and its client closed (its interpreter start and teardown are not
+  counted). It sends each chat's first question alone and the chat's others once it has answered, as realtalk
+  does to fill the provider's prompt cache; the same client without that warm-up is shown too, and the bare
+  client's whole process (the measure earlier versions of this bench printed). Repetitions alternate the order
+  of the programs; each line is the median (min-max), ratios are paired per repetition (bare / realtalk:
+  realtalk's share of the bare client's speed), and the load average is printed beside them. One more run of
+  each shows where the wall and CPU time went (realtalk's pipeline steps timed from inside, PHASES_BOOT);
+  --profile adds cProfile's own time per package for both, realtalk's costliest functions and slowest imports;
 - memory: peak RSS of a synthetic run of 20,000 questions (the shared chats' questions repeated) with
   judge, and of resuming it (predictions read once);
 - cost: the paper's layout billed in full against ours with the provider's prompt cache (dry-run
@@ -20,41 +31,62 @@ Reports, all measured in this one run on this machine:
 
 from __future__ import annotations
 
-import sys
+import time
+
+BARE_START = time.monotonic(), time.process_time()  # the bare client's clock starts here, before its imports
+
+import sys  # noqa: E402
 
 
-def bare_client(prompts_path: str, url: str, concurrency: int) -> None:
-    """The reference: nothing but the openai SDK and a semaphore."""
+def bare_client(prompts_path: str, url: str, concurrency: int, warm_up: bool) -> None:
+    """The reference: nothing but the openai SDK and a semaphore. With `warm_up`, each chat's first question goes
+    alone and its other questions once it has answered, in realtalk's order (the provider's prompt cache); without,
+    everything at once. Prints its own phases (monotonic seconds) as JSON: its clock starts before its imports and
+    stops once its requests are done and the client closed, before the interpreter's teardown."""
     import asyncio
     import json
 
     from openai import AsyncOpenAI
 
+    imported = time.monotonic(), time.process_time()
     with open(prompts_path) as f:
         jobs = [json.loads(line) for line in f]
+    read = time.monotonic(), time.process_time()
 
     async def main() -> None:
         client = AsyncOpenAI(api_key="sk-test-secret-123", base_url=url, max_retries=0)
         limit = asyncio.Semaphore(concurrency)
+        firsts = {}
+        for i, (group, _, _) in enumerate(jobs):
+            firsts.setdefault(group, i)
+        opened = {group: asyncio.Event() for group in firsts}
 
-        async def one(answer: list[dict], judge: list[dict]) -> None:
+        async def one(i: int) -> None:
+            group, answer, judge = jobs[i]
+            if warm_up and firsts[group] != i:
+                await opened[group].wait()
             async with limit:
                 await client.chat.completions.create(
                     model="gpt-4o-mini", messages=answer, max_tokens=32, temperature=0.0
                 )
+            opened[group].set()
             async with limit:
                 await client.chat.completions.create(
                     model="judge-model", messages=judge, max_tokens=200, temperature=0.0
                 )
 
-        await asyncio.gather(*(one(a, j) for a, j in jobs))
+        first = set(firsts.values()) if warm_up else set()
+        order = sorted(first) + [i for i in range(len(jobs)) if i not in first]
+        await asyncio.gather(*(one(i) for i in order))
         await client.close()
 
     asyncio.run(main())
+    done = time.monotonic(), time.process_time()
+    print(json.dumps({"start": BARE_START, "imports": imported, "read": read, "end": done}))
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--bare":
-    bare_client(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    bare_client(sys.argv[2], sys.argv[3], int(sys.argv[4]), warm_up=sys.argv[5] == "warm-up")
     sys.exit(0)
 
 import argparse  # noqa: E402
@@ -64,7 +96,7 @@ import os  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,16 +116,40 @@ def reply(body: dict) -> str:
     return '{"score": 0}' if body.get("model") == "judge-model" else REPLY
 
 
+@dataclass
+class Child:
+    """A finished child process: wall seconds from spawn to reaped, CPU seconds, peak RSS (MB), exit code, stdout."""
+
+    wall: float
+    cpu: float
+    rss: int
+    code: int
+    stdout: str
+    spawned: float  # time.monotonic() just before the spawn (CLOCK_MONOTONIC: the child's clock too)
+    reaped: float
+
+
+def run_child(cmd: list[str], env: dict) -> Child:
+    """Run a child to its end; exit codes other than 0 and 1 end the bench with its stderr."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        spawned = time.monotonic()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        reaped = time.monotonic()
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 1):
+            err.seek(0)
+            sys.exit(f"{' '.join(cmd[:6])}...: exit {code}\n{err.read().decode()[-2000:]}")
+        out.seek(0)
+        text = out.read().decode()
+    cpu = usage.ru_utime + usage.ru_stime
+    return Child(reaped - spawned, cpu, usage.ru_maxrss // 1024, code, text, spawned, reaped)
+
+
 def timed(cmd: list[str], env: dict) -> tuple[float, int, int]:
     """(wall seconds, peak RSS in MB, exit code) of a child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0, 1):
-        sys.exit(f"{' '.join(cmd[:6])}...: exit {proc.returncode}\n{proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss // 1024, proc.returncode
+    child = run_child(cmd, env)
+    return child.wall, child.rss, child.code
 
 
 SOURCE: Path | None = None  # --realtalk-src: another checkout's realtalk_cli instead of the installed one
@@ -111,15 +167,132 @@ def realtalk_cmd(*args: str) -> list[str]:
 
 
 def write_bare_prompts(path: Path, files: list[Path], limit: int | None) -> int:
-    """The requests realtalk sends: each question's prompt, and the judge prompt for the server's reply."""
+    """The requests realtalk sends, built by realtalk's own code: per question its chat (the warm-up's group), its
+    prompt, and the judge prompt for the server's reply."""
     judge = RealtalkJudge()
     opts = ProbeOptions(model="gpt-4o-mini", out=path.parent, limit=limit)
     items = RealtalkProtocol().build_items(files, opts, "gpt-4o-mini", None)
     with open(path, "w") as f:
         for it in items:
             row = {"question": it.qa.question, "answer": it.qa.gold, "prediction": REPLY}
-            f.write(json.dumps([it.messages, judge.messages(row)]) + "\n")
+            f.write(json.dumps([str(it.chat_file), it.messages, judge.messages(row)]) + "\n")
     return len(items)
+
+
+# `realtalk` with its phases timed: the pipeline's steps are wrapped (their module attributes, looked up at each
+# call), the fast exit writes the times (and the profile, under BENCH_PROFILE: os._exit skips cProfile's own dump)
+# before it ends the process. Times are (time.monotonic(), the clock the bench spawned the process by; CPU seconds).
+PHASES_BOOT = """
+import time
+PYTHON = time.monotonic(), time.process_time()
+import json, os, sys
+{source}
+profile = None
+if os.environ.get("BENCH_PROFILE"):
+    import cProfile
+    profile = cProfile.Profile()
+    profile.enable()
+import realtalk_cli.cli as cli
+from realtalk_cli.llm import client
+from realtalk_cli.tasks.probe import run
+marks = {{"python": PYTHON, "imports": (time.monotonic(), time.process_time())}}
+spans = {{}}
+
+def timing(owner, name):
+    inner = getattr(owner, name)
+    def timed(*args, **kwargs):
+        start = time.monotonic(), time.process_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spans.setdefault(name, []).append((start, (time.monotonic(), time.process_time())))
+    setattr(owner, name, timed)
+
+for name in ("run_probe", "prepare", "answer"):
+    timing(run, name)
+timing(run.ProbeSetup, "items")
+timing(client, "openai_sdk")
+fast_exit = os._exit
+
+def write_then_exit(code):
+    marks["exit"] = time.monotonic(), time.process_time()
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(os.environ["BENCH_PROFILE"])
+    with open(os.environ["BENCH_PHASES"], "w") as f:
+        json.dump({{"marks": marks, "spans": spans}}, f)
+    fast_exit(code)
+
+os._exit = write_then_exit
+sys.argv = ["realtalk", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def phases_boot() -> str:
+    source = (
+        f"sys.path.insert(0, {str(SOURCE)!r}); "
+        "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in repr(f)]"
+        if SOURCE is not None
+        else ""
+    )
+    return PHASES_BOOT.format(source=source)
+
+
+Phases = dict[str, tuple[float, float]]  # phase: (wall seconds, CPU seconds)
+
+
+def between(start: list[float], end: list[float]) -> tuple[float, float]:
+    return end[0] - start[0], end[1] - start[1]
+
+
+def realtalk_phases(child: Child, path: Path) -> Phases:
+    """Where a `realtalk probe` process spent its time, from the marks PHASES_BOOT wrote."""
+    data = json.loads(path.read_text())
+    marks, spans = data["marks"], data["spans"]
+    ((run_start, run_end),) = spans["run_probe"]
+    ((prepare_start, prepare_end),) = spans["prepare"]
+    ((items_start, items_end),) = spans["items"]
+    ((answer_start, answer_end),) = spans["answer"]
+    sdk = [between(*span) for span in spans.get("openai_sdk", [])]
+    sdk_time = sum(w for w, _ in sdk), sum(c for _, c in sdk)
+    before_answer, prepare, items = (
+        between(run_start, answer_start),
+        between(*spans["prepare"][0]),
+        between(*spans["items"][0]),
+    )
+    loop = between(answer_start, answer_end)
+    return {
+        "interpreter start": (marks["python"][0] - child.spawned, marks["python"][1]),
+        "imports": between(marks["python"], marks["imports"]),
+        "command line and settings": between(marks["imports"], run_start),
+        "reading chats (prepare)": prepare,
+        "building prompts (items)": items,
+        "run folder": tuple(b - p - i for b, p, i in zip(before_answer, prepare, items, strict=True)),
+        "openai SDK import": sdk_time,
+        "request loop": (loop[0] - sdk_time[0], loop[1] - sdk_time[1]),
+        "rows and reports": between(answer_end, run_end),
+        "summary, exit call": between(run_end, marks["exit"]),
+        "process exit": (child.reaped - marks["exit"][0], child.cpu - marks["exit"][1]),
+    }
+
+
+def bare_phases(child: Child) -> Phases:
+    """Where the bare client's process spent its time (its own marks, and its start and end seen from here)."""
+    marks = json.loads(child.stdout)
+    return {
+        "interpreter start": (marks["start"][0] - child.spawned, marks["start"][1]),
+        "imports": between(marks["start"], marks["imports"]),
+        "reading prompts": between(marks["imports"], marks["read"]),
+        "request loop": between(marks["read"], marks["end"]),
+        "process exit": (child.reaped - marks["end"][0], child.cpu - marks["end"][1]),
+    }
+
+
+def bare_clock(child: Child) -> float:
+    """The bare client's own time: from before its imports to its requests done and its client closed."""
+    marks = json.loads(child.stdout)
+    return marks["end"][0] - marks["start"][0]
 
 
 def median(values: list[float]) -> float:
@@ -140,31 +313,198 @@ def startup(env: dict, tmp: Path, repeat: int) -> None:
     print(f"  realtalk probe Chat_1 --model offline:bm25      {median(probes):6.2f} s  (to the written report)")
 
 
-def speed(env: dict, url: str, tmp: Path, latency: float, repeat: int) -> None:
-    scenarios = [("71 questions + judge", [SHARED / "Chat_8_Akib_Muhhamed.json"], None, 16)]
-    scenarios.append(("228 questions + judge", [SHARED], 228, 64))
-    print(f"\nspeed against a loopback endpoint with {latency * 1000:.0f} ms per request (median of {repeat}):")
-    print("| run | bare client | realtalk | realtalk / bare (speed) |")
-    print("|---|---:|---:|---:|")
-    for label, files, limit, concurrency in scenarios:
-        prompts = tmp / f"prompts-{concurrency}.jsonl"
-        n = write_bare_prompts(prompts, files, limit)
-        bound = 2 * n * latency  # one request at a time
-        bare, rt = [], []
-        for i in range(repeat):
-            bare.append(timed([sys.executable, __file__, "--bare", str(prompts), url, str(concurrency)], env)[0])
-            out = tmp / f"speed-{concurrency}-{i}"
-            args = ["probe", *map(str, files), "--model", "gpt-4o-mini", "--judge-model", "judge-model"]
-            args += ["--base-url", url, "--api-key-env", "BENCH_KEY", "--concurrency", str(concurrency)]
-            args += ["--no-cache", "--out", str(out), "--json"] + (["--limit", str(limit)] if limit else [])
-            rt.append(timed(realtalk_cmd(*args), env)[0])
-            rows = (out / "predictions.jsonl").read_text().splitlines()
-            assert len(rows) == n and all(json.loads(r)["error"] is None for r in rows), out
-        b, r = median(bare), median(rt)
-        print(
-            f"| {label}, --concurrency {concurrency} | {b:.2f} s ({bound / b:.1f}x one-at-a-time) "
-            f"| {r:.2f} s ({bound / r:.1f}x) | {b / r:.2f} |"
+def speed_scenarios(tmp: Path) -> list[tuple[str, list[Path], int | None, int]]:
+    """(label, chats, --limit, --concurrency): the bundled sample always; with ../shared the issue's two runs, and
+    the first again with every message's text replaced by ASCII filler of the same length."""
+    sample = ROOT / "data" / "sample" / "Chat_S_Ana_Ben.json"
+    scenarios = [("6 questions + judge (the bundled sample)", [sample], None, 16)]
+    if SHARED.is_dir():
+        chat = SHARED / "Chat_8_Akib_Muhhamed.json"
+        scenarios.append(("71 questions + judge (Chat_8)", [chat], None, 16))
+        scenarios.append(
+            ("71 questions + judge (Chat_8, its text as ASCII filler)", [filler_chat(chat, tmp)], None, 16)
         )
+        scenarios.append(("228 questions + judge (shared chats)", [SHARED], 228, 64))
+    return scenarios
+
+
+def filler_chat(path: Path, tmp: Path) -> Path:
+    """A copy of a chat whose messages (and image captions) are ASCII filler of the same length: prompts of the
+    same size as the real ones, without the real text's accents and emoji."""
+    data = json.loads(path.read_text())
+    filler = "lorem ipsum dolor sit amet " * 100
+    for key, turns in data.items():
+        if key.startswith("session_") and isinstance(turns, list):
+            for turn in turns:
+                for field in ("clean_text", "blip_caption"):
+                    if isinstance(turn.get(field), str):
+                        turn[field] = (filler * (len(turn[field]) // len(filler) + 1))[: len(turn[field])]
+    target = tmp / "filler" / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data))
+    return target
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    return f"{median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def speed(env: dict, url: str, tmp: Path, latency: float, repeat: int, profile: Path | None) -> None:
+    print(
+        f"\nspeed against a loopback endpoint with {latency * 1000:.0f} ms per request, {os.cpu_count()} cores; "
+        f"{repeat} repetitions in alternating order, median (min-max); ratio = bare time / realtalk time, "
+        "realtalk's share of the bare client's speed:"
+    )
+    for label, files, limit, concurrency in speed_scenarios(tmp):
+        Scenario(label, files, limit, concurrency, env, url, tmp).measure(repeat, profile)
+
+
+@dataclass
+class Scenario:
+    """One speed run: realtalk and the bare client on the same questions, the same endpoint, the same limit."""
+
+    label: str
+    files: list[Path]
+    limit: int | None
+    concurrency: int
+    env: dict
+    url: str
+    tmp: Path
+    runs: int = 0
+
+    def __post_init__(self) -> None:
+        self.key = f"{self.concurrency}-{self.limit}-{self.files[0].parent.name}-{self.files[0].stem}"
+        self.prompts = self.tmp / f"prompts-{self.key}.jsonl"
+        self.questions = write_bare_prompts(self.prompts, self.files, self.limit)
+        args = ["probe", *map(str, self.files), "--model", "gpt-4o-mini", "--judge-model", "judge-model"]
+        args += ["--base-url", self.url, "--api-key-env", "BENCH_KEY", "--concurrency", str(self.concurrency)]
+        self.args = args + ["--no-cache", "--json"] + (["--limit", str(self.limit)] if self.limit else [])
+
+    def realtalk(self, cmd: list[str] | None = None, env: dict | None = None) -> Child:
+        """`realtalk probe` into a new run folder (by default as a user starts it); every answer checked."""
+        self.runs += 1
+        out = self.tmp / f"speed-{self.key}-{self.runs}"
+        child = run_child((cmd or realtalk_cmd(*self.args)) + ["--out", str(out)], env or self.env)
+        rows = (out / "predictions.jsonl").read_text().splitlines()
+        assert len(rows) == self.questions and all(json.loads(r)["error"] is None for r in rows), out
+        return child
+
+    def bare(self, mode: str = "warm-up", profile: Path | None = None) -> Child:
+        script = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), __file__]
+        return run_child([*script, "--bare", str(self.prompts), self.url, str(self.concurrency), mode], self.env)
+
+    def measure(self, repeat: int, profile: Path | None) -> None:
+        programs = {
+            "realtalk": self.realtalk,
+            "bare": self.bare,
+            "bare, no warm-up": lambda: self.bare("all-at-once"),
+        }
+        got: dict[str, list[Child]] = {name: [] for name in programs}
+        loads = [os.getloadavg()[0]]
+        for i in range(repeat):
+            for name in list(programs) if i % 2 == 0 else list(programs)[::-1]:
+                got[name].append(programs[name]())
+            loads.append(os.getloadavg()[0])
+        rt = [c.wall for c in got["realtalk"]]
+        bare, cold = got["bare"], got["bare, no warm-up"]
+        lines = [
+            ("realtalk, whole process (interpreter start to exit)", rt, got["realtalk"]),
+            ("bare client, its own clock (from before its imports)", [bare_clock(c) for c in bare], bare),
+            ("bare client, whole process (the earlier measure)", [c.wall for c in bare], bare),
+            ("bare client without the warm-up, its own clock", [bare_clock(c) for c in cold], cold),
+        ]
+        print(f"\n{self.label}, --concurrency {self.concurrency} (load average {min(loads):.2f}-{max(loads):.2f}):")
+        for n, (text, times, children) in enumerate(lines):
+            ratio = f"  ratio {spread([t / r for t, r in zip(times, rt, strict=True)])}" if n else ""
+            cpu = median([c.cpu for c in children])
+            print(f"  {text:55s} {spread(times)} s  (CPU {cpu:.2f} s){ratio}")
+        self.phases()
+        if profile is not None:
+            self.profiled(profile)
+
+    def phases(self) -> None:
+        """One more run of each, its phases timed."""
+        marks = self.tmp / f"phases-{self.key}.json"
+        phased = self.realtalk(
+            [sys.executable, "-c", phases_boot(), *self.args], {**self.env, "BENCH_PHASES": str(marks)}
+        )
+        bare = self.bare()
+        ours, theirs = realtalk_phases(phased, marks), bare_phases(bare)
+        print(f"  {'where the time went (one more run of each), seconds':53s}  realtalk wall (CPU)   bare wall (CPU)")
+        for phase in dict.fromkeys([*ours, *theirs]):
+            mine = "{:8.3f} ({:.3f})".format(*ours[phase]) if phase in ours else ""
+            other = "{:8.3f} ({:.3f})".format(*theirs[phase]) if phase in theirs else ""
+            print(f"    {phase:51s} {mine:18s}  {other}")
+        mine, other = f"{phased.wall:8.3f} ({phased.cpu:.3f})", f"{bare.wall:8.3f} ({bare.cpu:.3f})"
+        print(f"    {'whole process':51s} {mine:18s}  {other}")
+
+    def profiled(self, out: Path) -> None:
+        """--profile: each program once more under cProfile (own time by package side by side; realtalk's costliest
+        functions), and realtalk under -X importtime (its slowest top-level imports); the files stay in `out`."""
+        out.mkdir(parents=True, exist_ok=True)
+        ours, theirs = out / f"realtalk-{self.key}.prof", out / f"bare-{self.key}.prof"
+        env = {**self.env, "BENCH_PROFILE": str(ours), "BENCH_PHASES": str(out / f"phases-{self.key}.json")}
+        self.realtalk([sys.executable, "-c", phases_boot(), *self.args], env)
+        self.bare(profile=theirs)
+        importtime = out / f"importtime-{self.key}.txt"
+        with open(importtime, "w") as log:
+            cmd = [sys.executable, "-X", "importtime", *realtalk_cmd(*self.args)[1:]]
+            cmd += ["--out", str(out / f"importtime-run-{self.key}")]
+            subprocess.run(cmd, env=self.env, stderr=log, stdout=subprocess.DEVNULL, check=True)
+        mine, functions = profile_groups(ours)
+        other, _ = profile_groups(theirs)
+        print(f"  profiled (cProfile, its overhead included; {out}): own time by package, s   realtalk      bare")
+        for group in sorted(set(mine) | set(other), key=lambda g: -max(mine.get(g, 0), other.get(g, 0)))[:16]:
+            print(f"    {group:53s} {mine.get(group, 0.0):8.3f}  {other.get(group, 0.0):8.3f}")
+        print("  realtalk's costliest functions (own time, s):")
+        for own, where in functions[:15]:
+            print(f"    {own:7.3f}  {where}")
+        top = []
+        for line in importtime.read_text().splitlines():
+            fields = line.removeprefix("import time:").split("|")
+            if len(fields) == 3 and fields[1].strip().isdigit() and not fields[2].startswith("  "):
+                top.append((int(fields[1]) / 1e6, fields[2].strip()))
+        print(f"  realtalk's slowest top-level imports (-X importtime, cumulative, s; {importtime.name}):")
+        for seconds, module in sorted(top, reverse=True)[:10]:
+            print(f"    {seconds:7.3f}  {module}")
+
+
+def cost_group(filename: str, function: str) -> str:
+    """The package a profiled function's own time is counted under (C functions: what they do)."""
+    if filename == "~":
+        if "epoll" in function:
+            return "(idle: waiting for replies in epoll)"
+        if "socket" in function or "ssl" in function.lower():
+            return "sockets"
+        if any(word in function for word in ("marshal", "exec", "compile", "open_code", "posix.stat", "listdir")):
+            return "imports (loading modules)"
+        return "other C built-ins"
+    if filename.startswith("<frozen importlib") or "/importlib/" in filename:
+        return "imports (loading modules)"
+    parts = Path(filename).parts
+    if "realtalk_cli" in parts:
+        here = parts[parts.index("realtalk_cli") :]
+        return ".".join(here[:3]).removesuffix(".py")
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1].removesuffix(".py")
+    if "lib" in parts and len(parts) > parts.index("lib") + 2:
+        return "stdlib " + parts[parts.index("lib") + 2].removesuffix(".py")
+    return filename
+
+
+def profile_groups(path: Path) -> tuple[dict[str, float], list[tuple[float, str]]]:
+    """A cProfile dump's own time per cost_group, and its functions by own time."""
+    import pstats
+
+    stats = pstats.Stats(str(path)).stats
+    groups: dict[str, float] = {}
+    functions = []
+    for (filename, line, function), (_, _, own, _, _) in stats.items():
+        group = cost_group(filename, function)
+        groups[group] = groups.get(group, 0.0) + own
+        where = function if filename == "~" else f"{Path(filename).name}:{line} {function}"
+        functions.append((own, f"{where} [{group}]"))
+    return groups, sorted(functions, reverse=True)
 
 
 def synthetic_chats(target: Path, questions: int) -> int:
@@ -275,11 +615,12 @@ def layouts_and_recall(env: dict, tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--memory-questions", type=int, nargs="+", default=[2_000, 20_000])
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--only", choices=["startup", "speed", "memory", "cost", "layouts"])
     parser.add_argument("--realtalk-src", type=Path, help="measure the realtalk_cli of another checkout")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="speed: also profile each run into DIR")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-probe-"))
     env = {**os.environ, "BENCH_KEY": API_KEY, "REALTALK_CACHE_DIR": str(tmp / "cache")}
@@ -293,7 +634,7 @@ def main() -> None:
         startup(env, tmp, max(args.repeat, 3))
     if wanted("speed"):
         with serve_llm(FakeLLM(latency_s=args.latency, reply=reply, record=False)) as url:
-            speed(env, url, tmp, args.latency, args.repeat)
+            speed(env, url, tmp, args.latency, args.repeat, args.profile)
     if wanted("memory") and not args.skip_memory:
         memory(env, tmp, args.memory_questions)
     if wanted("cost"):

@@ -192,3 +192,73 @@ def test_the_console_script_skips_teardown_but_keeps_exit_code_output_and_atexit
         assert report == json.loads((tmp_path / "run" / "report.json").read_text()) | {"run": report["run"]}
     else:
         assert "missing.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_json_probe_run_imports_no_rich(tmp_path: Path):
+    # rich costs ~35 ms to import: a run that prints only JSON (no progress bar, no table) does without it
+    mark = tmp_path / "modules"
+    boot = (
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(lambda: pathlib.Path({str(mark)!r}).write_text(' '.join(sorted(sys.modules))))\n"
+        "from realtalk_cli.cli import main\n"
+        f"sys.argv = ['realtalk', 'probe', {str(SAMPLE_JSON)!r}, '--model', 'offline:bm25', '--json', '--out',"
+        f" {str(tmp_path / 'run')!r}]\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["overall"]["overall"]["count"] == 6
+    modules = mark.read_text().split()
+    assert "realtalk_cli.tasks.probe.run" in modules
+    assert not [m for m in modules if m.startswith(("rich.console", "rich.markup", "rich.progress"))]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["probe", "--help"],
+        ["probe", "run", "--help"],
+        ["probe"],
+        ["probe", "--bogus"],
+        ["probe", "nonsense-command"],
+        ["probe", "{sample}"],
+        ["probe", "{sample}", "--model", "offline:bm25", "--context", "retreival", "--out", "{out}"],
+        ["analyze", "--help"],
+        ["batch"],
+    ],
+)
+def test_a_command_line_naming_a_group_builds_that_group_alone_and_answers_as_the_whole_app(tmp_path: Path, args):
+    # typer builds every command's options before running one: `realtalk probe ...` builds the probe group's only
+    from realtalk_cli.cli import _app_for
+
+    args = [a.format(sample=SAMPLE_JSON, out=tmp_path / "run") for a in args]
+    alone = _app_for(args)
+    assert [g.name for g in alone.registered_groups] == [args[0]] and not alone.registered_commands
+    whole, only = runner.invoke(app, args), runner.invoke(alone, args)
+    assert (only.exit_code, only.output) == (whole.exit_code, whole.output)
+
+
+def test_other_command_lines_get_the_whole_app():
+    from realtalk_cli.cli import _app_for
+
+    for args in ([], ["--help"], ["--debug", "probe", "x"], ["validate", "x"], ["report", "x"], ["probes"]):
+        assert _app_for(args) is app
+
+
+def test_the_spending_record_opens_usage_jsonl_once_and_every_line_is_on_disk_as_written(tmp_path: Path, monkeypatch):
+    import builtins
+
+    from realtalk_cli.llm.client import Completion, Usage
+    from realtalk_cli.llm.spending import USAGE_FILE, Spending
+
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: opened.append(Path(a[0]).name) or real_open(*a, **k))
+    spending = Spending(tmp_path).start()
+    for n in range(1, 4):
+        spending.record("answer", [Completion("x", Usage(10, 2, cost_usd=0.001))])
+        lines = (tmp_path / USAGE_FILE).read_bytes().splitlines()  # what a killed process would leave
+        assert len(lines) == n and json.loads(lines[-1])["requests"] == 1
+    spending.finish()
+    assert json.loads((tmp_path / USAGE_FILE).read_bytes().splitlines()[-1]).keys() == {"wall_s"}
+    assert opened.count(USAGE_FILE) == 1

@@ -9,14 +9,13 @@ import contextlib
 import functools
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from realtalk_cli.errors import RealtalkError
@@ -29,24 +28,58 @@ _VISIBLE = {c: 0x2400 + c for c in range(32) if chr(c) not in "\n\t"} | {0x7F: 0
 _VISIBLE |= dict.fromkeys(range(0x80, 0xA0), 0xFFFD)
 
 
-class _TextConsole(Console):
-    """A console for text from files and endpoints: a model reply or a file name holding ESC sequences is
-    shown, never obeyed by the terminal (rich itself passes ESC through)."""
+@functools.cache
+def _text_console() -> type:
+    """The console class for text from files and endpoints: a model reply or a file name holding ESC sequences is
+    shown, never obeyed by the terminal (rich itself passes ESC through). Made on first use: rich costs ~35 ms to
+    import, which a run printing only JSON need not pay."""
+    from rich.console import Console
 
-    def render_str(self, text: str, **kwargs):
-        return super().render_str(text.translate(_VISIBLE), **kwargs)
+    class TextConsole(Console):
+        def render_str(self, text: str, **kwargs):
+            return super().render_str(text.translate(_VISIBLE), **kwargs)
 
-    def on_broken_pipe(self) -> None:
-        # The reader closed the pipe (`realtalk ... | head`): the rest of this stream goes nowhere and the command
-        # ends with its own exit code (rich's default exits 1, which here means "under --fail-under").
-        self.quiet = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+        def on_broken_pipe(self) -> None:
+            # The reader closed the pipe (`realtalk ... | head`): the rest of this stream goes nowhere and the command
+            # ends with its own exit code (rich's default exits 1, which here means "under --fail-under").
+            self.quiet = True
+            _silence(self.file)
+
+    return TextConsole
+
+
+def _silence(stream) -> None:
+    """What is still written to a stream whose reader is gone goes to /dev/null."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+class _Console:
+    """A rich console made when first used (every attribute is the console's)."""
+
+    def __init__(self, **options) -> None:
+        self._options = options
+        self._console = None
+
+    def real(self):
+        if self._console is None:
+            self._console = _text_console()(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.real(), name)
+
+
+def escape(text: str) -> str:
+    """Text shown inside rich markup as typed (rich's own escape, imported when used)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 # markup and emoji off: run text, chat text, file names and specs print as typed ("[/x]" is no rich tag,
 # `x.py:X:` no emoji); the few styled lines pass markup=True and escape what they embed
-out = _TextConsole(highlight=False, markup=False, emoji=False)
-err = _TextConsole(stderr=True, highlight=False, markup=False, emoji=False)
+out = _Console(highlight=False, markup=False, emoji=False)
+err = _Console(stderr=True, highlight=False, markup=False, emoji=False)
 debug = {"on": bool(os.environ.get("REALTALK_DEBUG"))}
 
 # --- shared option declarations ------------------------------------------------------------------
@@ -256,7 +289,15 @@ def print_json(obj: object) -> None:
     text = orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode()
     # orjson leaves DEL and C1 controls raw; as \u escapes the terminal never sees them and the data is unchanged
     text = re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
-    out.out(text, highlight=False)
+    # As it is, without rich (the text holds no control character rich would show otherwise); a reader that
+    # closed the pipe gets no more, as from the consoles.
+    if sys.stdout is None:  # started with stdout closed (`realtalk ... >&-`): nowhere to write, as rich does
+        return
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence(sys.stdout)
 
 
 def cell(value) -> str:
@@ -373,7 +414,7 @@ class _Shown:
     def stage(self, label: str, total: int):
         """A slow step before the items run (e.g. encoding a chat): the bar shows its label and total on a
         terminal; otherwise one line on stderr (none when quiet)."""
-        if self.bar.disable:
+        if self.bar is None or self.bar.disable:
             if not self.quiet:
                 err.print(f"{label} ...", markup=False, highlight=False, soft_wrap=True)
             yield lambda n: None
@@ -386,10 +427,14 @@ class _Shown:
             self.bar.update(self.task, description=description, total=None, completed=0)
 
     def start(self, total: int, already: int = 0, verb: str = "done") -> None:
+        if self.bar is None:
+            return
         note = f"{already} already {verb} " if already else ""
         self.bar.update(self.task, total=total, completed=0, note=note)
 
     def __call__(self, row, totals=None) -> None:
+        if self.bar is None:
+            return
         info = f"· retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}" if totals else ""
         self.bar.update(self.task, advance=1, info=info)
         speed = self.bar.tasks[0].speed
@@ -399,7 +444,10 @@ class _Shown:
 @contextlib.contextmanager
 def progress(label: str, quiet: bool):
     """A progress bar on stderr: done/total, rate, elapsed and remaining time, retries, cache hits, spend;
-    on a resumed run, how many items were already done."""
+    on a resumed run, how many items were already done. `quiet` shows nothing (and imports no rich)."""
+    if quiet:
+        yield _Shown(None, None, quiet=True)
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -421,6 +469,6 @@ def progress(label: str, quiet: bool):
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}{task.fields[info]}"),
     )
-    with Progress(*columns, console=err, disable=quiet or not err.is_terminal, transient=True) as bar:
+    with Progress(*columns, console=err.real(), disable=not err.is_terminal, transient=True) as bar:
         task = bar.add_task(label, total=None, info="", note="", rate="")
         yield _Shown(bar, task, quiet)

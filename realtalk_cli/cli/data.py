@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from realtalk_cli.cli.common import (
     AsJson,
     Timeout,
     err,
+    escape,
     handles_errors,
     out,
     out_option,

@@ -40,6 +40,7 @@ class Spending:
         self._batches: set[tuple[str, str]] = set()
         self._lock = threading.Lock()  # a memory's requests are recorded from its own thread
         self._started = time.perf_counter()
+        self._file = None  # usage.jsonl, opened for appending at the first line this invocation writes
 
     def start(self, write: bool = True) -> Spending:
         """Read what earlier invocations spent (the caller holds the run folder); this invocation's clock starts.
@@ -80,7 +81,7 @@ class Spending:
         with self._lock:
             if batch is not None and (stage, batch) in self._batches:
                 return
-            line = {"stage": stage, **asdict(totals)} | ({"batch": batch} if batch is not None else {})
+            line = {"stage": stage, **vars(totals)} | ({"batch": batch} if batch is not None else {})
             self._append(line)
             self.now[stage] = self.now.get(stage, Totals()).plus(totals)
             if batch is not None:
@@ -104,6 +105,9 @@ class Spending:
         with self._lock:
             if self.path.exists() or _holds_a_run(self.path.parent):
                 self._append({"wall_s": self.seconds()})
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def summary(self) -> dict:
         """The report's `usage`: this invocation's and the run folder's requests, tokens and cost per stage and
@@ -123,9 +127,12 @@ class Spending:
         }
 
     def _append(self, line: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as f:
-            f.write(orjson.dumps(line) + b"\n")
+        """One line, flushed at once (opened once per invocation: a run records every request)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")  # closed by finish()
+        self._file.write(orjson.dumps(line) + b"\n")
+        self._file.flush()
 
 
 def _holds_a_run(run_dir: Path) -> bool:
