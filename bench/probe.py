@@ -19,8 +19,9 @@ Reports, all measured in this one run on this machine:
   does to fill the provider's prompt cache; the same client without that warm-up is shown too, and the bare
   client's whole process (the measure earlier versions of this bench printed). Repetitions alternate the order
   of the programs; each line is the median (min-max), ratios are paired per repetition (bare / realtalk:
-  realtalk's share of the bare client's speed), and the load average is printed beside them. One more run of
-  each shows where the wall and CPU time went (realtalk's pipeline steps timed from inside, PHASES_BOOT);
+  realtalk's share of the bare client's speed), beside the CPU the machine's other processes used meanwhile.
+  realtalk runs as `python -c PHASES_BOOT probe ...`: the console script's main() with six pipeline steps
+  wrapped in timers, so that each run also says where its wall and CPU time went (median over the runs);
   --profile adds cProfile's own time per package for both, realtalk's costliest functions and slowest imports;
 - memory: peak RSS of a synthetic run of 20,000 questions (the shared chats' questions repeated) with
   judge, and of resuming it (predictions read once);
@@ -313,6 +314,32 @@ def startup(env: dict, tmp: Path, repeat: int) -> None:
     print(f"  realtalk probe Chat_1 --model offline:bm25      {median(probes):6.2f} s  (to the written report)")
 
 
+class OthersCPU:
+    """How busy the rest of the machine is while the bench runs: the CPU time every process used (/proc/stat)
+    minus the bench's own and its children's (all reaped), per second of wall time, in cores."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic(), self.everyone(), self.ours()
+
+    @staticmethod
+    def everyone() -> float:
+        try:
+            with open("/proc/stat") as f:
+                user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        except (OSError, ValueError):
+            return float("nan")
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def ours() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def cores(self) -> float:
+        wall, everyone, ours = self.start
+        return max(0.0, (self.everyone() - everyone) - (self.ours() - ours)) / (time.monotonic() - wall)
+
+
 def speed_scenarios(tmp: Path) -> list[tuple[str, list[Path], int | None, int]]:
     """(label, chats, --limit, --concurrency): the bundled sample always; with ../shared the issue's two runs, and
     the first again with every message's text replaced by ASCII filler of the same length."""
@@ -349,14 +376,17 @@ def spread(values: list[float], digits: int = 2) -> str:
     return f"{median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def speed(env: dict, url: str, tmp: Path, latency: float, repeat: int, profile: Path | None) -> None:
+def speed(
+    env: dict, url: str, tmp: Path, latency: float, repeat: int, profile: Path | None, only: str | None = None
+) -> None:
     print(
         f"\nspeed against a loopback endpoint with {latency * 1000:.0f} ms per request, {os.cpu_count()} cores; "
         f"{repeat} repetitions in alternating order, median (min-max); ratio = bare time / realtalk time, "
         "realtalk's share of the bare client's speed:"
     )
     for label, files, limit, concurrency in speed_scenarios(tmp):
-        Scenario(label, files, limit, concurrency, env, url, tmp).measure(repeat, profile)
+        if only is None or only in label:
+            Scenario(label, files, limit, concurrency, env, url, tmp).measure(repeat, profile)
 
 
 @dataclass
@@ -393,14 +423,23 @@ class Scenario:
         script = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), __file__]
         return run_child([*script, "--bare", str(self.prompts), self.url, str(self.concurrency), mode], self.env)
 
+    def realtalk_phased(self, phases: list[Phases]) -> Child:
+        """`realtalk probe` through PHASES_BOOT: its main() with the pipeline's steps timed (and `phases` told)."""
+        marks = self.tmp / f"phases-{self.key}-{self.runs + 1}.json"
+        env = {**self.env, "BENCH_PHASES": str(marks)}
+        child = self.realtalk([sys.executable, "-c", phases_boot(), *self.args], env)
+        phases.append(realtalk_phases(child, marks))
+        return child
+
     def measure(self, repeat: int, profile: Path | None) -> None:
+        ours: list[Phases] = []
         programs = {
-            "realtalk": self.realtalk,
+            "realtalk": lambda: self.realtalk_phased(ours),
             "bare": self.bare,
             "bare, no warm-up": lambda: self.bare("all-at-once"),
         }
         got: dict[str, list[Child]] = {name: [] for name in programs}
-        loads = [os.getloadavg()[0]]
+        loads, others = [os.getloadavg()[0]], OthersCPU()
         for i in range(repeat):
             for name in list(programs) if i % 2 == 0 else list(programs)[::-1]:
                 got[name].append(programs[name]())
@@ -413,30 +452,26 @@ class Scenario:
             ("bare client, whole process (the earlier measure)", [c.wall for c in bare], bare),
             ("bare client without the warm-up, its own clock", [bare_clock(c) for c in cold], cold),
         ]
-        print(f"\n{self.label}, --concurrency {self.concurrency} (load average {min(loads):.2f}-{max(loads):.2f}):")
+        print(
+            f"\n{self.label}, --concurrency {self.concurrency} (other processes used {others.cores():.2f} cores on "
+            f"average meanwhile; load average {min(loads):.2f}-{max(loads):.2f}, the bench's own processes included):"
+        )
         for n, (text, times, children) in enumerate(lines):
             ratio = f"  ratio {spread([t / r for t, r in zip(times, rt, strict=True)])}" if n else ""
             cpu = median([c.cpu for c in children])
             print(f"  {text:55s} {spread(times)} s  (CPU {cpu:.2f} s){ratio}")
-        self.phases()
+        theirs = [bare_phases(c) for c in bare]
+        print(f"  {'where the time went, seconds (medians of those runs)':55s}  realtalk wall (CPU)   bare wall (CPU)")
+        for phase in dict.fromkeys([*ours[0], *theirs[0]]):
+            cells = [
+                "{:8.3f} ({:.3f})".format(*(median([p[phase][i] for p in runs]) for i in (0, 1)))
+                if phase in runs[0]
+                else ""
+                for runs in (ours, theirs)
+            ]
+            print(f"    {phase:53s} {cells[0]:18s}  {cells[1]}")
         if profile is not None:
             self.profiled(profile)
-
-    def phases(self) -> None:
-        """One more run of each, its phases timed."""
-        marks = self.tmp / f"phases-{self.key}.json"
-        phased = self.realtalk(
-            [sys.executable, "-c", phases_boot(), *self.args], {**self.env, "BENCH_PHASES": str(marks)}
-        )
-        bare = self.bare()
-        ours, theirs = realtalk_phases(phased, marks), bare_phases(bare)
-        print(f"  {'where the time went (one more run of each), seconds':53s}  realtalk wall (CPU)   bare wall (CPU)")
-        for phase in dict.fromkeys([*ours, *theirs]):
-            mine = "{:8.3f} ({:.3f})".format(*ours[phase]) if phase in ours else ""
-            other = "{:8.3f} ({:.3f})".format(*theirs[phase]) if phase in theirs else ""
-            print(f"    {phase:51s} {mine:18s}  {other}")
-        mine, other = f"{phased.wall:8.3f} ({phased.cpu:.3f})", f"{bare.wall:8.3f} ({bare.cpu:.3f})"
-        print(f"    {'whole process':51s} {mine:18s}  {other}")
 
     def profiled(self, out: Path) -> None:
         """--profile: each program once more under cProfile (own time by package side by side; realtalk's costliest
@@ -621,6 +656,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["startup", "speed", "memory", "cost", "layouts"])
     parser.add_argument("--realtalk-src", type=Path, help="measure the realtalk_cli of another checkout")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="speed: also profile each run into DIR")
+    parser.add_argument("--scenario", metavar="TEXT", help="speed: only the runs whose label holds TEXT")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-probe-"))
     env = {**os.environ, "BENCH_KEY": API_KEY, "REALTALK_CACHE_DIR": str(tmp / "cache")}
@@ -634,7 +670,7 @@ def main() -> None:
         startup(env, tmp, max(args.repeat, 3))
     if wanted("speed"):
         with serve_llm(FakeLLM(latency_s=args.latency, reply=reply, record=False)) as url:
-            speed(env, url, tmp, args.latency, args.repeat, args.profile)
+            speed(env, url, tmp, args.latency, args.repeat, args.profile, args.scenario)
     if wanted("memory") and not args.skip_memory:
         memory(env, tmp, args.memory_questions)
     if wanted("cost"):
