@@ -54,13 +54,25 @@ app.add_typer(batch.app, name="batch")
 
 
 def _app_for(args: list[str]) -> typer.Typer:
-    """The app a command line needs: `realtalk probe ...` holds the probe group alone (typer builds the options of
-    every command an app holds before it runs one: ~50 ms for all of them); any other command line, every command."""
+    """The app a command line needs: `realtalk probe ...` holds the probe group alone, and `realtalk probe CHAT...`
+    (or `probe rescore ...`) that group's one command (typer builds the options of every command an app holds
+    before it runs one: ~50 ms for all of them); any other command line, every command."""
     named = [g for g in app.registered_groups if args and g.name == args[0]]
     if not named:
         return app
+    group = named[0]
+    commands = group.typer_instance.registered_commands
+    wanted = args[1] if len(args) > 1 else None
+    chosen = [c for c in commands if c.name == wanted]
+    default = getattr(group.typer_instance.info.cls, "default_command", None)
+    if not chosen and wanted is not None and not wanted.startswith("-"):  # `probe CHAT...`: the default command
+        chosen = [c for c in commands if c.name == default]
+    if chosen:  # help (`probe --help`) and a bare group name keep every command
+        group = copy.copy(group)
+        group.typer_instance = copy.copy(group.typer_instance)
+        group.typer_instance.registered_commands = chosen
     only = copy.copy(app)  # the same settings and top-level options
-    only.registered_commands, only.registered_groups = [], named
+    only.registered_commands, only.registered_groups = [], [group]
     return only
 
 

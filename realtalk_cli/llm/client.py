@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from realtalk_cli.errors import RealtalkError
 from realtalk_cli.llm.cache import CachedResponse, ResponseCache, cache_key
-from realtalk_cli.llm.providers import LOCAL_MODELS, Endpoint, Prices
+from realtalk_cli.llm.providers import Endpoint, Prices, local_models
 from realtalk_cli.llm.replies import BadReply, Reply, parse_reply, redact
 from realtalk_cli.llm.scheduler import ANSWER, Limiter, endpoint_gate
 from realtalk_cli.llm.tokens import count_message_tokens, count_tokens
@@ -252,7 +252,7 @@ class LLMClient:
         reply_attempts: int = BAD_REPLY_ATTEMPTS,
     ) -> Completion:
         if self.endpoint.offline:
-            text = LOCAL_MODELS[self.endpoint.model](messages)
+            text = local_models()[self.endpoint.model](messages)
             if accept is not None and not accept(text):
                 return Completion("", Usage(), f"bad reply: no usable answer in the reply ({text[:60]!r})")
             return Completion(text, Usage())

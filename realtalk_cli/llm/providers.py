@@ -16,11 +16,25 @@ from realtalk_cli.errors import RealtalkError
 from realtalk_cli.fileio import read_toml
 
 LOCAL_MODELS: dict[str, Callable[[list[dict]], str]] = {}
+_LOCAL_MODEL_LOADERS: list[Callable[[], object]] = []
 
 
 def register_local_model(name: str, answer: Callable[[list[dict]], str]) -> None:
     """Make `offline:NAME` a model: `answer(messages)` returns the reply text, no network, no key."""
     LOCAL_MODELS[name] = answer
+
+
+def register_local_model_loader(load: Callable[[], object]) -> None:
+    """`load()` registers offline models the first time one is looked up: a run against an API does not import
+    the modules that define them."""
+    _LOCAL_MODEL_LOADERS.append(load)
+
+
+def local_models() -> dict[str, Callable[[list[dict]], str]]:
+    """Every offline model: `offline:NAME` -> its answer function."""
+    while _LOCAL_MODEL_LOADERS:
+        _LOCAL_MODEL_LOADERS.pop(0)()
+    return LOCAL_MODELS
 
 
 def config_dir() -> Path:
@@ -53,8 +67,8 @@ def resolve_model(spec: str, base_url: str | None = None, api_key_env: str | Non
     """`provider:model`, a bare model name (OpenAI, or OPENAI_BASE_URL), or an offline model."""
     if spec.startswith("offline:"):
         name = spec.split(":", 1)[1]
-        if name not in LOCAL_MODELS:
-            available = ", ".join(f"offline:{n}" for n in LOCAL_MODELS)
+        if name not in local_models():
+            available = ", ".join(f"offline:{n}" for n in local_models())
             raise RealtalkError(f"unknown offline model {spec!r}; available: {available}")
         return Endpoint("offline", name, "", "")
     providers = _load_toml("providers.toml")

@@ -6,4 +6,11 @@ A new memory system goes in `memory/` (see its docstring) or stays the user's ow
 protocol or judge goes in `probe/protocols/` or `probe/judges/`. The offline baselines register here.
 """
 
-from realtalk_cli.tasks.probe import baselines  # noqa: F401  (registers the offline:NAME models)
+from realtalk_cli.llm.providers import register_local_model_loader
+
+
+def _offline_baselines() -> None:
+    from realtalk_cli.tasks.probe import baselines  # noqa: F401  (registers the offline:NAME models)
+
+
+register_local_model_loader(_offline_baselines)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtalk_cli.errors import RealtalkError
-from realtalk_cli.tasks.memory.builtins import BUILTIN
 from realtalk_cli.tasks.memory.protocol import Memory
 
 
@@ -54,6 +53,8 @@ def load_factory(spec: str) -> Loaded:
     """The class (or function) a SPEC names: a built-in name, `module:Name` or `path/to/file.py:Name`. A file is
     read once and the bytes hashed are the bytes executed: the run calls this once (its import side effects and
     atexit handlers happen once), and an edit to the file is another memory."""
+    from realtalk_cli.tasks.memory.builtins import BUILTIN  # the retrievers' code, for runs that use a memory
+
     if spec in BUILTIN:
         return Loaded(spec, BUILTIN[spec], plugin=False)
     plugins_loaded.append(spec)

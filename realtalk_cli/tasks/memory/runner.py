@@ -49,14 +49,14 @@ def memory_choice(
     context: str, memory: str | None, memory_options: dict[str, str], top_k: int | None, embedder: str | None
 ) -> MemoryChoice | None:
     """The memory a probe run uses: `--memory SPEC`, or the retriever `--context` names; None for full/events."""
-    from realtalk_cli.tasks.memory.embeddings import embedder_available
-
     if memory:
         return MemoryChoice(memory, dict(memory_options))
     if context not in RETRIEVER_CONTEXTS:
         return None
     spec, note = context, None
     if context == "retrieval":
+        from realtalk_cli.tasks.memory.embeddings import embedder_available
+
         why_not = embedder_available() if embedder is None else None
         spec = "hybrid" if why_not is None else "bm25"
         if why_not:
