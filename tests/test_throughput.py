@@ -223,7 +223,12 @@ def test_a_json_probe_run_imports_no_rich(tmp_path: Path):
         ["probe", "nonsense-command"],
         ["probe", "{sample}"],
         ["probe", "{sample}", "--model", "offline:bm25", "--context", "retreival", "--out", "{out}"],
+        ["probe", "rescore", "--help"],
+        ["probe", "show"],
         ["analyze", "--help"],
+        ["analyze", "stats", "--help"],
+        ["analyze", "nope"],
+        ["simulate", "{sample}"],
         ["batch"],
     ],
 )
@@ -236,6 +241,19 @@ def test_a_command_line_naming_a_group_builds_that_group_alone_and_answers_as_th
     assert [g.name for g in alone.registered_groups] == [args[0]] and not alone.registered_commands
     whole, only = runner.invoke(app, args), runner.invoke(alone, args)
     assert (only.exit_code, only.output) == (whole.exit_code, whole.output)
+
+
+def test_a_command_line_naming_a_command_of_a_group_builds_that_command_alone():
+    from realtalk_cli.cli import _app_for
+
+    def commands(args):
+        return [c.name for c in _app_for(args).registered_groups[0].typer_instance.registered_commands]
+
+    assert commands(["probe", "chat.json", "--model", "m"]) == ["run"]  # the group's default command
+    assert commands(["probe", "rescore", "runs/x"]) == ["rescore"]
+    assert commands(["analyze", "stats", "chat.json"]) == ["stats"]
+    for args in (["probe"], ["probe", "--help"], ["probe", "--json", "x"], ["analyze", "nope"]):
+        assert len(commands(args)) > 1, args  # help, an option first or an unknown name: every command
 
 
 def test_other_command_lines_get_the_whole_app():
@@ -262,3 +280,16 @@ def test_the_spending_record_opens_usage_jsonl_once_and_every_line_is_on_disk_as
     spending.finish()
     assert json.loads((tmp_path / USAGE_FILE).read_bytes().splitlines()[-1]).keys() == {"wall_s"}
     assert opened.count(USAGE_FILE) == 1
+
+
+def test_a_probe_against_an_api_imports_no_offline_baseline_or_retriever_and_offline_models_still_resolve():
+    # run in a fresh interpreter: this test process may have imported them already
+    code = (
+        "import sys; import realtalk_cli.cli, realtalk_cli.tasks.probe.run; "
+        "lazy = ['realtalk_cli.tasks.probe.baselines', 'realtalk_cli.tasks.memory.retrieval', "
+        "'realtalk_cli.tasks.memory.builtins', 'realtalk_cli.tasks.memory.embeddings']; "
+        "print([m for m in lazy if m in sys.modules]); "
+        "from realtalk_cli.llm.providers import resolve_model; print(resolve_model('offline:bm25').label)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["[]", "offline:bm25"]
