@@ -404,11 +404,12 @@ def finish_run(report: dict, score: float | None, fail_under: float | None, scor
         raise typer.Exit(1)
 
 
-class _Shown:
-    """The callback a task calls per finished item; `start` tells the total and what a resume skips."""
+class Shown:
+    """The callback a task calls per finished item; `start` tells the total and what a resume skips. `bar` is
+    a rich Progress (None: nothing shown) and `task` its line; `brief` shows the spend alone (a suite's cell)."""
 
-    def __init__(self, bar, task, quiet: bool = False) -> None:
-        self.bar, self.task, self.quiet = bar, task, quiet
+    def __init__(self, bar, task, quiet: bool = False, brief: bool = False) -> None:
+        self.bar, self.task, self.quiet, self.brief = bar, task, quiet, brief
 
     @contextlib.contextmanager
     def stage(self, label: str, total: int):
@@ -419,7 +420,7 @@ class _Shown:
                 err.print(f"{label} ...", markup=False, highlight=False, soft_wrap=True)
             yield lambda n: None
             return
-        description = self.bar.tasks[0].description
+        description = next(t for t in self.bar.tasks if t.id == self.task).description
         self.bar.update(self.task, description=label, total=total, completed=0)
         try:
             yield lambda n: self.bar.update(self.task, advance=n)
@@ -435,9 +436,12 @@ class _Shown:
     def __call__(self, row, totals=None) -> None:
         if self.bar is None:
             return
+        if self.brief:
+            self.bar.update(self.task, advance=1, info=f"${totals.cost_usd:.4f}" if totals else "")
+            return
         info = f"· retries {totals.retries} · cached {totals.cached} · ${totals.cost_usd:.4f}" if totals else ""
         self.bar.update(self.task, advance=1, info=info)
-        speed = self.bar.tasks[0].speed
+        speed = next(t for t in self.bar.tasks if t.id == self.task).speed
         self.bar.update(self.task, rate=f"{speed:.1f}/s" if speed else "")
 
 
@@ -446,7 +450,7 @@ def progress(label: str, quiet: bool):
     """A progress bar on stderr: done/total, rate, elapsed and remaining time, retries, cache hits, spend;
     on a resumed run, how many items were already done. `quiet` shows nothing (and imports no rich)."""
     if quiet:
-        yield _Shown(None, None, quiet=True)
+        yield Shown(None, None, quiet=True)
         return
     from rich.progress import (
         BarColumn,
@@ -471,4 +475,4 @@ def progress(label: str, quiet: bool):
     )
     with Progress(*columns, console=err.real(), disable=not err.is_terminal, transient=True) as bar:
         task = bar.add_task(label, total=None, info="", note="", rate="")
-        yield _Shown(bar, task, quiet)
+        yield Shown(bar, task, quiet)

@@ -13,6 +13,7 @@ from realtalk_cli.cli.common import (
     AsJson,
     DryRun,
     NoCache,
+    Shown,
     err,
     handles_errors,
     out,
@@ -181,37 +182,6 @@ def _print_plan(plan: dict, as_json: bool) -> None:
     out.print(line, soft_wrap=True)
 
 
-class _CellShown:
-    """A cell's progress as `probe` reports it (start, a row finished, a slow stage), on its line of the suite's
-    progress view; nothing without one (not a terminal, or --json)."""
-
-    def __init__(self, bar, task) -> None:
-        self.bar, self.task = bar, task
-
-    @contextlib.contextmanager
-    def stage(self, label: str, total: int):
-        if self.bar is None:
-            yield lambda n: None
-            return
-        description = self.bar.tasks[self._index()].description
-        self.bar.update(self.task, description=label, total=total, completed=0)
-        try:
-            yield lambda n: self.bar.update(self.task, advance=n)
-        finally:
-            self.bar.update(self.task, description=description, total=None, completed=0)
-
-    def start(self, total: int, already: int = 0, verb: str = "done") -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, total=total, completed=0, note=f"{already} already {verb} " if already else "")
-
-    def __call__(self, row, totals=None) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, info=f"${totals.cost_usd:.4f}" if totals else "")
-
-    def _index(self) -> int:
-        return next(i for i, t in enumerate(self.bar.tasks) if t.id == self.task)
-
-
 class _View:
     """The suite's one progress view on stderr: on a terminal a line per running cell under a line for the
     grid; otherwise one line as each cell starts and one as it ends (none with --json)."""
@@ -224,15 +194,15 @@ class _View:
         self.lock = threading.Lock()
         self.top = bar.add_task("suite", total=self.total, note="", info="") if bar is not None else None
 
-    def started(self, cell) -> _CellShown:
+    def started(self, cell) -> Shown:
         self.started_n += 1
         if self.bar is not None:
             task = self.bar.add_task(cell.name, total=None, note="", info="")
             self.tasks[cell.name] = task
-            return _CellShown(self.bar, task)
+            return Shown(self.bar, task, quiet=True, brief=True)
         if not self.quiet:
             err.print(f"[{self.started_n}/{self.total}] started {cell.name}", soft_wrap=True)
-        return _CellShown(None, None)
+        return Shown(None, None, quiet=True)
 
     def finished(self, cell) -> None:
         from realtalk_cli.tasks.probe.suite import cell_summary
