@@ -293,3 +293,20 @@ def test_a_probe_against_an_api_imports_no_offline_baseline_or_retriever_and_off
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["[]", "offline:bm25"]
+
+
+def test_offline_models_looked_up_from_many_threads_at_once_all_resolve():
+    # a suite's cells run in threads: none may see the table before the baselines are registered
+    code = (
+        "import threading; import realtalk_cli.tasks; from realtalk_cli.llm.providers import resolve_model\n"
+        "got, start = [], threading.Barrier(8)\n"
+        "def look():\n"
+        "    start.wait()\n"
+        "    try: got.append(resolve_model('offline:bm25').label)\n"
+        "    except Exception as e: got.append(repr(e))\n"
+        "threads = [threading.Thread(target=look) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]; print(sorted(set(got)))"
+    )
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "['offline:bm25']", done.stdout

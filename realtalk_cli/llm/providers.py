@@ -7,6 +7,7 @@ layer that defines them (the task baselines): this layer knows nothing of chats.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,6 +18,7 @@ from realtalk_cli.fileio import read_toml
 
 LOCAL_MODELS: dict[str, Callable[[list[dict]], str]] = {}
 _LOCAL_MODEL_LOADERS: list[Callable[[], object]] = []
+_LOADING = threading.Lock()
 
 
 def register_local_model(name: str, answer: Callable[[list[dict]], str]) -> None:
@@ -31,9 +33,12 @@ def register_local_model_loader(load: Callable[[], object]) -> None:
 
 
 def local_models() -> dict[str, Callable[[list[dict]], str]]:
-    """Every offline model: `offline:NAME` -> its answer function."""
-    while _LOCAL_MODEL_LOADERS:
-        _LOCAL_MODEL_LOADERS.pop(0)()
+    """Every offline model: `offline:NAME` -> its answer function (a suite's cells look them up from threads:
+    none sees the table before every loader ran)."""
+    with _LOADING:
+        while _LOCAL_MODEL_LOADERS:
+            _LOCAL_MODEL_LOADERS[0]()
+            _LOCAL_MODEL_LOADERS.pop(0)
     return LOCAL_MODELS
 
 
