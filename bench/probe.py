@@ -484,7 +484,7 @@ class Scenario:
         importtime = out / f"importtime-{self.key}.txt"
         with open(importtime, "w") as log:
             cmd = [sys.executable, "-X", "importtime", *realtalk_cmd(*self.args)[1:]]
-            cmd += ["--out", str(out / f"importtime-run-{self.key}")]
+            cmd += ["--out", str(out / f"importtime-run-{self.key}"), "--force"]  # --profile into the same DIR again
             subprocess.run(cmd, env=self.env, stderr=log, stdout=subprocess.DEVNULL, check=True)
         mine, functions = profile_groups(ours)
         other, _ = profile_groups(theirs)

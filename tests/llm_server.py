@@ -109,6 +109,7 @@ class FakeLLM:
     cached_prefixes: set[bytes] = field(default_factory=set)
     batches: FakeBatches = field(default=None)  # the files and batches endpoints (tests/llm_batches.py)
     authorizations: list[str] = field(default_factory=list)  # the Authorization header of every request
+    wire: list[tuple[list[tuple[str, str]], bytes]] = field(default_factory=list)  # recorded: headers, raw body
 
     def __post_init__(self) -> None:
         if self.batches is None:
@@ -239,6 +240,7 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                 fault = fake.faults.pop(0) if fake.faults else None
                 if fake.record:
                     fake.requests.append(body)
+                    fake.wire.append((self.headers.items(), raw))
                 fake.in_flight += 1
                 fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
             try:

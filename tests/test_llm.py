@@ -39,6 +39,36 @@ def complete(client: LLMClient, messages=MESSAGES):
     return asyncio.run(go())
 
 
+def test_requests_on_the_wire_are_the_sdks_own(tmp_path: Path, key):
+    """_post encodes the body itself and sends it through the SDK's generic post: headers and body bytes must be
+    those chat.completions.create sends (same client), for text JSON escapes and every parameter complete() sets."""
+    tricky = 'quote " backslash \\ nul \x00 unit \x1f del \x7f line \u2028 é 😀 \n\t'
+    messages = [{"role": "system", "content": tricky}, {"role": "user", "content": "Reply in JSON."}]
+    fake = FakeLLM()
+    with serve_llm(fake) as url:
+        client = make_client(url)
+
+        async def both():
+            try:
+                settings = [(0.0, 256, None), (0.7, None, {"type": "json_object"})]
+                for temperature, max_tokens, response_format in settings:
+                    c = await client.complete(messages, temperature, max_tokens, response_format)
+                    assert c.error is None
+                    params = {"max_tokens": max_tokens, "response_format": response_format, "temperature": temperature}
+                    given = {k: v for k, v in params.items() if v is not None}
+                    create = client._sdk.chat.completions.with_streaming_response.create
+                    async with create(model="gpt-4o-mini", messages=messages, **given) as response:
+                        await response.read()
+            finally:
+                await client.aclose()
+
+        asyncio.run(both())
+    assert len(fake.wire) == 4
+    for (ours_headers, ours), (sdk_headers, sdk) in [fake.wire[0:2], fake.wire[2:4]]:
+        assert ours == sdk
+        assert ours_headers == sdk_headers
+
+
 def test_resolve_model_specs(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     default = resolve_model("gpt-4o")
