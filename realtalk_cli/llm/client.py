@@ -298,7 +298,7 @@ class LLMClient:
                     ) from None
             except openai.APIStatusError as e:
                 self._reached = True
-                message = f"HTTP {e.status_code}: {_short(self._redact(e.message))}"
+                message = f"HTTP {e.status_code}: {_short(self._redact(_status_message(e)))}"
                 if e.status_code not in RETRYABLE_STATUS:
                     return Completion("", usage, message)
                 last_error, wait = message, _retry_after(e.response)
@@ -343,8 +343,8 @@ class LLMClient:
     async def _post(self, messages: list[dict], params: dict) -> bytes:
         """The raw body of one chat-completion reply, read up to `max_reply_bytes` (more is a BadReply).
 
-        The request goes through the SDK's generic `post` with a body encoded here: on the wire the same bytes and
-        headers as `chat.completions.with_streaming_response.create` (tests/test_llm.py compares them), without the
+        The request goes through the SDK's generic `post` with a body encoded here: on the wire the headers and JSON
+        text of `chat.completions.with_streaming_response.create` (tests/test_llm.py compares them), without the
         SDK's per-request walk of the messages against its types and its stdlib JSON encoding (~1 ms of CPU per
         request of a long chat, a quarter of the client's work per request)."""
         body = orjson.dumps({"model": self.endpoint.model, "messages": messages, **params})
@@ -386,6 +386,14 @@ def require_key(endpoint: Endpoint) -> str:
     if not key:
         raise RealtalkError(f"{endpoint.label}: set the API key in the environment variable {endpoint.api_key_env}")
     return key
+
+
+def _status_message(e) -> str:
+    """The endpoint's own error message where its body has one (the SDK words it differently across versions)."""
+    body = e.body
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else e.message
 
 
 def _short(text: str, limit: int = 200) -> str:
