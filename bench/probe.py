@@ -39,16 +39,20 @@ BARE_START = time.monotonic(), time.process_time()  # the bare client's clock st
 import sys  # noqa: E402
 
 
-def bare_client(prompts_path: str, url: str, concurrency: int, warm_up: bool) -> None:
-    """The reference: nothing but the openai SDK and a semaphore. With `warm_up`, each chat's first question goes
-    alone and its other questions once it has answered, in realtalk's order (the provider's prompt cache); without,
-    everything at once. Prints its own phases (monotonic seconds) as JSON: its clock starts before its imports and
-    stops once its requests are done and the client closed, before the interpreter's teardown."""
+def bare_client(prompts_path: str, url: str, concurrency: int, mode: str) -> None:
+    """The reference: nothing but the openai SDK and a semaphore. In modes "warm-up" and "post", each chat's first
+    question goes alone and its other questions once it has answered, in realtalk's order (the provider's prompt
+    cache); in "all-at-once", everything at once. "post" sends as realtalk does (llm/client.py _post: the body encoded
+    with orjson, through the SDK's generic post), the others through chat.completions.create. Prints its own phases
+    (monotonic seconds) as JSON: its clock starts before its imports and stops once its requests are done and the
+    client closed, before the interpreter's teardown."""
     import asyncio
     import json
 
     from openai import AsyncOpenAI
 
+    if mode == "post":
+        import orjson
     imported = time.monotonic(), time.process_time()
     with open(prompts_path) as f:
         jobs = [json.loads(line) for line in f]
@@ -62,21 +66,27 @@ def bare_client(prompts_path: str, url: str, concurrency: int, warm_up: bool) ->
             firsts.setdefault(group, i)
         opened = {group: asyncio.Event() for group in firsts}
 
+        async def send(model: str, messages: list[dict], max_tokens: int) -> None:
+            if mode != "post":
+                await client.chat.completions.create(
+                    model=model, messages=messages, max_tokens=max_tokens, temperature=0.0
+                )
+                return
+            body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0.0}
+            options = {"headers": {"Content-Type": "application/json"}}
+            await client.post("/chat/completions", cast_to=bytes, content=orjson.dumps(body), options=options)
+
         async def one(i: int) -> None:
             group, answer, judge = jobs[i]
-            if warm_up and firsts[group] != i:
+            if mode != "all-at-once" and firsts[group] != i:
                 await opened[group].wait()
             async with limit:
-                await client.chat.completions.create(
-                    model="gpt-4o-mini", messages=answer, max_tokens=32, temperature=0.0
-                )
+                await send("gpt-4o-mini", answer, 32)
             opened[group].set()
             async with limit:
-                await client.chat.completions.create(
-                    model="judge-model", messages=judge, max_tokens=200, temperature=0.0
-                )
+                await send("judge-model", judge, 200)
 
-        first = set(firsts.values()) if warm_up else set()
+        first = set(firsts.values()) if mode != "all-at-once" else set()
         order = sorted(first) + [i for i in range(len(jobs)) if i not in first]
         await asyncio.gather(*(one(i) for i in order))
         await client.close()
@@ -87,7 +97,7 @@ def bare_client(prompts_path: str, url: str, concurrency: int, warm_up: bool) ->
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--bare":
-    bare_client(sys.argv[2], sys.argv[3], int(sys.argv[4]), warm_up=sys.argv[5] == "warm-up")
+    bare_client(sys.argv[2], sys.argv[3], int(sys.argv[4]), mode=sys.argv[5])
     sys.exit(0)
 
 import argparse  # noqa: E402
@@ -437,6 +447,7 @@ class Scenario:
             "realtalk": lambda: self.realtalk_phased(ours),
             "bare": self.bare,
             "bare, no warm-up": lambda: self.bare("all-at-once"),
+            "bare, realtalk's request path": lambda: self.bare("post"),
         }
         got: dict[str, list[Child]] = {name: [] for name in programs}
         loads, others = [os.getloadavg()[0]], OthersCPU()
@@ -445,12 +456,13 @@ class Scenario:
                 got[name].append(programs[name]())
             loads.append(os.getloadavg()[0])
         rt = [c.wall for c in got["realtalk"]]
-        bare, cold = got["bare"], got["bare, no warm-up"]
+        bare, cold, same_path = got["bare"], got["bare, no warm-up"], got["bare, realtalk's request path"]
         lines = [
             ("realtalk, whole process (interpreter start to exit)", rt, got["realtalk"]),
             ("bare client, its own clock (from before its imports)", [bare_clock(c) for c in bare], bare),
             ("bare client, whole process (the earlier measure)", [c.wall for c in bare], bare),
             ("bare client without the warm-up, its own clock", [bare_clock(c) for c in cold], cold),
+            ("bare client sending as realtalk does, its own clock", [bare_clock(c) for c in same_path], same_path),
         ]
         print(
             f"\n{self.label}, --concurrency {self.concurrency} (other processes used {others.cores():.2f} cores on "
