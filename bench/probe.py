@@ -16,8 +16,10 @@ Reports, all measured in this one run on this machine:
   and the judge prompt for each reply, as many in flight; its clock starts in its process before its imports
   and stops once its requests are done and its client closed (its interpreter start and teardown are not
   counted). It sends each chat's first question alone and the chat's others once it has answered, as realtalk
-  does to fill the provider's prompt cache; the same client without that warm-up is shown too, and the bare
-  client's whole process (the measure earlier versions of this bench printed). Repetitions alternate the order
+  does to fill the provider's prompt cache; the same client without that warm-up is shown too, the bare
+  client's whole process (the measure earlier versions of this bench printed), and a bare client sending the
+  way realtalk does (its body encoded with orjson, through the SDK's generic post: llm/client.py _post), which
+  leaves realtalk's own overhead apart from its request path. Repetitions alternate the order
   of the programs; each line is the median (min-max), ratios are paired per repetition (bare / realtalk:
   realtalk's share of the bare client's speed), beside the CPU the machine's other processes used meanwhile.
   realtalk runs as `python -c PHASES_BOOT probe ...`: the console script's main() with six pipeline steps
