@@ -71,6 +71,14 @@ def test_requests_on_the_wire_are_the_sdks_own(tmp_path: Path, key):
         assert ours_headers == sdk_headers
 
 
+def test_a_prompt_no_request_can_carry_is_that_items_error_and_nothing_is_sent(key):
+    fake = FakeLLM()
+    with serve_llm(fake) as url:
+        c = complete(make_client(url), [{"role": "user", "content": "half an emoji \ud83d"}])
+    assert c.text == "" and c.error.startswith("not sent: the prompt holds text a request cannot carry")
+    assert fake.requests == []
+
+
 def test_resolve_model_specs(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     default = resolve_model("gpt-4o")

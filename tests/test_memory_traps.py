@@ -65,6 +65,16 @@ class AsksTheLLM(Base):
 class AsksWithBadTokens(Base):
     def ingest(self, chat, tools):
         tools.complete([[{"role": "user", "content": "note"}]], max_tokens="many")
+
+
+class LoneSurrogatePassage(Base):
+    def recall(self, question, budget):
+        return [Passage("half an emoji \\ud83d", ["D1:6"])]
+
+
+class AsksWithLoneSurrogate(Base):
+    def ingest(self, chat, tools):
+        tools.complete([[{"role": "user", "content": "note \\udc80"}]])
 """
 
 
@@ -188,6 +198,24 @@ def test_tools_complete_with_a_bad_parameter_is_one_line_exit_2(tmp_path: Path, 
         )
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "max_tokens='many'" in result.output
+
+
+@pytest.mark.parametrize(
+    "spec, said",
+    [
+        ("LoneSurrogatePassage", "returned a Passage whose text is not valid Unicode"),
+        ("AsksWithLoneSurrogate", "tools.complete() was given text that is not valid Unicode"),
+    ],
+)
+def test_text_no_request_can_carry_is_one_line_exit_2(tmp_path: Path, llm_env, spec, said):
+    """A lone surrogate has no UTF-8 form: sent, it crashed the run in the JSON encoder with a traceback."""
+    fake = FakeLLM()
+    path = tmp_path / "mems.py"
+    path.write_text(MEMORIES)
+    with serve_llm(fake) as url:
+        result = runner.invoke(app, model_run_args("probe", url, tmp_path / "run", "--memory", f"{path}:{spec}"))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and said in result.output and "lone surrogate" in result.output
 
 
 PLUGIN = """

@@ -204,6 +204,10 @@ class LLMClient:
         params = {k: v for k, v in params.items() if v is not None}
         if self.halted:
             raise NotSent
+        try:  # encoded once for every attempt; text JSON cannot carry (a lone surrogate) is that item's error
+            body = orjson.dumps({"model": self.endpoint.model, "messages": messages, **params})
+        except orjson.JSONEncodeError as e:
+            return Completion("", Usage(), f"not sent: the prompt holds text a request cannot carry ({e})")
         if (hit := self.cached(messages, params)) is not None and (accept is None or accept(hit.text)):
             self.count(hit)
             return hit
@@ -213,7 +217,7 @@ class LLMClient:
             async with _NO_GATE if self.gate is None else self.gate.slot():
                 if self.halted:  # halted while waiting for the endpoint (a suite's max_cost reached elsewhere)
                     raise NotSent
-                c = await self._call(messages, params, accept, reply_attempts)
+                c = await self._call(messages, body, accept, reply_attempts)
                 # counted before the slot is let go: the next request is sent only once this one is recorded
                 self.remember(messages, params, c)
                 self.count(c)
@@ -255,7 +259,7 @@ class LLMClient:
     async def _call(
         self,
         messages: list[dict],
-        params: dict,
+        body: bytes,
         accept: Callable[[str], bool] | None = None,
         reply_attempts: int = BAD_REPLY_ATTEMPTS,
     ) -> Completion:
@@ -273,7 +277,7 @@ class LLMClient:
             wait = None
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    raw = await self._post(messages, params)
+                    raw = await self._post(body)
                 reply = parse_reply(raw)
                 if accept is not None and not accept(reply.text):
                     self.bill(usage, reply, messages)  # unusable to the caller, billed all the same
@@ -340,14 +344,13 @@ class LLMClient:
         usage.cached_tokens += cached
         usage.cost_usd += self.prices.cost(self.endpoint.model, prompt, completion, cached, batch=batch)
 
-    async def _post(self, messages: list[dict], params: dict) -> bytes:
+    async def _post(self, body: bytes) -> bytes:
         """The raw body of one chat-completion reply, read up to `max_reply_bytes` (more is a BadReply).
 
-        The request goes through the SDK's generic `post` with a body encoded here: on the wire the headers and JSON
-        text of `chat.completions.with_streaming_response.create` (tests/test_llm.py compares them), without the
-        SDK's per-request walk of the messages against its types and its stdlib JSON encoding (~1 ms of CPU per
-        request of a long chat, a quarter of the client's work per request)."""
-        body = orjson.dumps({"model": self.endpoint.model, "messages": messages, **params})
+        The request goes through the SDK's generic `post` with the body complete() encoded: on the wire the headers
+        and JSON text of `chat.completions.with_streaming_response.create` (tests/test_llm.py compares them),
+        without the SDK's per-request walk of the messages against its types and its stdlib JSON encoding (~1 ms of
+        CPU per request of a long chat, a quarter of the client's work per request)."""
         response = await self._sdk.post(
             "/chat/completions",
             cast_to=bytes,

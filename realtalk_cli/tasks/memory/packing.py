@@ -197,7 +197,19 @@ def _wrong_field(p: Passage) -> str | None:
         return f"date is {type(p.date).__name__}"
     if p.speaker is not None and not isinstance(p.speaker, str):
         return f"speaker is {type(p.speaker).__name__}"
+    for name, value in (("text", p.text), ("date", p.date), ("speaker", p.speaker)):
+        if value is not None and not is_unicode(value):
+            return f"{name} is not valid Unicode (it holds a lone surrogate, which no request can carry)"
     return None
+
+
+def is_unicode(text: str) -> bool:
+    """False for text holding a lone surrogate: it has no UTF-8 form, so no request body can carry it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def in_prompt(recalled: Recalled, messages: list[Message]) -> list[str]:

@@ -31,7 +31,7 @@ from realtalk_cli.llm.jobs import dry_run_plan
 from realtalk_cli.llm.providers import Endpoint, Prices, api_keys
 from realtalk_cli.llm.replies import redact
 from realtalk_cli.tasks.memory.loader import Loaded, build_memory, load_factory, memory_identity
-from realtalk_cli.tasks.memory.packing import Packer, Recalled, check_recalled
+from realtalk_cli.tasks.memory.packing import Packer, Recalled, check_recalled, is_unicode
 from realtalk_cli.tasks.memory.protocol import Memory, MemoryTools, Passage
 
 RETRIEVER_CONTEXTS = ("retrieval", "bm25", "dense", "hybrid")
@@ -151,6 +151,11 @@ class MemoryRunner:
             raise RealtalkError(
                 f"--memory {self.choice.spec}: tools.complete() takes a list of requests, each a list of messages"
                 ' like {"role": "user", "content": "text"}'
+            )
+        if not all(is_unicode(m["content"]) for r in requests for m in r):
+            raise RealtalkError(
+                f"--memory {self.choice.spec}: tools.complete() was given text that is not valid Unicode (a lone"
+                " surrogate, which no request can carry)"
             )
         with self.calls.not_counted():  # realtalk's client: each request has its own --timeout
             return self.complete(requests, max_tokens=max_tokens, temperature=temperature)
