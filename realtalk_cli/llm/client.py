@@ -199,7 +199,7 @@ class LLMClient:
         `accept` is the caller's check of the text (a judge's verdict holds a score, labels parse): a reply it
         rejects is a bad reply like any other (never cached, an error in the end), billed like any reply.
         A bad reply is asked again until `reply_attempts` replies came back (transport faults retry apart)."""
-        # in chat.completions.create's order: the body _post encodes is the one the SDK would send
+        # in chat.completions.create's order: the body encoded below is the one the SDK would send
         params = {"max_tokens": max_tokens, "response_format": response_format, "temperature": temperature}
         params = {k: v for k, v in params.items() if v is not None}
         if self.halted:
