@@ -2,7 +2,9 @@
 
 Faults are consumed one per request. Besides transport faults ("429", "500", "drop") it misbehaves the
 ways real endpoints and proxies do while answering 200: see BAD_REPLIES, plus "endless" (a body that never
-ends), "huge" (20 MB), "trickle" (one byte per second) and "echo_key" (a 400 quoting the caller's key).
+ends), "huge" (20 MB), "trickle" (one byte per second), "echo_key" (a 400 quoting the caller's key), and
+BROKEN_REPLIES: a body cut off, bad gzip, a redirect, an endless or decompressing-to-200 MB error body, the key
+quoted in a 200 that is not JSON or in the answer itself.
 With `prefix_cache` it behaves as OpenAI's automatic prompt caching: a prompt whose first 1,024 or more
 tokens (here: words) repeat a prompt already answered reports them, in 128-token steps, as
 `usage.prompt_tokens_details.cached_tokens`.
@@ -10,6 +12,7 @@ tokens (here: words) repeat a prompt already answered reports them, in 128-token
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -23,6 +26,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .llm_batches import FakeBatches
 
 API_KEY = "sk-test-secret-123"
+
+
+@functools.cache
+def _bomb() -> bytes:
+    """About 200 KB of gzip that decompresses to 200 MB."""
+    import gzip
+
+    return gzip.compress(b"\0" * 200_000_000, compresslevel=9)
 
 
 def _text(content: str | list) -> str:
@@ -64,6 +75,8 @@ BAD_REPLIES: dict[str, bytes] = {
     "usage_list": json.dumps(_completion("Paris", [5, 1])).encode(),
 }
 SLOW_REPLIES = ("endless", "huge", "trickle")
+BROKEN_REPLIES = ("cut_off", "bad_gzip", "redirect", "error_endless", "error_bomb", "echo_key_plain", "echo_key_answer")
+REDIRECT_TO = "http://127.0.0.1:9/v1/chat/completions"  # the discard port: nothing there answers
 # A usable reply without usage (some local servers): counted by our tokenizer and flagged as estimated.
 NO_USAGE_REPLY = json.dumps(_completion("Paris", None)).encode()
 
@@ -272,7 +285,45 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
             if fault in SLOW_REPLIES:
                 self._misbehave(fault)
                 return
+            if fault in BROKEN_REPLIES:
+                self._broken(fault)
+                return
             self._send(200, completion_body(fake, body))
+
+        def _broken(self, fault: str) -> None:
+            if fault == "echo_key_answer":
+                self._send(200, _completion(f"the key is {API_KEY}", _GOOD_USAGE))
+                return
+            if fault == "echo_key_plain":  # the key runs across the 40th character, where a quote of it is cut
+                self._send_raw(f"error: the key you sent was {API_KEY}, which is wrong".encode(), "text/plain")
+                return
+            self.close_connection = True
+            status = 307 if fault == "redirect" else 500 if fault.startswith("error") else 200
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            try:
+                if fault == "redirect":
+                    self.send_header("Location", REDIRECT_TO)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif fault == "cut_off":
+                    raw = json.dumps(_completion("Paris", _GOOD_USAGE)).encode()
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw[:30])
+                elif fault in ("bad_gzip", "error_bomb"):
+                    raw = b"not gzip at all" if fault == "bad_gzip" else _bomb()
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                else:  # an error body without end
+                    self.end_headers()
+                    self.wfile.write(b'{"error": {"message": "')
+                    while not fake.stop.is_set():
+                        self.wfile.write(b"no " * 32768)
+            except OSError:
+                pass  # the client gave up, as it should
 
     server = _Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -213,3 +216,62 @@ def test_a_cache_that_fails_mid_run_warns_and_the_run_goes_on(tmp_path: Path, ke
     assert first.text == "Paris" and first.error is None
     assert "response cache" in capsys.readouterr().err and client.cache._db is None
     assert not second.usage.cached and len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("fault", ["cut_off", "bad_gzip"])
+def test_a_reply_broken_while_read_is_that_items_error_not_a_crash(key, fault):
+    """Both raised the HTTP library's own error out of the run (exit 1 and a traceback)."""
+    fake = FakeLLM(faults=[fault] * 5)
+    with serve_llm(fake) as url:
+        c = complete(make_client(url))
+    assert c.text == "" and c.error.startswith("bad reply: the reply broke off"), c.error
+    assert len(fake.requests) == 2  # a bad reply is asked once more
+
+
+def test_a_redirect_is_not_followed_and_stops_the_run_with_one_line(key):
+    """Followed, a 301 turned the POST into a GET to another host whose answer was taken (and cached); a 307 sent
+    the request on. The address it names is in the message, to give as --base-url."""
+    fake = FakeLLM(faults=["redirect"])
+    with serve_llm(fake) as url:
+        with pytest.raises(FatalModelError, match=r"answers with a redirect \(HTTP 307 to http://127.0.0.1:9/v1/"):
+            complete(make_client(url))
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("fault", ["error_endless", "error_bomb"])
+def test_an_error_reply_is_read_up_to_the_cap(tmp_path: Path, key, fault):
+    """The SDK reads an error body whole: an endless one ran until --timeout, growing; a 200 KB gzip body of
+    200 MB took them all. In a process of its own, to see its peak memory."""
+    script = tmp_path / "one.py"
+    script.write_text(
+        "import asyncio, resource, sys, time\n"
+        "from tests.test_llm import make_client\n"
+        "client = make_client(sys.argv[1], timeout_s=60)\n"
+        "async def go():\n"
+        "    try:\n"
+        "        return await client.complete([{'role': 'user', 'content': 'hi'}])\n"
+        "    finally:\n"
+        "        await client.aclose()\n"
+        "start = time.monotonic()\n"
+        "c = asyncio.run(go())\n"
+        "print(c.error, '|', time.monotonic() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    fake = FakeLLM(faults=[fault] * 5)
+    with serve_llm(fake) as url:
+        root = Path(__file__).parent.parent
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, env=env, cwd=root)
+    error, _, numbers = done.stdout.rpartition("|")
+    seconds, peak_mb = numbers.split()
+    assert error.startswith("HTTP 500") and "after 5 attempts" in error, done.stdout + done.stderr
+    assert float(seconds) < 30 and int(peak_mb) < 400, done.stdout
+
+
+@pytest.mark.parametrize("fault", ["echo_key_plain", "echo_key_answer"])
+def test_the_key_quoted_by_a_reply_is_taken_out_before_anything_is_cut_short(key, fault):
+    fake = FakeLLM(faults=[fault] * 2)
+    with serve_llm(fake) as url:
+        c = complete(make_client(url))
+    said = c.text + (c.error or "")
+    assert not any(API_KEY[i : i + 8] in said for i in range(len(API_KEY) - 7)), said
+    assert "[redacted]" in said

@@ -75,6 +75,16 @@ class LoneSurrogatePassage(Base):
 class AsksWithLoneSurrogate(Base):
     def ingest(self, chat, tools):
         tools.complete([[{"role": "user", "content": "note \\udc80"}]])
+
+
+class AsksWithLoneSurrogateRole(Base):
+    def ingest(self, chat, tools):
+        tools.complete([[{"role": "user\\udc80", "content": "note"}]])
+
+
+class AsksWithNaN(Base):
+    def ingest(self, chat, tools):
+        tools.complete([[{"role": "user", "content": "note", "name": float("nan")}]])
 """
 
 
@@ -205,6 +215,8 @@ def test_tools_complete_with_a_bad_parameter_is_one_line_exit_2(tmp_path: Path, 
     [
         ("LoneSurrogatePassage", "returned a Passage whose text is not valid Unicode"),
         ("AsksWithLoneSurrogate", "tools.complete() was given text that is not valid Unicode"),
+        ("AsksWithLoneSurrogateRole", "tools.complete() was given text that is not valid Unicode"),
+        ("AsksWithNaN", "a message's fields and values are text"),
     ],
 )
 def test_text_no_request_can_carry_is_one_line_exit_2(tmp_path: Path, llm_env, spec, said):
@@ -215,7 +227,7 @@ def test_text_no_request_can_carry_is_one_line_exit_2(tmp_path: Path, llm_env, s
     with serve_llm(fake) as url:
         result = runner.invoke(app, model_run_args("probe", url, tmp_path / "run", "--memory", f"{path}:{spec}"))
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and said in result.output and "lone surrogate" in result.output
+    assert "Traceback" not in result.output and said in result.output
 
 
 PLUGIN = """

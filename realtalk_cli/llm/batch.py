@@ -316,7 +316,7 @@ def _result(client: LLMClient, record: dict, job: dict, messages: list[dict]) ->
         message = error.get("message", "") if isinstance(error, dict) else error or ""
         return Completion("", Usage(), f"HTTP {status}: {client._redact(str(message))[:200]}")
     try:
-        reply = parse_reply(orjson.dumps(body))
+        reply = parse_reply(orjson.dumps(body), [client._api_key])
     except BadReply as e:
         return Completion("", Usage(), f"bad reply: {client._redact(str(e))}")
     usage = Usage()

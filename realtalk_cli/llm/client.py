@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import random
@@ -183,7 +184,13 @@ class LLMClient:
             raise RealtalkError(f"{self.endpoint.label}: no base URL for provider {self.endpoint.provider!r}")
         self._api_key = key
         # Retries are ours (visible, counted); the SDK's own would hide them.
-        return AsyncOpenAI(api_key=key, base_url=self.endpoint.base_url, max_retries=0, timeout=self._timeout_s)
+        return AsyncOpenAI(
+            api_key=key,
+            base_url=self.endpoint.base_url,
+            max_retries=0,
+            timeout=self._timeout_s,
+            http_client=_http_client_class()(follow_redirects=False, reply_cap=self.max_reply_bytes),
+        )
 
     async def complete(
         self,
@@ -278,7 +285,7 @@ class LLMClient:
             try:
                 async with asyncio.timeout(self._timeout_s):
                     raw = await self._post(body)
-                reply = parse_reply(raw)
+                reply = parse_reply(raw, [self._api_key])
                 if accept is not None and not accept(reply.text):
                     self.bill(usage, reply, messages)  # unusable to the caller, billed all the same
                     raise BadReply(f"no usable answer in the reply ({reply.text[:60]!r})")
@@ -302,6 +309,13 @@ class LLMClient:
                     ) from None
             except openai.APIStatusError as e:
                 self._reached = True
+                if 300 <= e.status_code < 400:
+                    target = self._redact(e.response.headers.get("location", ""))
+                    raise FatalModelError(
+                        f"{self.endpoint.label}: {self.endpoint.base_url} answers with a redirect (HTTP "
+                        f"{e.status_code}{' to ' + target if target else ''}); realtalk follows none (the request "
+                        "and its key would go on to another address): give --base-url the address it points to"
+                    ) from None
                 message = f"HTTP {e.status_code}: {_short(self._redact(_status_message(e)))}"
                 if e.status_code not in RETRYABLE_STATUS:
                     return Completion("", usage, message)
@@ -348,9 +362,10 @@ class LLMClient:
         """The raw body of one chat-completion reply, read up to `max_reply_bytes` (more is a BadReply).
 
         The request goes through the SDK's generic `post` with the body complete() encoded: on the wire the headers
-        and JSON text of `chat.completions.with_streaming_response.create` (tests/test_llm.py compares them),
-        without the SDK's per-request walk of the messages against its types and its stdlib JSON encoding (~1 ms of
-        CPU per request of a long chat, a quarter of the client's work per request)."""
+        and JSON of `chat.completions.with_streaming_response.create`, text escaped alike (tests/test_llm.py compares
+        them; orjson spells some floats otherwise, 1e-05 as 0.00001, the same number), without the SDK's
+        per-request walk of the messages against its types and its stdlib JSON encoding (~1 ms of CPU per request
+        of a long chat, a quarter of the client's work per request)."""
         response = await self._sdk.post(
             "/chat/completions",
             cast_to=bytes,
@@ -358,20 +373,23 @@ class LLMClient:
             # what with_streaming_response sends: the SDK leaves the body unread, read here up to the cap
             options={"headers": {**JSON_BODY, "X-Stainless-Raw-Response": "stream"}, "security": {"bearer_auth": True}},
         )
+        import httpx2  # the SDK's HTTP library, imported with it
+
         try:
             declared = response.http_response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_reply_bytes:
                 cap = self.max_reply_bytes
                 raise BadReply(f"reply of {int(declared)} bytes exceeds the {cap}-byte cap", retry=False)
-            chunks, size = [], 0
-            async for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > self.max_reply_bytes:
-                    raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap", retry=False)
-                chunks.append(chunk)
+            raw = await read_capped(response.iter_bytes(), self.max_reply_bytes)
+        except httpx2.TimeoutException:
+            raise TimeoutError from None
+        except (httpx2.HTTPError, httpx2.StreamError) as e:  # cut off, a broken chunk or compression
+            raise BadReply(f"the reply broke off ({type(e).__name__}: {e})") from None
         finally:
             await response.close()
-        return b"".join(chunks)
+        if raw is None:
+            raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap", retry=False)
+        return raw
 
     def _redact(self, text: str) -> str:
         return redact(text, [self._api_key])
@@ -389,6 +407,50 @@ def require_key(endpoint: Endpoint) -> str:
     if not key:
         raise RealtalkError(f"{endpoint.label}: set the API key in the environment variable {endpoint.api_key_env}")
     return key
+
+
+async def read_capped(chunks, cap: int) -> bytes | None:
+    """A body from its chunks, or None as soon as it passes `cap` bytes (nothing more is read)."""
+    kept, size = [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            return None
+        kept.append(chunk)
+    return b"".join(kept)
+
+
+@functools.cache
+def _http_client_class():
+    """The SDK's HTTP client (its defaults) reading a reply that is not a success up to a cap: the SDK reads an
+    error reply whole, so an endless or decompressing-to-gigabytes error body would take all memory. Built once the
+    SDK is imported."""
+    import httpx2
+
+    class RepliesCapped(openai_sdk().DefaultAsyncHttpxClient):
+        def __init__(self, *, reply_cap: int, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.reply_cap = reply_cap
+
+        async def send(self, request, *, stream: bool = False, **kwargs):
+            response = await super().send(request, stream=True, **kwargs)
+            if response.is_success:
+                if not stream:
+                    await response.aread()
+                return response
+            try:
+                body = await read_capped(response.aiter_bytes(), self.reply_cap)
+            finally:
+                await response.aclose()
+            # the error as the SDK will read it: its text up to the cap, already decoded
+            kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_FRAMING]
+            note = b"" if body is not None else f" [cut at {self.reply_cap} bytes]".encode()
+            return httpx2.Response(response.status_code, headers=kept, content=(body or b"") + note, request=request)
+
+    return RepliesCapped
+
+
+_BODY_FRAMING = {"content-length", "content-encoding", "transfer-encoding"}
 
 
 def _status_message(e) -> str:

@@ -33,16 +33,17 @@ class Reply:
     cached_tokens_ignored: object = None  # the odd count given, flagged on the row
 
 
-def parse_reply(raw: bytes) -> Reply:
+def parse_reply(raw: bytes, secrets: Iterable[str] = ()) -> Reply:
     """The text and token counts of a chat-completion body; BadReply for anything else.
 
     Nothing of a reply is trusted: the body may be HTML, truncated, a list; the content may be missing,
-    null, empty or not text; usage may be negative, text or absurd.
+    null, empty or not text; usage may be negative, text or absurd. `secrets` (the API key) are taken out of
+    the text and of what an error quotes, before anything is cut short (a cut key would no longer be found).
     """
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        start = raw[:40].decode("utf-8", "replace").strip()
+        start = redact(raw[:4096].decode("utf-8", "replace"), secrets)[:40].strip()
         raise BadReply(f"reply is not JSON (starts {start!r})" if start else "empty reply body") from None
     if not isinstance(body, dict):
         raise BadReply(f"reply is a JSON {type(body).__name__}, not an object")
@@ -56,6 +57,7 @@ def parse_reply(raw: bytes) -> Reply:
     if not isinstance(content, str):
         kind = "no content" if content is None else f"content that is a {type(content).__name__}, not text"
         raise BadReply(f"reply has {kind}")
+    content = without_secrets(content, secrets)
     if not content.strip():
         raise BadReply(f"reply content is empty (finish_reason {choices[0].get('finish_reason')!r})", retry=False)
     usage = body.get("usage")
@@ -98,7 +100,12 @@ def _cached_tokens(usage: dict, prompt_tokens: int) -> int:
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Error text from a server without the API key or any bearer token in it."""
+    return re.sub(r"(?i)bearer\s+\S+", "Bearer [redacted]", without_secrets(text, secrets))
+
+
+def without_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every API key in it replaced (a model's answer: other words are left as they are)."""
     for secret in secrets:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "[redacted]")
-    return re.sub(r"(?i)bearer\s+\S+", "Bearer [redacted]", text)
+    return text

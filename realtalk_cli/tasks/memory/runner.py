@@ -152,7 +152,13 @@ class MemoryRunner:
                 f"--memory {self.choice.spec}: tools.complete() takes a list of requests, each a list of messages"
                 ' like {"role": "user", "content": "text"}'
             )
-        if not all(is_unicode(m["content"]) for r in requests for m in r):
+        fields = [text for r in requests for m in r for pair in m.items() for text in pair]
+        if not all(isinstance(text, str) for text in fields):
+            raise RealtalkError(
+                f"--memory {self.choice.spec}: tools.complete(): a message's fields and values are text"
+                ' (like {"role": "user", "content": "text"})'
+            )
+        if not all(is_unicode(text) for text in fields):
             raise RealtalkError(
                 f"--memory {self.choice.spec}: tools.complete() was given text that is not valid Unicode (a lone"
                 " surrogate, which no request can carry)"
