@@ -3,7 +3,7 @@
 Faults are consumed one per request. Besides transport faults ("429", "500", "drop") it misbehaves the
 ways real endpoints and proxies do while answering 200: see BAD_REPLIES, plus "endless" (a body that never
 ends), "huge" (20 MB), "trickle" (one byte per second), "echo_key" (a 400 quoting the caller's key), and
-BROKEN_REPLIES: a body cut off, bad gzip, a redirect, an endless or decompressing-to-200 MB error body, the key
+BROKEN_REPLIES: a body cut off, bad gzip, a redirect, a 300 MB or decompressing-to-200 MB error body, the key
 quoted in a 200 that is not JSON or in the answer itself.
 With `prefix_cache` it behaves as OpenAI's automatic prompt caching: a prompt whose first 1,024 or more
 tokens (here: words) repeat a prompt already answered reports them, in 128-token steps, as
@@ -75,7 +75,10 @@ BAD_REPLIES: dict[str, bytes] = {
     "usage_list": json.dumps(_completion("Paris", [5, 1])).encode(),
 }
 SLOW_REPLIES = ("endless", "huge", "trickle")
-BROKEN_REPLIES = ("cut_off", "bad_gzip", "redirect", "error_endless", "error_bomb", "echo_key_plain", "echo_key_answer")
+BROKEN_REPLIES = (
+    *("cut_off", "bad_gzip", "redirect", "error_long", "error_bomb", "error_cut_off", "error_latin1_header"),
+    *("echo_key_plain", "echo_key_answer", "echo_key_masked", "echo_key_encoded"),
+)
 REDIRECT_TO = "http://127.0.0.1:9/v1/chat/completions"  # the discard port: nothing there answers
 # A usable reply without usage (some local servers): counted by our tokenizer and flagged as estimated.
 NO_USAGE_REPLY = json.dumps(_completion("Paris", None)).encode()
@@ -294,19 +297,31 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
             if fault == "echo_key_answer":
                 self._send(200, _completion(f"the key is {API_KEY}", _GOOD_USAGE))
                 return
+            if fault == "echo_key_masked":  # as OpenAI's 401 says it: the key but its last characters
+                self._send(400, {"error": {"message": f"Incorrect API key provided: {API_KEY[:-2]}**"}})
+                return
+            if fault == "echo_key_encoded":
+                self._send(200, _completion(f"key=%{ord(API_KEY[0]):x}{API_KEY[1:]}", _GOOD_USAGE))
+                return
             if fault == "echo_key_plain":  # the key runs across the 40th character, where a quote of it is cut
                 self._send_raw(f"error: the key you sent was {API_KEY}, which is wrong".encode(), "text/plain")
                 return
             self.close_connection = True
-            status = 307 if fault == "redirect" else 500 if fault.startswith("error") else 200
-            self.send_response(status)
+            status = 307 if fault == "redirect" else 503 if fault == "error_latin1_header" else 200
+            self.send_response(500 if fault.startswith(("error_long", "error_bomb", "error_cut")) else status)
             self.send_header("Content-Type", "application/json")
             try:
-                if fault == "redirect":
+                if fault == "error_latin1_header":  # bytes a header may carry that are not ASCII
+                    raw = json.dumps({"error": {"message": "upstream busy"}}).encode()
+                    self.send_header("X-Upstream", "caf\xe9")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                elif fault == "redirect":
                     self.send_header("Location", REDIRECT_TO)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                elif fault == "cut_off":
+                elif fault in ("cut_off", "error_cut_off"):
                     raw = json.dumps(_completion("Paris", _GOOD_USAGE)).encode()
                     self.send_header("Content-Length", str(len(raw)))
                     self.end_headers()
@@ -317,10 +332,12 @@ def serve_llm(fake: FakeLLM) -> Iterator[str]:
                     self.send_header("Content-Length", str(len(raw)))
                     self.end_headers()
                     self.wfile.write(raw)
-                else:  # an error body without end
+                else:  # 300 MB of error without a length: a client reading it whole holds it all
                     self.end_headers()
                     self.wfile.write(b'{"error": {"message": "')
-                    while not fake.stop.is_set():
+                    for _ in range(3200):
+                        if fake.stop.is_set():
+                            return
                         self.wfile.write(b"no " * 32768)
             except OSError:
                 pass  # the client gave up, as it should

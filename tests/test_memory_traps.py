@@ -85,6 +85,11 @@ class AsksWithLoneSurrogateRole(Base):
 class AsksWithNaN(Base):
     def ingest(self, chat, tools):
         tools.complete([[{"role": "user", "content": "note", "name": float("nan")}]])
+
+
+class AsksWithoutRole(Base):
+    def ingest(self, chat, tools):
+        tools.complete([[{"content": "note"}]])
 """
 
 
@@ -216,7 +221,8 @@ def test_tools_complete_with_a_bad_parameter_is_one_line_exit_2(tmp_path: Path, 
         ("LoneSurrogatePassage", "returned a Passage whose text is not valid Unicode"),
         ("AsksWithLoneSurrogate", "tools.complete() was given text that is not valid Unicode"),
         ("AsksWithLoneSurrogateRole", "tools.complete() was given text that is not valid Unicode"),
-        ("AsksWithNaN", "a message's fields and values are text"),
+        ("AsksWithNaN", "its fields and values are text"),
+        ("AsksWithoutRole", "a message has a role and a content"),
     ],
 )
 def test_text_no_request_can_carry_is_one_line_exit_2(tmp_path: Path, llm_env, spec, said):

@@ -261,7 +261,13 @@ class LLMClient:
         OpenAI = openai_sdk().OpenAI
         if self._sdk is None:
             raise RealtalkError(f"{self.endpoint.label}: batch jobs need an API endpoint, not an offline model")
-        return OpenAI(api_key=self._api_key, base_url=self.endpoint.base_url, max_retries=2, timeout=self._timeout_s)
+        return OpenAI(
+            api_key=self._api_key,
+            base_url=self.endpoint.base_url,
+            max_retries=2,
+            timeout=self._timeout_s,
+            http_client=_http_client_class(sync=True)(follow_redirects=False, reply_cap=self.max_reply_bytes),
+        )
 
     async def _call(
         self,
@@ -316,7 +322,9 @@ class LLMClient:
                         f"{e.status_code}{' to ' + target if target else ''}); realtalk follows none (the request "
                         "and its key would go on to another address): give --base-url the address it points to"
                     ) from None
-                message = f"HTTP {e.status_code}: {_short(self._redact(_status_message(e)))}"
+                # redacted in a window past what is shown (a key across the cut is whole in it), not a 4 MB body
+                shown = _status_message(e)[: 1000 + len(self._api_key)]
+                message = f"HTTP {e.status_code}: {_short(self._redact(shown))}"
                 if e.status_code not in RETRYABLE_STATUS:
                     return Completion("", usage, message)
                 last_error, wait = message, _retry_after(e.response)
@@ -380,16 +388,17 @@ class LLMClient:
             if declared.isdigit() and int(declared) > self.max_reply_bytes:
                 cap = self.max_reply_bytes
                 raise BadReply(f"reply of {int(declared)} bytes exceeds the {cap}-byte cap", retry=False)
-            raw = await read_capped(response.iter_bytes(), self.max_reply_bytes)
+            kept: list[bytes] = []
+            whole = await read_capped(response.iter_bytes(), self.max_reply_bytes, kept)
         except httpx2.TimeoutException:
             raise TimeoutError from None
         except (httpx2.HTTPError, httpx2.StreamError) as e:  # cut off, a broken chunk or compression
             raise BadReply(f"the reply broke off ({type(e).__name__}: {e})") from None
         finally:
             await response.close()
-        if raw is None:
+        if not whole:
             raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap", retry=False)
-        return raw
+        return b"".join(kept)
 
     def _redact(self, text: str) -> str:
         return redact(text, [self._api_key])
@@ -409,25 +418,76 @@ def require_key(endpoint: Endpoint) -> str:
     return key
 
 
-async def read_capped(chunks, cap: int) -> bytes | None:
-    """A body from its chunks, or None as soon as it passes `cap` bytes (nothing more is read)."""
-    kept, size = [], 0
+async def read_capped(chunks, cap: int, kept: list[bytes]) -> bool:
+    """Read a body's chunks into `kept` up to `cap` bytes; False (reading stopped there) if it is longer."""
+    size = 0
     async for chunk in chunks:
         size += len(chunk)
         if size > cap:
-            return None
+            kept.append(chunk[: cap - size + len(chunk)])
+            return False
         kept.append(chunk)
-    return b"".join(kept)
+    return True
+
+
+def _sync_read_capped(chunks, cap: int, kept: list[bytes]) -> bool:
+    """read_capped for the synchronous client (the batch jobs' files and batches endpoints)."""
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            kept.append(chunk[: cap - size + len(chunk)])
+            return False
+        kept.append(chunk)
+    return True
 
 
 @functools.cache
-def _http_client_class():
-    """The SDK's HTTP client (its defaults) reading a reply that is not a success up to a cap: the SDK reads an
-    error reply whole, so an endless or decompressing-to-gigabytes error body would take all memory. Built once the
-    SDK is imported."""
+def _http_client_class(sync: bool = False):
+    """The SDK's HTTP client (its defaults, built once the SDK is imported) with a reply that is not a success read
+    up to a cap: the SDK reads an error reply whole, so an endless or decompressing-to-gigabytes error body would
+    take all memory. Made with follow_redirects=False: realtalk follows no redirect (a POST would turn into a GET
+    elsewhere, or go on with its prompts to another host)."""
     import httpx2
 
-    class RepliesCapped(openai_sdk().DefaultAsyncHttpxClient):
+    def error_as_read(response, kept: list[bytes], note: str, request):
+        """The error reply as the SDK will read it: its body up to the cap, decoded, with what cut it short."""
+        raw_headers = [(k, v) for k, v in response.headers.raw if k.lower().decode("latin-1") not in _BODY_FRAMING]
+        content = b"".join(kept) + note.encode()
+        return httpx2.Response(response.status_code, headers=raw_headers, content=content, request=request)
+
+    def cut_note(whole: bool, cap: int) -> str:
+        return "" if whole else f" [cut at {cap} bytes]"
+
+    broke_off = (httpx2.HTTPError, httpx2.StreamError)
+    sdk = openai_sdk()
+    if sync:
+
+        class SyncRepliesCapped(sdk.DefaultHttpxClient):
+            def __init__(self, *, reply_cap: int, **kwargs) -> None:
+                super().__init__(**kwargs)
+                self.reply_cap = reply_cap
+
+            def send(self, request, *, stream: bool = False, **kwargs):
+                response = super().send(request, stream=True, **kwargs)
+                if response.is_success:
+                    if not stream:
+                        response.read()
+                    return response
+                kept: list[bytes] = []
+                try:
+                    note = cut_note(_sync_read_capped(response.iter_bytes(), self.reply_cap, kept), self.reply_cap)
+                except httpx2.TimeoutException:
+                    raise
+                except broke_off as e:
+                    note = f" [the body broke off: {type(e).__name__}]"
+                finally:
+                    response.close()
+                return error_as_read(response, kept, note, request)
+
+        return SyncRepliesCapped
+
+    class RepliesCapped(sdk.DefaultAsyncHttpxClient):
         def __init__(self, *, reply_cap: int, **kwargs) -> None:
             super().__init__(**kwargs)
             self.reply_cap = reply_cap
@@ -438,14 +498,16 @@ def _http_client_class():
                 if not stream:
                     await response.aread()
                 return response
+            kept: list[bytes] = []
             try:
-                body = await read_capped(response.aiter_bytes(), self.reply_cap)
+                note = cut_note(await read_capped(response.aiter_bytes(), self.reply_cap, kept), self.reply_cap)
+            except httpx2.TimeoutException:
+                raise
+            except broke_off as e:
+                note = f" [the body broke off: {type(e).__name__}]"
             finally:
                 await response.aclose()
-            # the error as the SDK will read it: its text up to the cap, already decoded
-            kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_FRAMING]
-            note = b"" if body is not None else f" [cut at {self.reply_cap} bytes]".encode()
-            return httpx2.Response(response.status_code, headers=kept, content=(body or b"") + note, request=request)
+            return error_as_read(response, kept, note, request)
 
     return RepliesCapped
 
@@ -454,11 +516,14 @@ _BODY_FRAMING = {"content-length", "content-encoding", "transfer-encoding"}
 
 
 def _status_message(e) -> str:
-    """The endpoint's own error message where its body has one (the SDK words it differently across versions)."""
+    """The endpoint's own error message where its body has one (the SDK words it differently across versions):
+    `{"error": {"message": ...}}`, `{"error": "..."}`, `{"detail": "..."}` or plain text."""
     body = e.body
+    if isinstance(body, str) and body.strip():
+        return body
     error = body.get("error", body) if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return message if isinstance(message, str) and message else e.message
+    message = error.get("message") or error.get("detail") if isinstance(error, dict) else error
+    return message if isinstance(message, str) and message.strip() else e.message
 
 
 def _short(text: str, limit: int = 200) -> str:

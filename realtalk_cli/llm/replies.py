@@ -6,6 +6,7 @@ client (live) and the batch collector (batch output lines) turn into an error fo
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -103,9 +104,32 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return re.sub(r"(?i)bearer\s+\S+", "Bearer [redacted]", without_secrets(text, secrets))
 
 
+FRAGMENT = 8  # this many characters of a key in a row are taken out too (a key cut short, masked or %-encoded)
+
+
 def without_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every API key in it replaced (a model's answer: other words are left as they are)."""
+    """`text` with every API key in it replaced, and every run of FRAGMENT or more of a key's characters in a
+    row (an endpoint that echoes a key shortened, masked or split); other words are left as they are."""
     for secret in secrets:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "[redacted]")
+            if len(secret) > FRAGMENT:
+                text = _without_fragments(text, secret)
     return text
+
+
+def _without_fragments(text: str, secret: str) -> str:
+    find, parts, at = _fragment_pattern(secret), [], 0
+    while (found := find.search(text, at)) is not None:
+        end = found.end()
+        while end < len(text) and text[found.start() : end + 1] in secret:
+            end += 1
+        parts += [text[at : found.start()], "[redacted]"]
+        at = end
+    return "".join(parts) + text[at:] if parts else text
+
+
+@functools.lru_cache(maxsize=8)
+def _fragment_pattern(secret: str) -> re.Pattern:
+    grams = sorted({secret[i : i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)})
+    return re.compile("|".join(map(re.escape, grams)))

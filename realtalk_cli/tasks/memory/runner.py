@@ -153,10 +153,10 @@ class MemoryRunner:
                 ' like {"role": "user", "content": "text"}'
             )
         fields = [text for r in requests for m in r for pair in m.items() for text in pair]
-        if not all(isinstance(text, str) for text in fields):
+        if not all(isinstance(text, str) for text in fields) or not all("role" in m for r in requests for m in r):
             raise RealtalkError(
-                f"--memory {self.choice.spec}: tools.complete(): a message's fields and values are text"
-                ' (like {"role": "user", "content": "text"})'
+                f"--memory {self.choice.spec}: tools.complete(): a message has a role and a content, and its fields"
+                ' and values are text (like {"role": "user", "content": "text"})'
             )
         if not all(is_unicode(text) for text in fields):
             raise RealtalkError(
