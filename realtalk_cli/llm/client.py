@@ -388,17 +388,19 @@ class LLMClient:
             if declared.isdigit() and int(declared) > self.max_reply_bytes:
                 cap = self.max_reply_bytes
                 raise BadReply(f"reply of {int(declared)} bytes exceeds the {cap}-byte cap", retry=False)
-            kept: list[bytes] = []
-            whole = await read_capped(response.iter_bytes(), self.max_reply_bytes, kept)
+            body = CappedBody(self.max_reply_bytes)
+            async for chunk in response.iter_bytes():
+                if not body.add(chunk):
+                    break
         except httpx2.TimeoutException:
             raise TimeoutError from None
         except (httpx2.HTTPError, httpx2.StreamError) as e:  # cut off, a broken chunk or compression
             raise BadReply(f"the reply broke off ({type(e).__name__}: {e})") from None
         finally:
             await response.close()
-        if not whole:
+        if not body.whole:
             raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap", retry=False)
-        return b"".join(kept)
+        return body.data()
 
     def _redact(self, text: str) -> str:
         return redact(text, [self._api_key])
@@ -418,28 +420,23 @@ def require_key(endpoint: Endpoint) -> str:
     return key
 
 
-async def read_capped(chunks, cap: int, kept: list[bytes]) -> bool:
-    """Read a body's chunks into `kept` up to `cap` bytes; False (reading stopped there) if it is longer."""
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > cap:
-            kept.append(chunk[: cap - size + len(chunk)])
-            return False
-        kept.append(chunk)
-    return True
+class CappedBody:
+    """A body's chunks kept up to `cap` bytes: `add` says whether to read on."""
 
+    def __init__(self, cap: int) -> None:
+        self.cap, self.size, self.chunks, self.whole = cap, 0, [], True
 
-def _sync_read_capped(chunks, cap: int, kept: list[bytes]) -> bool:
-    """read_capped for the synchronous client (the batch jobs' files and batches endpoints)."""
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > cap:
-            kept.append(chunk[: cap - size + len(chunk)])
+    def add(self, chunk: bytes) -> bool:
+        self.size += len(chunk)
+        if self.size > self.cap:
+            self.chunks.append(chunk[: len(chunk) - (self.size - self.cap)])
+            self.whole = False
             return False
-        kept.append(chunk)
-    return True
+        self.chunks.append(chunk)
+        return True
+
+    def data(self, note: str = "") -> bytes:
+        return b"".join(self.chunks) + note.encode()
 
 
 @functools.cache
@@ -450,14 +447,13 @@ def _http_client_class(sync: bool = False):
     elsewhere, or go on with its prompts to another host)."""
     import httpx2
 
-    def error_as_read(response, kept: list[bytes], note: str, request):
+    def error_as_read(response, body: CappedBody, broke: BaseException | None, request):
         """The error reply as the SDK will read it: its body up to the cap, decoded, with what cut it short."""
         raw_headers = [(k, v) for k, v in response.headers.raw if k.lower().decode("latin-1") not in _BODY_FRAMING]
-        content = b"".join(kept) + note.encode()
-        return httpx2.Response(response.status_code, headers=raw_headers, content=content, request=request)
-
-    def cut_note(whole: bool, cap: int) -> str:
-        return "" if whole else f" [cut at {cap} bytes]"
+        note = "" if body.whole else f" [cut at {body.cap} bytes]"
+        if broke is not None:
+            note = f" [the body broke off: {type(broke).__name__}]"
+        return httpx2.Response(response.status_code, headers=raw_headers, content=body.data(note), request=request)
 
     broke_off = (httpx2.HTTPError, httpx2.StreamError)
     sdk = openai_sdk()
@@ -474,16 +470,18 @@ def _http_client_class(sync: bool = False):
                     if not stream:
                         response.read()
                     return response
-                kept: list[bytes] = []
+                body, broke = CappedBody(self.reply_cap), None
                 try:
-                    note = cut_note(_sync_read_capped(response.iter_bytes(), self.reply_cap, kept), self.reply_cap)
+                    for chunk in response.iter_bytes():
+                        if not body.add(chunk):
+                            break
                 except httpx2.TimeoutException:
                     raise
                 except broke_off as e:
-                    note = f" [the body broke off: {type(e).__name__}]"
+                    broke = e
                 finally:
                     response.close()
-                return error_as_read(response, kept, note, request)
+                return error_as_read(response, body, broke, request)
 
         return SyncRepliesCapped
 
@@ -498,16 +496,18 @@ def _http_client_class(sync: bool = False):
                 if not stream:
                     await response.aread()
                 return response
-            kept: list[bytes] = []
+            body, broke = CappedBody(self.reply_cap), None
             try:
-                note = cut_note(await read_capped(response.aiter_bytes(), self.reply_cap, kept), self.reply_cap)
+                async for chunk in response.aiter_bytes():
+                    if not body.add(chunk):
+                        break
             except httpx2.TimeoutException:
                 raise
             except broke_off as e:
-                note = f" [the body broke off: {type(e).__name__}]"
+                broke = e
             finally:
                 await response.aclose()
-            return error_as_read(response, kept, note, request)
+            return error_as_read(response, body, broke, request)
 
     return RepliesCapped
 
