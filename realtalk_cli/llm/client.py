@@ -374,6 +374,8 @@ class LLMClient:
         them; orjson spells some floats otherwise, 1e-05 as 0.00001, the same number), without the SDK's
         per-request walk of the messages against its types and its stdlib JSON encoding (~1 ms of CPU per request
         of a long chat, a quarter of the client's work per request)."""
+        import httpx2  # the SDK's HTTP library, imported with it
+
         response = await self._sdk.post(
             "/chat/completions",
             cast_to=bytes,
@@ -381,16 +383,14 @@ class LLMClient:
             # what with_streaming_response sends: the SDK leaves the body unread, read here up to the cap
             options={"headers": {**JSON_BODY, "X-Stainless-Raw-Response": "stream"}, "security": {"bearer_auth": True}},
         )
-        import httpx2  # the SDK's HTTP library, imported with it
-
         try:
             declared = response.http_response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_reply_bytes:
                 cap = self.max_reply_bytes
                 raise BadReply(f"reply of {int(declared)} bytes exceeds the {cap}-byte cap", retry=False)
-            body = CappedBody(self.max_reply_bytes)
+            reply = CappedBody(self.max_reply_bytes)
             async for chunk in response.iter_bytes():
-                if not body.add(chunk):
+                if not reply.add(chunk):
                     break
         except httpx2.TimeoutException:
             raise TimeoutError from None
@@ -398,9 +398,9 @@ class LLMClient:
             raise BadReply(f"the reply broke off ({type(e).__name__}: {e})") from None
         finally:
             await response.close()
-        if not body.whole:
+        if not reply.whole:
             raise BadReply(f"reply exceeds the {self.max_reply_bytes}-byte cap", retry=False)
-        return body.data()
+        return reply.data()
 
     def _redact(self, text: str) -> str:
         return redact(text, [self._api_key])
